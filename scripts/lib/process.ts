@@ -1,0 +1,204 @@
+/**
+ * Child processes of the stack runner: each in its own process group (so a
+ * stop reaches its children too), logging to a file, stopped with SIGTERM and
+ * then SIGKILL after a grace period.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+
+export class ComponentError extends Error {
+  constructor(
+    readonly component: string,
+    message: string,
+  ) {
+    super(`[${component}] ${message}`);
+    this.name = 'ComponentError';
+  }
+}
+
+export interface SpawnSpec {
+  name: string;
+  command: string;
+  args: string[];
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  logFile: string;
+  /** Signal for a graceful stop (PostgreSQL's "fast" shutdown is SIGINT). */
+  stopSignal?: NodeJS.Signals;
+}
+
+export class ManagedProcess {
+  readonly child: ChildProcess;
+  exitCode: number | null = null;
+  exitSignal: NodeJS.Signals | null = null;
+  readonly exited: Promise<void>;
+  private stopping = false;
+
+  constructor(readonly spec: SpawnSpec) {
+    fs.mkdirSync(path.dirname(spec.logFile), { recursive: true });
+    const fd = fs.openSync(spec.logFile, 'a');
+    fs.writeSync(fd, `\n--- ${new Date().toISOString()} ${spec.command} ${spec.args.join(' ')}\n`);
+    this.child = spawn(spec.command, spec.args, {
+      cwd: spec.cwd,
+      env: spec.env ?? process.env,
+      stdio: ['ignore', fd, fd],
+      detached: true,
+    });
+    fs.closeSync(fd);
+    this.exited = new Promise((resolve) => {
+      this.child.once('exit', (code, signal) => {
+        this.exitCode = code;
+        this.exitSignal = signal;
+        resolve();
+      });
+      this.child.once('error', (err) => {
+        fs.appendFileSync(spec.logFile, `spawn error: ${err.message}\n`);
+        this.exitCode = -1;
+        resolve();
+      });
+    });
+  }
+
+  get name(): string {
+    return this.spec.name;
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  get running(): boolean {
+    return this.exitCode === null && this.exitSignal === null;
+  }
+
+  /** True once stop() was called: an exit after that is expected. */
+  get isStopping(): boolean {
+    return this.stopping;
+  }
+
+  tail(lines = 30): string {
+    return tailFile(this.spec.logFile, lines);
+  }
+
+  /** Stops the whole process group: the stop signal, then SIGKILL after graceMs. */
+  async stop(graceMs = 10_000): Promise<void> {
+    this.stopping = true;
+    if (!this.running || this.pid === undefined) return;
+    signalGroup(this.pid, this.spec.stopSignal ?? 'SIGTERM');
+    const timedOut = await Promise.race([
+      this.exited.then(() => false),
+      delay(graceMs).then(() => true),
+    ]);
+    if (timedOut) signalGroup(this.pid, 'SIGKILL');
+    await this.exited;
+    // Stragglers in the group (e.g. a JVM behind a wrapper) go too.
+    signalGroup(this.pid, 'SIGKILL');
+  }
+}
+
+export function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    /* already gone */
+  }
+}
+
+export function tailFile(file: string, lines = 30): string {
+  try {
+    const text = fs.readFileSync(file, 'utf8');
+    return text
+      .split('\n')
+      .slice(-lines - 1)
+      .join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+export const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Polls `check` until it resolves truthy, the process dies, or the timeout
+ * passes; the error names the component and carries the tail of its log.
+ */
+export async function waitUntilReady(
+  proc: ManagedProcess | undefined,
+  name: string,
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+  logFile?: string,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError = '';
+  while (Date.now() < deadline) {
+    if (proc && !proc.running) {
+      throw new ComponentError(
+        name,
+        `exited during start-up (code ${proc.exitCode}, signal ${proc.exitSignal}). Last lines of ${proc.spec.logFile}:\n${proc.tail()}`,
+      );
+    }
+    try {
+      if (await check()) return;
+    } catch (e) {
+      lastError = (e as Error).message;
+    }
+    await delay(150);
+  }
+  const log = proc ? proc.spec.logFile : logFile;
+  throw new ComponentError(
+    name,
+    `not ready after ${Math.round(timeoutMs / 1000)} s${lastError ? ` (last error: ${lastError})` : ''}.` +
+      (log ? ` Last lines of ${log}:\n${tailFile(log)}` : ''),
+  );
+}
+
+/** Resolves true when something accepts TCP connections on host:port. */
+export function isListening(port: number, host = '127.0.0.1', timeoutMs = 500): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ port, host });
+    const done = (v: boolean) => {
+      socket.destroy();
+      resolve(v);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+/** Fails with the component's name and the fix when its port is taken. */
+export async function assertPortFree(
+  component: string,
+  port: number,
+  envVar: string,
+): Promise<void> {
+  const free = await new Promise<boolean>((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen({ port, host: '127.0.0.1', exclusive: true }, () =>
+      server.close(() => resolve(true)),
+    );
+  });
+  if (!free) {
+    throw new ComponentError(
+      component,
+      `port ${port} is already in use. Stop whatever holds it (\`ss -ltnp 'sport = :${port}'\` shows it), or choose another port with ${envVar}=<port>.`,
+    );
+  }
+}
+
+/** A free TCP port on loopback (for tests' ephemeral stacks). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen({ port: 0, host: '127.0.0.1' }, () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}

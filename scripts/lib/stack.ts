@@ -1,0 +1,485 @@
+/**
+ * The local stack: PostgreSQL, the Temporal dev server (with its Web UI),
+ * a single-node KRaft Kafka broker, maildev, and the application processes.
+ * `npm start` runs it on the default ports with data under .data/; the test
+ * suite runs another instance on ephemeral ports in a temporary folder, so the
+ * two never collide.
+ */
+import { Connection } from '@temporalio/client';
+import { Kafka, logLevel } from 'kafkajs';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { ensureDatabase, migrate } from '../../src/db/migrate.ts';
+import { ORDER_STATUS_SEARCH_ATTRIBUTE } from '../../src/shared/task-queues.ts';
+import {
+  ComponentError,
+  ManagedProcess,
+  assertPortFree,
+  delay,
+  isListening,
+  waitUntilReady,
+} from './process.ts';
+import { projectRoot, type Tools } from './tools.ts';
+
+export interface StackPorts {
+  postgres: number;
+  temporal: number;
+  temporalUi: number;
+  temporalHttp: number;
+  temporalMetrics: number;
+  kafka: number;
+  kafkaController: number;
+  smtp: number;
+  mailUi: number;
+  api: number;
+}
+
+/** The one-machine defaults of DESIGN.md, each overridable by the named variable. */
+export const defaultPorts: Record<keyof StackPorts, [number, string]> = {
+  postgres: [5432, 'POSTGRES_PORT'],
+  temporal: [7233, 'TEMPORAL_PORT'],
+  temporalUi: [8233, 'TEMPORAL_UI_PORT'],
+  temporalHttp: [7243, 'TEMPORAL_HTTP_PORT'],
+  temporalMetrics: [7239, 'TEMPORAL_METRICS_PORT'],
+  kafka: [9092, 'KAFKA_PORT'],
+  kafkaController: [9093, 'KAFKA_CONTROLLER_PORT'],
+  smtp: [1025, 'SMTP_PORT'],
+  mailUi: [1080, 'MAIL_UI_PORT'],
+  api: [3000, 'PORT'],
+};
+
+export interface StackOptions {
+  dataDir: string;
+  ports: StackPorts;
+  tools: Tools;
+  /** Test stacks trade durability for speed (no fsync). */
+  ephemeral?: boolean;
+  /** Peers given from outside (DATABASE_URL, KAFKA_BROKERS, TEMPORAL_ADDRESS) are used, not started. */
+  external?: { databaseUrl?: string; kafkaBrokers?: string; temporalAddress?: string };
+  log?: (msg: string) => void;
+}
+
+/** Addresses of a running stack, as the application's environment variables. */
+export interface StackEnv {
+  DATABASE_URL: string;
+  TEMPORAL_ADDRESS: string;
+  TEMPORAL_NAMESPACE: string;
+  KAFKA_BROKERS: string;
+  SMTP_URL: string;
+  MAIL_API_URL: string;
+  TEMPORAL_UI_URL: string;
+}
+
+/** Start-up budgets: generous for a cold JVM on two busy cores. */
+const TIMEOUT = {
+  postgres: 60_000,
+  temporal: 90_000,
+  kafka: 120_000,
+  maildev: 30_000,
+  app: 90_000,
+};
+
+export class Stack {
+  readonly procs: ManagedProcess[] = [];
+  env!: StackEnv;
+  private readonly log: (msg: string) => void;
+  private stopped = false;
+
+  constructor(readonly opts: StackOptions) {
+    this.log = opts.log ?? (() => {});
+  }
+
+  logFile(name: string): string {
+    return path.join(this.opts.dataDir, 'logs', `${name}.log`);
+  }
+
+  /** Starts the infrastructure (not the application processes) and waits until each is ready. */
+  async startInfrastructure(): Promise<StackEnv> {
+    fs.mkdirSync(this.opts.dataDir, { recursive: true });
+    const ext = this.opts.external ?? {};
+    const { ports } = this.opts;
+    // Check every port first, so a clash is reported before anything starts.
+    if (!ext.databaseUrl) await assertPortFree('postgresql', ports.postgres, 'POSTGRES_PORT');
+    if (!ext.temporalAddress) {
+      await assertPortFree('temporal', ports.temporal, 'TEMPORAL_PORT');
+      await assertPortFree('temporal-ui', ports.temporalUi, 'TEMPORAL_UI_PORT');
+      await assertPortFree('temporal', ports.temporalHttp, 'TEMPORAL_HTTP_PORT');
+      await assertPortFree('temporal', ports.temporalMetrics, 'TEMPORAL_METRICS_PORT');
+    }
+    if (!ext.kafkaBrokers) {
+      await assertPortFree('kafka', ports.kafka, 'KAFKA_PORT');
+      await assertPortFree('kafka', ports.kafkaController, 'KAFKA_CONTROLLER_PORT');
+    }
+    await assertPortFree('maildev', ports.smtp, 'SMTP_PORT');
+    await assertPortFree('maildev', ports.mailUi, 'MAIL_UI_PORT');
+
+    // Independent components start in parallel; Kafka's JVM is the slowest.
+    const [databaseUrl, temporalAddress, kafkaBrokers] = await Promise.all([
+      ext.databaseUrl ? this.useExternalDatabase(ext.databaseUrl) : this.startPostgres(),
+      ext.temporalAddress ?? this.startTemporal(),
+      ext.kafkaBrokers ?? this.startKafka(),
+      this.startMaildev(),
+    ]);
+    this.env = {
+      DATABASE_URL: databaseUrl,
+      TEMPORAL_ADDRESS: temporalAddress,
+      TEMPORAL_NAMESPACE: 'default',
+      KAFKA_BROKERS: kafkaBrokers,
+      SMTP_URL: `smtp://127.0.0.1:${ports.smtp}`,
+      MAIL_API_URL: `http://127.0.0.1:${ports.mailUi}`,
+      TEMPORAL_UI_URL: `http://127.0.0.1:${ports.temporalUi}`,
+    };
+    return this.env;
+  }
+
+  private spawn(
+    name: string,
+    command: string,
+    args: string[],
+    extra: Partial<ManagedProcess['spec']> = {},
+  ) {
+    const proc = new ManagedProcess({ name, command, args, logFile: this.logFile(name), ...extra });
+    this.procs.push(proc);
+    return proc;
+  }
+
+  private async useExternalDatabase(url: string): Promise<string> {
+    await waitUntilReady(undefined, 'postgresql', () => pgReady(url, 'postgres'), 10_000);
+    await ensureDatabase(url);
+    await migrate(url, undefined, (m) => this.log(m));
+    return url;
+  }
+
+  private async startPostgres(): Promise<string> {
+    const { tools, ports, ephemeral } = this.opts;
+    const dir = path.join(this.opts.dataDir, 'postgres');
+    const asRoot = process.getuid?.() === 0;
+    // PostgreSQL refuses to run as root: run it as the `postgres` user instead.
+    const runAs = (cmd: string, args: string[]): [string, string[]] =>
+      asRoot
+        ? ['setpriv', ['--reuid=postgres', '--regid=postgres', '--init-groups', '--', cmd, ...args]]
+        : [cmd, args];
+    if (!fs.existsSync(path.join(dir, 'PG_VERSION'))) {
+      fs.rmSync(dir, { recursive: true, force: true });
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      if (asRoot) chownToPostgres(dir);
+      const [cmd, args] = runAs(path.join(tools.postgresBin, 'initdb'), [
+        '-D',
+        dir,
+        '-U',
+        'postgres',
+        '--auth=trust',
+        '--encoding=UTF8',
+        '--no-instructions',
+      ]);
+      const initdb = this.spawn('postgres-initdb', cmd, args);
+      await initdb.exited;
+      if (initdb.exitCode !== 0) {
+        fs.rmSync(dir, { recursive: true, force: true });
+        throw new ComponentError('postgresql', `initdb failed:\n${initdb.tail()}`);
+      }
+      this.procs.splice(this.procs.indexOf(initdb), 1);
+    }
+    const settings = [
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      'unix_socket_directories=',
+      '-c',
+      'max_connections=300',
+      '-c',
+      'shared_buffers=128MB',
+      ...(ephemeral
+        ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off']
+        : []),
+    ];
+    const [cmd, args] = runAs(path.join(tools.postgresBin, 'postgres'), [
+      '-D',
+      dir,
+      '-p',
+      String(ports.postgres),
+      ...settings,
+    ]);
+    const proc = this.spawn('postgresql', cmd, args, { stopSignal: 'SIGINT' });
+    const url = `postgresql://postgres@127.0.0.1:${ports.postgres}/orderflow`;
+    await waitUntilReady(proc, 'postgresql', () => pgReady(url, 'postgres'), TIMEOUT.postgres);
+    await ensureDatabase(url);
+    const { applied } = await migrate(url, undefined, (m) => this.log(m));
+    this.log(
+      `postgresql ready on ${ports.postgres}${applied.length ? `, applied ${applied.join(', ')}` : ''}`,
+    );
+    return url;
+  }
+
+  private async startTemporal(): Promise<string> {
+    const { tools, ports } = this.opts;
+    const dir = path.join(this.opts.dataDir, 'temporal');
+    fs.mkdirSync(dir, { recursive: true });
+    const proc = this.spawn('temporal', tools.temporalCli, [
+      'server',
+      'start-dev',
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      String(ports.temporal),
+      '--ui-port',
+      String(ports.temporalUi),
+      '--http-port',
+      String(ports.temporalHttp),
+      '--metrics-port',
+      String(ports.temporalMetrics),
+      '--db-filename',
+      path.join(dir, 'temporal.db'),
+      '--search-attribute',
+      `${ORDER_STATUS_SEARCH_ATTRIBUTE}=Keyword`,
+      '--log-level',
+      'warn',
+    ]);
+    const address = `127.0.0.1:${ports.temporal}`;
+    await waitUntilReady(proc, 'temporal', () => temporalReady(address), TIMEOUT.temporal);
+    await waitUntilReady(
+      proc,
+      'temporal-ui',
+      async () => (await fetch(`http://127.0.0.1:${ports.temporalUi}/`)).ok,
+      TIMEOUT.temporal,
+    );
+    this.log(`temporal ready on ${address}, Web UI on ${ports.temporalUi}`);
+    return address;
+  }
+
+  private async startKafka(): Promise<string> {
+    const { tools, ports } = this.opts;
+    const dir = path.join(this.opts.dataDir, 'kafka');
+    const logs = path.join(dir, 'data');
+    fs.mkdirSync(logs, { recursive: true });
+    const props = path.join(dir, 'server.properties');
+    fs.writeFileSync(props, kafkaProperties(ports, logs));
+    const java = process.env.JAVA_HOME ? path.join(process.env.JAVA_HOME, 'bin', 'java') : 'java';
+    const jvm = [
+      '-Xms256m',
+      '-Xmx512m',
+      '-XX:+UseSerialGC',
+      '-XX:TieredStopAtLevel=1',
+      '-Xshare:auto',
+      '-Djava.awt.headless=true',
+      `-Dlog4j2.configurationFile=${path.join(projectRoot, 'scripts/kafka/log4j2.properties')}`,
+      '-cp',
+      `${tools.kafkaLibs}/*`,
+    ];
+    if (!fs.existsSync(path.join(logs, 'meta.properties'))) {
+      // The cluster id only has to be stable for this data folder.
+      const clusterId = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString(
+        'base64url',
+      );
+      const format = this.spawn('kafka-format', java, [
+        ...jvm,
+        'kafka.tools.StorageTool',
+        'format',
+        '-t',
+        clusterId,
+        '-c',
+        props,
+        '--ignore-formatted',
+      ]);
+      await format.exited;
+      this.procs.splice(this.procs.indexOf(format), 1);
+      if (format.exitCode !== 0)
+        throw new ComponentError('kafka', `storage format failed:\n${format.tail()}`);
+    }
+    const proc = this.spawn('kafka', java, [...jvm, 'kafka.Kafka', props]);
+    const brokers = `127.0.0.1:${ports.kafka}`;
+    await waitUntilReady(proc, 'kafka', () => kafkaReady(brokers), TIMEOUT.kafka);
+    this.log(`kafka ready on ${brokers}`);
+    return brokers;
+  }
+
+  private async startMaildev(): Promise<void> {
+    const { ports } = this.opts;
+    const dir = path.join(this.opts.dataDir, 'mail');
+    fs.mkdirSync(dir, { recursive: true });
+    const proc = this.spawn('maildev', process.execPath, [
+      path.join(projectRoot, 'node_modules/maildev/bin/maildev'),
+      '--ip',
+      '127.0.0.1',
+      '--smtp',
+      String(ports.smtp),
+      '--web',
+      String(ports.mailUi),
+      '--mail-directory',
+      dir,
+      '--silent',
+    ]);
+    await waitUntilReady(
+      proc,
+      'maildev',
+      async () =>
+        (await isListening(ports.smtp)) &&
+        (await fetch(`http://127.0.0.1:${ports.mailUi}/email`)).ok,
+      TIMEOUT.maildev,
+    );
+    this.log(`maildev ready: SMTP ${ports.smtp}, UI ${ports.mailUi}`);
+  }
+
+  /**
+   * Starts one application process (`node --import tsx <entry>`) with the
+   * stack's environment and waits until `ready` says so.
+   */
+  async startApp(
+    name: string,
+    entry: string,
+    env: NodeJS.ProcessEnv,
+    ready: (proc: ManagedProcess) => Promise<boolean>,
+  ): Promise<ManagedProcess> {
+    const proc = this.spawn(
+      name,
+      process.execPath,
+      ['--import', 'tsx', path.join(projectRoot, entry)],
+      {
+        cwd: projectRoot,
+        env: { ...process.env, ...this.env, ...env },
+      },
+    );
+    await waitUntilReady(proc, name, () => ready(proc), TIMEOUT.app);
+    this.log(`${name} ready`);
+    return proc;
+  }
+
+  /** Stops everything in reverse start order: applications first, then the peers they use. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    // A test stack's data is thrown away: no need to wait for clean shutdowns.
+    const grace = (name: string) =>
+      this.opts.ephemeral ? 2_000 : name === 'kafka' ? 30_000 : 10_000;
+    for (const proc of [...this.procs].reverse()) {
+      const t = Date.now();
+      await proc.stop(grace(proc.name));
+      this.log(`${proc.name} stopped in ${Date.now() - t} ms`);
+    }
+  }
+}
+
+function chownToPostgres(dir: string): void {
+  const passwd = fs
+    .readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('postgres:'));
+  if (!passwd) {
+    throw new ComponentError(
+      'postgresql',
+      'running as root but there is no `postgres` user to run PostgreSQL as. Fix: apt-get install postgresql, or run as a normal user, or set DATABASE_URL.',
+    );
+  }
+  const [, , uid, gid] = passwd.split(':');
+  // The user must be able to reach the folder, too.
+  for (let d = path.dirname(dir); d !== path.dirname(d); d = path.dirname(d)) {
+    const mode = fs.statSync(d).mode;
+    if ((mode & 0o001) === 0) fs.chmodSync(d, mode | 0o711);
+  }
+  fs.chownSync(dir, Number(uid), Number(gid));
+}
+
+async function pgReady(url: string, database: string): Promise<boolean> {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  const client = new pg.Client({ connectionString: u.toString(), connectionTimeoutMillis: 1000 });
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    return true;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+async function temporalReady(address: string): Promise<boolean> {
+  const connection = await Connection.connect({ address, connectTimeout: 1000 });
+  try {
+    await connection.workflowService.describeNamespace({ namespace: 'default' });
+    const attrs = await connection.operatorService.listSearchAttributes({ namespace: 'default' });
+    return ORDER_STATUS_SEARCH_ATTRIBUTE in (attrs.customAttributes ?? {});
+  } finally {
+    await connection.close();
+  }
+}
+
+async function kafkaReady(brokers: string): Promise<boolean> {
+  const kafka = new Kafka({
+    brokers: [brokers],
+    clientId: 'orderflow-stack',
+    logLevel: logLevel.NOTHING,
+    retry: { retries: 0 },
+    connectionTimeout: 1000,
+  });
+  const admin = kafka.admin();
+  try {
+    await admin.connect();
+    const { brokers: list, controller } = await admin.describeCluster();
+    return list.length > 0 && controller !== null && controller >= 0;
+  } finally {
+    await admin.disconnect().catch(() => {});
+  }
+}
+
+function kafkaProperties(ports: StackPorts, logDir: string): string {
+  return [
+    '# Written by the stack runner on every start; edit scripts/lib/stack.ts instead.',
+    'process.roles=broker,controller',
+    'node.id=1',
+    `controller.quorum.voters=1@127.0.0.1:${ports.kafkaController}`,
+    `listeners=PLAINTEXT://127.0.0.1:${ports.kafka},CONTROLLER://127.0.0.1:${ports.kafkaController}`,
+    `advertised.listeners=PLAINTEXT://127.0.0.1:${ports.kafka}`,
+    'controller.listener.names=CONTROLLER',
+    'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+    'inter.broker.listener.name=PLAINTEXT',
+    `log.dirs=${logDir}`,
+    'num.partitions=6',
+    'offsets.topic.replication.factor=1',
+    'offsets.topic.num.partitions=10',
+    'transaction.state.log.replication.factor=1',
+    'transaction.state.log.min.isr=1',
+    'share.coordinator.state.topic.replication.factor=1',
+    'share.coordinator.state.topic.min.isr=1',
+    'group.initial.rebalance.delay.ms=0',
+    // Topics are created explicitly, with their partition count, by the code that owns them.
+    'auto.create.topics.enable=false',
+    '',
+  ].join('\n');
+}
+
+/** Ports for a test stack: all ephemeral. */
+export async function ephemeralPorts(freePort: () => Promise<number>): Promise<StackPorts> {
+  const keys = Object.keys(defaultPorts) as (keyof StackPorts)[];
+  const ports = {} as StackPorts;
+  const used = new Set<number>();
+  for (const k of keys) {
+    let p = await freePort();
+    for (let i = 0; i < 20 && used.has(p); i++) p = await freePort();
+    used.add(p);
+    ports[k] = p;
+  }
+  return ports;
+}
+
+/** Ports for `npm start`: the defaults, each overridable through its environment variable. */
+export function configuredPorts(env: NodeJS.ProcessEnv = process.env): StackPorts {
+  const ports = {} as StackPorts;
+  for (const [k, [def, name]] of Object.entries(defaultPorts) as [
+    keyof StackPorts,
+    [number, string],
+  ][]) {
+    const raw = env[name];
+    const n = raw === undefined || raw === '' ? def : Number(raw);
+    if (!Number.isInteger(n) || n < 1 || n > 65535) {
+      throw new ComponentError('config', `${name}=${raw} is not a TCP port (1-65535)`);
+    }
+    ports[k] = n;
+  }
+  return ports;
+}
+
+export const tmpStackDir = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'orderflow-test-'));
+
+export { delay };

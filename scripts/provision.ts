@@ -1,0 +1,53 @@
+/**
+ * Installs the external tools (see scripts/lib/tools.ts) and generates the
+ * Prisma client when the schema changed. Idempotent: a second run only checks.
+ */
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ProvisionError, projectRoot, provisionAll } from './lib/tools.ts';
+
+const log = (m: string) => console.error(`[setup] ${m}`);
+
+function generatePrismaClient(): void {
+  const schema = path.join(projectRoot, 'prisma/schema.prisma');
+  const out = path.join(projectRoot, 'src/generated/prisma');
+  const hash = createHash('sha256')
+    .update(fs.readFileSync(schema))
+    .update(fs.readFileSync(path.join(projectRoot, 'package-lock.json')))
+    .digest('hex');
+  const stampFile = path.join(out, '.schema-hash');
+  if (fs.existsSync(stampFile) && fs.readFileSync(stampFile, 'utf8') === hash) return;
+  log('generating the Prisma client');
+  // `prisma generate` needs no schema engine, but the CLI insists on locating
+  // one and would try to download it; any existing file satisfies the check.
+  const env = {
+    ...process.env,
+    PRISMA_SCHEMA_ENGINE_BINARY: process.env.PRISMA_SCHEMA_ENGINE_BINARY ?? process.execPath,
+  };
+  const r = spawnSync(
+    process.execPath,
+    [path.join(projectRoot, 'node_modules/prisma/build/index.js'), 'generate'],
+    {
+      cwd: projectRoot,
+      env,
+      encoding: 'utf8',
+    },
+  );
+  if (r.status !== 0) {
+    throw new ProvisionError('prisma', `prisma generate failed:\n${r.stdout}${r.stderr}`);
+  }
+  fs.writeFileSync(stampFile, hash);
+}
+
+try {
+  const started = Date.now();
+  provisionAll((m) => log(m));
+  generatePrismaClient();
+  const s = ((Date.now() - started) / 1000).toFixed(1);
+  if (process.argv.includes('--verbose')) log(`ready in ${s} s`);
+} catch (e) {
+  console.error(`\n[setup] FAILED ${(e as Error).message}\n`);
+  process.exit(1);
+}

@@ -1,0 +1,137 @@
+/**
+ * `npm start`: the whole system on one machine. Starts PostgreSQL, the
+ * Temporal dev server and Web UI, Kafka and maildev (data under .data/), then
+ * the API and one process per worker task queue and consumer group; prints the
+ * addresses; stops everything on Ctrl-C / SIGTERM.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { ComponentError, signalGroup, tailFile, type ManagedProcess } from './lib/process.ts';
+import { Stack, configuredPorts } from './lib/stack.ts';
+import { ProvisionError, projectRoot, provisionAll } from './lib/tools.ts';
+
+/** Application processes, started in this order when their entry file exists. */
+export const appProcesses = [
+  { name: 'api', entry: 'src/api/server.ts' },
+  { name: 'worker-orders', entry: 'src/workers/orders.ts' },
+  { name: 'worker-email', entry: 'src/workers/email.ts' },
+  { name: 'worker-webhooks', entry: 'src/workers/webhooks.ts' },
+  { name: 'worker-events', entry: 'src/workers/events.ts' },
+  { name: 'consumer-analytics', entry: 'src/consumers/analytics.ts' },
+  { name: 'consumer-inventory', entry: 'src/consumers/inventory.ts' },
+] as const;
+
+const dataDir = path.resolve(process.env.ORDERFLOW_DATA_DIR ?? path.join(projectRoot, '.data'));
+const pidFile = path.join(dataDir, 'run', 'pids.json');
+const log = (m: string) => console.error(`[stack] ${m}`);
+
+/** Process groups left by a runner that was killed with SIGKILL are stopped first. */
+function stopLeftovers(): void {
+  try {
+    const pids = JSON.parse(fs.readFileSync(pidFile, 'utf8')) as { pid: number; name: string }[];
+    for (const { pid, name } of pids) {
+      try {
+        process.kill(pid, 0);
+        log(`stopping ${name} (pid ${pid}) left over from an earlier run`);
+        signalGroup(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+  } catch {
+    /* no earlier run */
+  }
+  fs.rmSync(pidFile, { force: true });
+}
+
+function recordPids(procs: ManagedProcess[]): void {
+  fs.mkdirSync(path.dirname(pidFile), { recursive: true });
+  fs.writeFileSync(pidFile, JSON.stringify(procs.map((p) => ({ pid: p.pid, name: p.name }))));
+}
+
+async function isReady(url: string): Promise<boolean> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+  return res.ok;
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const ports = configuredPorts();
+  const tools = provisionAll(log);
+  stopLeftovers();
+  const stack = new Stack({
+    dataDir,
+    ports,
+    tools,
+    log,
+    external: {
+      databaseUrl: process.env.DATABASE_URL || undefined,
+      kafkaBrokers: process.env.KAFKA_BROKERS || undefined,
+      temporalAddress: process.env.TEMPORAL_ADDRESS || undefined,
+    },
+  });
+
+  let stopping = false;
+  const stop = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    log('stopping…');
+    await stack.stop();
+    fs.rmSync(pidFile, { force: true });
+    log('stopped');
+    process.exit(code);
+  };
+  process.on('SIGINT', () => void stop(0));
+  process.on('SIGTERM', () => void stop(0));
+  process.on('SIGHUP', () => void stop(0));
+
+  try {
+    const env = await stack.startInfrastructure();
+    recordPids(stack.procs);
+    for (const app of appProcesses) {
+      if (!fs.existsSync(path.join(projectRoot, app.entry))) continue;
+      const ready =
+        app.name === 'api'
+          ? () => isReady(`http://127.0.0.1:${ports.api}/readyz`)
+          : async (p: ManagedProcess) =>
+              /"msg":"(worker|consumer) running"/.test(tailFile(p.spec.logFile, 200));
+      await stack.startApp(app.name, app.entry, { PORT: String(ports.api), ...env }, ready);
+      recordPids(stack.procs);
+    }
+  } catch (e) {
+    const err = e as Error;
+    console.error(`\n[stack] FAILED ${err.message}\n`);
+    if (!(err instanceof ComponentError || err instanceof ProvisionError)) console.error(err.stack);
+    await stop(1);
+    return;
+  }
+
+  // Any process that dies on its own stops the stack, loudly.
+  for (const proc of stack.procs) {
+    void proc.exited.then(() => {
+      if (stopping || proc.isStopping) return;
+      console.error(
+        `\n[stack] ${proc.name} exited unexpectedly (code ${proc.exitCode}, signal ${proc.exitSignal}). Last lines of ${proc.spec.logFile}:\n${proc.tail()}`,
+      );
+      void stop(1);
+    });
+  }
+
+  const rows: [string, string][] = [
+    ['API', `http://127.0.0.1:${ports.api}  (GET /healthz, /readyz)`],
+    ['Temporal Web UI', stack.env.TEMPORAL_UI_URL],
+    ['Temporal frontend', stack.env.TEMPORAL_ADDRESS],
+    ['Mail UI (maildev)', stack.env.MAIL_API_URL],
+    ['SMTP', stack.env.SMTP_URL],
+    ['Kafka', stack.env.KAFKA_BROKERS],
+    ['PostgreSQL', stack.env.DATABASE_URL],
+    ['Logs', path.join(dataDir, 'logs')],
+  ];
+  const w = Math.max(...rows.map(([k]) => k.length));
+  console.log(`\norderflow is ready in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+  for (const [k, v] of rows) console.log(`  ${k.padEnd(w)}  ${v}`);
+  console.log(`\n  processes: ${stack.procs.map((p) => p.name).join(', ')}`);
+  console.log('  Ctrl-C stops everything; data stays in .data/ (npm run stack:reset wipes it).\n');
+}
+
+await main();

@@ -1,0 +1,15 @@
+/** Task queue names; each is served by its own worker process (src/workers). */
+export const TaskQueue = {
+  orders: 'orders',
+  email: 'email',
+  webhooks: 'webhooks',
+  events: 'events',
+} as const;
+
+export type TaskQueueName = (typeof TaskQueue)[keyof typeof TaskQueue];
+
+/** Workflow ID of an order's workflow: one per order, so starts deduplicate. */
+export const orderWorkflowId = (orderId: string): string => `order-${orderId}`;
+
+/** Search attribute holding an order's status in Temporal visibility. */
+export const ORDER_STATUS_SEARCH_ATTRIBUTE = 'OrderStatus';
