@@ -9,7 +9,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 180_000,
     teardownTimeout: 60_000,
-    // Two cores: more parallel files than that only adds contention.
-    maxWorkers: 2,
+    // Files share one stack (database, task queues); run them one at a time so
+    // counts and listings in one file are not disturbed by another.
+    fileParallelism: false,
   },
 });

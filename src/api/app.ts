@@ -1,44 +1,82 @@
-import { Connection } from '@temporalio/client';
 import express, { type Express } from 'express';
+import helmet from 'helmet';
+import { randomUUID } from 'node:crypto';
+import { pinoHttp } from 'pino-http';
 import type { Db } from '../db/client.ts';
 import type { Logger } from '../shared/logger.ts';
+import { requireApiKey } from './auth.ts';
+import { buildOpenApiDocument } from './openapi.ts';
+import { OrderService } from './orders/order-service.ts';
+import { orderRoutes } from './orders/routes.ts';
+import type { OutboxRelay } from './outbox-relay.ts';
+import { ProblemError, problemMiddleware } from './problems.ts';
+import type { LazyTemporalClient } from './temporal-client.ts';
 
 export interface AppDeps {
   db: Db;
-  temporal: Connection | undefined;
-  temporalAddress: string;
-  namespace: string;
+  temporal: LazyTemporalClient;
+  relay: OutboxRelay;
   log: Logger;
+  apiKeys?: readonly string[];
 }
 
-/** The Express application; routes stay thin and call use cases. */
-export function createApp(deps: AppDeps): { app: Express; close: () => Promise<void> } {
+const REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+/** The Express application: thin routes over use cases, one error middleware. */
+export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
-  let temporal = deps.temporal;
+  app.set('etag', false);
+  app.use(helmet());
+  app.use(
+    pinoHttp({
+      logger: deps.log,
+      // A caller's request id is kept when sane; otherwise one is made.
+      genReqId: (req, res) => {
+        const given = req.headers['x-request-id'];
+        const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+        res.setHeader('X-Request-Id', id);
+        return id;
+      },
+      customAttributeKeys: { reqId: 'requestId' },
+      autoLogging: {
+        ignore: (req) => req.url === '/healthz' || req.url === '/readyz' || req.url === '/metrics',
+      },
+      customLogLevel: (_req, res, err) =>
+        err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'info' : 'debug',
+    }),
+  );
+  app.use(express.json({ limit: '64kb', type: ['application/json', 'application/*+json'] }));
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
 
   app.get('/readyz', async (_req, res) => {
-    const checks = { database: 'ok', temporal: 'ok' };
-    await deps.db.$queryRaw`SELECT 1`.catch(() => (checks.database = 'unreachable'));
-    try {
-      temporal ??= await Connection.connect({
-        address: deps.temporalAddress,
-        connectTimeout: 1000,
-      });
-      await temporal.workflowService.getSystemInfo({});
-    } catch {
-      checks.temporal = 'unreachable';
-    }
-    const ok = checks.database === 'ok' && checks.temporal === 'ok';
-    res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'not ready', checks });
+    const [database, temporal] = await Promise.all([
+      deps.db.$queryRaw`SELECT 1`.then(
+        () => 'ok',
+        () => 'unreachable',
+      ),
+      deps.temporal.ping().then((ok) => (ok ? 'ok' : 'unreachable')),
+    ]);
+    const ready = database === 'ok' && temporal === 'ok';
+    res
+      .status(ready ? 200 : 503)
+      .json({ status: ready ? 'ready' : 'not ready', checks: { database, temporal } });
   });
 
-  const close = async () => {
-    await temporal?.close();
-  };
-  return { app, close };
+  const openapi = buildOpenApiDocument();
+  app.get('/openapi.json', (_req, res) => {
+    res.json(openapi);
+  });
+
+  if (deps.apiKeys?.length) app.use(requireApiKey(deps.apiKeys));
+  app.use(orderRoutes(new OrderService(deps.db), deps.relay));
+
+  app.use((req, _res, next) =>
+    next(new ProblemError('not-found', `No route for ${req.method} ${req.path}`)),
+  );
+  app.use(problemMiddleware(deps.log));
+  return app;
 }

@@ -1,43 +1,52 @@
 /**
- * The API process: builds its dependencies, serves HTTP on PORT, and drains
- * in-flight requests on SIGINT/SIGTERM before closing its connections.
+ * The API process: builds its dependencies, serves HTTP on PORT, runs the
+ * outbox relay, and on SIGINT/SIGTERM stops accepting, finishes in-flight
+ * requests, then closes its connections.
  */
-import { Connection } from '@temporalio/client';
 import { loadConfig } from '../config/env.ts';
 import { createDb } from '../db/client.ts';
 import { createLogger } from '../shared/logger.ts';
 import { createApp } from './app.ts';
+import { OutboxRelay } from './outbox-relay.ts';
+import { LazyTemporalClient } from './temporal-client.ts';
 
 async function main(): Promise<void> {
   const config = loadConfig();
   const log = createLogger('api', config.LOG_LEVEL);
+  if (!config.API_KEYS?.length)
+    log.warn('API_KEYS is not set: every route is open to anyone who can reach it');
   const db = createDb(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
-  // Lazy: the API starts (and accepts orders) even while Temporal is down.
-  const temporal = await Connection.connect({ address: config.TEMPORAL_ADDRESS }).catch(
-    (err: Error) => {
-      log.warn({ err: err.message }, 'Temporal is not reachable yet; readiness will report it');
-      return undefined;
-    },
-  );
-  const { app, close: closeApp } = createApp({
-    db,
-    temporal,
-    temporalAddress: config.TEMPORAL_ADDRESS,
-    namespace: config.TEMPORAL_NAMESPACE,
-    log,
-  });
+  const temporal = new LazyTemporalClient(config.TEMPORAL_ADDRESS, config.TEMPORAL_NAMESPACE);
+  const relay = new OutboxRelay(db, () => temporal.get(), log.child({ component: 'outbox-relay' }));
+  relay.run();
+  const app = createApp({ db, temporal, relay, log, apiKeys: config.API_KEYS });
   const server = app.listen(config.PORT, config.HOST, () => {
     log.info({ url: `http://${config.HOST}:${config.PORT}` }, 'api listening');
   });
+  server.keepAliveTimeout = 65_000;
+
+  let closing = false;
   const shutdown = (signal: string) => {
-    log.info({ signal }, 'draining');
+    if (closing) return;
+    closing = true;
+    log.info({ signal }, 'draining in-flight requests');
+    setTimeout(() => {
+      log.error('drain timed out');
+      process.exit(1);
+    }, 15_000).unref();
     server.close(() => {
-      void Promise.allSettled([db.$disconnect(), closeApp()]).then(() => process.exit(0));
+      void relay
+        .stop()
+        .then(() => Promise.allSettled([db.$disconnect(), temporal.close()]))
+        .then(() => {
+          log.info('stopped');
+          process.exit(0);
+        });
     });
-    setTimeout(() => process.exit(1), 15_000).unref();
+    server.closeIdleConnections();
   };
-  process.once('SIGINT', shutdown);
-  process.once('SIGTERM', shutdown);
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
 }
 
 main().catch((err: unknown) => {

@@ -1,0 +1,94 @@
+import { Router, type Request } from 'express';
+import { z } from 'zod';
+import { ORDER_STATUSES, createOrderSchema } from '../../shared/orders.ts';
+import type { OutboxRelay } from '../outbox-relay.ts';
+import { ProblemError, type FieldError } from '../problems.ts';
+import type { OrderService } from './order-service.ts';
+
+export const idempotencyKeySchema = z
+  .string()
+  .min(1)
+  .max(255)
+  .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII');
+export const listOrdersQuerySchema = z.strictObject({
+  status: z.enum(ORDER_STATUSES).optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  cursor: z.string().max(200).optional(),
+});
+export const orderIdSchema = z.uuid('must be a UUID');
+
+/** Zod issues as problem-detail field errors ("items[0].quantity"). */
+export function fieldErrors(error: z.ZodError, prefix = ''): FieldError[] {
+  return error.issues.flatMap((issue) => {
+    const base = issue.path.reduce<string>(
+      (acc, p) =>
+        typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p),
+      prefix,
+    );
+    if (issue.code === 'unrecognized_keys') {
+      return issue.keys.map((k) => ({
+        field: base ? `${base}.${k}` : k,
+        message: 'is not a known field',
+      }));
+    }
+    return [{ field: base || '(body)', message: issue.message }];
+  });
+}
+
+export function parseOrThrow<T extends z.ZodType>(
+  schema: T,
+  value: unknown,
+  prefix = '',
+): z.infer<T> {
+  const r = schema.safeParse(value);
+  if (!r.success)
+    throw new ProblemError(
+      'validation-error',
+      'Some fields are invalid',
+      fieldErrors(r.error, prefix),
+    );
+  return r.data;
+}
+
+/** The /orders routes: parse, call the use case, map the result. */
+export function orderRoutes(orders: OrderService, relay: OutboxRelay): Router {
+  const router = Router();
+
+  router.post('/orders', async (req, res) => {
+    if (!req.is('application/json')) {
+      throw new ProblemError(
+        'unsupported-media-type',
+        `Content-Type ${req.get('content-type') ?? '(none)'} is not application/json`,
+      );
+    }
+    const body = parseOrThrow(createOrderSchema, req.body);
+    const rawKey = req.get('idempotency-key');
+    const key =
+      rawKey === undefined
+        ? undefined
+        : parseOrThrow(idempotencyKeySchema, rawKey, 'Idempotency-Key');
+    const idem = key === undefined ? undefined : { scope: principal(req), key };
+    const { order, created } = await orders.createOrder(body, idem);
+    if (created) relay.kick(order.id);
+    // 202 when Temporal is unreachable: the order is safe, its workflow starts later.
+    res
+      .status(relay.temporalReachable ? 201 : 202)
+      .location(`/orders/${order.id}`)
+      .set(created ? {} : { 'Idempotent-Replayed': 'true' })
+      .json(order);
+  });
+
+  router.get('/orders/:id', async (req, res) => {
+    const id = parseOrThrow(orderIdSchema, req.params.id, 'id');
+    res.json(await orders.getOrder(id));
+  });
+
+  router.get('/orders', async (req, res) => {
+    const q = parseOrThrow(listOrdersQuerySchema, req.query);
+    res.json(await orders.listOrders(q));
+  });
+
+  return router;
+}
+
+const principal = (req: Request): string => (req.res?.locals.principal as string | undefined) ?? '';

@@ -1,0 +1,151 @@
+/**
+ * The transactional outbox's relay. An order and its pending workflow start
+ * are committed together; the API hands the start to `kick()` right after the
+ * commit, and `sweep()` starts whatever stayed unconfirmed (the API crashed,
+ * Temporal was down). Rows are leased with FOR UPDATE SKIP LOCKED, so any
+ * number of relays (one per API replica) never block each other, and a double
+ * start is harmless anyway (see startOrderWorkflow).
+ */
+import type { Client } from '@temporalio/client';
+import type { Db } from '../db/client.ts';
+import type { Logger } from '../shared/logger.ts';
+import { startOrderWorkflow } from './workflow-starter.ts';
+
+export interface RelayOptions {
+  /** How long a fresh start is left to the API before the sweep takes it. */
+  graceMs: number;
+  /** Sweep period. */
+  intervalMs: number;
+  batchSize: number;
+  /** In-process starts running at once. */
+  concurrency: number;
+}
+
+export const defaultRelayOptions: RelayOptions = {
+  graceMs: 3000,
+  intervalMs: 1000,
+  batchSize: 100,
+  concurrency: 32,
+};
+
+export class OutboxRelay {
+  private timer: NodeJS.Timeout | undefined;
+  private sweeping: Promise<void> | undefined;
+  private readonly queue: string[] = [];
+  private active = 0;
+  private readonly inFlight = new Set<Promise<void>>();
+  /** False after a start failed to reach Temporal, until one succeeds. */
+  temporalReachable = true;
+  started = 0;
+  failed = 0;
+
+  constructor(
+    private readonly db: Db,
+    private readonly client: () => Promise<Client>,
+    private readonly log: Logger,
+    private readonly opts: RelayOptions = defaultRelayOptions,
+  ) {}
+
+  /** Starts the periodic sweep. */
+  run(): void {
+    const tick = () => {
+      this.sweeping = this.sweep()
+        .then(() => undefined)
+        .catch((err: unknown) =>
+          this.log.warn({ err: (err as Error).message }, 'outbox sweep failed'),
+        )
+        .finally(() => {
+          this.sweeping = undefined;
+          if (this.timer) this.timer = setTimeout(tick, this.opts.intervalMs);
+        });
+    };
+    this.timer = setTimeout(tick, this.opts.intervalMs);
+  }
+
+  /** Starts an order's workflow soon, in the background (after the commit). */
+  kick(orderId: string): void {
+    this.queue.push(orderId);
+    this.drain();
+  }
+
+  private drain(): void {
+    while (this.active < this.opts.concurrency && this.queue.length > 0) {
+      const orderId = this.queue.shift()!;
+      this.active++;
+      const p: Promise<void> = this.startOne(orderId)
+        .then(() => undefined)
+        .catch(() => {})
+        .finally(() => {
+          this.active--;
+          this.inFlight.delete(p);
+          this.drain();
+        });
+      this.inFlight.add(p);
+    }
+  }
+
+  /** Starts one workflow and confirms it; on failure leaves the row for the sweep. */
+  async startOne(orderId: string): Promise<boolean> {
+    try {
+      const outcome = await startOrderWorkflow(await this.client(), orderId);
+      this.temporalReachable = true;
+      await this.db.workflowStart.update({
+        where: { orderId },
+        data: { startedAt: new Date(), lastError: null },
+      });
+      this.started++;
+      this.log.debug({ orderId, outcome }, 'workflow start confirmed');
+      return true;
+    } catch (err) {
+      this.failed++;
+      this.temporalReachable = false;
+      const message = (err as Error).message;
+      this.log.warn({ orderId, err: message }, 'workflow start failed; the relay will retry');
+      await this.db.workflowStart
+        .update({ where: { orderId }, data: { lastError: message.slice(0, 1000) } })
+        .catch(() => {});
+      return false;
+    }
+  }
+
+  /** Leases due, unconfirmed starts and starts them; returns how many were confirmed. */
+  async sweep(): Promise<number> {
+    // Lease: push next_attempt_at out (exponential backoff, capped at a minute)
+    // so concurrent relays skip these rows while this one works on them.
+    const due = await this.db.$queryRaw<{ order_id: string }[]>`
+      UPDATE workflow_starts SET
+        attempts = attempts + 1,
+        next_attempt_at = now() + LEAST(interval '60 seconds', interval '1 second' * power(2, LEAST(attempts, 6)))
+      WHERE order_id IN (
+        SELECT order_id FROM workflow_starts
+        WHERE started_at IS NULL AND next_attempt_at <= now()
+        ORDER BY next_attempt_at
+        LIMIT ${this.opts.batchSize}
+        FOR UPDATE SKIP LOCKED
+      )
+      RETURNING order_id`;
+    let confirmed = 0;
+    for (const { order_id } of due) {
+      if (await this.startOne(order_id)) confirmed++;
+      else break; // Temporal is down: the rest keep their lease and come back later.
+    }
+    if (due.length) this.log.info({ due: due.length, confirmed }, 'outbox sweep');
+    return confirmed;
+  }
+
+  /** Rows waiting for their workflow start, and the age of the oldest. */
+  async backlog(): Promise<{ pending: number; oldestAgeSeconds: number }> {
+    const [row] = await this.db.$queryRaw<{ pending: bigint; oldest: number | null }[]>`
+      SELECT count(*) AS pending, EXTRACT(EPOCH FROM now() - min(created_at))::float8 AS oldest
+      FROM workflow_starts WHERE started_at IS NULL`;
+    return { pending: Number(row?.pending ?? 0), oldestAgeSeconds: row?.oldest ?? 0 };
+  }
+
+  /** Stops sweeping and waits for in-flight starts (bounded by the caller). */
+  async stop(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.sweeping;
+    await Promise.allSettled([...this.inFlight]);
+  }
+}

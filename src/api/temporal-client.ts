@@ -1,0 +1,47 @@
+import { Client, Connection } from '@temporalio/client';
+
+/**
+ * A lazily connected Temporal client: the API starts, and accepts orders,
+ * while Temporal is down; the first call after it is back connects.
+ */
+export class LazyTemporalClient {
+  private pending: Promise<Client> | undefined;
+  private connection: Connection | undefined;
+
+  constructor(
+    private readonly address: string,
+    private readonly namespace: string,
+    private readonly connectTimeoutMs = 2000,
+  ) {}
+
+  get(): Promise<Client> {
+    this.pending ??= Connection.connect({
+      address: this.address,
+      connectTimeout: this.connectTimeoutMs,
+    })
+      .then((connection) => {
+        this.connection = connection;
+        return new Client({ connection, namespace: this.namespace });
+      })
+      .catch((err: unknown) => {
+        this.pending = undefined;
+        throw err;
+      });
+    return this.pending;
+  }
+
+  /** Answers whether the frontend responds now. */
+  async ping(): Promise<boolean> {
+    try {
+      const client = await this.get();
+      await client.connection.workflowService.getSystemInfo({});
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.connection?.close();
+  }
+}

@@ -1,0 +1,2 @@
+// Every workflow the `orders` worker registers.
+export { orderWorkflow } from './order.ts';

@@ -1,0 +1,72 @@
+/** Starts the API in-process (real PostgreSQL and Temporal), on an ephemeral port. */
+import type { Server } from 'node:http';
+import pino from 'pino';
+import { createApp } from '../../src/api/app.ts';
+import { OutboxRelay, defaultRelayOptions, type RelayOptions } from '../../src/api/outbox-relay.ts';
+import { LazyTemporalClient } from '../../src/api/temporal-client.ts';
+import { createDb, type Db } from '../../src/db/client.ts';
+
+export interface TestApi {
+  url: string;
+  db: Db;
+  relay: OutboxRelay;
+  temporal: LazyTemporalClient;
+  close(): Promise<void>;
+}
+
+export async function startApi(opts: {
+  databaseUrl: string;
+  temporalAddress: string;
+  apiKeys?: string[];
+  relay?: Partial<RelayOptions> & { run?: boolean };
+}): Promise<TestApi> {
+  const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  const db = createDb(opts.databaseUrl, 10);
+  const temporal = new LazyTemporalClient(opts.temporalAddress, 'default', 1000);
+  const relay = new OutboxRelay(db, () => temporal.get(), log, {
+    ...defaultRelayOptions,
+    ...opts.relay,
+  });
+  if (opts.relay?.run !== false) relay.run();
+  const app = createApp({ db, temporal, relay, log, apiKeys: opts.apiKeys });
+  const server = await new Promise<Server>((resolve) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s));
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    db,
+    relay,
+    temporal,
+    async close() {
+      await new Promise<void>((r) => server.close(() => r()));
+      server.closeAllConnections();
+      await relay.stop();
+      await Promise.allSettled([db.$disconnect(), temporal.close()]);
+    },
+  };
+}
+
+export const validOrder = () => ({
+  customerEmail: 'a@example.com',
+  items: [{ sku: 'SKU-1', quantity: 2, unitPriceCents: 1250 }],
+  currency: 'USD',
+});
+
+/** A parsed JSON response body (orders and problem documents). */
+export type Body = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+export async function postOrder(url: string, body: unknown, headers: Record<string, string> = {}) {
+  const res = await fetch(`${url}/orders`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return {
+    status: res.status,
+    headers: res.headers,
+    body: text ? (JSON.parse(text) as Body) : {},
+  };
+}
