@@ -85,7 +85,12 @@ export class ManagedProcess {
   /** Stops the whole process group: the stop signal, then SIGKILL after graceMs. */
   async stop(graceMs = 10_000): Promise<void> {
     this.stopping = true;
-    if (!this.running || this.pid === undefined) return;
+    if (this.pid === undefined) return;
+    if (!this.running) {
+      // The leader is gone, but children it left in the group may not be.
+      signalGroup(this.pid, 'SIGKILL');
+      return;
+    }
     signalGroup(this.pid, this.spec.stopSignal ?? 'SIGTERM');
     const timedOut = await Promise.race([
       this.exited.then(() => false),
@@ -140,17 +145,28 @@ export async function waitUntilReady(
         `exited during start-up (code ${proc.exitCode}, signal ${proc.exitSignal}). Last lines of ${proc.spec.logFile}:\n${proc.tail()}`,
       );
     }
+    // A check that hangs (a port that accepts but never answers) is cut off at the deadline.
+    const remaining = Math.max(deadline - Date.now(), 0);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`check did not answer within ${remaining} ms`)),
+        remaining,
+      );
+    });
     try {
-      if (await check()) return;
+      if (await Promise.race([check(), timeout])) return;
     } catch (e) {
       lastError = (e as Error).message;
+    } finally {
+      clearTimeout(timer);
     }
     await delay(150);
   }
   const log = proc ? proc.spec.logFile : logFile;
   throw new ComponentError(
     name,
-    `not ready after ${Math.round(timeoutMs / 1000)} s${lastError ? ` (last error: ${lastError})` : ''}.` +
+    `not ready after ${(timeoutMs / 1000).toFixed(timeoutMs < 10_000 ? 1 : 0)} s${lastError ? ` (last error: ${lastError})` : ''}.` +
       (log ? ` Last lines of ${log}:\n${tailFile(log)}` : ''),
   );
 }

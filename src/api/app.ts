@@ -7,7 +7,7 @@ import type { Logger } from '../shared/logger.ts';
 import { requireApiKey } from './auth.ts';
 import { buildOpenApiDocument } from './openapi.ts';
 import { OrderService } from './orders/order-service.ts';
-import { orderRoutes } from './orders/routes.ts';
+import { orderRoutes, type WorkflowStartMode } from './orders/routes.ts';
 import type { OutboxRelay } from './outbox-relay.ts';
 import { ProblemError, problemMiddleware } from './problems.ts';
 import type { LazyTemporalClient } from './temporal-client.ts';
@@ -18,6 +18,7 @@ export interface AppDeps {
   relay: OutboxRelay;
   log: Logger;
   apiKeys?: readonly string[];
+  workflowStartMode?: WorkflowStartMode;
 }
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -72,7 +73,7 @@ export function createApp(deps: AppDeps): Express {
   });
 
   if (deps.apiKeys?.length) app.use(requireApiKey(deps.apiKeys));
-  app.use(orderRoutes(new OrderService(deps.db), deps.relay));
+  app.use(orderRoutes(new OrderService(deps.db), deps.relay, deps.workflowStartMode));
 
   app.use((req, _res, next) =>
     next(new ProblemError('not-found', `No route for ${req.method} ${req.path}`)),

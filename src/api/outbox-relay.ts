@@ -44,12 +44,15 @@ export class OutboxRelay {
     private readonly client: () => Promise<Client>,
     private readonly log: Logger,
     private readonly opts: RelayOptions = defaultRelayOptions,
+    /** Health probe of the Temporal frontend, run on every tick. */
+    private readonly ping?: () => Promise<boolean>,
   ) {}
 
-  /** Starts the periodic sweep. */
+  /** Starts the periodic sweep (and health probe). */
   run(): void {
     const tick = () => {
-      this.sweeping = this.sweep()
+      this.sweeping = this.probe()
+        .then(() => (this.temporalReachable ? this.sweep() : 0))
         .then(() => undefined)
         .catch((err: unknown) =>
           this.log.warn({ err: (err as Error).message }, 'outbox sweep failed'),
@@ -60,6 +63,19 @@ export class OutboxRelay {
         });
     };
     this.timer = setTimeout(tick, this.opts.intervalMs);
+  }
+
+  /** Keeps `temporalReachable` current, so POST /orders answers 202 during an outage. */
+  private async probe(): Promise<void> {
+    if (!this.ping) return;
+    const reachable = await this.ping();
+    if (reachable !== this.temporalReachable) {
+      this.log.warn(
+        { reachable },
+        reachable ? 'Temporal is reachable again' : 'Temporal is unreachable',
+      );
+    }
+    this.temporalReachable = reachable;
   }
 
   /** Starts an order's workflow soon, in the background (after the commit). */
@@ -99,7 +115,8 @@ export class OutboxRelay {
     } catch (err) {
       this.failed++;
       this.temporalReachable = false;
-      const message = (err as Error).message;
+      const e = err as Error & { cause?: Error };
+      const message = e.cause?.message ? `${e.message}: ${e.cause.message}` : e.message;
       this.log.warn({ orderId, err: message }, 'workflow start failed; the relay will retry');
       await this.db.workflowStart
         .update({ where: { orderId }, data: { lastError: message.slice(0, 1000) } })

@@ -7,7 +7,7 @@ import { loadConfig } from '../config/env.ts';
 import { createDb } from '../db/client.ts';
 import { createLogger } from '../shared/logger.ts';
 import { createApp } from './app.ts';
-import { OutboxRelay } from './outbox-relay.ts';
+import { OutboxRelay, defaultRelayOptions } from './outbox-relay.ts';
 import { LazyTemporalClient } from './temporal-client.ts';
 
 async function main(): Promise<void> {
@@ -17,9 +17,22 @@ async function main(): Promise<void> {
     log.warn('API_KEYS is not set: every route is open to anyone who can reach it');
   const db = createDb(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
   const temporal = new LazyTemporalClient(config.TEMPORAL_ADDRESS, config.TEMPORAL_NAMESPACE);
-  const relay = new OutboxRelay(db, () => temporal.get(), log.child({ component: 'outbox-relay' }));
+  const relay = new OutboxRelay(
+    db,
+    () => temporal.get(),
+    log.child({ component: 'outbox-relay' }),
+    defaultRelayOptions,
+    () => temporal.ping(),
+  );
   relay.run();
-  const app = createApp({ db, temporal, relay, log, apiKeys: config.API_KEYS });
+  const app = createApp({
+    db,
+    temporal,
+    relay,
+    log,
+    apiKeys: config.API_KEYS,
+    workflowStartMode: config.WORKFLOW_START_MODE,
+  });
   const server = app.listen(config.PORT, config.HOST, () => {
     log.info({ url: `http://${config.HOST}:${config.PORT}` }, 'api listening');
   });

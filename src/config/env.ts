@@ -36,6 +36,8 @@ const envSchema = z.object({
     .default('smtp://127.0.0.1:1025'),
   MAIL_FROM: z.string().default('orderflow <orders@orderflow.local>'),
   API_KEYS: csv.optional(),
+  /** async: POST /orders answers at the commit and starts the workflow right after; inline: before answering. */
+  WORKFLOW_START_MODE: z.enum(['async', 'inline']).default('async'),
 });
 
 export type Config = z.infer<typeof envSchema>;

@@ -64,7 +64,7 @@ export async function migrate(
             `migration ${name} failed earlier and was not rolled back; resolve it by hand`,
           );
         }
-        if (previous.checksum !== checksum) {
+        if (!scriptMatchesChecksum(sql, previous.checksum)) {
           throw new Error(`migration ${name} was modified after it was applied (checksum differs)`);
         }
         result.skipped.push(name);
@@ -95,6 +95,23 @@ export async function migrate(
     await client.end();
   }
   return result;
+}
+
+/**
+ * Prisma's own comparison: the file as is, or with its line endings converted
+ * (a Windows checkout), and old checksums rendered without zero padding.
+ */
+function scriptMatchesChecksum(sql: Buffer, recorded: string): boolean {
+  const script = sql.toString('utf8');
+  const variants = [script, script.replaceAll('\r\n', '\n'), script.replaceAll('\n', '\r\n')];
+  return variants.some((v) => {
+    const digest = createHash('sha256').update(v).digest();
+    const rendered =
+      recorded.length !== 0 && recorded.length !== 64
+        ? [...digest].map((b) => b.toString(16)).join('')
+        : digest.toString('hex');
+    return rendered === recorded;
+  });
 }
 
 /** Creates the database named in the URL when it does not exist yet. */

@@ -18,17 +18,28 @@ export async function startApi(opts: {
   databaseUrl: string;
   temporalAddress: string;
   apiKeys?: string[];
+  workflowStartMode?: 'async' | 'inline';
   relay?: Partial<RelayOptions> & { run?: boolean };
 }): Promise<TestApi> {
   const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const db = createDb(opts.databaseUrl, 10);
   const temporal = new LazyTemporalClient(opts.temporalAddress, 'default', 1000);
-  const relay = new OutboxRelay(db, () => temporal.get(), log, {
-    ...defaultRelayOptions,
-    ...opts.relay,
-  });
+  const relay = new OutboxRelay(
+    db,
+    () => temporal.get(),
+    log,
+    { ...defaultRelayOptions, ...opts.relay },
+    () => temporal.ping(),
+  );
   if (opts.relay?.run !== false) relay.run();
-  const app = createApp({ db, temporal, relay, log, apiKeys: opts.apiKeys });
+  const app = createApp({
+    db,
+    temporal,
+    relay,
+    log,
+    apiKeys: opts.apiKeys,
+    workflowStartMode: opts.workflowStartMode,
+  });
   const server = await new Promise<Server>((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
   });

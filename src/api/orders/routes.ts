@@ -2,6 +2,9 @@ import { Router, type Request } from 'express';
 import { z } from 'zod';
 import { ORDER_STATUSES, createOrderSchema } from '../../shared/orders.ts';
 import type { OutboxRelay } from '../outbox-relay.ts';
+
+/** When the API starts an order's workflow: after answering (async) or before (inline). */
+export type WorkflowStartMode = 'async' | 'inline';
 import { ProblemError, type FieldError } from '../problems.ts';
 import type { OrderService } from './order-service.ts';
 
@@ -51,7 +54,11 @@ export function parseOrThrow<T extends z.ZodType>(
 }
 
 /** The /orders routes: parse, call the use case, map the result. */
-export function orderRoutes(orders: OrderService, relay: OutboxRelay): Router {
+export function orderRoutes(
+  orders: OrderService,
+  relay: OutboxRelay,
+  startMode: WorkflowStartMode = 'async',
+): Router {
   const router = Router();
 
   router.post('/orders', async (req, res) => {
@@ -69,10 +76,13 @@ export function orderRoutes(orders: OrderService, relay: OutboxRelay): Router {
         : parseOrThrow(idempotencyKeySchema, rawKey, 'Idempotency-Key');
     const idem = key === undefined ? undefined : { scope: principal(req), key };
     const { order, created } = await orders.createOrder(body, idem);
-    if (created) relay.kick(order.id);
+    // async: answer at the commit and start right after; inline: start first.
+    let started = relay.temporalReachable;
+    if (created && startMode === 'inline') started = await relay.startOne(order.id);
+    else if (created) relay.kick(order.id);
     // 202 when Temporal is unreachable: the order is safe, its workflow starts later.
     res
-      .status(relay.temporalReachable ? 201 : 202)
+      .status(started ? 201 : 202)
       .location(`/orders/${order.id}`)
       .set(created ? {} : { 'Idempotent-Replayed': 'true' })
       .json(order);

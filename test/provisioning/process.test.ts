@@ -1,0 +1,242 @@
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  ComponentError,
+  ManagedProcess,
+  assertPortFree,
+  delay,
+  freePort,
+  signalGroup,
+  waitUntilReady,
+} from '../../scripts/lib/process.ts';
+
+let scratch: string;
+const started: ManagedProcess[] = [];
+
+beforeAll(() => {
+  scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'orderflow-process-test-'));
+});
+
+afterEach(async () => {
+  // Whatever a failed test left running goes, group and all.
+  for (const proc of started.splice(0)) {
+    if (proc.pid !== undefined) signalGroup(proc.pid, 'SIGKILL');
+    await proc.exited;
+  }
+});
+
+afterAll(() => {
+  fs.rmSync(scratch, { recursive: true, force: true });
+});
+
+function spawnSh(name: string, script: string): ManagedProcess {
+  const proc = new ManagedProcess({
+    name,
+    command: 'sh',
+    args: ['-c', script],
+    logFile: path.join(scratch, `${name}-${started.length}.log`),
+  });
+  started.push(proc);
+  return proc;
+}
+
+/** Rejection of `promise`, which must reject (a resolution fails the test). */
+async function rejection(promise: Promise<unknown>): Promise<ComponentError> {
+  const outcome = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(outcome).toBeInstanceOf(ComponentError);
+  return outcome as ComponentError;
+}
+
+/** pid -> /proc/<pid>/stat fields after the command name: [state, ppid, pgrp, ...]. */
+function statFields(pid: number): string[] | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Live (non-zombie) members of a process group. */
+function groupMembers(pgid: number): number[] {
+  return fs
+    .readdirSync('/proc')
+    .filter((e) => /^\d+$/.test(e))
+    .map(Number)
+    .filter((pid) => {
+      const f = statFields(pid);
+      return f !== undefined && f[0] !== 'Z' && Number(f[2]) === pgid;
+    });
+}
+
+/**
+ * True while `pid` exists. A zombie counts as gone: it runs nothing, and an
+ * orphan's zombie waits for PID 1 to reap it, which some container inits do late.
+ */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  return statFields(pid)?.[0] !== 'Z';
+}
+
+async function waitFor(cond: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (cond()) return true;
+    await delay(25);
+  }
+  return cond();
+}
+
+describe('assertPortFree', () => {
+  it('rejects naming the component, the port and the variable when the port is held', async () => {
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen({ port: 0, host: '127.0.0.1' }, resolve));
+    const port = (server.address() as net.AddressInfo).port;
+    try {
+      const err = await rejection(assertPortFree('kafka', port, 'KAFKA_PORT'));
+      expect(err.component).toBe('kafka');
+      expect(err.message).toMatch(/^\[kafka\] /);
+      expect(err.message).toContain(`port ${port} is already in use`);
+      expect(err.message).toContain('KAFKA_PORT=<port>');
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+    // Once released, the same port passes.
+    await expect(assertPortFree('kafka', port, 'KAFKA_PORT')).resolves.toBeUndefined();
+  });
+
+  it('passes for a free port and leaves it free', async () => {
+    const port = await freePort();
+    await assertPortFree('maildev', port, 'SMTP_PORT');
+    await assertPortFree('maildev', port, 'SMTP_PORT');
+  });
+});
+
+describe('waitUntilReady', () => {
+  it('fails fast with the exit code and the log tail when the process dies during start-up', async () => {
+    const proc = spawnSh('flaky-db', 'echo boom-marker >&2; exit 3');
+    const t = Date.now();
+    const err = await rejection(waitUntilReady(proc, 'flaky-db', async () => false, 30_000));
+    expect(Date.now() - t).toBeLessThan(5_000);
+    expect(err.component).toBe('flaky-db');
+    expect(err.message).toMatch(/^\[flaky-db\] exited during start-up/);
+    expect(err.message).toContain('code 3');
+    expect(err.message).toContain('boom-marker');
+    expect(err.message).toContain(proc.spec.logFile);
+  });
+
+  it('reports a command that cannot be spawned, with the spawn error from the log', async () => {
+    const proc = new ManagedProcess({
+      name: 'ghost',
+      command: path.join(scratch, 'no-such-binary'),
+      args: [],
+      logFile: path.join(scratch, 'ghost.log'),
+    });
+    started.push(proc);
+    const err = await rejection(waitUntilReady(proc, 'ghost', async () => false, 30_000));
+    expect(err.message).toMatch(/^\[ghost\] exited during start-up/);
+    expect(err.message).toContain('ENOENT');
+  });
+
+  it('times out naming the component and the last check error', async () => {
+    const proc = spawnSh('slow-svc', 'echo starting-marker; sleep 300');
+    const t = Date.now();
+    const err = await rejection(
+      waitUntilReady(
+        proc,
+        'slow-svc',
+        async () => {
+          throw new Error('connect ECONNREFUSED probe-marker');
+        },
+        500,
+      ),
+    );
+    const elapsed = Date.now() - t;
+    expect(elapsed).toBeGreaterThanOrEqual(500);
+    expect(elapsed).toBeLessThan(3_000);
+    expect(err.component).toBe('slow-svc');
+    expect(err.message).toMatch(/^\[slow-svc\] not ready after/);
+    expect(err.message).toContain('(last error: connect ECONNREFUSED probe-marker)');
+    expect(err.message).toContain('starting-marker');
+    expect(proc.running).toBe(true);
+  });
+
+  it('times out without a process too, quoting the given log file', async () => {
+    const logFile = path.join(scratch, 'external.log');
+    fs.writeFileSync(logFile, 'external-marker\n');
+    const err = await rejection(waitUntilReady(undefined, 'postgresql', async () => false, 500));
+    expect(err.message).toMatch(/^\[postgresql\] not ready after/);
+    const withLog = await rejection(
+      waitUntilReady(undefined, 'postgresql', async () => false, 300, logFile),
+    );
+    expect(withLog.message).toContain('external-marker');
+  });
+
+  // A check that hangs (e.g. fetch() against a port that accepts but never answers) must not
+  // outlive the deadline.
+  it('enforces its timeout even when a check never settles', { timeout: 5_000 }, async () => {
+    const outcome = await Promise.race([
+      waitUntilReady(undefined, 'hung-check', () => new Promise<boolean>(() => {}), 500).then(
+        () => 'resolved',
+        (e: unknown) => e,
+      ),
+      delay(3_000).then(() => 'still waiting after 3 s'),
+    ]);
+    expect(outcome).toBeInstanceOf(ComponentError);
+  });
+});
+
+describe('ManagedProcess.stop', () => {
+  it('stops the whole process group, children included', async () => {
+    const proc = spawnSh('tree', 'sleep 300 & sleep 300');
+    const pgid = proc.pid!;
+    // The shell and both sleeps, all in the group led by the shell.
+    expect(await waitFor(() => groupMembers(pgid).length >= 3, 5_000)).toBe(true);
+    const members = groupMembers(pgid);
+    expect(members).toContain(pgid);
+
+    const t = Date.now();
+    await proc.stop(10_000);
+    // SIGTERM was enough: no wait for the grace period.
+    expect(Date.now() - t).toBeLessThan(5_000);
+    expect(proc.running).toBe(false);
+    expect(proc.exitSignal).toBe('SIGTERM');
+    expect(await waitFor(() => members.every((pid) => !alive(pid)), 10_000)).toBe(true);
+  });
+
+  it('SIGKILLs a group that ignores SIGTERM after the grace period', async () => {
+    const proc = spawnSh('stubborn', 'trap "" TERM; sleep 300 & sleep 300');
+    const pgid = proc.pid!;
+    expect(await waitFor(() => groupMembers(pgid).length >= 3, 5_000)).toBe(true);
+    const members = groupMembers(pgid);
+
+    const t = Date.now();
+    await proc.stop(300);
+    const elapsed = Date.now() - t;
+    expect(elapsed).toBeGreaterThanOrEqual(300);
+    expect(elapsed).toBeLessThan(5_000);
+    expect(proc.exitSignal).toBe('SIGKILL');
+    expect(await waitFor(() => members.every((pid) => !alive(pid)), 10_000)).toBe(true);
+  });
+
+  it('also stops the children of a leader that already exited', async () => {
+    const proc = spawnSh('orphaning', 'sleep 300 & exit 0');
+    const pgid = proc.pid!;
+    await proc.exited;
+    expect(await waitFor(() => groupMembers(pgid).length >= 1, 5_000)).toBe(true);
+    const members = groupMembers(pgid);
+
+    await proc.stop(300);
+    expect(await waitFor(() => members.every((pid) => !alive(pid)), 3_000)).toBe(true);
+  });
+});
