@@ -6,11 +6,15 @@ import type { Db } from '../db/client.ts';
 import type { Logger } from '../shared/logger.ts';
 import { requireApiKey } from './auth.ts';
 import { buildOpenApiDocument } from './openapi.ts';
+import { OrderOperations } from './orders/order-operations.ts';
 import { OrderService } from './orders/order-service.ts';
 import { orderRoutes, type WorkflowStartMode } from './orders/routes.ts';
 import type { OutboxRelay } from './outbox-relay.ts';
 import { ProblemError, problemMiddleware } from './problems.ts';
 import type { LazyTemporalClient } from './temporal-client.ts';
+import { WebhookEndpointService } from './webhooks/endpoint-service.ts';
+import { webhookEndpointRoutes } from './webhooks/routes.ts';
+import type { TargetPolicy } from '../webhooks/ssrf-guard.ts';
 
 export interface AppDeps {
   db: Db;
@@ -19,6 +23,8 @@ export interface AppDeps {
   log: Logger;
   apiKeys?: readonly string[];
   workflowStartMode?: WorkflowStartMode;
+  /** SSRF policy for registered webhook URLs (WEBHOOK_ALLOWED_TARGETS); default 'loopback'. */
+  webhookAllowedTargets?: TargetPolicy;
 }
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -40,11 +46,22 @@ export function createApp(deps: AppDeps): Express {
         return id;
       },
       customAttributeKeys: { reqId: 'requestId' },
+      // Binds requestId on req.log and on the completion line (pino-http only
+      // writes the reqId key with this; otherwise it is buried in req.id).
+      quietReqLogger: true,
       autoLogging: {
         ignore: (req) => req.url === '/healthz' || req.url === '/readyz' || req.url === '/metrics',
       },
+      // A response that never finished (the connection closed first) is a warning,
+      // whatever status it was about to have.
       customLogLevel: (_req, res, err) =>
-        err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'info' : 'debug',
+        err || res.statusCode >= 500
+          ? 'error'
+          : !res.writableEnded
+            ? 'warn'
+            : res.statusCode >= 400
+              ? 'info'
+              : 'debug',
     }),
   );
   app.use(express.json({ limit: '64kb', type: ['application/json', 'application/*+json'] }));
@@ -73,7 +90,19 @@ export function createApp(deps: AppDeps): Express {
   });
 
   if (deps.apiKeys?.length) app.use(requireApiKey(deps.apiKeys));
-  app.use(orderRoutes(new OrderService(deps.db), deps.relay, deps.workflowStartMode));
+  app.use(
+    orderRoutes(
+      new OrderService(deps.db),
+      deps.relay,
+      new OrderOperations(() => deps.temporal.get()),
+      deps.workflowStartMode,
+    ),
+  );
+  app.use(
+    webhookEndpointRoutes(new WebhookEndpointService(deps.db), {
+      allowedTargets: deps.webhookAllowedTargets ?? 'loopback',
+    }),
+  );
 
   app.use((req, _res, next) =>
     next(new ProblemError('not-found', `No route for ${req.method} ${req.path}`)),

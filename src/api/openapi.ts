@@ -3,9 +3,16 @@
  * validate requests (JSON Schema 2020-12, which OpenAPI 3.1 uses as is).
  */
 import { z } from 'zod';
-import { CURRENCIES, ORDER_STATUSES, createOrderSchema } from '../shared/orders.ts';
-import { idempotencyKeySchema, listOrdersQuerySchema } from './orders/routes.ts';
+import {
+  CURRENCIES,
+  MAX_TOTAL_CENTS,
+  ORDER_STATUSES,
+  createOrderSchema,
+} from '../shared/orders.ts';
+import { STEPS } from '../shared/steps.ts';
+import { cancelOrderSchema, idempotencyKeySchema, listOrdersQuerySchema } from './orders/routes.ts';
 import { problemKinds, problemTypeUri } from './problems.ts';
+import { webhookPaths, webhookSchemas } from './webhooks/openapi.ts';
 
 const orderViewSchema = z.object({
   id: z.uuid(),
@@ -143,6 +150,69 @@ export function buildOpenApiDocument() {
           },
         },
       },
+      ...webhookPaths(),
+      '/orders/{id}/retry': {
+        post: {
+          operationId: 'retryOrder',
+          summary: 'Re-run the failed steps of a parked order',
+          parameters: [orderIdParam],
+          responses: {
+            '202': {
+              description: 'The steps that will run again',
+              content: {
+                'application/json': {
+                  schema: {
+                    type: 'object',
+                    required: ['id', 'retrying'],
+                    properties: {
+                      id: { type: 'string', format: 'uuid' },
+                      retrying: { type: 'array', items: { type: 'string', enum: [...STEPS] } },
+                    },
+                  },
+                },
+              },
+            },
+            '400': problem('The id is not a UUID'),
+            '401': problem('Missing or invalid API key'),
+            '404': problem('No such order'),
+            '409': problem('The order is not parked'),
+            '503': problem('Temporal unreachable'),
+          },
+        },
+      },
+      '/orders/{id}/cancel': {
+        post: {
+          operationId: 'cancelOrder',
+          summary: 'End an order as CANCELLED',
+          parameters: [orderIdParam],
+          requestBody: {
+            required: false,
+            content: { 'application/json': { schema: jsonSchema(cancelOrderSchema, 'input') } },
+          },
+          responses: {
+            '202': {
+              description: 'The cancel was sent to the order’s workflow',
+              content: {
+                'application/json': {
+                  schema: {
+                    type: 'object',
+                    required: ['id', 'cancelling'],
+                    properties: {
+                      id: { type: 'string', format: 'uuid' },
+                      cancelling: { type: 'boolean' },
+                    },
+                  },
+                },
+              },
+            },
+            '400': problem('Invalid id or body'),
+            '401': problem('Missing or invalid API key'),
+            '404': problem('No such order'),
+            '409': problem('The order already completed or was cancelled'),
+            '503': problem('Temporal unreachable'),
+          },
+        },
+      },
       '/healthz': {
         get: {
           operationId: 'health',
@@ -177,9 +247,14 @@ export function buildOpenApiDocument() {
         },
       },
       schemas: {
-        CreateOrderRequest: jsonSchema(createOrderSchema, 'input'),
+        CreateOrderRequest: {
+          ...jsonSchema(createOrderSchema, 'input'),
+          // A rule JSON Schema cannot express; the API enforces it (400 on "items").
+          description: `The order total (sum of quantity × unitPriceCents) may not exceed ${MAX_TOTAL_CENTS} minor units.`,
+        },
         Order: jsonSchema(orderViewSchema),
         Problem: jsonSchema(problemSchema),
+        ...webhookSchemas(),
       },
     },
   };

@@ -9,6 +9,7 @@
 import type { Client } from '@temporalio/client';
 import type { Db } from '../db/client.ts';
 import type { Logger } from '../shared/logger.ts';
+import type { RetryPolicies } from '../shared/steps.ts';
 import { startOrderWorkflow } from './workflow-starter.ts';
 
 export interface RelayOptions {
@@ -19,6 +20,8 @@ export interface RelayOptions {
   batchSize: number;
   /** In-process starts running at once. */
   concurrency: number;
+  /** Retry budgets passed to each workflow (defaults when absent). */
+  retryPolicies?: RetryPolicies;
 }
 
 export const defaultRelayOptions: RelayOptions = {
@@ -30,6 +33,8 @@ export const defaultRelayOptions: RelayOptions = {
 
 export class OutboxRelay {
   private timer: NodeJS.Timeout | undefined;
+  /** Set by stop(): no new starts, so a shutdown waits for one start, not a whole batch. */
+  private stopping = false;
   private sweeping: Promise<void> | undefined;
   private readonly queue: string[] = [];
   private active = 0;
@@ -85,7 +90,7 @@ export class OutboxRelay {
   }
 
   private drain(): void {
-    while (this.active < this.opts.concurrency && this.queue.length > 0) {
+    while (!this.stopping && this.active < this.opts.concurrency && this.queue.length > 0) {
       const orderId = this.queue.shift()!;
       this.active++;
       const p: Promise<void> = this.startOne(orderId)
@@ -103,7 +108,11 @@ export class OutboxRelay {
   /** Starts one workflow and confirms it; on failure leaves the row for the sweep. */
   async startOne(orderId: string): Promise<boolean> {
     try {
-      const outcome = await startOrderWorkflow(await this.client(), orderId);
+      const outcome = await startOrderWorkflow(
+        await this.client(),
+        orderId,
+        this.opts.retryPolicies,
+      );
       this.temporalReachable = true;
       await this.db.workflowStart.update({
         where: { orderId },
@@ -143,6 +152,8 @@ export class OutboxRelay {
       RETURNING order_id`;
     let confirmed = 0;
     for (const { order_id } of due) {
+      // Stopping: the rest keep their lease and are swept later (here or by another relay).
+      if (this.stopping) break;
       if (await this.startOne(order_id)) confirmed++;
       else break; // Temporal is down: the rest keep their lease and come back later.
     }
@@ -160,6 +171,7 @@ export class OutboxRelay {
 
   /** Stops sweeping and waits for in-flight starts (bounded by the caller). */
   async stop(): Promise<void> {
+    this.stopping = true;
     clearTimeout(this.timer);
     this.timer = undefined;
     await this.sweeping;

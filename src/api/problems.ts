@@ -15,7 +15,7 @@ const kinds = {
   'malformed-json': { status: 400, title: 'The body is not valid JSON' },
   unauthorized: { status: 401, title: 'Missing or invalid API key' },
   'not-found': { status: 404, title: 'Not found' },
-  'not-parked': { status: 409, title: 'The order is not parked' },
+  'not-parked': { status: 409, title: 'The order is not in a state that allows this' },
   'payload-too-large': { status: 413, title: 'The body is too large' },
   'unsupported-media-type': { status: 415, title: 'The body must be application/json' },
   'idempotency-key-reused': {

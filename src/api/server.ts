@@ -3,7 +3,8 @@
  * outbox relay, and on SIGINT/SIGTERM stops accepting, finishes in-flight
  * requests, then closes its connections.
  */
-import { loadConfig } from '../config/env.ts';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { loadConfig, retryPoliciesOf } from '../config/env.ts';
 import { createDb } from '../db/client.ts';
 import { createLogger } from '../shared/logger.ts';
 import { createApp } from './app.ts';
@@ -21,7 +22,7 @@ async function main(): Promise<void> {
     db,
     () => temporal.get(),
     log.child({ component: 'outbox-relay' }),
-    defaultRelayOptions,
+    { ...defaultRelayOptions, retryPolicies: retryPoliciesOf(config) },
     () => temporal.ping(),
   );
   relay.run();
@@ -32,6 +33,7 @@ async function main(): Promise<void> {
     log,
     apiKeys: config.API_KEYS,
     workflowStartMode: config.WORKFLOW_START_MODE,
+    webhookAllowedTargets: config.WEBHOOK_ALLOWED_TARGETS,
   });
   const server = app.listen(config.PORT, config.HOST, () => {
     log.info({ url: `http://${config.HOST}:${config.PORT}` }, 'api listening');
@@ -39,10 +41,20 @@ async function main(): Promise<void> {
   server.keepAliveTimeout = 65_000;
 
   let closing = false;
+  // Keep-alive connections would hold server.close() open for keepAliveTimeout
+  // after their last response: while draining, every response that has not
+  // started yet says `Connection: close`, so its socket ends with it.
+  const unsent = new Set<ServerResponse>();
+  server.on('request', (_req: IncomingMessage, res: ServerResponse) => {
+    if (closing) res.setHeader('Connection', 'close');
+    unsent.add(res);
+    res.once('close', () => unsent.delete(res));
+  });
   const shutdown = (signal: string) => {
     if (closing) return;
     closing = true;
     log.info({ signal }, 'draining in-flight requests');
+    for (const res of unsent) if (!res.headersSent) res.setHeader('Connection', 'close');
     setTimeout(() => {
       log.error('drain timed out');
       process.exit(1);

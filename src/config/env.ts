@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { defaultRetryPolicies, type StepName, type StepRetryPolicy } from '../shared/steps.ts';
 
 /** Thrown when an environment variable is missing or malformed; names the variable. */
 export class ConfigError extends Error {
@@ -15,6 +16,52 @@ const csv = z
       .filter(Boolean),
   )
   .pipe(z.array(z.string()).min(1));
+
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+
+/** "250ms", "5s", "2m", "1h" in milliseconds. */
+export function parseDuration(text: string): number | undefined {
+  const m = DURATION.exec(text.trim());
+  return m ? Math.round(Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS]) : undefined;
+}
+
+const retryKeys: Record<string, keyof StepRetryPolicy> = {
+  initial: 'initialIntervalMs',
+  backoff: 'backoffCoefficient',
+  max: 'maximumIntervalMs',
+  attempts: 'maximumAttempts',
+  total: 'totalTimeoutMs',
+  attempt: 'attemptTimeoutMs',
+};
+
+/**
+ * A step's retry budget, e.g. RETRY_WEBHOOKS="initial=5s,backoff=2,max=10m,attempts=0,total=1h,attempt=30s";
+ * keys left out keep their defaults.
+ */
+const retryPolicy = (step: StepName) =>
+  z
+    .string()
+    .optional()
+    .transform((text, ctx): StepRetryPolicy => {
+      const policy = { ...defaultRetryPolicies[step] };
+      for (const part of (text ?? '').split(',').filter((p) => p.trim())) {
+        const [k = '', v = ''] = part.split('=').map((x) => x.trim());
+        const field = retryKeys[k];
+        const value = k === 'backoff' || k === 'attempts' ? Number(v) : parseDuration(v);
+        if (!field || value === undefined || !Number.isFinite(value) || value < 0) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `"${part}" is not one of ${Object.keys(retryKeys).join('|')}=<value>`,
+          });
+          return policy;
+        }
+        policy[field] = value;
+      }
+      if (policy.backoffCoefficient < 1)
+        ctx.addIssue({ code: 'custom', message: 'backoff must be >= 1' });
+      return policy;
+    });
 
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -36,11 +83,31 @@ const envSchema = z.object({
     .default('smtp://127.0.0.1:1025'),
   MAIL_FROM: z.string().default('orderflow <orders@orderflow.local>'),
   API_KEYS: csv.optional(),
+  WEBHOOK_RATE_PER_SECOND: z.coerce.number().positive().default(20),
+  WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
+  /** Which webhook targets the SSRF guard lets through besides public addresses. */
+  WEBHOOK_ALLOWED_TARGETS: z.enum(['public', 'loopback', 'private']).default('loopback'),
+  KAFKA_TOPIC_PARTITIONS: z.coerce.number().int().min(1).max(1000).default(6),
+  ORDERS_WORKER_CONCURRENCY: z.coerce.number().int().min(1).default(100),
+  EMAIL_WORKER_CONCURRENCY: z.coerce.number().int().min(1).default(20),
+  WEBHOOKS_WORKER_CONCURRENCY: z.coerce.number().int().min(1).default(50),
+  EVENTS_WORKER_CONCURRENCY: z.coerce.number().int().min(1).default(50),
+  EVENTS_BULK_WORKER_CONCURRENCY: z.coerce.number().int().min(1).default(4),
+  RETRY_EMAIL: retryPolicy('email'),
+  RETRY_WEBHOOKS: retryPolicy('webhooks'),
+  RETRY_EVENTS: retryPolicy('events'),
   /** async: POST /orders answers at the commit and starts the workflow right after; inline: before answering. */
   WORKFLOW_START_MODE: z.enum(['async', 'inline']).default('async'),
 });
 
 export type Config = z.infer<typeof envSchema>;
+
+/** The retry budgets of all steps, as passed to each order's workflow. */
+export const retryPoliciesOf = (c: Config) => ({
+  email: c.RETRY_EMAIL,
+  webhooks: c.RETRY_WEBHOOKS,
+  events: c.RETRY_EVENTS,
+});
 
 /** Parses the environment once at start-up; a bad value throws naming the variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {

@@ -4,6 +4,7 @@
  * workflow's input.
  */
 import { z } from 'zod';
+import type { RetryPolicies } from './steps.ts';
 
 /** ISO 4217 currencies orderflow accepts. */
 export const CURRENCIES = [
@@ -73,4 +74,6 @@ export function orderTotalCents(items: readonly OrderItemInput[]): number {
 /** Input of `orderWorkflow`: the order is read from the database by activities. */
 export interface OrderWorkflowInput {
   orderId: string;
+  /** Retry budgets fixed at start (from the starter's configuration); defaults when absent. */
+  retryPolicies?: RetryPolicies;
 }

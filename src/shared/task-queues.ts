@@ -4,6 +4,8 @@ export const TaskQueue = {
   email: 'email',
   webhooks: 'webhooks',
   events: 'events',
+  /** Bulk re-publication (backfills): its own queue and worker slots, so live orders never wait behind it. */
+  eventsBulk: 'events-bulk',
 } as const;
 
 export type TaskQueueName = (typeof TaskQueue)[keyof typeof TaskQueue];

@@ -1,35 +1,38 @@
 /**
- * Worker for task queue `orders`: the order workflows, plus the small
- * bookkeeping activities that write the order's row.
+ * Worker for task queue `orders`: the order workflows, plus the bookkeeping
+ * activities that keep the order's row in step with its workflow.
  */
-import { NativeConnection, Worker } from '@temporalio/worker';
 import { createRequire } from 'node:module';
 import { createOrderRecordActivities } from '../activities/order-records.ts';
-import { loadConfig } from '../config/env.ts';
+import { createWebhookActivities } from '../activities/webhooks.ts';
 import { createDb } from '../db/client.ts';
-import { createLogger } from '../shared/logger.ts';
 import { TaskQueue } from '../shared/task-queues.ts';
+import { runWorker } from './run-worker.ts';
 
-async function main(): Promise<void> {
-  const config = loadConfig();
-  const log = createLogger('worker-orders', config.LOG_LEVEL);
-  const db = createDb(config.DATABASE_URL, 5);
-  const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
-  const worker = await Worker.create({
-    connection,
-    namespace: config.TEMPORAL_NAMESPACE,
-    taskQueue: TaskQueue.orders,
-    workflowsPath: createRequire(import.meta.url).resolve('../workflows/index.ts'),
-    activities: createOrderRecordActivities({ db }),
-  });
-  log.info({ taskQueue: TaskQueue.orders }, 'worker running');
-  // Worker.run() drains and returns on SIGINT/SIGTERM.
-  await worker.run();
-  await Promise.allSettled([connection.close(), db.$disconnect()]);
-  log.info('worker stopped');
-}
-
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exit(1);
+runWorker({
+  name: 'worker-orders',
+  taskQueue: TaskQueue.orders,
+  async build(config) {
+    const db = createDb(config.DATABASE_URL, 5);
+    const webhooks = createWebhookActivities({
+      db,
+      timeoutMs: config.WEBHOOK_TIMEOUT_MS,
+      allowedTargets: config.WEBHOOK_ALLOWED_TARGETS,
+    });
+    return {
+      options: {
+        workflowsPath: createRequire(import.meta.url).resolve('../workflows/index.ts'),
+        activities: {
+          ...createOrderRecordActivities({ db }),
+          // Only the database read of the webhook family runs here, off the rate-limited queue.
+          webhookTargets: (input: Parameters<typeof webhooks.webhookTargets>[0]) =>
+            webhooks.webhookTargets(input),
+        },
+        maxConcurrentWorkflowTaskExecutions: Math.min(config.ORDERS_WORKER_CONCURRENCY, 100),
+        maxConcurrentActivityTaskExecutions: config.ORDERS_WORKER_CONCURRENCY,
+        maxCachedWorkflows: 1000,
+      },
+      close: () => db.$disconnect(),
+    };
+  },
 });

@@ -1,2 +1,3 @@
 // Every workflow the `orders` worker registers.
 export { orderWorkflow } from './order.ts';
+export { resendOrderEventsWorkflow } from './resend-events.ts';

@@ -38,8 +38,15 @@ async function waitForStatus(id: string, status: string, timeoutMs = 20_000) {
   let last = '';
   while (Date.now() < deadline) {
     const res = await fetch(`${api.url}/orders/${id}`);
-    last = ((await res.json()) as { status: string }).status;
-    if (last === status) return;
+    const order = (await res.json()) as {
+      status: string;
+      failedStep: string | null;
+      lastError: string | null;
+    };
+    last = order.failedStep
+      ? `${order.status} (${order.failedStep}: ${order.lastError})`
+      : order.status;
+    if (order.status === status) return;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`order ${id} stayed ${last}, expected ${status}`);

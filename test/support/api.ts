@@ -1,6 +1,6 @@
 /** Starts the API in-process (real PostgreSQL and Temporal), on an ephemeral port. */
 import type { Server } from 'node:http';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { createApp } from '../../src/api/app.ts';
 import { OutboxRelay, defaultRelayOptions, type RelayOptions } from '../../src/api/outbox-relay.ts';
 import { LazyTemporalClient } from '../../src/api/temporal-client.ts';
@@ -20,8 +20,10 @@ export async function startApi(opts: {
   apiKeys?: string[];
   workflowStartMode?: 'async' | 'inline';
   relay?: Partial<RelayOptions> & { run?: boolean };
+  /** The API's logger (e.g. one writing to a captured stream); silent by default. */
+  log?: Logger;
 }): Promise<TestApi> {
-  const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  const log = opts.log ?? pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const db = createDb(opts.databaseUrl, 10);
   const temporal = new LazyTemporalClient(opts.temporalAddress, 'default', 1000);
   const relay = new OutboxRelay(

@@ -6,6 +6,7 @@ import type { OutboxRelay } from '../outbox-relay.ts';
 /** When the API starts an order's workflow: after answering (async) or before (inline). */
 export type WorkflowStartMode = 'async' | 'inline';
 import { ProblemError, type FieldError } from '../problems.ts';
+import type { OrderOperations } from './order-operations.ts';
 import type { OrderService } from './order-service.ts';
 
 export const idempotencyKeySchema = z
@@ -54,9 +55,12 @@ export function parseOrThrow<T extends z.ZodType>(
 }
 
 /** The /orders routes: parse, call the use case, map the result. */
+export const cancelOrderSchema = z.strictObject({ reason: z.string().min(1).max(500).optional() });
+
 export function orderRoutes(
   orders: OrderService,
   relay: OutboxRelay,
+  operations: OrderOperations,
   startMode: WorkflowStartMode = 'async',
 ): Router {
   const router = Router();
@@ -91,6 +95,24 @@ export function orderRoutes(
   router.get('/orders/:id', async (req, res) => {
     const id = parseOrThrow(orderIdSchema, req.params.id, 'id');
     res.json(await orders.getOrder(id));
+  });
+
+  router.post('/orders/:id/retry', async (req, res) => {
+    const id = parseOrThrow(orderIdSchema, req.params.id, 'id');
+    await orders.getOrder(id); // 404 for an unknown order
+    const { retrying } = await operations.retry(id);
+    res.status(202).json({ id, retrying });
+  });
+
+  router.post('/orders/:id/cancel', async (req, res) => {
+    const id = parseOrThrow(orderIdSchema, req.params.id, 'id');
+    const { reason } = parseOrThrow(cancelOrderSchema, req.body ?? {});
+    const order = await orders.getOrder(id);
+    if (order.status === 'COMPLETED' || order.status === 'CANCELLED') {
+      throw new ProblemError('not-parked', `Order ${id} is already ${order.status}`);
+    }
+    await operations.cancel(id, reason ?? 'cancelled by operator');
+    res.status(202).json({ id, cancelling: true });
   });
 
   router.get('/orders', async (req, res) => {

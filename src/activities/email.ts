@@ -1,0 +1,218 @@
+import { ApplicationFailure, log } from '@temporalio/activity';
+import type { Transporter } from 'nodemailer';
+import type { Db } from '../db/client.ts';
+import { loadOrder } from './order-data.ts';
+import { confirmationMessageId } from '../shared/events.ts';
+import { FailureType } from '../shared/steps.ts';
+
+const CONFIRMATION = 'confirmation';
+
+export interface SendConfirmationInput {
+  orderId: string;
+}
+
+export interface SendConfirmationResult {
+  /** The RFC 5322 Message-ID the mail carries (derived from the order, so stable). */
+  messageId: string;
+  /** True when an earlier attempt or run had already sent it; nothing was sent now. */
+  alreadySent: boolean;
+}
+
+interface ConfirmationOrder {
+  id: string;
+  customerEmail: string;
+  currency: string;
+  totalCents: bigint;
+  items: { sku: string; quantity: number; unitPriceCents: bigint }[];
+}
+
+/** Activities that talk to the SMTP relay (task queue `email`). */
+export function createEmailActivities(deps: { db: Db; mailer: Transporter; from: string }) {
+  const { db, mailer, from } = deps;
+
+  return {
+    /**
+     * Sends the order's confirmation email once: a recorded send is never repeated.
+     * A crash between the SMTP answer and the database write can still send twice;
+     * both carry the same Message-ID, so receivers that deduplicate on it keep one.
+     */
+    async sendConfirmationEmail({
+      orderId,
+    }: SendConfirmationInput): Promise<SendConfirmationResult> {
+      const order = await loadOrder(db, orderId);
+
+      const key = { orderId_kind: { orderId, kind: CONFIRMATION } };
+      const previous = await db.emailDelivery.findUnique({ where: key });
+      if (previous?.sentAt) {
+        log.info('confirmation email already sent', { orderId, messageId: previous.messageId });
+        return { messageId: previous.messageId, alreadySent: true };
+      }
+
+      const messageId = confirmationMessageId(orderId);
+      const delivery = await db.emailDelivery.upsert({
+        where: key,
+        create: { orderId, kind: CONFIRMATION, messageId, attempts: 1 },
+        update: { messageId, attempts: { increment: 1 } },
+      });
+
+      const mail = renderConfirmation(order);
+      try {
+        await mailer.sendMail({
+          messageId,
+          from,
+          to: order.customerEmail,
+          subject: mail.subject,
+          text: mail.text,
+          html: mail.html,
+          headers: { 'X-Orderflow-Order-Id': orderId },
+        });
+      } catch (err) {
+        const failure = classifySmtpError(err, orderId);
+        const lastError = describeError(err);
+        log.warn('confirmation email failed', {
+          orderId,
+          attempt: delivery.attempts,
+          failureType: failure instanceof ApplicationFailure ? failure.type : failure.name,
+          error: lastError,
+        });
+        // The SMTP failure decides the retry, not a failed bookkeeping write.
+        await db.emailDelivery
+          .update({ where: key, data: { lastError } })
+          .catch((dbErr: unknown) => {
+            log.error('could not record the email failure', { orderId, error: String(dbErr) });
+          });
+        throw failure;
+      }
+
+      await db.emailDelivery.update({
+        where: key,
+        data: { sentAt: new Date(), lastError: null },
+      });
+      log.info('confirmation email sent', { orderId, messageId, attempt: delivery.attempts });
+      return { messageId, alreadySent: false };
+    },
+  };
+}
+
+export type EmailActivities = ReturnType<typeof createEmailActivities>;
+
+/** What nodemailer attaches to SMTP and connection errors. */
+interface SmtpErrorFields {
+  code?: string;
+  responseCode?: number;
+  command?: string;
+  response?: string;
+}
+
+/**
+ * Maps a nodemailer error to a typed failure: a 5xx answer is permanent (a
+ * refused recipient means the address is bad), a 4xx answer or a broken
+ * connection is transient. Errors nodemailer did not classify (no `code`) are
+ * returned unchanged, so Temporal retries them under their own name.
+ */
+function classifySmtpError(err: unknown, orderId: string): ApplicationFailure | Error {
+  if (!(err instanceof Error)) return new Error(String(err));
+  const { code, responseCode, command } = err as Error & SmtpErrorFields;
+  const details = [{ orderId, code, responseCode, command }];
+  const message = `SMTP ${command ?? 'send'} failed: ${err.message}`;
+
+  if (typeof responseCode === 'number' && responseCode >= 500) {
+    const type = command === 'RCPT TO' ? FailureType.InvalidAddress : FailureType.SmtpRejected;
+    return ApplicationFailure.create({ type, message, nonRetryable: true, cause: err, details });
+  }
+  if (typeof responseCode !== 'number' && code === 'EENVELOPE') {
+    // nodemailer refused the envelope itself (an unparseable recipient); no server was asked.
+    return ApplicationFailure.create({
+      type: FailureType.InvalidAddress,
+      message,
+      nonRetryable: true,
+      cause: err,
+      details,
+    });
+  }
+  if (typeof responseCode === 'number' || typeof code === 'string') {
+    // 4xx (greylisting, rate limits, full queues) and ECONNECTION/ESOCKET/ETIMEDOUT/EDNS/ETLS/...
+    return ApplicationFailure.create({
+      type: FailureType.SmtpUnavailable,
+      message,
+      nonRetryable: false,
+      cause: err,
+      details,
+    });
+  }
+  return err;
+}
+
+function describeError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const { code, responseCode } = err as Error & SmtpErrorFields;
+  const tags = [code, responseCode].filter((x) => x !== undefined).join(' ');
+  return (tags ? `${tags}: ${err.message}` : err.message).slice(0, 1000);
+}
+
+/** The confirmation's subject and bodies; every interpolated value is HTML-escaped in the HTML part. */
+function renderConfirmation(order: ConfirmationOrder) {
+  const money = moneyFormatter(order.currency);
+  const shortId = order.id.slice(0, 8);
+  const lines = order.items.map((item) => ({
+    sku: item.sku,
+    quantity: item.quantity,
+    unitPrice: money(item.unitPriceCents),
+    lineTotal: money(item.unitPriceCents * BigInt(item.quantity)),
+  }));
+  const total = money(order.totalCents);
+
+  const subject = `Your order ${shortId} is confirmed`;
+  const text = [
+    `Thank you for your order ${shortId}.`,
+    '',
+    ...lines.map((l) => `${l.sku}  ${l.quantity} x ${l.unitPrice}  = ${l.lineTotal}`),
+    '',
+    `Total: ${total}`,
+    '',
+    `Order id: ${order.id}`,
+    '',
+  ].join('\n');
+
+  const rows = lines
+    .map(
+      (l) =>
+        `<tr><td>${escapeHtml(l.sku)}</td><td align="right">${escapeHtml(String(l.quantity))}</td>` +
+        `<td align="right">${escapeHtml(l.unitPrice)}</td><td align="right">${escapeHtml(l.lineTotal)}</td></tr>`,
+    )
+    .join('\n');
+  const html = `<!doctype html>
+<html><body>
+<p>Thank you for your order <strong>${escapeHtml(shortId)}</strong>.</p>
+<table cellpadding="4">
+<thead><tr><th align="left">SKU</th><th align="right">Quantity</th><th align="right">Unit price</th><th align="right">Line total</th></tr></thead>
+<tbody>
+${rows}
+</tbody>
+<tfoot><tr><th colspan="3" align="right">Total</th><th align="right">${escapeHtml(total)}</th></tr></tfoot>
+</table>
+<p>Order id: ${escapeHtml(order.id)}</p>
+</body></html>
+`;
+  return { subject, text, html };
+}
+
+/** Formats an amount in the currency's minor unit (cents, or yen for JPY). */
+function moneyFormatter(currency: string): (minor: bigint) => string {
+  const format = new Intl.NumberFormat('en', { style: 'currency', currency });
+  const digits = format.resolvedOptions().maximumFractionDigits ?? 2;
+  // Totals are at most 10^12 minor units: exact enough as a double for display.
+  return (minor) => format.format(Number(minor) / 10 ** digits);
+}
+
+const HTML_ESCAPES: Record<string, string> = {
+  '&': '&amp;',
+  '<': '&lt;',
+  '>': '&gt;',
+  '"': '&quot;',
+  "'": '&#39;',
+};
+
+function escapeHtml(value: string): string {
+  return value.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c] ?? c);
+}

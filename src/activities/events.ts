@@ -1,0 +1,126 @@
+import { ApplicationFailure, log } from '@temporalio/activity';
+import { CloudEvent, Kafka } from 'cloudevents';
+import type { Message, Producer } from 'kafkajs';
+import type { Db } from '../db/client.ts';
+import { loadOrder, orderPlacedData } from './order-data.ts';
+import { isKafkaJsError, kafkaErrorTypes } from '../events/kafka.ts';
+import {
+  CLOUDEVENT_SOURCE,
+  CLOUDEVENT_TYPE_ORDER_PLACED,
+  ORDERS_PLACED_TOPIC,
+  orderPlacedEventId,
+  type OrderPlacedData,
+} from '../shared/events.ts';
+import { FailureType } from '../shared/steps.ts';
+
+export interface PublishOrderPlacedInput {
+  orderId: string;
+}
+
+/** Where the broker stored the event; `offset` is a string (Kafka offsets exceed 2^53). */
+export interface PublishOrderPlacedResult {
+  eventId: string;
+  partition: number;
+  offset: string;
+}
+
+/** The `order.placed` CloudEvent; its id derives from the order, so every retry sends the same id. */
+export function orderPlacedCloudEvent(data: OrderPlacedData): CloudEvent<OrderPlacedData> {
+  return new CloudEvent({
+    id: orderPlacedEventId(data.orderId),
+    type: CLOUDEVENT_TYPE_ORDER_PLACED,
+    source: CLOUDEVENT_SOURCE,
+    subject: data.orderId,
+    time: data.placedAt,
+    datacontenttype: 'application/json',
+    data,
+  });
+}
+
+/**
+ * The event as a Kafka record in the CloudEvents Kafka binding's binary mode:
+ * attributes in `ce_*` headers, `content-type`, the JSON data as the value.
+ */
+export function toKafkaMessage(event: CloudEvent<OrderPlacedData>, key: string): Message {
+  const binary = Kafka.binary(event);
+  // The library also emits unset attributes (undefined) and ce_datacontenttype, which the
+  // binding maps to content-type only.
+  const headers = Object.fromEntries(
+    Object.entries(binary.headers).filter(
+      (entry): entry is [string, string] =>
+        typeof entry[1] === 'string' && entry[0] !== 'ce_datacontenttype',
+    ),
+  );
+  return { key, value: JSON.stringify(binary.value), headers, timestamp: binary.timestamp };
+}
+
+/** A failed send as an ApplicationFailure of its kind; errors that are not kafkajs' pass unchanged. */
+function publishFailure(err: unknown, topic: string): unknown {
+  if (!isKafkaJsError(err)) return err;
+  if (kafkaErrorTypes(err).includes('UNKNOWN_TOPIC_OR_PARTITION')) {
+    return ApplicationFailure.create({
+      type: FailureType.UnknownTopic,
+      message: `topic ${topic} does not exist: ${err.message}`,
+      nonRetryable: true,
+      cause: err,
+    });
+  }
+  return ApplicationFailure.create({
+    type: FailureType.KafkaUnavailable,
+    message: `Kafka did not acknowledge the event: ${err.message}`,
+    nonRetryable: false,
+    cause: err,
+  });
+}
+
+/** Activities that publish an order's events to Kafka (task queue `events`). */
+export function createEventActivities({
+  db,
+  producer,
+  topic = ORDERS_PLACED_TOPIC,
+}: {
+  db: Db;
+  producer: Producer;
+  /** Tests bind a missing topic here; processes use the default. */
+  topic?: string;
+}) {
+  return {
+    /**
+     * Publishes the order's `order.placed` CloudEvent keyed by order id and
+     * completes once all in-sync replicas acknowledged it.
+     */
+    async publishOrderPlaced({
+      orderId,
+    }: PublishOrderPlacedInput): Promise<PublishOrderPlacedResult> {
+      const event = orderPlacedCloudEvent(orderPlacedData(await loadOrder(db, orderId)));
+      let metadata;
+      try {
+        [metadata] = await producer.send({
+          topic,
+          acks: -1,
+          messages: [toKafkaMessage(event, orderId)],
+        });
+      } catch (err) {
+        log.warn('order.placed not published', {
+          orderId,
+          eventId: event.id,
+          topic,
+          error: String(err),
+        });
+        throw publishFailure(err, topic);
+      }
+      const offset = metadata?.baseOffset ?? metadata?.offset;
+      if (!metadata || offset === undefined) {
+        throw ApplicationFailure.create({
+          type: FailureType.KafkaUnavailable,
+          message: `Kafka answered without the record's offset (topic ${topic})`,
+        });
+      }
+      const result = { eventId: event.id, partition: metadata.partition, offset };
+      log.info('order.placed published', { orderId, topic, ...result });
+      return result;
+    },
+  };
+}
+
+export type EventActivities = ReturnType<typeof createEventActivities>;

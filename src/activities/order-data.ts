@@ -1,0 +1,38 @@
+/** The order as activities read it, and as events carry it. */
+import { ApplicationFailure } from '@temporalio/activity';
+import type { Db } from '../db/client.ts';
+import type { Prisma } from '../generated/prisma/client.ts';
+import type { OrderPlacedData } from '../shared/events.ts';
+import { FailureType } from '../shared/steps.ts';
+
+const orderInclude = { items: { orderBy: { line: 'asc' } } } as const;
+export type OrderWithItems = Prisma.OrderGetPayload<{ include: typeof orderInclude }>;
+
+/** Loads an order with its lines; a missing order is a permanent failure (OrderNotFound). */
+export async function loadOrder(db: Db, orderId: string): Promise<OrderWithItems> {
+  const order = await db.order.findUnique({ where: { id: orderId }, include: orderInclude });
+  if (!order) {
+    throw ApplicationFailure.create({
+      type: FailureType.OrderNotFound,
+      message: `order ${orderId} does not exist`,
+      nonRetryable: true,
+    });
+  }
+  return order;
+}
+
+/** The `order.placed` data, built from the stored order only, so every retry sends the same bytes. */
+export function orderPlacedData(order: OrderWithItems): OrderPlacedData {
+  return {
+    orderId: order.id,
+    customerEmail: order.customerEmail,
+    currency: order.currency,
+    totalCents: Number(order.totalCents),
+    items: order.items.map((i) => ({
+      sku: i.sku,
+      quantity: i.quantity,
+      unitPriceCents: Number(i.unitPriceCents),
+    })),
+    placedAt: order.createdAt.toISOString(),
+  };
+}

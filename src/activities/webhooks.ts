@@ -1,0 +1,218 @@
+import { ApplicationFailure, Context, log } from '@temporalio/activity';
+import { Webhook } from 'standardwebhooks';
+import type { Db } from '../db/client.ts';
+import { loadOrder, orderPlacedData } from './order-data.ts';
+import { orderPlacedEventId, webhookMessageId } from '../shared/events.ts';
+import { FailureType, ORDER_PLACED } from '../shared/steps.ts';
+import {
+  DeliveryTimeoutError,
+  parseRetryAfter,
+  postWebhook,
+  type WebhookResponse,
+} from '../webhooks/http-delivery.ts';
+import { TargetForbiddenError, type TargetPolicy } from '../webhooks/ssrf-guard.ts';
+
+export const WEBHOOK_USER_AGENT = 'orderflow-webhooks/0.1';
+
+export interface WebhookActivityDeps {
+  db: Db;
+  /** One attempt's whole HTTP exchange. */
+  timeoutMs: number;
+  allowedTargets: TargetPolicy;
+  now?: () => Date;
+}
+
+export interface DeliverWebhookInput {
+  orderId: string;
+  endpointId: string;
+  eventType: string;
+}
+
+export interface DeliverWebhookResult {
+  webhookId: string;
+  status: number;
+  /** True when an earlier attempt or run had delivered it; nothing was sent. */
+  alreadyDelivered: boolean;
+}
+
+const failure = (
+  type: FailureType,
+  message: string,
+  nonRetryable: boolean,
+  nextRetryDelay?: number,
+) =>
+  ApplicationFailure.create({
+    type,
+    message,
+    nonRetryable,
+    ...(nextRetryDelay === undefined ? {} : { nextRetryDelay }),
+  });
+
+/** How one HTTP response ends an attempt. */
+type Verdict =
+  | { kind: 'delivered' }
+  | { kind: 'gone' }
+  | { kind: 'retry'; nextRetryDelayMs?: number }
+  | { kind: 'reject' };
+
+/** 2xx delivered; 410 gone; 408/429/5xx retried (429/503 after Retry-After); other statuses rejected. */
+export function verdictOf(res: Pick<WebhookResponse, 'status' | 'headers'>, now: Date): Verdict {
+  const { status } = res;
+  if (status >= 200 && status < 300) return { kind: 'delivered' };
+  if (status === 410) return { kind: 'gone' };
+  if (status === 408 || status === 429 || status >= 500) {
+    const retryAfter = res.headers['retry-after'];
+    const nextRetryDelayMs =
+      status === 429 || status === 503 ? parseRetryAfter(retryAfter, now) : undefined;
+    return nextRetryDelayMs === undefined ? { kind: 'retry' } : { kind: 'retry', nextRetryDelayMs };
+  }
+  // 1xx/3xx (redirects are never followed) and the remaining 4xx.
+  return { kind: 'reject' };
+}
+
+const describeResponse = (res: WebhookResponse): string =>
+  `HTTP ${res.status}${res.body.trim() ? `: ${res.body.trim()}` : ''}`;
+
+/** Webhook delivery activities (task queue `webhooks`). */
+export function createWebhookActivities(deps: WebhookActivityDeps) {
+  const { db } = deps;
+  const now = deps.now ?? (() => new Date());
+
+  /** Counts the attempt in the delivery log; the row is keyed by the stable webhook id. */
+  async function recordAttempt(
+    key: DeliverWebhookInput & { webhookId: string },
+    outcome: { status: number | null; error: string | null; delivered: boolean },
+  ): Promise<void> {
+    const result = {
+      lastStatus: outcome.status,
+      lastError: outcome.error,
+      ...(outcome.delivered ? { deliveredAt: now() } : {}),
+    };
+    await db.webhookDelivery.upsert({
+      where: { webhookId: key.webhookId },
+      create: {
+        webhookId: key.webhookId,
+        orderId: key.orderId,
+        endpointId: key.endpointId,
+        eventType: key.eventType,
+        attempts: 1,
+        ...result,
+      },
+      update: { attempts: { increment: 1 }, ...result },
+    });
+  }
+
+  return {
+    /**
+     * POSTs the order's event to one endpoint, signed per Standard Webhooks.
+     * The webhook-id and body are the same on every attempt; the timestamp
+     * and signature are per attempt. A delivered webhook is not sent again.
+     */
+    async deliverWebhook(input: DeliverWebhookInput): Promise<DeliverWebhookResult> {
+      const { orderId, endpointId, eventType } = input;
+      if (eventType !== ORDER_PLACED)
+        throw ApplicationFailure.nonRetryable(
+          `Unknown event type ${eventType}`,
+          'UnknownEventType',
+        );
+      const webhookId = webhookMessageId(orderPlacedEventId(orderId), endpointId);
+      const key = { ...input, webhookId };
+
+      const order = await loadOrder(db, orderId);
+      const previous = await db.webhookDelivery.findUnique({ where: { webhookId } });
+      if (previous?.deliveredAt) {
+        log.info('webhook already delivered', { orderId, webhookId, endpointId });
+        return { webhookId, status: previous.lastStatus ?? 200, alreadyDelivered: true };
+      }
+      const endpoint = await db.webhookEndpoint.findUnique({ where: { id: endpointId } });
+      if (!endpoint || endpoint.status !== 'ENABLED') {
+        throw failure(
+          FailureType.EndpointDisabled,
+          `Webhook endpoint ${endpointId} is ${endpoint ? 'disabled' : 'deleted'}`,
+          true,
+        );
+      }
+
+      const payload = JSON.stringify({
+        type: eventType,
+        timestamp: order.createdAt.toISOString(),
+        data: orderPlacedData(order),
+      });
+      // Standard Webhooks: the timestamp is this attempt's, so receivers' replay windows hold.
+      const attemptAt = now();
+      const headers = {
+        'webhook-id': webhookId,
+        'webhook-timestamp': String(Math.floor(attemptAt.getTime() / 1000)),
+        'webhook-signature': new Webhook(endpoint.secret).sign(webhookId, attemptAt, payload),
+        'content-type': 'application/json',
+        'user-agent': WEBHOOK_USER_AGENT,
+      };
+
+      let res: WebhookResponse;
+      try {
+        res = await postWebhook({
+          url: endpoint.url,
+          headers,
+          body: payload,
+          timeoutMs: deps.timeoutMs,
+          policy: deps.allowedTargets,
+          signal: Context.current().cancellationSignal,
+        });
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        await recordAttempt(key, { status: null, error: message, delivered: false });
+        log.warn('webhook not delivered', { orderId, webhookId, endpointId, error: message });
+        if (err instanceof TargetForbiddenError)
+          throw failure(FailureType.TargetForbidden, message, true);
+        if (err instanceof TypeError) throw failure(FailureType.WebhookRejected, message, true);
+        const what = err instanceof DeliveryTimeoutError ? 'timed out' : 'failed';
+        throw failure(FailureType.WebhookUnavailable, `Webhook POST ${what}: ${message}`, false);
+      }
+
+      const verdict = verdictOf(res, attemptAt);
+      const delivered = verdict.kind === 'delivered';
+      await recordAttempt(key, {
+        status: res.status,
+        error: delivered ? null : describeResponse(res),
+        delivered,
+      });
+      log.info(delivered ? 'webhook delivered' : 'webhook refused', {
+        orderId,
+        webhookId,
+        endpointId,
+        status: res.status,
+      });
+      const refused = `Webhook endpoint ${endpointId} answered ${describeResponse(res)}`;
+      switch (verdict.kind) {
+        case 'delivered':
+          return { webhookId, status: res.status, alreadyDelivered: false };
+        case 'gone':
+          await db.webhookEndpoint.updateMany({
+            where: { id: endpointId },
+            data: {
+              status: 'DISABLED',
+              disabledReason: `answered 410 Gone at ${attemptAt.toISOString()} (webhook ${webhookId})`,
+            },
+          });
+          throw failure(FailureType.EndpointGone, refused, true);
+        case 'retry':
+          throw failure(FailureType.WebhookUnavailable, refused, false, verdict.nextRetryDelayMs);
+        case 'reject':
+          throw failure(FailureType.WebhookRejected, refused, true);
+      }
+    },
+
+    /** Ids of the enabled endpoints subscribed to the event type, sorted: the order's fan-out. */
+    async webhookTargets(input: { orderId: string; eventType: string }): Promise<string[]> {
+      const rows = await db.webhookEndpoint.findMany({
+        where: { status: 'ENABLED', eventTypes: { has: input.eventType } },
+        select: { id: true },
+        orderBy: { id: 'asc' },
+      });
+      log.info('webhook targets', { orderId: input.orderId, count: rows.length });
+      return rows.map((r) => r.id);
+    },
+  };
+}
+
+export type WebhookActivities = ReturnType<typeof createWebhookActivities>;

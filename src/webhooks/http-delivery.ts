@@ -1,0 +1,113 @@
+/**
+ * One webhook POST over node:http/https (not fetch: the socket's `lookup` is
+ * the SSRF guard). No redirects are followed, the whole exchange has one
+ * deadline, and at most 4 KiB of the response body is read.
+ */
+import http, { type IncomingHttpHeaders } from 'node:http';
+import https from 'node:https';
+import { isIP } from 'node:net';
+import {
+  TargetForbiddenError,
+  classifyAddress,
+  guardedLookup,
+  hostOf,
+  isAllowedAddress,
+  type TargetPolicy,
+} from './ssrf-guard.ts';
+
+export const MAX_RESPONSE_BODY_BYTES = 4096;
+
+export interface WebhookRequest {
+  url: string;
+  headers: Record<string, string>;
+  body: string;
+  /** Connect, send and receive the response head and (capped) body within this time. */
+  timeoutMs: number;
+  policy: TargetPolicy;
+  signal?: AbortSignal;
+}
+
+export interface WebhookResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  /** The first 4 KiB of the body, as UTF-8. */
+  body: string;
+}
+
+/** The request did not complete in time; worth retrying. */
+export class DeliveryTimeoutError extends Error {
+  override name = 'DeliveryTimeoutError';
+}
+
+/**
+ * POSTs the body and resolves with the response (any status); rejects with a
+ * TargetForbiddenError, a DeliveryTimeoutError or the network error.
+ */
+export function postWebhook(req: WebhookRequest): Promise<WebhookResponse> {
+  const url = new URL(req.url);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    return Promise.reject(new TypeError(`${url.protocol} is not http: or https:`));
+  // A literal IP never reaches `lookup`, so it is checked here.
+  const host = hostOf(url);
+  if (isIP(host) && !isAllowedAddress(host, req.policy))
+    return Promise.reject(new TargetForbiddenError(host, host, classifyAddress(host), req.policy));
+
+  return new Promise((resolve, reject) => {
+    const client = url.protocol === 'https:' ? https : http;
+    const request = client.request(url, {
+      method: 'POST',
+      headers: { ...req.headers, 'content-length': String(Buffer.byteLength(req.body)) },
+      lookup: guardedLookup(req.policy),
+      // A fresh connection per delivery: pooled sockets would skip the guarded lookup's re-check.
+      agent: false,
+      signal: req.signal,
+    });
+    const deadline = setTimeout(() => {
+      request.destroy(new DeliveryTimeoutError(`no complete response within ${req.timeoutMs} ms`));
+    }, req.timeoutMs);
+    const fail = (err: Error) => {
+      clearTimeout(deadline);
+      reject(err);
+    };
+    request.on('error', fail);
+    request.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const done = () => {
+        clearTimeout(deadline);
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          body: Buffer.concat(chunks).subarray(0, MAX_RESPONSE_BODY_BYTES).toString('utf8'),
+        });
+        // The rest of a large body is not worth reading.
+        request.destroy();
+      };
+      res.on('data', (chunk: Buffer) => {
+        chunks.push(chunk);
+        size += chunk.length;
+        if (size >= MAX_RESPONSE_BODY_BYTES) done();
+      });
+      res.on('end', done);
+      res.on('error', fail);
+    });
+    request.end(req.body);
+  });
+}
+
+/**
+ * A Retry-After value (delta-seconds or HTTP-date) as milliseconds from `now`;
+ * undefined when absent, malformed or not in the future.
+ */
+export function parseRetryAfter(value: string | undefined, now: Date): number | undefined {
+  const text = value?.trim();
+  if (!text) return undefined;
+  if (/^\d+$/.test(text)) {
+    const ms = Number(text) * 1000;
+    return Number.isSafeInteger(ms) && ms > 0 ? ms : undefined;
+  }
+  const at = Date.parse(text);
+  if (Number.isNaN(at)) return undefined;
+  const ms = at - now.getTime();
+  return ms > 0 ? ms : undefined;
+}

@@ -1,0 +1,440 @@
+import { ApplicationFailure } from '@temporalio/common';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger, type LogEntry } from '@temporalio/worker';
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import {
+  WEBHOOK_USER_AGENT,
+  createWebhookActivities,
+  type WebhookActivityDeps,
+} from '../../src/activities/webhooks.ts';
+import { newSigningSecret } from '../../src/api/webhooks/endpoint-service.ts';
+import { createDb, type Db } from '../../src/db/client.ts';
+import { orderPlacedEventId, webhookMessageId } from '../../src/shared/events.ts';
+import { FailureType, ORDER_PLACED } from '../../src/shared/steps.ts';
+import { orderWorkflowId } from '../../src/shared/task-queues.ts';
+import { MAX_RESPONSE_BODY_BYTES, parseRetryAfter } from '../../src/webhooks/http-delivery.ts';
+import {
+  classifyAddress,
+  guardedLookup,
+  isAllowedAddress,
+  refusalOfUrl,
+  type TargetPolicy,
+} from '../../src/webhooks/ssrf-guard.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
+
+const stack = inject('stack');
+const SECRET = newSigningSecret();
+let db: Db;
+let receiver: WebhookReceiver;
+const createdEndpoints: string[] = [];
+const createdOrders: string[] = [];
+
+beforeAll(async () => {
+  db = createDb(stack.DATABASE_URL, 4);
+  receiver = await startWebhookReceiver({ secret: SECRET });
+});
+afterAll(async () => {
+  // Leave no subscribers behind: other files' order workflows would deliver to them.
+  await db?.webhookEndpoint.deleteMany({ where: { id: { in: createdEndpoints } } });
+  await db?.order.deleteMany({ where: { id: { in: createdOrders } } });
+  await receiver?.close();
+  await db?.$disconnect();
+});
+beforeEach(() => {
+  receiver.reset();
+  logs.length = 0;
+});
+
+async function createOrder() {
+  const id = randomUUID();
+  createdOrders.push(id);
+  return db.order.create({
+    data: {
+      id,
+      customerEmail: 'hook@example.com',
+      currency: 'EUR',
+      totalCents: 2599n,
+      workflowId: orderWorkflowId(id),
+      items: {
+        createMany: {
+          data: [
+            { line: 1, sku: 'SKU-1', quantity: 2, unitPriceCents: 1250n },
+            { line: 2, sku: 'SKU-2', quantity: 1, unitPriceCents: 99n },
+          ],
+        },
+      },
+    },
+  });
+}
+
+async function createEndpoint(
+  opts: { url?: string; status?: 'ENABLED' | 'DISABLED'; eventTypes?: string[] } = {},
+) {
+  const id = randomUUID();
+  createdEndpoints.push(id);
+  return db.webhookEndpoint.create({
+    data: {
+      id,
+      url: opts.url ?? `${receiver.url}/hooks/${id}`,
+      eventTypes: opts.eventTypes ?? [ORDER_PLACED],
+      status: opts.status ?? 'ENABLED',
+      secret: SECRET,
+    },
+  });
+}
+
+/** What activities logged (kept out of the test output). */
+const logs: LogEntry[] = [];
+const logger = new DefaultLogger('INFO', (entry) => logs.push(entry));
+
+/** Runs `body` in a mock activity context (as the worker would run the activity). */
+const runActivity = <R>(body: () => Promise<R>) =>
+  new MockActivityEnvironment(undefined, { logger }).run<[], R, () => Promise<R>>(body);
+
+const activities = (deps: Partial<WebhookActivityDeps> = {}) =>
+  createWebhookActivities({ db, timeoutMs: 2000, allowedTargets: 'loopback', ...deps });
+
+/** One order, one endpoint and a function that runs one delivery attempt as an activity. */
+async function fixture(deps: Partial<WebhookActivityDeps> = {}, endpointUrl?: string) {
+  const order = await createOrder();
+  const endpoint = await createEndpoint({ url: endpointUrl });
+  const input = { orderId: order.id, endpointId: endpoint.id, eventType: ORDER_PLACED };
+  const acts = activities(deps);
+  return {
+    order,
+    endpoint,
+    webhookId: webhookMessageId(orderPlacedEventId(order.id), endpoint.id),
+    deliver: () => runActivity(() => acts.deliverWebhook(input)),
+    row: () => db.webhookDelivery.findUnique({ where: { orderId_endpointId_eventType: input } }),
+  };
+}
+
+/** The ApplicationFailure an attempt failed with. */
+async function failureOf(attempt: Promise<unknown>): Promise<ApplicationFailure> {
+  const err = await attempt.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(ApplicationFailure);
+  return err as ApplicationFailure;
+}
+
+describe('deliverWebhook', () => {
+  it('sends an order.placed webhook that the Standard Webhooks library verifies', async () => {
+    const f = await fixture();
+    const result = await f.deliver();
+    expect(result).toEqual({ webhookId: f.webhookId, status: 204, alreadyDelivered: false });
+    const [req] = await receiver.waitForRequests(1);
+    expect(req!.verified).toBe(true);
+    expect(req!.path).toBe(`/hooks/${f.endpoint.id}`);
+    expect(req!.headers).toMatchObject({
+      'webhook-id': f.webhookId,
+      'content-type': 'application/json',
+      'user-agent': WEBHOOK_USER_AGENT,
+    });
+    expect(req!.payload).toEqual({
+      type: ORDER_PLACED,
+      timestamp: f.order.createdAt.toISOString(),
+      data: {
+        orderId: f.order.id,
+        customerEmail: 'hook@example.com',
+        currency: 'EUR',
+        totalCents: 2599,
+        items: [
+          { sku: 'SKU-1', quantity: 2, unitPriceCents: 1250 },
+          { sku: 'SKU-2', quantity: 1, unitPriceCents: 99 },
+        ],
+        placedAt: f.order.createdAt.toISOString(),
+      },
+    });
+    expect(logs.find((l) => l.message === 'webhook delivered')?.meta).toMatchObject({
+      orderId: f.order.id,
+      webhookId: f.webhookId,
+      status: 204,
+    });
+  });
+
+  it('keeps the webhook-id and body across attempts while webhook-timestamp is each attempt’s, and counts both in the delivery log', async () => {
+    let offsetMs = -120_000;
+    const f = await fixture({ now: () => new Date(Date.now() + offsetMs) });
+    receiver.respondWith({ status: 500, body: 'database is down' });
+    const first = await failureOf(f.deliver());
+    expect([first.type, first.nonRetryable]).toEqual([FailureType.WebhookUnavailable, false]);
+    expect(first.nextRetryDelay).toBeUndefined();
+    expect(await f.row()).toMatchObject({
+      attempts: 1,
+      lastStatus: 500,
+      lastError: 'HTTP 500: database is down',
+      deliveredAt: null,
+    });
+
+    offsetMs = 0;
+    expect(await f.deliver()).toMatchObject({ status: 204, alreadyDelivered: false });
+    const [a, b] = await receiver.waitForRequests(2);
+    expect(a!.verified && b!.verified).toBe(true);
+    expect(b!.headers['webhook-id']).toBe(a!.headers['webhook-id']);
+    expect(b!.body).toBe(a!.body);
+    const delta = Number(b!.headers['webhook-timestamp']) - Number(a!.headers['webhook-timestamp']);
+    expect(delta).toBeGreaterThanOrEqual(119);
+    expect(delta).toBeLessThanOrEqual(122);
+    expect(b!.headers['webhook-signature']).not.toBe(a!.headers['webhook-signature']);
+    const row = await f.row();
+    expect(row).toMatchObject({
+      webhookId: f.webhookId,
+      attempts: 2,
+      lastStatus: 204,
+      lastError: null,
+    });
+    expect(row!.deliveredAt).toBeInstanceOf(Date);
+  });
+
+  it('does not send a delivered webhook again: alreadyDelivered and no second request', async () => {
+    const f = await fixture();
+    await f.deliver();
+    await receiver.waitForRequests(1);
+    expect(await f.deliver()).toEqual({
+      webhookId: f.webhookId,
+      status: 204,
+      alreadyDelivered: true,
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(receiver.requests).toHaveLength(1);
+    expect((await f.row())!.attempts).toBe(1);
+  });
+
+  it('retries a 429 after exactly its Retry-After seconds', async () => {
+    const f = await fixture();
+    receiver.respondWith({ status: 429, headers: { 'Retry-After': '7' } });
+    const failure = await failureOf(f.deliver());
+    expect(failure.type).toBe(FailureType.WebhookUnavailable);
+    expect(failure.nonRetryable).toBe(false);
+    expect(failure.nextRetryDelay).toBe(7000);
+  });
+
+  it('retries a 503 at the HTTP-date of its Retry-After', async () => {
+    const now = new Date(Math.floor(Date.now() / 1000) * 1000);
+    const f = await fixture({ now: () => now });
+    const at = new Date(now.getTime() + 30_000).toUTCString();
+    receiver.respondWith({ status: 503, headers: { 'Retry-After': at } });
+    const failure = await failureOf(f.deliver());
+    expect([failure.type, failure.nonRetryable]).toEqual([FailureType.WebhookUnavailable, false]);
+    expect(failure.nextRetryDelay).toBe(30_000);
+  });
+
+  it('retries a 408 with the retry policy’s own backoff', async () => {
+    const f = await fixture();
+    receiver.respondWith({ status: 408, headers: { 'Retry-After': '7' } });
+    const failure = await failureOf(f.deliver());
+    expect([failure.type, failure.nonRetryable]).toEqual([FailureType.WebhookUnavailable, false]);
+    expect(failure.nextRetryDelay).toBeUndefined();
+  });
+
+  it('rejects a 404 for good (WebhookRejected) and keeps at most 4 KiB of the body', async () => {
+    const f = await fixture();
+    receiver.respondWith({ status: 404, body: 'x'.repeat(20_000) });
+    const failure = await failureOf(f.deliver());
+    expect([failure.type, failure.nonRetryable]).toEqual([FailureType.WebhookRejected, true]);
+    const row = await f.row();
+    expect(row).toMatchObject({ attempts: 1, lastStatus: 404, deliveredAt: null });
+    expect(row!.lastError!.length).toBeLessThanOrEqual(
+      MAX_RESPONSE_BODY_BYTES + 'HTTP 404: '.length,
+    );
+  });
+
+  it('disables the endpoint on 410 Gone (EndpointGone) and refuses later deliveries to it', async () => {
+    const f = await fixture();
+    receiver.respondWith({ status: 410 });
+    const failure = await failureOf(f.deliver());
+    expect([failure.type, failure.nonRetryable]).toEqual([FailureType.EndpointGone, true]);
+    const endpoint = await db.webhookEndpoint.findUniqueOrThrow({ where: { id: f.endpoint.id } });
+    expect(endpoint.status).toBe('DISABLED');
+    expect(endpoint.disabledReason).toMatch(/410 Gone/);
+    const again = await failureOf(f.deliver());
+    expect([again.type, again.nonRetryable]).toEqual([FailureType.EndpointDisabled, true]);
+    expect(receiver.requests).toHaveLength(1);
+  });
+
+  it('does not follow a 302 redirect: WebhookRejected and one request only', async () => {
+    const f = await fixture();
+    receiver.respondWith({ status: 302, headers: { Location: `${receiver.url}/elsewhere` } });
+    const failure = await failureOf(f.deliver());
+    expect([failure.type, failure.nonRetryable]).toEqual([FailureType.WebhookRejected, true]);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(receiver.requests.map((r) => r.path)).toEqual([`/hooks/${f.endpoint.id}`]);
+  });
+
+  it('gives up an attempt after timeoutMs and leaves it to be retried', async () => {
+    const f = await fixture({ timeoutMs: 300 });
+    receiver.respondWith({ status: 200, delayMs: 2000 });
+    const started = Date.now();
+    const failure = await failureOf(f.deliver());
+    expect(Date.now() - started).toBeLessThan(1500);
+    expect([failure.type, failure.nonRetryable]).toEqual([FailureType.WebhookUnavailable, false]);
+    expect(failure.message).toMatch(/timed out/);
+    expect(await f.row()).toMatchObject({ attempts: 1, lastStatus: null, deliveredAt: null });
+  });
+
+  it('retries when the receiver is unreachable (connection refused)', async () => {
+    const closed = await startWebhookReceiver({ secret: SECRET });
+    await closed.close();
+    const f = await fixture({}, `${closed.url}/gone`);
+    const failure = await failureOf(f.deliver());
+    expect([failure.type, failure.nonRetryable]).toEqual([FailureType.WebhookUnavailable, false]);
+    expect((await f.row())!.lastError).toMatch(/ECONNREFUSED/);
+  });
+
+  it('refuses a loopback target under the "public" policy (TargetForbidden) without sending anything', async () => {
+    const literal = await fixture({ allowedTargets: 'public' });
+    const byIp = await failureOf(literal.deliver());
+    expect([byIp.type, byIp.nonRetryable]).toEqual([FailureType.TargetForbidden, true]);
+    expect(byIp.message).toMatch(/127\.0\.0\.1, a loopback address/);
+
+    // By name: the check runs on the address DNS returns, inside the socket's lookup.
+    const port = new URL(receiver.url).port;
+    const named = await fixture({ allowedTargets: 'public' }, `http://localhost:${port}/named`);
+    const byName = await failureOf(named.deliver());
+    expect([byName.type, byName.nonRetryable]).toEqual([FailureType.TargetForbidden, true]);
+    expect(byName.message).toMatch(/localhost resolves to/);
+
+    await new Promise((r) => setTimeout(r, 100));
+    expect(receiver.requests).toHaveLength(0);
+    expect((await named.row())!.lastError).toMatch(/refuses/);
+  });
+
+  it('fails for good when the order or the endpoint is gone', async () => {
+    const acts = activities();
+    const endpoint = await createEndpoint();
+    const noOrder = await failureOf(
+      runActivity(() =>
+        acts.deliverWebhook({
+          orderId: randomUUID(),
+          endpointId: endpoint.id,
+          eventType: ORDER_PLACED,
+        }),
+      ),
+    );
+    expect([noOrder.type, noOrder.nonRetryable]).toEqual([FailureType.OrderNotFound, true]);
+    const order = await createOrder();
+    const noEndpoint = await failureOf(
+      runActivity(() =>
+        acts.deliverWebhook({
+          orderId: order.id,
+          endpointId: randomUUID(),
+          eventType: ORDER_PLACED,
+        }),
+      ),
+    );
+    expect([noEndpoint.type, noEndpoint.nonRetryable]).toEqual([
+      FailureType.EndpointDisabled,
+      true,
+    ]);
+    expect(receiver.requests).toHaveLength(0);
+  });
+});
+
+describe('webhookTargets', () => {
+  it('returns the enabled endpoints subscribed to the event type, sorted by id', async () => {
+    const subscribed = await Promise.all([createEndpoint(), createEndpoint(), createEndpoint()]);
+    const disabled = await createEndpoint({ status: 'DISABLED' });
+    const other = await createEndpoint({ eventTypes: ['order.cancelled'] });
+    const order = await createOrder();
+    const targets = await runActivity(() =>
+      activities().webhookTargets({
+        orderId: order.id,
+        eventType: ORDER_PLACED,
+      }),
+    );
+    expect(targets).toEqual([...targets].sort());
+    const mine = new Set([...subscribed, disabled, other].map((e) => e.id));
+    expect(targets.filter((id) => mine.has(id))).toEqual(subscribed.map((e) => e.id).sort());
+  });
+});
+
+describe('SSRF guard', () => {
+  it.each([
+    ['127.0.0.1', 'loopback'],
+    ['127.255.0.9', 'loopback'],
+    ['10.1.2.3', 'private'],
+    ['172.16.0.1', 'private'],
+    ['172.31.255.255', 'private'],
+    ['192.168.1.1', 'private'],
+    ['100.64.0.1', 'private'],
+    ['169.254.169.254', 'link-local'],
+    ['0.0.0.0', 'unspecified'],
+    ['224.0.0.1', 'multicast'],
+    ['255.255.255.255', 'reserved'],
+    ['::1', 'loopback'],
+    ['::', 'unspecified'],
+    ['fe80::1', 'link-local'],
+    ['fc00::1', 'private'],
+    ['fd12:3456::1', 'private'],
+    ['ff02::1', 'multicast'],
+    ['::ffff:127.0.0.1', 'loopback'],
+    ['::ffff:7f00:1', 'loopback'],
+    ['::ffff:169.254.169.254', 'link-local'],
+    ['::ffff:10.0.0.1', 'private'],
+    ['64:ff9b::a00:1', 'private'],
+    ['2002:c0a8:101::1', 'private'],
+    ['8.8.8.8', 'public'],
+    ['172.32.0.1', 'public'],
+    ['2606:4700:4700::1111', 'public'],
+    ['::ffff:8.8.8.8', 'public'],
+  ])('classifies %s as %s', (ip, cls) => {
+    expect(classifyAddress(ip)).toBe(cls);
+  });
+
+  it('allows per policy: public only public; loopback adds loopback; private adds private; never link-local', () => {
+    const allowed = (policy: TargetPolicy) =>
+      [
+        '8.8.8.8',
+        '127.0.0.1',
+        '::1',
+        '10.0.0.1',
+        'fc00::1',
+        '169.254.169.254',
+        'fe80::1',
+        '0.0.0.0',
+        '224.0.0.1',
+      ].filter((ip) => isAllowedAddress(ip, policy));
+    expect(allowed('public')).toEqual(['8.8.8.8']);
+    expect(allowed('loopback')).toEqual(['8.8.8.8', '127.0.0.1', '::1']);
+    expect(allowed('private')).toEqual(['8.8.8.8', '127.0.0.1', '::1', '10.0.0.1', 'fc00::1']);
+  });
+
+  it('refuses literal private hosts at registration and leaves names to delivery', () => {
+    expect(refusalOfUrl('http://10.0.0.1/x', 'loopback')).toMatch(/private address/);
+    expect(refusalOfUrl('http://[::1]:8080/x', 'public')).toMatch(/loopback/);
+    expect(refusalOfUrl('http://[::ffff:169.254.169.254]/', 'private')).toMatch(/link-local/);
+    expect(refusalOfUrl('http://localhost:3000/', 'public')).toMatch(/loopback/);
+    expect(refusalOfUrl('http://127.0.0.1:3000/', 'loopback')).toBeUndefined();
+    expect(refusalOfUrl('https://hooks.example.com/x', 'public')).toBeUndefined();
+  });
+
+  it('guards DNS answers in the lookup the socket uses', async () => {
+    const lookupWith = (addresses: string[], all: boolean) =>
+      new Promise<unknown>((resolve, reject) => {
+        const lookup = guardedLookup('public', async () =>
+          addresses.map((address) => ({ address, family: address.includes(':') ? 6 : 4 })),
+        );
+        lookup('hooks.example.com', { all }, (err, address, family) =>
+          err ? reject(err) : resolve(all ? address : [address, family]),
+        );
+      });
+    await expect(lookupWith(['93.184.216.34'], false)).resolves.toEqual(['93.184.216.34', 4]);
+    await expect(lookupWith(['93.184.216.34', '2606:2800::1'], true)).resolves.toHaveLength(2);
+    // A rebinding answer that mixes a public and a private address is refused outright.
+    await expect(lookupWith(['93.184.216.34', '10.0.0.7'], true)).rejects.toThrow(
+      /hooks\.example\.com resolves to 10\.0\.0\.7, a private address/,
+    );
+  });
+
+  it('reads Retry-After as delta-seconds or an HTTP-date', () => {
+    const now = new Date('2026-01-01T00:00:00Z');
+    expect(parseRetryAfter('7', now)).toBe(7000);
+    expect(parseRetryAfter('Thu, 01 Jan 2026 00:01:00 GMT', now)).toBe(60_000);
+    expect(parseRetryAfter('Wed, 31 Dec 2025 23:00:00 GMT', now)).toBeUndefined();
+    expect(parseRetryAfter('soon', now)).toBeUndefined();
+    expect(parseRetryAfter(undefined, now)).toBeUndefined();
+  });
+});
