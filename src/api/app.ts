@@ -5,6 +5,7 @@ import { pinoHttp } from 'pino-http';
 import type { Db } from '../db/client.ts';
 import type { Logger } from '../shared/logger.ts';
 import { requireApiKey } from './auth.ts';
+import { createApiMetrics } from './metrics.ts';
 import { buildOpenApiDocument } from './openapi.ts';
 import { OrderOperations } from './orders/order-operations.ts';
 import { OrderService } from './orders/order-service.ts';
@@ -64,6 +65,8 @@ export function createApp(deps: AppDeps): Express {
               : 'debug',
     }),
   );
+  const metrics = createApiMetrics(deps.relay);
+  app.use(metrics.middleware);
   app.use(express.json({ limit: '64kb', type: ['application/json', 'application/*+json'] }));
 
   app.get('/healthz', (_req, res) => {
@@ -83,6 +86,8 @@ export function createApp(deps: AppDeps): Express {
       .status(ready ? 200 : 503)
       .json({ status: ready ? 'ready' : 'not ready', checks: { database, temporal } });
   });
+
+  app.get('/metrics', metrics.handler);
 
   const openapi = buildOpenApiDocument();
   app.get('/openapi.json', (_req, res) => {

@@ -230,6 +230,19 @@ export function buildOpenApiDocument() {
           },
         },
       },
+      '/metrics': {
+        get: {
+          operationId: 'metrics',
+          summary: 'Prometheus metrics of this API process',
+          security: [],
+          responses: {
+            '200': {
+              description: 'Prometheus text format',
+              content: { 'text/plain': { schema: { type: 'string' } } },
+            },
+          },
+        },
+      },
       '/openapi.json': {
         get: {
           operationId: 'openapi',
