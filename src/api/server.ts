@@ -5,6 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { loadConfig, retryPoliciesOf } from '../config/env.ts';
+import { temporalConnectSettings } from '../config/temporal.ts';
 import { createDb } from '../db/client.ts';
 import { createLogger } from '../shared/logger.ts';
 import { createApp } from './app.ts';
@@ -17,7 +18,7 @@ async function main(): Promise<void> {
   if (!config.API_KEYS?.length)
     log.warn('API_KEYS is not set: every route is open to anyone who can reach it');
   const db = createDb(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
-  const temporal = new LazyTemporalClient(config.TEMPORAL_ADDRESS, config.TEMPORAL_NAMESPACE);
+  const temporal = new LazyTemporalClient(temporalConnectSettings(config));
   const relay = new OutboxRelay(
     db,
     () => temporal.get(),

@@ -1,4 +1,5 @@
 import { Client, Connection } from '@temporalio/client';
+import type { TemporalConnectSettings } from '../config/temporal.ts';
 
 /**
  * A lazily connected Temporal client: the API starts, and accepts orders,
@@ -9,19 +10,22 @@ export class LazyTemporalClient {
   private connection: Connection | undefined;
 
   constructor(
-    private readonly address: string,
-    private readonly namespace: string,
+    private readonly settings: TemporalConnectSettings,
     private readonly connectTimeoutMs = 2000,
   ) {}
 
   get(): Promise<Client> {
+    const { address, tls, apiKey, metadata } = this.settings.connectionOptions;
     this.pending ??= Connection.connect({
-      address: this.address,
+      address,
+      tls,
+      apiKey,
+      metadata,
       connectTimeout: this.connectTimeoutMs,
     })
       .then((connection) => {
         this.connection = connection;
-        return new Client({ connection, namespace: this.namespace });
+        return new Client({ connection, namespace: this.settings.namespace });
       })
       .catch((err: unknown) => {
         this.pending = undefined;

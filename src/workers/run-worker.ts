@@ -5,6 +5,7 @@
  */
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { loadConfig, type Config } from '../config/env.ts';
+import { temporalConnectSettings } from '../config/temporal.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 
 type QueueOptions = Omit<WorkerOptions, 'connection' | 'taskQueue' | 'namespace'>;
@@ -28,17 +29,18 @@ export function runWorker(spec: WorkerSpec): void {
   const main = async () => {
     const config = loadConfig();
     const log = createLogger(spec.name, config.LOG_LEVEL);
+    const temporal = temporalConnectSettings(config);
     const { options, also = [], close } = await spec.build(config, log);
     let connection: NativeConnection | undefined;
     try {
-      connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
+      connection = await NativeConnection.connect(temporal.connectionOptions);
       const queues = [{ taskQueue: spec.taskQueue, options }, ...also];
       const workers = await Promise.all(
         queues.map((q) =>
           Worker.create({
             ...q.options,
             connection: connection!,
-            namespace: config.TEMPORAL_NAMESPACE,
+            namespace: temporal.namespace,
             taskQueue: q.taskQueue,
           }),
         ),

@@ -25,7 +25,10 @@ export async function startApi(opts: {
 }): Promise<TestApi> {
   const log = opts.log ?? pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const db = createDb(opts.databaseUrl, 10);
-  const temporal = new LazyTemporalClient(opts.temporalAddress, 'default', 1000);
+  const temporal = new LazyTemporalClient(
+    { connectionOptions: { address: opts.temporalAddress }, namespace: 'default' },
+    1000,
+  );
   const relay = new OutboxRelay(
     db,
     () => temporal.get(),

@@ -1,0 +1,75 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, parseDuration } from '../src/config/env.ts';
+import { temporalConnectSettings } from '../src/config/temporal.ts';
+import { defaultRetryPolicies } from '../src/shared/steps.ts';
+
+describe('configuration', () => {
+  it('applies the documented defaults', () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({
+      PORT: 3000,
+      TEMPORAL_ADDRESS: '127.0.0.1:7233',
+      KAFKA_BROKERS: ['127.0.0.1:9092'],
+      WEBHOOK_RATE_PER_SECOND: 20,
+      WORKFLOW_START_MODE: 'async',
+    });
+    expect(c.RETRY_WEBHOOKS).toEqual(defaultRetryPolicies.webhooks);
+  });
+
+  it('stops with a message naming each bad variable', () => {
+    const attempt = () =>
+      loadConfig({
+        PORT: 'eighty',
+        DATABASE_URL: 'mysql://x',
+        RETRY_EMAIL: 'initial=soon',
+        WORKFLOW_START_MODE: 'later',
+      });
+    expect(attempt).toThrow(ConfigError);
+    const message = (() => {
+      try {
+        attempt();
+        return '';
+      } catch (e) {
+        return (e as Error).message;
+      }
+    })();
+    for (const name of ['PORT', 'DATABASE_URL', 'RETRY_EMAIL', 'WORKFLOW_START_MODE'])
+      expect(message).toContain(name);
+  });
+
+  it('reads retry budgets, keeping defaults for keys left out', () => {
+    const c = loadConfig({ RETRY_WEBHOOKS: 'initial=1s, total=2h, attempts=5' });
+    expect(c.RETRY_WEBHOOKS).toEqual({
+      ...defaultRetryPolicies.webhooks,
+      initialIntervalMs: 1000,
+      totalTimeoutMs: 7_200_000,
+      maximumAttempts: 5,
+    });
+    expect(() => loadConfig({ RETRY_EVENTS: 'backoff=0.5' })).toThrow(/backoff must be >= 1/);
+    expect([
+      parseDuration('250ms'),
+      parseDuration('1.5s'),
+      parseDuration('2m'),
+      parseDuration('1h'),
+      parseDuration('5 parsecs'),
+    ]).toEqual([250, 1500, 120_000, 3_600_000, undefined]);
+  });
+
+  it('connects to Temporal by the SDK’s conventions: API key implies TLS, explicit variables win', () => {
+    const local = temporalConnectSettings(loadConfig({}), {});
+    expect(local).toEqual({
+      connectionOptions: { address: '127.0.0.1:7233' },
+      namespace: 'default',
+    });
+    const env = {
+      TEMPORAL_ADDRESS: 'orders.abcd.tmprl.cloud:7233',
+      TEMPORAL_NAMESPACE: 'orders.abcd',
+      TEMPORAL_API_KEY: 'secret',
+    };
+    const cloud = temporalConnectSettings(loadConfig(env), env);
+    expect(cloud).toEqual({
+      connectionOptions: { address: 'orders.abcd.tmprl.cloud:7233', apiKey: 'secret', tls: true },
+      namespace: 'orders.abcd',
+    });
+  });
+});
