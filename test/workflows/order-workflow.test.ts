@@ -3,15 +3,13 @@
  * activities on the real task queues: retry timing over virtual hours,
  * parking, retry of only the failed steps, cancel, and start deduplication.
  */
-import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import proto from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { RecordStatusInput } from '../../src/activities/order-records.ts';
 import { startOrderWorkflow } from '../../src/api/workflow-starter.ts';
 import {
   progressQuery,
@@ -25,11 +23,18 @@ import {
   TaskQueue,
   orderWorkflowId,
 } from '../../src/shared/task-queues.ts';
+import {
+  fakeActivities,
+  silentLogger,
+  testPolicies,
+  withWorkers as runWithWorkers,
+  type FakeOptions,
+  type Fakes,
+} from '../support/workflow-fakes.ts';
 
 const { temporal } = proto;
 let env: TestWorkflowEnvironment;
 let bundle: WorkflowBundleWithSourceMap;
-const silent = { log() {}, info() {}, warn() {}, error() {}, debug() {}, trace() {} };
 
 beforeAll(async () => {
   env = await TestWorkflowEnvironment.createTimeSkipping({
@@ -45,96 +50,18 @@ beforeAll(async () => {
   });
   bundle = await bundleWorkflowCode({
     workflowsPath: path.resolve(import.meta.dirname, '../../src/workflows/index.ts'),
-    logger: silent,
+    logger: silentLogger,
   });
 });
 afterAll(async () => {
   await env?.teardown();
 });
 
-/** Fast budgets for tests; each case overrides what it measures. */
-const policies = (overrides: Partial<RetryPolicies> = {}): RetryPolicies => ({
-  email: { ...defaultRetryPolicies.email, maximumAttempts: 3 },
-  webhooks: { ...defaultRetryPolicies.webhooks, maximumAttempts: 3 },
-  events: { ...defaultRetryPolicies.events, maximumAttempts: 3 },
-  ...overrides,
-});
-
-type Behaviour = () => Promise<void>;
-
-/** Fake activities that record calls (with the server's scheduled time of each attempt). */
-function fakes(
-  opts: { endpoints?: string[]; email?: Behaviour; webhook?: Behaviour; events?: Behaviour } = {},
-) {
-  const calls = {
-    statuses: [] as RecordStatusInput[],
-    email: [] as number[],
-    webhook: [] as { endpointId: string; scheduledMs: number; attempt: number }[],
-    events: [] as number[],
-  };
-  // The test server's virtual clock when the attempt runs (its scheduled-time field lags one retry).
-  const scheduled = () => env.currentTimeMs();
-  const orders = {
-    async recordOrderStatus(input: RecordStatusInput) {
-      calls.statuses.push(input);
-    },
-    async webhookTargets() {
-      return opts.endpoints ?? ['ep-1'];
-    },
-  };
-  const email = {
-    async sendConfirmationEmail() {
-      calls.email.push(await scheduled());
-      await opts.email?.();
-      return { messageId: '<m@x>', alreadySent: false };
-    },
-  };
-  const webhooks = {
-    async deliverWebhook({ endpointId }: { endpointId: string }) {
-      calls.webhook.push({
-        endpointId,
-        scheduledMs: await scheduled(),
-        attempt: Context.current().info.attempt,
-      });
-      await opts.webhook?.();
-      return { webhookId: 'msg_x', status: 200, alreadyDelivered: false };
-    },
-  };
-  const events = {
-    async publishOrderPlaced() {
-      calls.events.push(await scheduled());
-      await opts.events?.();
-      return { eventId: 'e', partition: 0, offset: '0' };
-    },
-  };
-  return { calls, activities: { orders, email, webhooks, events } };
-}
-
-/** Runs the four workers (orders with the workflow, and one per activity queue) while `fn` runs. */
-async function withWorkers<T>(f: ReturnType<typeof fakes>, fn: () => Promise<T>): Promise<T> {
-  const make = (taskQueue: string, activities: object, withWorkflows = false) =>
-    Worker.create({
-      connection: env.nativeConnection,
-      taskQueue,
-      activities,
-      ...(withWorkflows ? { workflowBundle: bundle } : {}),
-    });
-  const workers = await Promise.all([
-    make(TaskQueue.orders, f.activities.orders, true),
-    make(TaskQueue.email, f.activities.email),
-    make(TaskQueue.webhooks, f.activities.webhooks),
-    make(TaskQueue.events, f.activities.events),
-  ]);
-  const [first, ...rest] = workers;
-  // runUntil on one worker; the others run alongside and stop with it.
-  const others = rest.map((w) => w.run());
-  try {
-    return await first.runUntil(fn);
-  } finally {
-    for (const w of rest) w.shutdown();
-    await Promise.all(others);
-  }
-}
+const policies = testPolicies;
+const fakes = (opts: FakeOptions = {}) => fakeActivities(env, opts);
+/** Runs a worker per task queue with the fakes while `fn` runs. */
+const withWorkers = <T>(f: Fakes, fn: () => Promise<T>): Promise<T> =>
+  runWithWorkers(env, bundle, f, fn);
 
 const start = (orderId: string, retryPolicies: RetryPolicies) =>
   env.client.workflow.start('orderWorkflow', {

@@ -1,0 +1,89 @@
+/**
+ * Replay tests: every committed history in test/replay/histories (recorded by
+ * `npm run histories:record`) must replay against today's workflow code, so a
+ * change that would break running orders fails here rather than in production.
+ * The negative cases prove the check bites: an unpatched reordering of the
+ * workflow's activities is a determinism violation; the same change behind
+ * `patched()` is not.
+ */
+import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { DeterminismViolationError } from '@temporalio/workflow';
+import fs from 'node:fs';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../support/workflow-fakes.ts';
+import { historyFromJSON, type History } from './history-json.ts';
+
+const historiesDir = path.resolve(import.meta.dirname, 'histories');
+const historyFiles = fs
+  .readdirSync(historiesDir)
+  .filter((f) => f.endsWith('.json'))
+  .sort();
+
+const loadHistory = (file: string): History =>
+  historyFromJSON(JSON.parse(fs.readFileSync(path.join(historiesDir, file), 'utf8')));
+
+const bundle = (workflowsPath: string): Promise<WorkflowBundleWithSourceMap> =>
+  bundleWorkflowCode({ workflowsPath, logger: silentLogger });
+
+let current: WorkflowBundleWithSourceMap;
+beforeAll(async () => {
+  current = await bundle(path.resolve(import.meta.dirname, '../../src/workflows/index.ts'));
+});
+
+describe('committed workflow histories', () => {
+  it('include every recorded scenario', () => {
+    expect(historyFiles).toEqual(
+      expect.arrayContaining([
+        'happy-path.json',
+        'parked-then-retried.json',
+        'webhook-429-then-success.json',
+        'cancelled-while-parked.json',
+        'resend-events.json',
+      ]),
+    );
+  });
+
+  it('all replay against the current workflow code without a determinism violation', async () => {
+    const histories = historyFiles.map((file) => ({
+      workflowId: file,
+      history: loadHistory(file),
+    }));
+    const replayed: string[] = [];
+    const failures: string[] = [];
+    for await (const result of Worker.runReplayHistories(
+      { workflowBundle: current, replayName: 'committed-histories' },
+      histories,
+    )) {
+      replayed.push(result.workflowId);
+      if (result.error)
+        failures.push(`${result.workflowId}: ${result.error.name}: ${result.error.message}`);
+    }
+    expect(failures).toEqual([]);
+    expect(replayed).toEqual(historyFiles);
+  });
+});
+
+describe('a changed workflow', () => {
+  const changed = (file: string) => path.resolve(import.meta.dirname, 'changed-workflows', file);
+
+  it('that reorders its activities without a patch fails to replay the happy path with a determinism violation', async () => {
+    const replay = Worker.runReplayHistory(
+      { workflowBundle: await bundle(changed('index.ts')), replayName: 'unpatched-change' },
+      loadHistory('happy-path.json'),
+      'happy-path',
+    );
+    await expect(replay).rejects.toThrow(DeterminismViolationError);
+    await expect(replay).rejects.toThrow(/nondetermin/i);
+  });
+
+  it('that makes the same change behind patched() still replays the happy path', async () => {
+    await expect(
+      Worker.runReplayHistory(
+        { workflowBundle: await bundle(changed('patched.ts')), replayName: 'patched-change' },
+        loadHistory('happy-path.json'),
+        'happy-path',
+      ),
+    ).resolves.toBeUndefined();
+  });
+});

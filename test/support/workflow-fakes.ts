@@ -1,0 +1,162 @@
+/**
+ * Typed fake activities for the order workflows, and a helper that runs a
+ * worker per task queue (orders with the workflow bundle, one per activity
+ * queue) on a test environment: time-skipping or a local dev server alike.
+ */
+import { Context } from '@temporalio/activity';
+import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import type {
+  OrderPage,
+  OrderPageInput,
+  RecordStatusInput,
+} from '../../src/activities/order-records.ts';
+import type { OrderCursor } from '../../src/shared/messages.ts';
+import { defaultRetryPolicies, type RetryPolicies } from '../../src/shared/steps.ts';
+import { ORDER_STATUS_SEARCH_ATTRIBUTE, TaskQueue } from '../../src/shared/task-queues.ts';
+
+/** The OrderStatus search attribute, as the workflow and the starter define it. */
+export const orderStatusKey = defineSearchAttributeKey(
+  ORDER_STATUS_SEARCH_ATTRIBUTE,
+  SearchAttributeType.KEYWORD,
+);
+
+/** A logger that drops everything (bundler chatter). */
+export const silentLogger = {
+  log() {},
+  info() {},
+  warn() {},
+  error() {},
+  debug() {},
+  trace() {},
+};
+
+/** Fast budgets for tests (three attempts per step); each case overrides what it measures. */
+export const testPolicies = (overrides: Partial<RetryPolicies> = {}): RetryPolicies => ({
+  email: { ...defaultRetryPolicies.email, maximumAttempts: 3 },
+  webhooks: { ...defaultRetryPolicies.webhooks, maximumAttempts: 3 },
+  events: { ...defaultRetryPolicies.events, maximumAttempts: 3 },
+  ...overrides,
+});
+
+/** What a fake step does on each call: resolve to succeed, throw to fail. */
+export type Behaviour = () => Promise<void>;
+
+export interface FakeOptions {
+  /** Webhook endpoints the order is delivered to (default one, `ep-1`). */
+  endpoints?: string[];
+  email?: Behaviour;
+  webhook?: Behaviour;
+  events?: Behaviour;
+  /** Order ids `listOrderIdsPage` serves, oldest first (for the resend workflow). */
+  orderIds?: string[];
+}
+
+export interface WebhookCall {
+  endpointId: string;
+  /** The environment's clock when the attempt ran (virtual time on the time-skipping server). */
+  scheduledMs: number;
+  /** The wall clock when the attempt ran. */
+  realMs: number;
+  attempt: number;
+}
+
+/** Fake activities that record their calls, with the environment's clock at each attempt. */
+export function fakeActivities(env: TestWorkflowEnvironment, opts: FakeOptions = {}) {
+  const calls = {
+    statuses: [] as RecordStatusInput[],
+    email: [] as number[],
+    webhook: [] as WebhookCall[],
+    events: [] as number[],
+    /** Order ids published, in call order. */
+    published: [] as string[],
+    pages: [] as OrderPageInput[],
+  };
+  // The test server's virtual clock when the attempt runs (its scheduled-time field lags one retry).
+  const scheduled = () => env.currentTimeMs();
+  const orderIds = opts.orderIds ?? [];
+  const orders = {
+    async recordOrderStatus(input: RecordStatusInput) {
+      calls.statuses.push(input);
+    },
+    async webhookTargets() {
+      return opts.endpoints ?? ['ep-1'];
+    },
+    async listOrderIdsPage(input: OrderPageInput): Promise<OrderPage> {
+      calls.pages.push(input);
+      // The fake's cursor is the position in `orderIds`; createdAt is fixed.
+      const from = input.after ? orderIds.indexOf(input.after.id) + 1 : 0;
+      const ids = orderIds.slice(from, from + input.limit);
+      const last = ids.at(-1);
+      const next: OrderCursor | null =
+        ids.length === input.limit && last ? { createdAt: input.since, id: last } : null;
+      return { ids, next };
+    },
+  };
+  const email = {
+    async sendConfirmationEmail() {
+      calls.email.push(await scheduled());
+      await opts.email?.();
+      return { messageId: '<m@x>', alreadySent: false };
+    },
+  };
+  const webhooks = {
+    async deliverWebhook({ endpointId }: { endpointId: string }) {
+      calls.webhook.push({
+        endpointId,
+        scheduledMs: await scheduled(),
+        realMs: Date.now(),
+        attempt: Context.current().info.attempt,
+      });
+      await opts.webhook?.();
+      return { webhookId: 'msg_x', status: 200, alreadyDelivered: false };
+    },
+  };
+  const events = {
+    async publishOrderPlaced({ orderId }: { orderId: string }) {
+      calls.events.push(await scheduled());
+      calls.published.push(orderId);
+      await opts.events?.();
+      return { eventId: `evt_${orderId}`, partition: 0, offset: '0' };
+    },
+  };
+  return { calls, activities: { orders, email, webhooks, events } };
+}
+
+export type Fakes = ReturnType<typeof fakeActivities>;
+
+/**
+ * Runs one worker per task queue (orders with the workflows; email, webhooks,
+ * events and events-bulk with the fakes) while `fn` runs, then stops them.
+ */
+export async function withWorkers<T>(
+  env: TestWorkflowEnvironment,
+  bundle: WorkflowBundleWithSourceMap,
+  f: Fakes,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const make = (taskQueue: string, activities: object, withWorkflows = false) =>
+    Worker.create({
+      connection: env.nativeConnection,
+      taskQueue,
+      activities,
+      ...(withWorkflows ? { workflowBundle: bundle } : {}),
+    });
+  const workers = await Promise.all([
+    make(TaskQueue.orders, f.activities.orders, true),
+    make(TaskQueue.email, f.activities.email),
+    make(TaskQueue.webhooks, f.activities.webhooks),
+    make(TaskQueue.events, f.activities.events),
+    make(TaskQueue.eventsBulk, f.activities.events),
+  ]);
+  const [first, ...rest] = workers;
+  // runUntil on one worker; the others run alongside and stop with it.
+  const others = rest.map((w) => w.run());
+  try {
+    return await first.runUntil(fn);
+  } finally {
+    for (const w of rest) w.shutdown();
+    await Promise.all(others);
+  }
+}
