@@ -5,7 +5,7 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     // One real stack (PostgreSQL, Temporal, Kafka, maildev) on ephemeral ports for the whole run.
     globalSetup: ['test/setup/global-stack.ts'],
-    setupFiles: ['test/setup/temporal-runtime.ts'],
+    setupFiles: ['test/setup/temporal-runtime.ts', 'test/setup/isolate-workflows.ts'],
     testTimeout: 60_000,
     hookTimeout: 180_000,
     teardownTimeout: 60_000,

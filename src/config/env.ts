@@ -98,6 +98,35 @@ const envSchema = z.object({
   RETRY_EVENTS: retryPolicy('events'),
   /** async: POST /orders answers at the commit and starts the workflow right after; inline: before answering. */
   WORKFLOW_START_MODE: z.enum(['async', 'inline']).default('async'),
+  /** Port of a consumer process's /metrics; 0 picks a free one (logged at start). */
+  CONSUMER_METRICS_PORT: port.default(0),
+  /** per-batch: one transaction per fetched batch of a partition (up to CONSUMER_BATCH_MAX_EVENTS); per-event: one per event. */
+  CONSUMER_TRANSACTION: z.enum(['per-batch', 'per-event']).default('per-batch'),
+  CONSUMER_BATCH_MAX_EVENTS: z.coerce.number().int().min(1).max(10_000).default(500),
+  /** Partitions a consumer process works on at once; defaults to KAFKA_TOPIC_PARTITIONS. */
+  CONSUMER_CONCURRENCY: z.coerce.number().int().min(1).max(1000).optional(),
+  /** Attempts at an event that keeps failing (database reachable) before it is dead-lettered. */
+  CONSUMER_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(5),
+  /** First retry delay of a failing event; doubles per attempt, at most 30 s. */
+  CONSUMER_RETRY_INITIAL: z
+    .string()
+    .default('200ms')
+    .transform((text, ctx) => {
+      const ms = parseDuration(text);
+      if (ms === undefined)
+        ctx.addIssue({ code: 'custom', message: 'a duration like 200ms or 1s' });
+      return ms ?? 0;
+    }),
+  /** How often the consumer lag gauge is refreshed from the broker. */
+  CONSUMER_LAG_INTERVAL: z
+    .string()
+    .default('5s')
+    .transform((text, ctx) => {
+      const ms = parseDuration(text);
+      if (ms === undefined || ms < 100)
+        ctx.addIssue({ code: 'custom', message: 'a duration of at least 100ms, like 5s' });
+      return ms ?? 0;
+    }),
 });
 
 export type Config = z.infer<typeof envSchema>;

@@ -106,11 +106,14 @@ export async function ensureTopic(
   admin: Admin,
   topic: string,
   numPartitions: number,
+  // The event log is what projections are rebuilt from, and records carry the order's
+  // placedAt as their timestamp: time-based deletion would drop old orders within minutes.
+  configEntries: { name: string; value: string }[] = [{ name: 'retention.ms', value: '-1' }],
 ): Promise<{ created: boolean; partitions: number }> {
   let created: boolean;
   try {
     created = await admin.createTopics({
-      topics: [{ topic, numPartitions }],
+      topics: [{ topic, numPartitions, configEntries }],
       waitForLeaders: true,
     });
   } catch (err) {

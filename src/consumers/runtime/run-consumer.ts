@@ -1,0 +1,107 @@
+/**
+ * The bootstrap of a consumer-group process: make sure the topics exist,
+ * serve /metrics, join the group, log that it runs; on SIGTERM/SIGINT finish
+ * the record in hand, commit, leave the group and exit 0; exit non-zero on a
+ * fatal error.
+ */
+import { once } from 'node:events';
+import { loadConfig } from '../../config/env.ts';
+import { createDb } from '../../db/client.ts';
+import { createKafka, createOrderEventsProducer, ensureTopic } from '../../events/kafka.ts';
+import { ORDERS_PLACED_TOPIC } from '../../shared/events.ts';
+import { createLogger } from '../../shared/logger.ts';
+import { deadLetterTopicOf } from './dead-letters.ts';
+import type { ConsumerGroupDefinition } from './groups.ts';
+import { createConsumerMetrics, startLagMonitor, startMetricsServer } from './metrics.ts';
+import { createConsumerRunner } from './runner.ts';
+
+/** Dead letters are few; one partition keeps them in the order they failed. */
+export const DEAD_LETTER_PARTITIONS = 1;
+
+export function runConsumer(group: ConsumerGroupDefinition): void {
+  const main = async () => {
+    const config = loadConfig();
+    const log = createLogger(`consumer-${group.name}`, config.LOG_LEVEL);
+    const topic = ORDERS_PLACED_TOPIC;
+    const kafka = createKafka(config, { logger: log });
+    const admin = kafka.admin();
+    const producer = createOrderEventsProducer(kafka);
+    const db = createDb(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
+    const metrics = createConsumerMetrics();
+    const closers: (() => Promise<unknown>)[] = [];
+    try {
+      await admin.connect();
+      closers.push(() => admin.disconnect());
+      // The events worker creates the topic too; whoever starts first creates it with the same settings.
+      await ensureTopic(admin, topic, config.KAFKA_TOPIC_PARTITIONS);
+      await ensureTopic(admin, deadLetterTopicOf(topic), DEAD_LETTER_PARTITIONS);
+      await producer.connect();
+      closers.push(
+        () => producer.disconnect(),
+        () => db.$disconnect(),
+      );
+
+      const server = await startMetricsServer(
+        metrics.registry,
+        config.HOST,
+        config.CONSUMER_METRICS_PORT,
+      );
+      closers.push(() => server.close());
+      const lag = startLagMonitor({
+        admin,
+        groupId: group.groupId,
+        topic,
+        intervalMs: config.CONSUMER_LAG_INTERVAL,
+        metrics,
+        log,
+      });
+      closers.push(async () => lag.stop());
+
+      const runner = createConsumerRunner({
+        kafka,
+        db,
+        producer,
+        groupId: group.groupId,
+        projection: group.projection,
+        topic,
+        transaction: config.CONSUMER_TRANSACTION,
+        batchMaxEvents: config.CONSUMER_BATCH_MAX_EVENTS,
+        concurrency: config.CONSUMER_CONCURRENCY ?? config.KAFKA_TOPIC_PARTITIONS,
+        maxAttempts: config.CONSUMER_MAX_ATTEMPTS,
+        retryInitialMs: config.CONSUMER_RETRY_INITIAL,
+        log,
+        metrics,
+      });
+      await runner.start();
+      log.info(
+        {
+          group: group.name,
+          groupId: group.groupId,
+          topic,
+          deadLetterTopic: deadLetterTopicOf(topic),
+          transaction: config.CONSUMER_TRANSACTION,
+          metricsUrl: server.url,
+        },
+        'consumer running',
+      );
+
+      const signal = await Promise.race([
+        once(process, 'SIGTERM').then(() => 'SIGTERM'),
+        once(process, 'SIGINT').then(() => 'SIGINT'),
+        runner.crashed,
+      ]);
+      log.info({ signal }, 'stopping: finishing the record in hand, committing, leaving the group');
+      await runner.stop();
+    } finally {
+      for (const close of closers.reverse()) await close().catch(() => {});
+    }
+    log.info('consumer stopped');
+  };
+  main().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,332 @@
+/**
+ * The consumer runner every group shares. Partitions are worked on
+ * concurrently, the records of one partition strictly in order (so per-key
+ * order holds). Each event's effect and its processed-events row commit in one
+ * database transaction; the offset is committed only after that. Records that
+ * cannot be processed go to the dead-letter topic and the partition moves on.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type {
+  ConsumerConfig,
+  Consumer,
+  EachBatchPayload,
+  Kafka,
+  KafkaMessage,
+  Producer,
+} from 'kafkajs';
+import type { Db } from '../../db/client.ts';
+import type { Logger } from '../../shared/logger.ts';
+import type { Projection } from '../projections/projection.ts';
+import { deadLetterOf, deadLetterTopicOf, type Origin } from './dead-letters.ts';
+import type { ConsumerMetrics, EventOutcome } from './metrics.ts';
+import { decodeOrderPlaced, PoisonMessageError } from './order-placed-decoder.ts';
+import { applyOnce, type ApplyResult, type SourcedEvent } from './processed-events.ts';
+
+export type TransactionMode = 'per-batch' | 'per-event';
+
+export interface ConsumerRunnerOptions {
+  kafka: Kafka;
+  db: Db;
+  /** Connected; sends dead letters. */
+  producer: Producer;
+  groupId: string;
+  projection: Projection;
+  topic: string;
+  /** per-batch: one transaction for up to `batchMaxEvents` records of a partition; per-event: one per record. */
+  transaction: TransactionMode;
+  batchMaxEvents: number;
+  /** Partitions worked on at once (kafkajs partitionsConsumedConcurrently). */
+  concurrency: number;
+  /** Attempts at a record that keeps failing while the database is reachable, before it is dead-lettered. */
+  maxAttempts: number;
+  retryInitialMs: number;
+  log: Logger;
+  metrics: ConsumerMetrics;
+  /** Overrides of the kafkajs consumer (session timeouts in tests). */
+  consumerConfig?: Partial<ConsumerConfig>;
+  /** Runs after a transaction committed and before the offsets are committed (fault-injection tests). */
+  afterTransaction?: (records: readonly SourcedEvent[]) => void | Promise<void>;
+}
+
+export interface ConsumerRunner {
+  readonly consumer: Consumer;
+  /** Joins the group and starts consuming (returns once running). */
+  start(): Promise<void>;
+  /** Finishes the record (or batch) in hand, commits its offset, leaves the group. */
+  stop(): Promise<void>;
+  /** Rejects when kafkajs gives up on the consumer (a crash it does not restart). */
+  readonly crashed: Promise<never>;
+}
+
+/** Offsets are committed after each batch, and at least this often within a long one. */
+const COMMIT_INTERVAL_MS = 1_000;
+const MAX_BACKOFF_MS = 30_000;
+
+type Attempt<T> =
+  | { ok: true; value: T }
+  | { ok: false; error: unknown; attempts: number }
+  | { ok: false; stopping: true };
+
+interface PartitionContext {
+  topic: string;
+  partition: number;
+  heartbeat(): Promise<void>;
+  isRunning(): boolean;
+}
+
+const errorText = (err: unknown): string =>
+  err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+
+function* chunks<T>(items: readonly T[], size: number): Generator<T[]> {
+  for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);
+}
+
+/** Builds a group's consumer; `start()` joins the group. */
+export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunner {
+  const { db, producer, groupId, projection, topic, log, metrics } = opts;
+  const deadLetterTopic = deadLetterTopicOf(topic);
+  const consumer = opts.kafka.consumer({
+    groupId,
+    allowAutoTopicCreation: false,
+    ...opts.consumerConfig,
+  });
+
+  let rejectCrashed: (err: Error) => void = () => {};
+  const crashed = new Promise<never>((_resolve, reject) => {
+    rejectCrashed = reject;
+  });
+  crashed.catch(() => {}); // observed by whoever awaits it
+  consumer.on(consumer.events.CRASH, ({ payload }) => {
+    log.error({ err: payload.error, groupId, restart: payload.restart }, 'consumer crashed');
+    if (!payload.restart) rejectCrashed(payload.error);
+  });
+  consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+    log.info(
+      { groupId, memberId: payload.memberId, assignment: payload.memberAssignment },
+      'joined consumer group',
+    );
+  });
+
+  const count = (outcome: EventOutcome, n = 1) => {
+    if (n > 0) metrics.events.inc({ group: groupId, outcome }, n);
+  };
+
+  async function databaseReachable(): Promise<boolean> {
+    try {
+      await Promise.race([
+        db.$queryRaw`SELECT 1`,
+        sleep(5_000).then(() => Promise.reject(new Error('timeout'))),
+      ]);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Waits `ms`, heartbeating; false when the consumer is stopping. A rebalance throws (kafkajs rejoins). */
+  async function pause(ms: number, ctx: PartitionContext): Promise<boolean> {
+    const until = Date.now() + ms;
+    while (Date.now() < until) {
+      if (!ctx.isRunning()) return false;
+      await sleep(Math.min(until - Date.now(), 1_000));
+      await ctx.heartbeat();
+    }
+    return ctx.isRunning();
+  }
+
+  /**
+   * Runs `fn` until it succeeds. While the database is unreachable it waits
+   * indefinitely (an outage is not the record's fault and must not empty the
+   * topic into the dead-letter topic); otherwise it gives up after `maxAttempts`.
+   */
+  async function attempt<T>(
+    fn: () => Promise<T>,
+    ctx: PartitionContext,
+    maxAttempts: number,
+    about: Record<string, unknown>,
+  ): Promise<Attempt<T>> {
+    for (let n = 1; ; n++) {
+      try {
+        return { ok: true, value: await fn() };
+      } catch (error) {
+        if (n >= maxAttempts && (await databaseReachable())) {
+          return { ok: false, error, attempts: n };
+        }
+        metrics.retries.inc({ group: groupId });
+        const delay = Math.min(opts.retryInitialMs * 2 ** Math.min(n - 1, 20), MAX_BACKOFF_MS);
+        log.warn({ ...about, groupId, attempt: n, delayMs: delay, err: error }, 'retrying');
+        if (!(await pause(delay, ctx))) return { ok: false, stopping: true };
+      }
+    }
+  }
+
+  async function deadLetter(
+    message: KafkaMessage,
+    ctx: PartitionContext,
+    error: string,
+    attempts: number,
+  ): Promise<void> {
+    const origin: Origin = {
+      topic: ctx.topic,
+      partition: ctx.partition,
+      offset: message.offset,
+      timestamp: message.timestamp,
+    };
+    await producer.send({
+      topic: deadLetterTopic,
+      acks: -1,
+      messages: [deadLetterOf(message, { origin, groupId, error, attempts })],
+    });
+    count('dead_lettered');
+    log.error(
+      {
+        groupId,
+        ...origin,
+        eventId: message.headers?.ce_id?.toString(),
+        orderId: message.key?.toString(),
+        error,
+        deadLetterTopic,
+      },
+      'record dead-lettered',
+    );
+  }
+
+  async function commitEffects(records: SourcedEvent[]): Promise<ApplyResult> {
+    const end = metrics.transactionSeconds.startTimer({ group: groupId });
+    const result = await applyOnce(db, groupId, projection, records);
+    end();
+    await opts.afterTransaction?.(records);
+    count('processed', result.applied.length);
+    count('duplicate', result.duplicates.length);
+    for (const d of result.duplicates) {
+      log.debug({ groupId, eventId: d.event.id, offset: d.offset }, 'duplicate event skipped');
+    }
+    return result;
+  }
+
+  /**
+   * Handles consecutive records of one partition; returns how many of them
+   * (a prefix) are finished, i.e. committed to the database or dead-lettered.
+   */
+  async function handleRecords(messages: KafkaMessage[], ctx: PartitionContext): Promise<number> {
+    const events: { message: KafkaMessage; record: SourcedEvent }[] = [];
+    for (const message of messages) {
+      try {
+        const decoded = decodeOrderPlaced(message);
+        if (decoded.kind === 'order.placed') {
+          const { topic, partition } = ctx;
+          events.push({
+            message,
+            record: { event: decoded.event, topic, partition, offset: message.offset },
+          });
+        } else {
+          count('ignored');
+          log.debug({ groupId, eventId: decoded.id, type: decoded.type }, 'event type not handled');
+        }
+      } catch (err) {
+        if (!(err instanceof PoisonMessageError)) throw err;
+        await deadLetter(message, ctx, err.message, 1);
+      }
+    }
+    if (events.length > 1) {
+      // The whole batch in one transaction; if that fails, each event alone, so only the bad one is dead-lettered.
+      const batch = await attempt(() => commitEffects(events.map((e) => e.record)), ctx, 1, {
+        topic: ctx.topic,
+        partition: ctx.partition,
+        events: events.length,
+      });
+      if (batch.ok) return messages.length;
+      // Stopping: the records before the first event (dead-lettered or ignored) are finished.
+      if ('stopping' in batch) return messages.indexOf(events[0]!.message);
+      log.warn(
+        {
+          groupId,
+          topic: ctx.topic,
+          partition: ctx.partition,
+          events: events.length,
+          err: batch.error,
+        },
+        'batch transaction failed; retrying its events one by one',
+      );
+    }
+    for (const { message, record } of events) {
+      const about = {
+        topic: ctx.topic,
+        partition: ctx.partition,
+        offset: message.offset,
+        eventId: record.event.id,
+        orderId: record.event.data.orderId,
+      };
+      const result = await attempt(() => commitEffects([record]), ctx, opts.maxAttempts, about);
+      if ('stopping' in result) return messages.indexOf(message);
+      if (!result.ok) await deadLetter(message, ctx, errorText(result.error), result.attempts);
+    }
+    return messages.length;
+  }
+
+  async function eachBatch(payload: EachBatchPayload): Promise<void> {
+    const { topic, partition, messages } = payload.batch;
+    const isRunning = () => payload.isRunning();
+    const heartbeat = () => payload.heartbeat();
+    const ctx: PartitionContext = { topic, partition, heartbeat, isRunning };
+    let next: string | undefined; // offset after the last finished record
+    let committed: string | undefined;
+    let lastCommit = Date.now();
+    const commit = async () => {
+      if (next === undefined || next === committed) return;
+      const offset = next;
+      await payload.commitOffsetsIfNecessary({
+        topics: [{ topic, partitions: [{ partition, offset }] }],
+      });
+      committed = offset;
+      lastCommit = Date.now();
+    };
+    const size = opts.transaction === 'per-batch' ? opts.batchMaxEvents : 1;
+    let failed = false;
+    try {
+      for (const records of chunks(messages, size)) {
+        // On shutdown the record in hand is finished; the rest stays for the next owner.
+        if (!isRunning() || payload.isStale()) break;
+        const finished = await handleRecords(records, ctx);
+        const last = records[finished - 1];
+        if (last) {
+          payload.resolveOffset(last.offset);
+          next = (BigInt(last.offset) + 1n).toString();
+        }
+        if (finished < records.length) break;
+        if (Date.now() - lastCommit >= COMMIT_INTERVAL_MS) {
+          await commit();
+          await heartbeat();
+        }
+      }
+    } catch (err) {
+      failed = true;
+      throw err;
+    } finally {
+      // Also after a failure (e.g. a rebalance): what is in the database need not be redelivered.
+      await commit().catch((err: unknown) => {
+        if (!failed) throw err;
+        log.warn({ err, groupId, topic, partition }, 'offset commit failed');
+      });
+    }
+  }
+
+  return {
+    consumer,
+    crashed,
+    async start() {
+      await consumer.connect();
+      await consumer.subscribe({ topics: [topic], fromBeginning: true });
+      await consumer.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        partitionsConsumedConcurrently: opts.concurrency,
+        eachBatch,
+      });
+    },
+    async stop() {
+      // kafkajs stops fetching, waits for the batches in hand (they stop at the next record), then leaves the group.
+      await consumer.disconnect();
+    },
+  };
+}

@@ -1,0 +1,247 @@
+/**
+ * The operator CLI, run as operators run it (`node --import tsx
+ * src/cli/orderflow.ts ...`, a child process) against the real stack: orders
+ * parked for real by a subscriber answering 400 (through the API, the real
+ * workers and a signature-verifying receiver), listed, shown, and retried.
+ */
+import { Client, Connection } from '@temporalio/client';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { cancelSignal } from '../../src/shared/messages.ts';
+import type { OrderStatus } from '../../src/shared/orders.ts';
+import { ORDER_STATUS_SEARCH_ATTRIBUTE, orderWorkflowId } from '../../src/shared/task-queues.ts';
+import { postOrder, startApi, validOrder, type Body, type TestApi } from '../support/api.ts';
+import { startOrdersWorker } from '../support/orders-worker.ts';
+import type { WebhookReceiver } from '../support/webhook-receiver.ts';
+import { subscribe, type Subscriber } from '../e2e/subscriber.ts';
+
+const stack = inject('stack');
+const projectRoot = path.resolve(import.meta.dirname, '../..');
+const PARKED_ORDERS = 3;
+
+let api: TestApi;
+let worker: Awaited<ReturnType<typeof startOrdersWorker>>;
+let subscriber: Subscriber | undefined;
+let receiver: WebhookReceiver;
+let connection: Connection;
+let temporal: Client;
+let endpointId: string;
+/** Every order this file creates (cancelled in afterAll unless it finished). */
+const created: string[] = [];
+let parked: string[] = [];
+
+interface CliRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI in a child process with the stack's configuration. */
+function cli(...args: string[]): Promise<CliRun> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/orderflow.ts', ...args],
+      {
+        cwd: projectRoot,
+        timeout: 60_000,
+        env: {
+          ...process.env,
+          DATABASE_URL: stack.DATABASE_URL,
+          TEMPORAL_ADDRESS: stack.TEMPORAL_ADDRESS,
+          TEMPORAL_NAMESPACE: 'default',
+        },
+      },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls (bounded) until the order's row has the status. */
+async function waitForStatus(orderId: string, status: OrderStatus, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    const row = await api.db.order.findUniqueOrThrow({ where: { id: orderId } });
+    last = row.failedStep ? `${row.status} (${row.failedStep}: ${row.lastError})` : row.status;
+    if (row.status === status) return;
+    await sleep(100);
+  }
+  throw new Error(`order ${orderId} stayed ${last}, expected ${status}`);
+}
+
+/** Polls (bounded) until Temporal visibility lists all the orders as parked (what --all-parked reads). */
+async function waitUntilListedParked(orderIds: string[], timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs;
+  const ids = orderIds.map((id) => `"${orderWorkflowId(id)}"`).join(', ');
+  const query = `WorkflowId IN (${ids}) AND ${ORDER_STATUS_SEARCH_ATTRIBUTE}="Parked"`;
+  let seen = 0;
+  while (Date.now() < deadline) {
+    seen = (await temporal.workflow.count(query)).count;
+    if (seen === orderIds.length) return;
+    await sleep(200);
+  }
+  throw new Error(`visibility lists ${seen} of ${orderIds.length} orders as Parked`);
+}
+
+/** Places an order through the API and makes sure its workflow started. */
+async function placeOrder(): Promise<string> {
+  const res = await postOrder(api.url, validOrder());
+  expect([201, 202]).toContain(res.status);
+  const id = res.body.id as string;
+  created.push(id);
+  // 202: the API's start missed Temporal (a busy machine); start it as the relay would, just this one.
+  for (let i = 0; res.status === 202 && !(await api.relay.startOne(id)); i++) {
+    if (i === 20) throw new Error(`the workflow of order ${id} never started`);
+    await sleep(250);
+  }
+  return id;
+}
+
+beforeAll(async () => {
+  // Inline starts and no relay: this file starts exactly the workflows it creates.
+  api = await startApi({
+    databaseUrl: stack.DATABASE_URL,
+    temporalAddress: stack.TEMPORAL_ADDRESS,
+    workflowStartMode: 'inline',
+    relay: { run: false },
+  });
+  worker = await startOrdersWorker({
+    databaseUrl: stack.DATABASE_URL,
+    temporalAddress: stack.TEMPORAL_ADDRESS,
+  });
+  connection = await Connection.connect({ address: stack.TEMPORAL_ADDRESS });
+  temporal = new Client({ connection });
+
+  // Another file's forgotten subscriber would receive these orders too, and keep them from parking.
+  const others = await api.db.webhookEndpoint.findMany({ where: { status: 'ENABLED' } });
+  if (others.length)
+    throw new Error(
+      `enabled webhook endpoints left by other tests: ${others.map((e) => e.url).join(', ')}`,
+    );
+
+  // A subscriber registered through the API, whose receiver verifies every signature.
+  subscriber = await subscribe(api.url);
+  endpointId = subscriber.endpointId;
+  receiver = subscriber.receiver;
+  // Each order's one delivery is refused with a 400: not retried, so the order parks at once.
+  receiver.respondWith(
+    ...Array.from({ length: PARKED_ORDERS }, () => ({ status: 400, body: 'bad payload' })),
+  );
+
+  parked = await Promise.all(Array.from({ length: PARKED_ORDERS }, placeOrder));
+  await Promise.all(parked.map((id) => waitForStatus(id, 'PARKED')));
+  await waitUntilListedParked(parked);
+  // The receiver's script is used up: from now on it answers 204.
+  expect(receiver.requests).toHaveLength(PARKED_ORDERS);
+});
+
+afterAll(async () => {
+  // Leave no running workflow behind: a parked order of ours would outlive the endpoint.
+  for (const id of created) {
+    const handle = temporal?.workflow.getHandle(orderWorkflowId(id));
+    const running = await handle
+      ?.describe()
+      .then((d) => d.status.name === 'RUNNING')
+      .catch(() => false);
+    if (running) await handle?.signal(cancelSignal, 'CLI test cleanup').catch(() => undefined);
+  }
+  for (const id of created) {
+    await temporal?.workflow
+      .getHandle(orderWorkflowId(id))
+      .result()
+      .catch(() => undefined);
+  }
+  // Deletes the endpoint, then closes its receiver.
+  await subscriber?.close();
+  await worker?.stop();
+  await api?.close();
+  await connection?.close();
+});
+
+describe('orderflow CLI', () => {
+  it('prints its help with exit code 0', async () => {
+    const run = await cli('--help');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('Usage: orderflow');
+    expect(run.stdout).toMatch(/orders\s/);
+  });
+
+  it('exits 2 with a usage error on an unknown command', async () => {
+    const run = await cli('frobnicate');
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/unknown command 'frobnicate'/);
+  });
+
+  it('exits 2 when retry gets neither an order id nor --all-parked', async () => {
+    const run = await cli('orders', 'retry');
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('give an order id, or --all-parked');
+  });
+
+  it('lists the parked orders as JSON, each with the failed step and why', async () => {
+    const run = await cli('orders', 'list', '--status', 'PARKED', '--json');
+    expect(run.code).toBe(0);
+    const listed = JSON.parse(run.stdout) as Body[];
+    expect(listed.every((o) => o.status === 'PARKED')).toBe(true);
+    const ours = listed.filter((o) => parked.includes(o.id as string));
+    expect(ours.map((o) => o.id as string).sort()).toEqual([...parked].sort());
+    for (const order of ours) {
+      expect(order).toMatchObject({ status: 'PARKED', failedStep: 'webhooks' });
+      expect(order.lastError).toContain(`webhooks:${endpointId}: WebhookRejected`);
+    }
+  });
+
+  it('shows one order as JSON', async () => {
+    const id = parked[0]!;
+    const run = await cli('orders', 'show', id, '--json');
+    expect(run.code).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({
+      id,
+      status: 'PARKED',
+      failedStep: 'webhooks',
+      workflowId: orderWorkflowId(id),
+      customerEmail: validOrder().customerEmail,
+      items: [expect.objectContaining({ sku: 'SKU-1', quantity: 2 })],
+    });
+  });
+
+  it('exits 1 with a clear message when asked to retry an order that is not parked', async () => {
+    const id = await placeOrder();
+    await waitForStatus(id, 'COMPLETED');
+    const run = await cli('orders', 'retry', id);
+    expect(run.code).toBe(1);
+    expect(`${run.stdout}${run.stderr}`).toContain(`Order ${id} has no running workflow`);
+  });
+
+  it('retries every parked order with --all-parked: "N retried, 0 failed", exit 0, and they complete', async () => {
+    const run = await cli('orders', 'retry', '--all-parked');
+    expect(run.stderr).toMatch(/^(\d+) retried, 0 failed/m);
+    expect(run.code).toBe(0);
+    const retried = Number(/^(\d+) retried/m.exec(run.stderr)![1]);
+    expect(retried).toBeGreaterThanOrEqual(PARKED_ORDERS);
+    for (const id of parked)
+      expect(run.stdout).toMatch(new RegExp(`${id}\\s+true\\s+retrying webhooks`));
+
+    await Promise.all(parked.map((id) => waitForStatus(id, 'COMPLETED')));
+    // Only the failed step ran again: one more delivery per order, each verified by the receiver.
+    expect(receiver.requests).toHaveLength(2 * PARKED_ORDERS + 1);
+    expect(receiver.requests.map((r) => r.verifyError ?? 'verified')).toEqual(
+      receiver.requests.map(() => 'verified'),
+    );
+
+    const shown = await cli('orders', 'show', parked[0]!, '--json');
+    expect(shown.code).toBe(0);
+    expect(JSON.parse(shown.stdout)).toMatchObject({
+      status: 'COMPLETED',
+      failedStep: null,
+      lastError: null,
+    });
+  });
+});

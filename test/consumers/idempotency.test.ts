@@ -1,0 +1,127 @@
+/**
+ * Idempotent effects against the real broker and database: a redelivered
+ * event (produced twice, or seen again after a crash between the database
+ * commit and the offset commit) changes the projection once.
+ */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { analyticsProjection } from '../../src/consumers/projections/analytics.ts';
+import { inventoryProjection } from '../../src/consumers/projections/inventory.ts';
+import { orderPlacedEventId } from '../../src/shared/events.ts';
+import {
+  admin,
+  analyticsRows,
+  caughtUp,
+  closeClients,
+  connectClients,
+  db,
+  freshTopic,
+  orderPlaced,
+  outcomes,
+  processedCount,
+  produce,
+  recordOf,
+  reservations,
+  stack,
+  startRunner,
+  uniqueCurrency,
+  uniqueGroupId,
+  waitFor,
+} from './support.ts';
+
+beforeAll(connectClients);
+afterAll(closeClients);
+
+describe.each(['per-event', 'per-batch'] as const)('with a transaction %s', (transaction) => {
+  it('applies an event produced twice once and acknowledges the second as a duplicate', async () => {
+    const topic = await freshTopic();
+    const groupId = uniqueGroupId('analytics');
+    const currency = uniqueCurrency();
+    const day = '2011-01-15';
+    const twice = orderPlaced({ currency, day, totalCents: 1000 });
+    const other = orderPlaced({ currency, day, totalCents: 500 });
+    await produce(topic, [recordOf(twice), recordOf(other), recordOf(twice)]);
+
+    const runner = await startRunner({
+      groupId,
+      topic,
+      projection: analyticsProjection,
+      transaction,
+    });
+    await waitFor('all records committed', () => caughtUp(groupId, topic));
+
+    expect(await analyticsRows([currency])).toEqual([
+      { day, currency, orderCount: 2, revenueCents: 1500n },
+    ]);
+    expect(await processedCount(groupId)).toBe(2);
+    expect(await outcomes(runner.metrics, 'processed')).toBe(2);
+    expect(await outcomes(runner.metrics, 'duplicate')).toBe(1);
+  });
+});
+
+it('reserves stock once per order however often its event is delivered', async () => {
+  const topic = await freshTopic(3);
+  const groupId = uniqueGroupId('inventory');
+  const sku = `SKU-${uniqueGroupId('x')}`;
+  const order = orderPlaced({
+    items: [
+      { sku, quantity: 2, unitPriceCents: 100 },
+      { sku, quantity: 3, unitPriceCents: 100 },
+    ],
+  });
+  await produce(topic, [recordOf(order), recordOf(order), recordOf(order)]);
+
+  await startRunner({ groupId, topic, projection: inventoryProjection, transaction: 'per-batch' });
+  await waitFor('all records committed', () => caughtUp(groupId, topic));
+
+  expect(await reservations([sku])).toEqual([{ sku, reservedQuantity: 5n, orderCount: 1 }]);
+});
+
+it('applies an event once when its consumer is killed after the database commit and before the offset commit', async () => {
+  const topic = await freshTopic(1);
+  const groupId = uniqueGroupId('analytics');
+  const currency = uniqueCurrency();
+  const day = '2012-02-29';
+  const order = orderPlaced({ currency, day, totalCents: 4200 });
+  await produce(topic, [recordOf(order)]);
+
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', path.join(import.meta.dirname, 'fixtures', 'crash-after-commit.ts')],
+    {
+      env: {
+        ...process.env,
+        DATABASE_URL: stack.DATABASE_URL,
+        KAFKA_BROKERS: stack.KAFKA_BROKERS,
+        TEST_TOPIC: topic,
+        TEST_GROUP_ID: groupId,
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const [code, signal] = (await once(child, 'exit')) as [number | null, string | null];
+
+  // The effect is in the database, the offset is not in Kafka.
+  expect({ code, signal }).toEqual({ code: null, signal: 'SIGKILL' });
+  expect(output).toContain(orderPlacedEventId(order.orderId));
+  expect(await analyticsRows([currency])).toEqual([
+    { day, currency, orderCount: 1, revenueCents: 4200n },
+  ]);
+  const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+  expect(committed?.partitions).toEqual([expect.objectContaining({ partition: 0, offset: '-1' })]);
+
+  // The next member of the group gets the record again and skips it.
+  const runner = await startRunner({ groupId, topic, projection: analyticsProjection });
+  await waitFor('the redelivered record committed', () => caughtUp(groupId, topic));
+
+  expect(await outcomes(runner.metrics, 'duplicate')).toBe(1);
+  expect(await outcomes(runner.metrics, 'processed')).toBe(0);
+  expect(await analyticsRows([currency])).toEqual([
+    { day, currency, orderCount: 1, revenueCents: 4200n },
+  ]);
+  expect(await db.processedEvent.count({ where: { groupId } })).toBe(1);
+});

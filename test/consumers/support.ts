@@ -1,0 +1,243 @@
+/**
+ * Shared set-up of the consumer tests: clients of the stack's real Kafka and
+ * PostgreSQL, events encoded exactly as the events worker encodes them, one
+ * fresh topic per test, and runners that are stopped after each file.
+ */
+import type { Message } from 'kafkajs';
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pino from 'pino';
+import { inject } from 'vitest';
+import { orderPlacedCloudEvent, toKafkaMessage } from '../../src/activities/events.ts';
+import { loadConfig } from '../../src/config/env.ts';
+import { deadLetterTopicOf } from '../../src/consumers/runtime/dead-letters.ts';
+import {
+  createConsumerMetrics,
+  type ConsumerMetrics,
+} from '../../src/consumers/runtime/metrics.ts';
+import type { Projection } from '../../src/consumers/projections/projection.ts';
+import {
+  createConsumerRunner,
+  type ConsumerRunner,
+  type ConsumerRunnerOptions,
+} from '../../src/consumers/runtime/runner.ts';
+import { createDb } from '../../src/db/client.ts';
+import { createKafka, createOrderEventsProducer } from '../../src/events/kafka.ts';
+import type { OrderPlacedData } from '../../src/shared/events.ts';
+
+export const stack = inject('stack');
+export const config = loadConfig({
+  DATABASE_URL: stack.DATABASE_URL,
+  KAFKA_BROKERS: stack.KAFKA_BROKERS,
+});
+export const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+export const db = createDb(stack.DATABASE_URL, 12);
+export const kafka = createKafka(config, { logger, clientId: 'consumers-test' });
+export const admin = kafka.admin();
+export const producer = createOrderEventsProducer(kafka);
+
+const running = new Set<ConsumerRunner>();
+
+export async function connectClients(): Promise<void> {
+  await Promise.all([admin.connect(), producer.connect()]);
+}
+
+/** Stops every runner still running, then the shared clients. */
+export async function closeClients(): Promise<void> {
+  await Promise.allSettled([...running].map((r) => r.stop()));
+  await Promise.allSettled([admin.disconnect(), producer.disconnect(), db.$disconnect()]);
+}
+
+/**
+ * A new topic (and its dead-letter topic) for one test. Records carry placedAt
+ * as their timestamp and tests place orders decades ago, so time-based
+ * retention is off: otherwise the broker deletes them at its next check.
+ */
+export async function freshTopic(partitions = 6): Promise<string> {
+  const topic = `consumers-test-${randomUUID()}`;
+  const configEntries = [{ name: 'retention.ms', value: '-1' }];
+  await admin.createTopics({
+    topics: [
+      { topic, numPartitions: partitions, configEntries },
+      { topic: deadLetterTopicOf(topic), numPartitions: 1, configEntries },
+    ],
+    waitForLeaders: true,
+  });
+  return topic;
+}
+
+export const uniqueGroupId = (name: string): string => `test.${name}.${randomUUID()}`;
+
+/** A currency code no other test uses (with a random day, analytics rows stay apart). */
+export function uniqueCurrency(): string {
+  const letters = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
+  return Array.from({ length: 3 }, () => letters[Math.floor(Math.random() * 26)]).join('');
+}
+
+/** One of the five UTC days before today: for records on a topic with the default (time-based) retention. */
+export function recentDay(): string {
+  const days = 1 + Math.floor(Math.random() * 5);
+  return new Date(Date.now() - days * 86_400_000).toISOString().slice(0, 10);
+}
+
+/**
+ * A UTC day between 1990 and 2019. Records carry placedAt as their timestamp,
+ * and the broker refuses timestamps more than an hour ahead.
+ */
+export function randomDay(): string {
+  const start = Date.UTC(1990, 0, 1);
+  const days = Math.floor(Math.random() * 30 * 365);
+  return new Date(start + days * 86_400_000).toISOString().slice(0, 10);
+}
+
+/** An order.placed payload; `placedAt` defaults to noon UTC of `day`. */
+export function orderPlaced(
+  overrides: Partial<OrderPlacedData> & { day?: string } = {},
+): OrderPlacedData {
+  const { day = randomDay(), ...rest } = overrides;
+  const items = rest.items ?? [
+    { sku: `SKU-${randomUUID().slice(0, 8)}`, quantity: 2, unitPriceCents: 1250 },
+  ];
+  return {
+    orderId: randomUUID(),
+    customerEmail: 'buyer@example.com',
+    currency: 'EUR',
+    totalCents: items.reduce((sum, i) => sum + i.quantity * i.unitPriceCents, 0),
+    placedAt: `${day}T12:00:00.000Z`,
+    ...rest,
+    items,
+  };
+}
+
+/** The Kafka record the events worker publishes for `data`. */
+export const recordOf = (data: OrderPlacedData, eventId?: string): Message => {
+  const event = orderPlacedCloudEvent(data);
+  return toKafkaMessage(eventId ? event.cloneWith({ id: eventId }) : event, data.orderId);
+};
+
+export async function produce(topic: string, messages: Message[]): Promise<void> {
+  for (let i = 0; i < messages.length; i += 1000) {
+    await producer.send({ topic, acks: -1, messages: messages.slice(i, i + 1000) });
+  }
+}
+
+export type TestRunnerOptions = Pick<ConsumerRunnerOptions, 'groupId' | 'projection' | 'topic'> &
+  Partial<ConsumerRunnerOptions>;
+
+/** A started runner with fast retries and a short session (a killed member leaves quickly). */
+export async function startRunner(
+  opts: TestRunnerOptions,
+): Promise<ConsumerRunner & { metrics: ConsumerMetrics }> {
+  const metrics = opts.metrics ?? createConsumerMetrics();
+  const runner = createConsumerRunner({
+    kafka,
+    db,
+    producer,
+    transaction: 'per-event',
+    batchMaxEvents: 500,
+    concurrency: 6,
+    maxAttempts: 3,
+    retryInitialMs: 50,
+    log: logger,
+    metrics,
+    consumerConfig: {
+      sessionTimeout: 6_000,
+      heartbeatInterval: 500,
+      rebalanceTimeout: 10_000,
+      maxWaitTimeInMs: 500,
+    },
+    ...opts,
+  });
+  running.add(runner);
+  const stop = async () => {
+    running.delete(runner);
+    await runner.stop();
+  };
+  await runner.start();
+  return { ...runner, consumer: runner.consumer, crashed: runner.crashed, stop, metrics };
+}
+
+/** How many events a runner's metrics counted with `outcome`. */
+export async function outcomes(metrics: ConsumerMetrics, outcome: string): Promise<number> {
+  const { values } = await metrics.events.get();
+  return values.filter((v) => v.labels.outcome === outcome).reduce((sum, v) => sum + v.value, 0);
+}
+
+/** Polls `check` until it returns true; fails after `timeoutMs` with `what`. */
+export async function waitFor(
+  what: string,
+  check: () => Promise<boolean> | boolean,
+  timeoutMs = 45_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+export const processedCount = (groupId: string): Promise<number> =>
+  db.processedEvent.count({ where: { groupId } });
+
+/** Committed offsets of `groupId` on `topic` equal the high watermarks (nothing left to commit). */
+export async function caughtUp(groupId: string, topic: string): Promise<boolean> {
+  const [high, [committed]] = await Promise.all([
+    admin.fetchTopicOffsets(topic),
+    admin.fetchOffsets({ groupId, topics: [topic] }),
+  ]);
+  return high.every((h) => {
+    const offset = committed?.partitions.find((p) => p.partition === h.partition)?.offset ?? '-1';
+    return (offset === '-1' ? h.low : offset) === h.high;
+  });
+}
+
+/** Analytics rows of the given currencies, comparable with toEqual. */
+export async function analyticsRows(currencies: string[]) {
+  const rows = await db.analyticsDaily.findMany({
+    where: { currency: { in: currencies } },
+    orderBy: [{ day: 'asc' }, { currency: 'asc' }],
+  });
+  return rows.map((r) => ({
+    day: r.day.toISOString().slice(0, 10),
+    currency: r.currency,
+    orderCount: r.orderCount,
+    revenueCents: r.revenueCents,
+  }));
+}
+
+/** Stock reservations of the given SKUs. */
+export async function reservations(skus: string[]) {
+  const rows = await db.stockReservation.findMany({
+    where: { sku: { in: skus } },
+    orderBy: { sku: 'asc' },
+  });
+  return rows.map((r) => ({
+    sku: r.sku,
+    reservedQuantity: r.reservedQuantity,
+    orderCount: r.orderCount,
+  }));
+}
+
+/** A projection that remembers what it was asked to apply, in order (and how many ran at once). */
+export function recordingProjection(delayMs = 0) {
+  const applied: { orderId: string; id: string; at: number }[] = [];
+  let inFlight = 0;
+  let maxInFlight = 0;
+  const projection: Projection = {
+    tables: [],
+    async apply(_tx, events) {
+      inFlight += 1;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      try {
+        if (delayMs) await sleep(delayMs);
+        for (const e of events) applied.push({ orderId: e.data.orderId, id: e.id, at: Date.now() });
+      } finally {
+        inFlight -= 1;
+      }
+    },
+    async clear() {
+      applied.length = 0;
+    },
+  };
+  return { projection, applied, maxInFlight: () => maxInFlight };
+}
