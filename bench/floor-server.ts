@@ -1,0 +1,109 @@
+/**
+ * The floor of bench/intake: `POST /orders` doing only the validated database
+ * insert. Same Express 5 body parser and limit, the same zod schema and the
+ * same Prisma write as the API (order + items, read back with its items), but
+ * no workflow-start row, no Temporal, no helmet and no logging. Whatever the
+ * API costs above this floor is what the bench measures.
+ *
+ *   PORT=4000 DATABASE_URL=postgresql://... node --import tsx bench/floor-server.ts
+ */
+import express from 'express';
+import { randomUUID } from 'node:crypto';
+import { createDb } from '../src/db/client.ts';
+import { createOrderSchema, orderTotalCents } from '../src/shared/orders.ts';
+import { orderWorkflowId } from '../src/shared/task-queues.ts';
+
+const port = Number(process.env.PORT ?? 0);
+const databaseUrl = process.env.DATABASE_URL;
+const poolSize = Number(process.env.DATABASE_POOL_SIZE ?? 10);
+if (!databaseUrl) throw new Error('DATABASE_URL is required');
+if (!Number.isInteger(poolSize) || poolSize < 1) throw new Error('bad DATABASE_POOL_SIZE');
+
+const db = createDb(databaseUrl, poolSize);
+const app = express();
+app.disable('x-powered-by');
+app.set('etag', false);
+app.use(express.json({ limit: '64kb', type: ['application/json', 'application/*+json'] }));
+
+app.get('/healthz', async (_req, res) => {
+  await db.$queryRaw`SELECT 1`;
+  res.json({ status: 'ok' });
+});
+
+app.post('/orders', async (req, res) => {
+  const parsed = createOrderSchema.safeParse(req.body);
+  if (!parsed.success) {
+    res.status(400).json({ title: 'Some fields are invalid', issues: parsed.error.issues });
+    return;
+  }
+  const body = parsed.data;
+  const id = randomUUID();
+  const row = await db.order.create({
+    data: {
+      id,
+      customerEmail: body.customerEmail,
+      currency: body.currency,
+      totalCents: BigInt(orderTotalCents(body.items)),
+      workflowId: orderWorkflowId(id),
+      items: {
+        createMany: {
+          data: body.items.map((i, n) => ({
+            line: n + 1,
+            sku: i.sku,
+            quantity: i.quantity,
+            unitPriceCents: BigInt(i.unitPriceCents),
+          })),
+        },
+      },
+    },
+    include: { items: { orderBy: { line: 'asc' } } },
+  });
+  // The same view the API answers with.
+  res
+    .status(201)
+    .location(`/orders/${row.id}`)
+    .json({
+      id: row.id,
+      status: row.status,
+      workflowId: row.workflowId,
+      customerEmail: row.customerEmail,
+      currency: row.currency,
+      totalCents: Number(row.totalCents),
+      items: row.items.map((i) => ({
+        sku: i.sku,
+        quantity: i.quantity,
+        unitPriceCents: Number(i.unitPriceCents),
+      })),
+      failedStep: row.failedStep,
+      lastError: row.lastError,
+      createdAt: row.createdAt.toISOString(),
+      updatedAt: row.updatedAt.toISOString(),
+    });
+});
+
+// Express 5 forwards rejected promises here.
+app.use(
+  (
+    err: Error & { status?: number },
+    _req: express.Request,
+    res: express.Response,
+    _next: express.NextFunction,
+  ) => {
+    res.status(err.status ?? 500).json({ title: err.message });
+  },
+);
+
+const server = app.listen(port, '127.0.0.1', () => {
+  console.log(`floor listening on 127.0.0.1:${port}`);
+});
+server.keepAliveTimeout = 65_000;
+
+const stop = () => {
+  setTimeout(() => process.exit(1), 5_000).unref();
+  server.close(() => {
+    void db.$disconnect().finally(() => process.exit(0));
+  });
+  server.closeIdleConnections();
+};
+process.once('SIGINT', stop);
+process.once('SIGTERM', stop);
