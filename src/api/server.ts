@@ -23,7 +23,11 @@ async function main(): Promise<void> {
     db,
     () => temporal.get(),
     log.child({ component: 'outbox-relay' }),
-    { ...defaultRelayOptions, retryPolicies: retryPoliciesOf(config) },
+    {
+      ...defaultRelayOptions,
+      concurrency: config.OUTBOX_START_CONCURRENCY,
+      retryPolicies: retryPoliciesOf(config),
+    },
     () => temporal.ping(),
   );
   relay.run();

@@ -96,6 +96,8 @@ const envSchema = z.object({
   RETRY_EMAIL: retryPolicy('email'),
   RETRY_WEBHOOKS: retryPolicy('webhooks'),
   RETRY_EVENTS: retryPolicy('events'),
+  /** Workflow starts the API's relay runs at once: a small number keeps the Temporal load of a spike off the request path (the outbox holds the rest). */
+  OUTBOX_START_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(32),
   /** async: POST /orders answers at the commit and starts the workflow right after; inline: before answering. */
   WORKFLOW_START_MODE: z.enum(['async', 'inline']).default('async'),
   /** Port of a consumer process's /metrics; 0 picks a free one (logged at start). */
