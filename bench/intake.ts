@@ -19,7 +19,7 @@
  * Environment (all optional):
  *   BENCH_DURATION_S=10        seconds per measurement
  *   BENCH_WARMUP_S=3           warm-up per target, at BENCH_WARMUP_RATE (300) req/s
- *   BENCH_RATES=100,300,1000   fixed rates, req/s
+ *   BENCH_RATES=100,300,1000   fixed rates, req/s ("none": saturation only)
  *   BENCH_TARGETS=floor,api-async,api-inline
  *   BENCH_SATURATION=1         0 skips the saturation round
  *   BENCH_RATE_CONNECTIONS=50  connections at fixed rates (autocannon caps them at the rate)
@@ -74,11 +74,15 @@ const settings = {
   durationS: intEnv('BENCH_DURATION_S', 10, 1, 300),
   warmupS: intEnv('BENCH_WARMUP_S', 3, 0, 60),
   warmupRate: intEnv('BENCH_WARMUP_RATE', 300, 1, 100_000),
-  rates: (process.env.BENCH_RATES || '100,300,1000').split(',').map((r) => {
-    const n = Number(r.trim());
-    if (!Number.isInteger(n) || n < 1 || n > 100_000) throw new Error(`BENCH_RATES: bad rate ${r}`);
-    return n;
-  }),
+  rates: (process.env.BENCH_RATES === 'none' ? '' : process.env.BENCH_RATES || '100,300,1000')
+    .split(',')
+    .filter((r) => r.trim() !== '')
+    .map((r) => {
+      const n = Number(r.trim());
+      if (!Number.isInteger(n) || n < 1 || n > 100_000)
+        throw new Error(`BENCH_RATES: bad rate ${r}`);
+      return n;
+    }),
   targets: (process.env.BENCH_TARGETS || TARGET_NAMES.join(',')).split(',').map((t) => {
     const name = t.trim() as TargetName;
     if (!TARGET_NAMES.includes(name)) throw new Error(`BENCH_TARGETS: unknown target ${t}`);
@@ -113,7 +117,14 @@ const settings = {
 };
 
 /** Goals from the issue. */
-const GOALS = { goalRate: 300, p50MaxMs: 10, p99MaxRatio: 1.5, satMinThroughputRatio: 0.55 };
+const GOALS = {
+  goalRate: 300,
+  p50MaxMs: 10,
+  p99MaxRatio: 1.5,
+  satMinThroughputRatio: 0.55,
+  /** A fixed rate counts as sustained at this share of it. */
+  minRateRatio: 0.97,
+};
 
 const log = (m: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${m}`);
 
@@ -549,8 +560,15 @@ function verdicts(results: LoadResult[]): Verdict[] {
       out.push({
         goal: `zero errors ${at}`,
         target: t,
-        value: `${r.errors} errors, ${r.accepted202} × 202; ${fmt(r.throughput)} of ${r.rate} req/s served`,
+        value: `${r.errors} errors, ${r.accepted202} × 202`,
         met: r.errors === 0,
+      });
+      // autocannon sends no more than the server answers: a shortfall is load not offered.
+      out.push({
+        goal: `sustains ${GOALS.goalRate} req/s (≥ ${Math.round(GOALS.minRateRatio * 100)}%) ${at}`,
+        target: t,
+        value: `${fmt(r.throughput)} req/s`,
+        met: r.throughput >= GOALS.minRateRatio * GOALS.goalRate,
       });
     }
     const s = find(t, 'saturation');
