@@ -49,6 +49,12 @@ function recordPids(procs: ManagedProcess[]): void {
   fs.writeFileSync(pidFile, JSON.stringify(procs.map((p) => ({ pid: p.pid, name: p.name }))));
 }
 
+/** The part of an appended log written since the process's own start marker. */
+function sinceStart(tail: string): string {
+  const i = tail.lastIndexOf('\n--- ');
+  return i < 0 ? tail : tail.slice(i);
+}
+
 async function isReady(url: string): Promise<boolean> {
   const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
   return res.ok;
@@ -94,7 +100,7 @@ async function main(): Promise<void> {
         app.name === 'api'
           ? () => isReady(`http://127.0.0.1:${ports.api}/readyz`)
           : async (p: ManagedProcess) =>
-              /"msg":"(worker|consumer) running"/.test(tailFile(p.spec.logFile, 200));
+              /"msg":"(worker|consumer) running"/.test(sinceStart(tailFile(p.spec.logFile, 200)));
       await stack.startApp(app.name, app.entry, { PORT: String(ports.api), ...env }, ready);
       recordPids(stack.procs);
     }

@@ -140,6 +140,8 @@ export class Stack {
     args: string[],
     extra: Partial<ManagedProcess['spec']> = {},
   ) {
+    // A component still starting when another failed must not outlive the stack's stop.
+    if (this.stopped) throw new ComponentError(name, 'not started: the stack is stopping');
     const proc = new ManagedProcess({ name, command, args, logFile: this.logFile(name), ...extra });
     this.procs.push(proc);
     return proc;
@@ -276,10 +278,12 @@ export class Stack {
       `${tools.kafkaLibs}/*`,
     ];
     if (!fs.existsSync(path.join(logs, 'meta.properties'))) {
-      // The cluster id only has to be stable for this data folder.
-      const clusterId = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString(
-        'base64url',
-      );
+      // The cluster id only has to be stable for this data folder; one that starts with "-"
+      // would be read as an option by the storage tool.
+      let clusterId: string;
+      do {
+        clusterId = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('base64url');
+      } while (clusterId.startsWith('-'));
       const format = this.spawn('kafka-format', java, [
         ...jvm,
         'kafka.tools.StorageTool',
