@@ -34,7 +34,9 @@
  *                              more than twice that meanwhile
  *   BENCH_FREEZE=              investigation: stack processes to SIGSTOP during each load,
  *                              e.g. "temporal,worker-orders" (workflow starts then wait)
- *   BENCH_CHILD_NODE_OPTIONS=  NODE_OPTIONS of the APIs and the floor (profiling)
+ *   BENCH_NICE=                investigation: stack processes to renice to 19 (lowest CPU
+ *                              priority), e.g. "temporal,worker-orders"
+ *   BENCH_PROFILE_DIR=         write CPU profiles of the APIs and the floor there (bench/cpu-profiler.mjs)
  *   BENCH_REF=<commit>         measure a commit instead of the working tree (see fromCommit())
  *   BENCH_LABEL=               suffix of the result files
  *   BENCH_KEEP_DATA=1          keep the temporary stack folder (logs, database)
@@ -112,6 +114,11 @@ const settings = {
     .split(',')
     .map((x) => x.trim())
     .filter(Boolean),
+  /** Investigation: stack processes run at the lowest CPU priority (renice 19), e.g. "temporal,worker-orders". */
+  nice: (process.env.BENCH_NICE ?? '')
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean),
   label: (process.env.BENCH_LABEL ?? '').replace(/[^\w.-]/g, ''),
   keepData: process.env.BENCH_KEEP_DATA === '1',
 };
@@ -134,6 +141,8 @@ const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }
 
 interface CpuSnapshot {
   at: number;
+  /** Main thread of each process (Node's event loop): ns on CPU and ns runnable but waiting. */
+  sched: Map<number, [number, number]>;
   /** Busy ticks of the whole machine. */
   busy: number;
   /** Ticks per process: own plus reaped children's, and the parent pid. */
@@ -164,7 +173,28 @@ function cpuSnapshot(): CpuSnapshot {
     .map(Number);
   const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
   const busy = total - (v[3] ?? 0) - (v[4] ?? 0); // minus idle and iowait
-  return { at: Date.now(), busy, procs };
+  const sched = new Map<number, [number, number]>();
+  for (const pid of schedPids) {
+    try {
+      const [run, wait] = fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ').map(Number);
+      sched.set(pid, [run ?? 0, wait ?? 0]);
+    } catch {
+      /* gone */
+    }
+  }
+  return { at: Date.now(), busy, procs, sched };
+}
+
+/** Processes whose main thread is watched (the targets). */
+const schedPids = new Set<number>();
+
+/** Share of the time a process's main thread ran, and was runnable but waited for a CPU. */
+function mainThread(a: CpuSnapshot, b: CpuSnapshot, pid: number | undefined) {
+  const x = pid === undefined ? undefined : a.sched.get(pid);
+  const y = pid === undefined ? undefined : b.sched.get(pid);
+  if (!x || !y) return null;
+  const ns = (b.at - a.at) * 1e6;
+  return { onCpu: round((y[0] - x[0]) / ns, 2), waitingForCpu: round((y[1] - x[1]) / ns, 2) };
 }
 
 /**
@@ -228,6 +258,8 @@ interface LoadResult {
   /** autocannon's own percentiles (whole milliseconds), when one instance ran. */
   autocannonLatencyMs: { p50: number; p99: number } | null;
   cpuCores: Record<string, number>;
+  /** The target's main thread (event loop): share of the time on CPU and runnable but waiting. */
+  eventLoop: { onCpu: number; waitingForCpu: number } | null;
   backlog?: Backlog;
   /** Measurements taken; a run disturbed by other processes is repeated. */
   attempts?: number;
@@ -371,6 +403,7 @@ async function drive(
     autocannonLatencyMs:
       results.length === 1 ? { p50: results[0]!.latency.p50, p99: results[0]!.latency.p99 } : null,
     cpuCores: cpuCores(before, after, procs),
+    eventLoop: mainThread(before, after, target.proc.pid),
   };
 }
 
@@ -507,15 +540,17 @@ function cpuTable(rows: LoadResult[]): string {
     'total',
   ];
   const head = [
-    `| phase | ${cols.join(' | ')} |`,
-    `|---|${cols.map((c) => (c === 'target' ? '---' : '--:')).join('|')}|`,
+    `| phase | ${cols.join(' | ')} | target's event loop: on CPU / waiting for a CPU |`,
+    `|---|${cols.map((c) => (c === 'target' ? '---' : '--:')).join('|')}|--:|`,
   ];
   const body = rows.map(
     (r) =>
       `| ${r.phase} | ${r.target} | ${cols
         .slice(1)
         .map((c) => fmt(r.cpuCores[c], 2))
-        .join(' | ')} |`,
+        .join(
+          ' | ',
+        )} | ${r.eventLoop ? `${fmt(r.eventLoop.onCpu, 2)} / ${fmt(r.eventLoop.waitingForCpu, 2)}` : '–'} |`,
   );
   return [...head, ...body].join('\n');
 }
@@ -615,7 +650,7 @@ function renderReport(machine: MachineInfo, results: LoadResult[], verdictRows: 
       .join(', ')}`,
     `- code measured: ${machine.gitCommit}${machine.gitDirty.length ? ` + uncommitted changes in ${machine.gitDirty.join(', ')}` : ''}`,
     `- load average at start: ${machine.loadavgAtStart.map((x) => x.toFixed(2)).join(' ')}; cores busy before the load (stack idle): ${machine.idleCpuCoresBeforeLoad.total} (outside this bench: ${machine.idleCpuCoresBeforeLoad.other})`,
-    `- settings: ${settings.durationS} s per measurement, warm-up ${settings.warmupS} s at ${settings.warmupRate} req/s per target, ${settings.rateConnections} connections at fixed rates (capped at the rate), ${settings.satConnections} at saturation, DATABASE_POOL_SIZE=${settings.poolSize}, NODE_ENV=production, API LOG_LEVEL=warn${settings.freeze.length ? `; **frozen (SIGSTOP) during each load: ${settings.freeze.join(', ')}**` : ''}`,
+    `- settings: ${settings.durationS} s per measurement, warm-up ${settings.warmupS} s at ${settings.warmupRate} req/s per target, ${settings.rateConnections} connections at fixed rates (capped at the rate), ${settings.satConnections} at saturation, DATABASE_POOL_SIZE=${settings.poolSize}, NODE_ENV=production, API LOG_LEVEL=warn${settings.freeze.length ? `; **frozen (SIGSTOP) during each load: ${settings.freeze.join(', ')}**` : ''}${settings.nice.length ? `; **at the lowest CPU priority (nice 19): ${settings.nice.join(', ')}**` : ''}`,
     '',
     'Latency percentiles are computed from every response (unrounded); "errors" = non-2xx + socket errors + timeouts; 202 = accepted while Temporal was unreachable.',
     '',
@@ -661,7 +696,7 @@ function renderReport(machine: MachineInfo, results: LoadResult[], verdictRows: 
     '',
     '## CPU (cores busy during each measurement)',
     '',
-    'Per process tree, from /proc; loadgen = this runner (autocannon); other = everything on the machine outside this bench.',
+    'Per process tree, from /proc; loadgen = this runner (autocannon); other = everything on the machine outside this bench. The last column is the main thread of the measured server (its event loop), from /proc/<pid>/schedstat: the share of the time it ran, and the share it was runnable but waited for a CPU.',
     '',
     cpuTable(measured),
     '',
@@ -745,17 +780,27 @@ async function main(): Promise<void> {
         name === 'floor'
           ? {}
           : { LOG_LEVEL: 'warn', WORKFLOW_START_MODE: name === 'api-async' ? 'async' : 'inline' };
-      // For profiling, e.g. BENCH_CHILD_NODE_OPTIONS="--cpu-prof --cpu-prof-dir=/tmp/prof".
-      const nodeOptions = process.env.BENCH_CHILD_NODE_OPTIONS
-        ? { NODE_OPTIONS: process.env.BENCH_CHILD_NODE_OPTIONS }
+      // CPU profiles of the APIs and the floor, written when they stop.
+      const profiling = process.env.BENCH_PROFILE_DIR
+        ? {
+            NODE_OPTIONS: `--import=${path.join(projectRoot, 'bench', 'cpu-profiler.mjs')}`,
+            BENCH_PROFILE_DIR: path.resolve(process.env.BENCH_PROFILE_DIR),
+            BENCH_PROFILE_NAME: name,
+          }
         : {};
       const proc = await stack.startApp(
         name,
         entry,
-        { ...common, ...extra, ...nodeOptions, PORT: String(port) },
+        { ...common, ...extra, ...profiling, PORT: String(port) },
         () => httpOk(name === 'floor' ? `${url}/healthz` : `${url}/readyz`),
       );
       targets.push({ name, url, proc });
+      if (proc.pid !== undefined) schedPids.add(proc.pid);
+    }
+
+    for (const p of stack.procs.filter((x) => settings.nice.includes(x.name))) {
+      // PRIO_PGRP reaches every thread of every process in the group.
+      if (p.pid !== undefined) execFileSync('renice', ['-n', '19', '-g', String(p.pid)]);
     }
 
     // Only the measured target runs; the other APIs are paused with their whole group.

@@ -1,0 +1,28 @@
+// Preloaded into the APIs and the floor by bench/intake when BENCH_PROFILE_DIR
+// is set (NODE_OPTIONS=--import=…; --cpu-prof is not allowed in NODE_OPTIONS):
+// profiles the whole process and writes <dir>/<name>-<pid>.cpuprofile at exit.
+import fs from 'node:fs';
+import { Session } from 'node:inspector';
+import path from 'node:path';
+import process from 'node:process';
+
+const dir = process.env.BENCH_PROFILE_DIR;
+if (dir) {
+  const session = new Session();
+  session.connect();
+  session.post('Profiler.enable');
+  session.post('Profiler.setSamplingInterval', { interval: 1000 });
+  session.post('Profiler.start');
+  process.once('exit', () => {
+    // An in-process session answers synchronously, so this works in 'exit'.
+    session.post('Profiler.stop', (err, result) => {
+      if (err) return;
+      fs.mkdirSync(dir, { recursive: true });
+      const name = process.env.BENCH_PROFILE_NAME ?? 'node';
+      fs.writeFileSync(
+        path.join(dir, `${name}-${process.pid}.cpuprofile`),
+        JSON.stringify(result.profile),
+      );
+    });
+  });
+}
