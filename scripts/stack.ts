@@ -13,6 +13,7 @@ import { ProvisionError, projectRoot, provisionAll } from './lib/tools.ts';
 /** Application processes, started in this order when their entry file exists. */
 export const appProcesses = [
   { name: 'api', entry: 'src/api/server.ts' },
+  { name: 'relay', entry: 'src/api/relay.ts' },
   { name: 'worker-orders', entry: 'src/workers/orders.ts' },
   { name: 'worker-email', entry: 'src/workers/email.ts' },
   { name: 'worker-webhooks', entry: 'src/workers/webhooks.ts' },
@@ -24,6 +25,22 @@ export const appProcesses = [
 const dataDir = path.resolve(process.env.ORDERFLOW_DATA_DIR ?? path.join(projectRoot, '.data'));
 const pidFile = path.join(dataDir, 'run', 'pids.json');
 const log = (m: string) => console.error(`[stack] ${m}`);
+
+/**
+ * Niceness of everything off the request path (BACKGROUND_NICE, default 10,
+ * 0 = off): on one machine the API and PostgreSQL win the CPU during a spike,
+ * and the workflow starts and the work behind them queue up instead.
+ */
+const backgroundNice = (() => {
+  const raw = process.env.BACKGROUND_NICE ?? '10';
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0 || n > 19) {
+    console.error(`[stack] BACKGROUND_NICE must be an integer 0-19, got "${raw}"`);
+    process.exit(2);
+  }
+  return n;
+})();
+const foreground = new Set(['api', 'postgresql', 'postgres-initdb']);
 
 /** Process groups left by a runner that was killed with SIGKILL are stopped first. */
 function stopLeftovers(): void {
@@ -70,6 +87,7 @@ async function main(): Promise<void> {
     ports,
     tools,
     log,
+    niceOf: (name) => (foreground.has(name) ? 0 : backgroundNice),
     external: {
       databaseUrl: process.env.DATABASE_URL || undefined,
       kafkaBrokers: process.env.KAFKA_BROKERS || undefined,
@@ -100,8 +118,17 @@ async function main(): Promise<void> {
         app.name === 'api'
           ? () => isReady(`http://127.0.0.1:${ports.api}/readyz`)
           : async (p: ManagedProcess) =>
-              /"msg":"(worker|consumer) running"/.test(sinceStart(tailFile(p.spec.logFile, 200)));
-      await stack.startApp(app.name, app.entry, { PORT: String(ports.api), ...env }, ready);
+              /"msg":"(worker|consumer|relay) running"/.test(
+                sinceStart(tailFile(p.spec.logFile, 200)),
+              );
+      // The API only commits; the relay process starts the workflows (unless told otherwise).
+      const mode = { WORKFLOW_START_MODE: process.env.WORKFLOW_START_MODE || 'relay' };
+      await stack.startApp(
+        app.name,
+        app.entry,
+        { PORT: String(ports.api), ...mode, ...env },
+        ready,
+      );
       recordPids(stack.procs);
     }
   } catch (e) {

@@ -27,6 +27,11 @@ export interface SpawnSpec {
   logFile: string;
   /** Signal for a graceful stop (PostgreSQL's "fast" shutdown is SIGINT). */
   stopSignal?: NodeJS.Signals;
+  /**
+   * CPU niceness (1-19) for the process and every thread it creates (run
+   * through `nice`, so threads started before any renice are covered too).
+   */
+  nice?: number;
 }
 
 export class ManagedProcess {
@@ -40,7 +45,11 @@ export class ManagedProcess {
     fs.mkdirSync(path.dirname(spec.logFile), { recursive: true });
     const fd = fs.openSync(spec.logFile, 'a');
     fs.writeSync(fd, `\n--- ${new Date().toISOString()} ${spec.command} ${spec.args.join(' ')}\n`);
-    this.child = spawn(spec.command, spec.args, {
+    const [command, args] =
+      spec.nice && spec.nice > 0
+        ? ['nice', ['-n', String(spec.nice), spec.command, ...spec.args]]
+        : [spec.command, spec.args];
+    this.child = spawn(command, args, {
       cwd: spec.cwd,
       env: spec.env ?? process.env,
       stdio: ['ignore', fd, fd],

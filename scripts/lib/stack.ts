@@ -56,6 +56,13 @@ export interface StackOptions {
   tools: Tools;
   /** Test stacks trade durability for speed (no fsync). */
   ephemeral?: boolean;
+  /**
+   * CPU niceness per component name (0 or absent: normal priority). `npm start`
+   * runs everything off the request path (Temporal, Kafka, maildev, workers,
+   * relay, consumers) below the API and PostgreSQL, so a spike becomes backlog
+   * instead of request latency.
+   */
+  niceOf?: (name: string) => number;
   /** Peers given from outside (DATABASE_URL, KAFKA_BROKERS, TEMPORAL_ADDRESS) are used, not started. */
   external?: { databaseUrl?: string; kafkaBrokers?: string; temporalAddress?: string };
   log?: (msg: string) => void;
@@ -142,7 +149,15 @@ export class Stack {
   ) {
     // A component still starting when another failed must not outlive the stack's stop.
     if (this.stopped) throw new ComponentError(name, 'not started: the stack is stopping');
-    const proc = new ManagedProcess({ name, command, args, logFile: this.logFile(name), ...extra });
+    const nice = this.opts.niceOf?.(name) ?? 0;
+    const proc = new ManagedProcess({
+      name,
+      command,
+      args,
+      logFile: this.logFile(name),
+      ...(nice > 0 ? { nice } : {}),
+      ...extra,
+    });
     this.procs.push(proc);
     return proc;
   }

@@ -65,7 +65,7 @@ export function createApp(deps: AppDeps): Express {
               : 'debug',
     }),
   );
-  const metrics = createApiMetrics(deps.relay);
+  const metrics = createApiMetrics(deps.relay, deps.db);
   app.use(metrics.middleware);
   app.use(express.json({ limit: '64kb', type: ['application/json', 'application/*+json'] }));
 
@@ -97,7 +97,7 @@ export function createApp(deps: AppDeps): Express {
   if (deps.apiKeys?.length) app.use(requireApiKey(deps.apiKeys));
   app.use(
     orderRoutes(
-      new OrderService(deps.db),
+      new OrderService(deps.db, deps.workflowStartMode === 'relay' ? 0 : deps.relay.opts.graceMs),
       deps.relay,
       new OrderOperations(() => deps.temporal.get()),
       deps.workflowStartMode,

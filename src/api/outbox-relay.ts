@@ -1,10 +1,13 @@
 /**
  * The transactional outbox's relay. An order and its pending workflow start
- * are committed together; the API hands the start to `kick()` right after the
- * commit, and `sweep()` starts whatever stayed unconfirmed (the API crashed,
- * Temporal was down). Rows are leased with FOR UPDATE SKIP LOCKED, so any
- * number of relays (one per API replica) never block each other, and a double
- * start is harmless anyway (see startOrderWorkflow).
+ * are committed together. In the API process (WORKFLOW_START_MODE async), the
+ * API hands the start to `kick()` right after the commit and `sweep()` starts
+ * whatever stayed unconfirmed (the API crashed, Temporal was down). In the
+ * relay process (`npm run relay`, mode relay) the API only commits and the
+ * sweep does all the starting: it polls, and sweeps again at once while it
+ * finds a full batch. Rows are leased with FOR UPDATE SKIP LOCKED, so any
+ * number of relays never block each other, and a double start is harmless
+ * anyway (see startOrderWorkflow).
  */
 import type { Client } from '@temporalio/client';
 import type { Db } from '../db/client.ts';
@@ -15,11 +18,13 @@ import { startOrderWorkflow } from './workflow-starter.ts';
 export interface RelayOptions {
   /** How long a fresh start is left to the API before the sweep takes it. */
   graceMs: number;
-  /** Sweep period. */
+  /** Sweep period (while the last sweep found less than a full batch). */
   intervalMs: number;
   batchSize: number;
-  /** In-process starts running at once. */
+  /** Starts running at once (kicked ones, and those of one sweep). */
   concurrency: number;
+  /** False: only the Temporal probe runs (the API when a relay process does the starting). */
+  sweep?: boolean;
   /** Retry budgets passed to each workflow (defaults when absent). */
   retryPolicies?: RetryPolicies;
 }
@@ -48,23 +53,32 @@ export class OutboxRelay {
     private readonly db: Db,
     private readonly client: () => Promise<Client>,
     private readonly log: Logger,
-    private readonly opts: RelayOptions = defaultRelayOptions,
+    readonly opts: RelayOptions = defaultRelayOptions,
     /** Health probe of the Temporal frontend, run on every tick. */
     private readonly ping?: () => Promise<boolean>,
   ) {}
 
   /** Starts the periodic sweep (and health probe). */
   run(): void {
+    const sweeps = this.opts.sweep !== false;
+    let full = false;
+    let lastProbe = 0;
     const tick = () => {
-      this.sweeping = this.probe()
-        .then(() => (this.temporalReachable ? this.sweep() : 0))
-        .then(() => undefined)
-        .catch((err: unknown) =>
-          this.log.warn({ err: (err as Error).message }, 'outbox sweep failed'),
-        )
+      // While full batches keep coming the probe runs once per interval, not per batch.
+      const probe = Date.now() - lastProbe >= this.opts.intervalMs;
+      if (probe) lastProbe = Date.now();
+      this.sweeping = (probe ? this.probe() : Promise.resolve())
+        .then(() => (sweeps && this.temporalReachable ? this.sweepBatch() : { due: 0 }))
+        .then(({ due }) => {
+          full = due >= this.opts.batchSize;
+        })
+        .catch((err: unknown) => {
+          full = false;
+          this.log.warn({ err: (err as Error).message }, 'outbox sweep failed');
+        })
         .finally(() => {
           this.sweeping = undefined;
-          if (this.timer) this.timer = setTimeout(tick, this.opts.intervalMs);
+          if (this.timer) this.timer = setTimeout(tick, full ? 0 : this.opts.intervalMs);
         });
     };
     this.timer = setTimeout(tick, this.opts.intervalMs);
@@ -107,6 +121,16 @@ export class OutboxRelay {
 
   /** Starts one workflow and confirms it; on failure leaves the row for the sweep. */
   async startOne(orderId: string): Promise<boolean> {
+    if (!(await this.startOnly(orderId))) return false;
+    await this.db.workflowStart.update({
+      where: { orderId },
+      data: { startedAt: new Date(), lastError: null },
+    });
+    return true;
+  }
+
+  /** Starts one workflow without confirming it; on failure records the error on its row. */
+  private async startOnly(orderId: string): Promise<boolean> {
     try {
       const outcome = await startOrderWorkflow(
         await this.client(),
@@ -114,12 +138,8 @@ export class OutboxRelay {
         this.opts.retryPolicies,
       );
       this.temporalReachable = true;
-      await this.db.workflowStart.update({
-        where: { orderId },
-        data: { startedAt: new Date(), lastError: null },
-      });
       this.started++;
-      this.log.debug({ orderId, outcome }, 'workflow start confirmed');
+      this.log.debug({ orderId, outcome }, 'workflow started');
       return true;
     } catch (err) {
       this.failed++;
@@ -136,6 +156,16 @@ export class OutboxRelay {
 
   /** Leases due, unconfirmed starts and starts them; returns how many were confirmed. */
   async sweep(): Promise<number> {
+    return (await this.sweepBatch()).confirmed;
+  }
+
+  /**
+   * One batch: lease up to batchSize due rows, start them `concurrency` at a
+   * time, confirm the started ones in one statement. The first start that
+   * cannot reach Temporal ends the batch: the rest keep their lease and come
+   * back later (here or in another relay).
+   */
+  private async sweepBatch(): Promise<{ due: number; confirmed: number }> {
     // Lease: push next_attempt_at out (exponential backoff, capped at a minute)
     // so concurrent relays skip these rows while this one works on them.
     const due = await this.db.$queryRaw<{ order_id: string }[]>`
@@ -150,15 +180,27 @@ export class OutboxRelay {
         FOR UPDATE SKIP LOCKED
       )
       RETURNING order_id`;
-    let confirmed = 0;
-    for (const { order_id } of due) {
-      // Stopping: the rest keep their lease and are swept later (here or by another relay).
-      if (this.stopping) break;
-      if (await this.startOne(order_id)) confirmed++;
-      else break; // Temporal is down: the rest keep their lease and come back later.
+    const ids = due.map((r) => r.order_id);
+    const started: string[] = [];
+    let next = 0;
+    let unreachable = false;
+    const lane = async () => {
+      while (!this.stopping && !unreachable && next < ids.length) {
+        const id = ids[next++]!;
+        if (await this.startOnly(id)) started.push(id);
+        else unreachable = true;
+      }
+    };
+    await Promise.all(
+      Array.from({ length: Math.min(this.opts.concurrency, ids.length) }, () => lane()),
+    );
+    if (started.length) {
+      await this.db.$executeRaw`
+        UPDATE workflow_starts SET started_at = now(), last_error = NULL
+        WHERE order_id = ANY(${started}::uuid[])`;
     }
-    if (due.length) this.log.info({ due: due.length, confirmed }, 'outbox sweep');
-    return confirmed;
+    if (ids.length) this.log.info({ due: ids.length, confirmed: started.length }, 'outbox sweep');
+    return { due: ids.length, confirmed: started.length };
   }
 
   /** Rows waiting for their workflow start, and the age of the oldest. */

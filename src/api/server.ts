@@ -1,20 +1,22 @@
 /**
  * The API process: builds its dependencies, serves HTTP on PORT, runs the
- * outbox relay, and on SIGINT/SIGTERM stops accepting, finishes in-flight
- * requests, then closes its connections.
+ * outbox relay (or, with WORKFLOW_START_MODE=relay, only its Temporal probe:
+ * the relay process starts the workflows), and on SIGINT/SIGTERM stops
+ * accepting, finishes in-flight requests, then closes its connections.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { loadConfig, retryPoliciesOf } from '../config/env.ts';
 import { temporalConnectSettings } from '../config/temporal.ts';
 import { createDb } from '../db/client.ts';
-import { createLogger } from '../shared/logger.ts';
+import { configForLog, createLogger, scrubUrlCredentials } from '../shared/logger.ts';
 import { createApp } from './app.ts';
 import { OutboxRelay, defaultRelayOptions } from './outbox-relay.ts';
 import { LazyTemporalClient } from './temporal-client.ts';
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  const log = createLogger('api', config.LOG_LEVEL);
+  const log = createLogger('api', config.LOG_LEVEL, { format: config.LOG_FORMAT });
+  log.info({ config: configForLog(config) }, 'configuration');
   if (!config.API_KEYS?.length)
     log.warn('API_KEYS is not set: every route is open to anyone who can reach it');
   const db = createDb(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
@@ -27,6 +29,7 @@ async function main(): Promise<void> {
       ...defaultRelayOptions,
       concurrency: config.OUTBOX_START_CONCURRENCY,
       retryPolicies: retryPoliciesOf(config),
+      sweep: config.WORKFLOW_START_MODE !== 'relay',
     },
     () => temporal.ping(),
   );
@@ -80,6 +83,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(err instanceof Error ? err.message : err);
+  console.error(scrubUrlCredentials(err instanceof Error ? err.message : String(err)));
   process.exit(1);
 });

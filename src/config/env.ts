@@ -66,6 +66,10 @@ const retryPolicy = (step: StepName) =>
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** json: one JSON object per line; pretty: readable lines; auto: pretty when stdout is a terminal. */
+  LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
+  /** Port of a worker process's /metrics and /healthz; 0 picks a free one (logged at start). */
+  WORKER_METRICS_PORT: port.default(0),
   PORT: port.default(3000),
   HOST: z.string().default('127.0.0.1'),
   DATABASE_URL: z
@@ -98,8 +102,15 @@ const envSchema = z.object({
   RETRY_EVENTS: retryPolicy('events'),
   /** Workflow starts the API's relay runs at once: a small number keeps the Temporal load of a spike off the request path (the outbox holds the rest). */
   OUTBOX_START_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(32),
-  /** async: POST /orders answers at the commit and starts the workflow right after; inline: before answering. */
-  WORKFLOW_START_MODE: z.enum(['async', 'inline']).default('async'),
+  /**
+   * How POST /orders hands the workflow start on. async: answers at the commit and starts it
+   * right after, in the API process; inline: starts it before answering; relay: answers at the
+   * commit and leaves the start to the relay process (`npm run relay`), so the API's event loop
+   * only serves requests (what `npm start` and docker-compose.yml run).
+   */
+  WORKFLOW_START_MODE: z.enum(['async', 'inline', 'relay']).default('async'),
+  /** Relay process: how often it looks for due starts while the outbox is empty (ms). */
+  OUTBOX_POLL_MS: z.coerce.number().int().min(10).max(60_000).default(100),
   /** Port of a consumer process's /metrics; 0 picks a free one (logged at start). */
   CONSUMER_METRICS_PORT: port.default(0),
   /** per-batch: one transaction per fetched batch of a partition (up to CONSUMER_BATCH_MAX_EVENTS); per-event: one per event. */

@@ -299,6 +299,9 @@ describe('docker-compose.yml', () => {
       const deploy = svc.get(name)?.deploy;
       expect(isRecord(deploy) && deploy.replicas, name).toBeGreaterThanOrEqual(2);
     }
+    // The API only commits; a relay service starts the workflows.
+    expect(svc.get('relay')?.command).toEqual(['node', '--import', 'tsx', 'src/api/relay.ts']);
+    expect(svc.get('api')?.environment).toMatchObject({ WORKFLOW_START_MODE: 'relay' });
     const env = compose['x-app-env'];
     expect(env).toMatchObject({
       DATABASE_URL: 'postgresql://orderflow:orderflow@postgres:5432/orderflow',

@@ -19,6 +19,7 @@ import type { Tools } from '../../scripts/lib/tools.ts';
 /** The application processes of scripts/stack.ts `appProcesses`, in its start order (no consumers yet). */
 export const APP_PROCESSES = [
   { name: 'api', entry: 'src/api/server.ts' },
+  { name: 'relay', entry: 'src/api/relay.ts' },
   { name: 'worker-orders', entry: 'src/workers/orders.ts' },
   { name: 'worker-email', entry: 'src/workers/email.ts' },
   { name: 'worker-webhooks', entry: 'src/workers/webhooks.ts' },
@@ -96,14 +97,16 @@ export async function startAppStack(opts: {
   }
   const apiUrl = `http://127.0.0.1:${ports.api}`;
   const apps = new Map<AppName, ManagedProcess>();
-  const env: AppStack['env'] = { ...stackEnv, ...opts.appEnv };
+  // As `npm start`: the API commits, the relay process starts the workflows.
+  const env: AppStack['env'] = { ...stackEnv, WORKFLOW_START_MODE: 'relay', ...opts.appEnv };
 
   const start = async (name: AppName): Promise<ManagedProcess> => {
     const { entry } = APP_PROCESSES.find((a) => a.name === name)!;
     const ready =
       name === 'api'
         ? async () => (await fetch(`${apiUrl}/readyz`, { signal: AbortSignal.timeout(2000) })).ok
-        : async (p: ManagedProcess) => /"msg":"worker running"/.test(currentRunLog(p.spec.logFile));
+        : async (p: ManagedProcess) =>
+            /"msg":"(worker|relay) running"/.test(currentRunLog(p.spec.logFile));
     const proc = await stack.startApp(name, entry, { PORT: String(ports.api), ...env }, ready);
     apps.set(name, proc);
     return proc;
@@ -147,6 +150,7 @@ async function stopAll(stack: Stack): Promise<void> {
   const until = Date.now() + 15_000;
   while (Date.now() < until) {
     for (const p of stack.procs) if (p.running) await p.stop(2000);
+    if (!stack.procs.some((p) => p.running)) break;
     await new Promise((r) => setTimeout(r, 500));
   }
 }

@@ -18,7 +18,7 @@ export async function startApi(opts: {
   databaseUrl: string;
   temporalAddress: string;
   apiKeys?: string[];
-  workflowStartMode?: 'async' | 'inline';
+  workflowStartMode?: 'async' | 'inline' | 'relay';
   relay?: Partial<RelayOptions> & { run?: boolean };
   /** The API's logger (e.g. one writing to a captured stream); silent by default. */
   log?: Logger;

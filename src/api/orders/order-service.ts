@@ -68,7 +68,15 @@ export interface IdempotencyKey {
 }
 
 export class OrderService {
-  constructor(private readonly db: Db) {}
+  /**
+   * @param startGraceMs how long a new order's workflow start is left to the
+   * API process before a relay's sweep may take it (0 when a relay process
+   * does all the starting).
+   */
+  constructor(
+    private readonly db: Db,
+    private readonly startGraceMs = 3000,
+  ) {}
 
   /**
    * Persists the order, its items and its pending workflow start in one
@@ -99,7 +107,7 @@ export class OrderService {
               })),
             },
           },
-          workflowStart: { create: { nextAttemptAt: new Date(Date.now() + 3000) } },
+          workflowStart: { create: { nextAttemptAt: new Date(Date.now() + this.startGraceMs) } },
         },
         include: orderInclude,
       });

@@ -4,7 +4,7 @@ import { ORDER_STATUSES, createOrderSchema } from '../../shared/orders.ts';
 import type { OutboxRelay } from '../outbox-relay.ts';
 
 /** When the API starts an order's workflow: after answering (async) or before (inline). */
-export type WorkflowStartMode = 'async' | 'inline';
+export type WorkflowStartMode = 'async' | 'inline' | 'relay';
 import { ProblemError, type FieldError } from '../problems.ts';
 import type { OrderOperations } from './order-operations.ts';
 import type { OrderService } from './order-service.ts';
@@ -80,10 +80,11 @@ export function orderRoutes(
         : parseOrThrow(idempotencyKeySchema, rawKey, 'Idempotency-Key');
     const idem = key === undefined ? undefined : { scope: principal(req), key };
     const { order, created } = await orders.createOrder(body, idem);
-    // async: answer at the commit and start right after; inline: start first.
+    // async: answer at the commit and start right after; inline: start first;
+    // relay: answer at the commit, the relay process starts it.
     let started = relay.temporalReachable;
     if (created && startMode === 'inline') started = await relay.startOne(order.id);
-    else if (created) relay.kick(order.id);
+    else if (created && startMode === 'async') relay.kick(order.id);
     // 202 when Temporal is unreachable: the order is safe, its workflow starts later.
     res
       .status(started ? 201 : 202)

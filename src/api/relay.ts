@@ -1,0 +1,64 @@
+/**
+ * The outbox relay as a process of its own (`npm run relay`): starts the
+ * workflows of accepted orders, so the API (WORKFLOW_START_MODE=relay) only
+ * validates and commits. Any number of relays may run: they lease rows with
+ * FOR UPDATE SKIP LOCKED. On SIGINT/SIGTERM it finishes the starts in hand
+ * (their rows are confirmed or keep their lease) and exits.
+ */
+import { loadConfig, retryPoliciesOf } from '../config/env.ts';
+import { temporalConnectSettings } from '../config/temporal.ts';
+import { createDb } from '../db/client.ts';
+import { createLogger } from '../shared/logger.ts';
+import { OutboxRelay, defaultRelayOptions } from './outbox-relay.ts';
+import { LazyTemporalClient } from './temporal-client.ts';
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const log = createLogger('relay', config.LOG_LEVEL);
+  const db = createDb(config.DATABASE_URL, 4);
+  const temporal = new LazyTemporalClient(temporalConnectSettings(config));
+  const relay = new OutboxRelay(
+    db,
+    () => temporal.get(),
+    log,
+    {
+      ...defaultRelayOptions,
+      intervalMs: config.OUTBOX_POLL_MS,
+      concurrency: config.OUTBOX_START_CONCURRENCY,
+      retryPolicies: retryPoliciesOf(config),
+    },
+    () => temporal.ping(),
+  );
+  // Fail fast on a wrong DATABASE_URL instead of logging sweep errors forever.
+  await db.$queryRaw`SELECT 1`;
+  relay.run();
+  log.info(
+    { pollMs: config.OUTBOX_POLL_MS, concurrency: config.OUTBOX_START_CONCURRENCY },
+    'relay running',
+  );
+
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'relay stopping');
+    setTimeout(() => {
+      log.error('relay stop timed out');
+      process.exit(1);
+    }, 15_000).unref();
+    void relay
+      .stop()
+      .then(() => Promise.allSettled([db.$disconnect(), temporal.close()]))
+      .then(() => {
+        log.info({ started: relay.started, failed: relay.failed }, 'relay stopped');
+        process.exit(0);
+      });
+  };
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
