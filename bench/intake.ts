@@ -2,8 +2,9 @@
  * bench/intake: load on `POST /orders` over loopback, side by side with a floor.
  *
  * One run starts its own stack (PostgreSQL with fsync on, Temporal, Kafka,
- * maildev) in a temporary folder, the orders worker, two APIs (one per
- * WORKFLOW_START_MODE) and the floor server (bench/floor-server.ts: the same
+ * maildev) in a temporary folder, the orders worker, one API per
+ * WORKFLOW_START_MODE (relay, with the relay process beside it, as `npm start`
+ * runs it; async; inline) and the floor server (bench/floor-server.ts: the same
  * request doing only the validated insert). Then, for each rate and finally at
  * saturation, it drives each target in turn with autocannon, interleaved so
  * drift affects all of them alike, and writes bench/results/intake-<date>.md
@@ -20,7 +21,9 @@
  *   BENCH_DURATION_S=10        seconds per measurement
  *   BENCH_WARMUP_S=3           warm-up per target, at BENCH_WARMUP_RATE (300) req/s
  *   BENCH_RATES=100,300,1000   fixed rates, req/s ("none": saturation only)
- *   BENCH_TARGETS=floor,api-async,api-inline
+ *   BENCH_TARGETS=floor,api-relay,api-async,api-inline
+ *   BENCH_BACKGROUND_NICE=10   niceness of Temporal, Kafka, maildev, the orders worker and the
+ *                              relay, as `npm start` runs them (BACKGROUND_NICE); 0 = off
  *   BENCH_SATURATION=1         0 skips the saturation round
  *   BENCH_RATE_CONNECTIONS=50  connections at fixed rates (autocannon caps them at the rate)
  *   BENCH_SAT_CONNECTIONS=64   connections at saturation
@@ -69,7 +72,11 @@ function intEnv(name: string, def: number, min: number, max: number): number {
   return n;
 }
 
-const TARGET_NAMES = ['floor', 'api-async', 'api-inline'] as const;
+const TARGET_NAMES = ['floor', 'api-relay', 'api-async', 'api-inline'] as const;
+/** The APIs measured against the floor. */
+const API_TARGETS = ['api-relay', 'api-async', 'api-inline'] as const;
+/** Off the request path: run at BENCH_BACKGROUND_NICE, as scripts/stack.ts does. */
+const BACKGROUND = new Set(['temporal', 'kafka', 'maildev', 'worker-orders', 'relay']);
 type TargetName = (typeof TARGET_NAMES)[number];
 
 const settings = {
@@ -119,6 +126,7 @@ const settings = {
     .split(',')
     .map((x) => x.trim())
     .filter(Boolean),
+  backgroundNice: intEnv('BENCH_BACKGROUND_NICE', 10, 0, 19),
   label: (process.env.BENCH_LABEL ?? '').replace(/[^\w.-]/g, ''),
   keepData: process.env.BENCH_KEEP_DATA === '1',
 };
@@ -413,6 +421,8 @@ interface Target {
   name: TargetName;
   url: string;
   proc: ManagedProcess;
+  /** Processes that run (and are paused) with it: api-relay's relay. */
+  companions: ManagedProcess[];
 }
 
 async function httpOk(url: string): Promise<boolean> {
@@ -528,6 +538,8 @@ function cpuTable(rows: LoadResult[]): string {
   const cols = [
     'target',
     'floor',
+    'api-relay',
+    'relay',
     'api-async',
     'api-inline',
     'postgresql',
@@ -572,7 +584,7 @@ function verdicts(results: LoadResult[]): Verdict[] {
   const find = (t: TargetName, phase: string) =>
     results.find((r) => r.target === t && r.phase === phase);
   const floorSat = find('floor', 'saturation');
-  for (const t of ['api-async', 'api-inline'] as const) {
+  for (const t of API_TARGETS) {
     for (const pacing of ['spread', 'burst'] as const) {
       const phase = `${GOALS.goalRate}/${pacing}`;
       const at = `at ${GOALS.goalRate} req/s (${pacing})`;
@@ -650,7 +662,7 @@ function renderReport(machine: MachineInfo, results: LoadResult[], verdictRows: 
       .join(', ')}`,
     `- code measured: ${machine.gitCommit}${machine.gitDirty.length ? ` + uncommitted changes in ${machine.gitDirty.join(', ')}` : ''}`,
     `- load average at start: ${machine.loadavgAtStart.map((x) => x.toFixed(2)).join(' ')}; cores busy before the load (stack idle): ${machine.idleCpuCoresBeforeLoad.total} (outside this bench: ${machine.idleCpuCoresBeforeLoad.other})`,
-    `- settings: ${settings.durationS} s per measurement, warm-up ${settings.warmupS} s at ${settings.warmupRate} req/s per target, ${settings.rateConnections} connections at fixed rates (capped at the rate), ${settings.satConnections} at saturation, DATABASE_POOL_SIZE=${settings.poolSize}, NODE_ENV=production, API LOG_LEVEL=warn${settings.freeze.length ? `; **frozen (SIGSTOP) during each load: ${settings.freeze.join(', ')}**` : ''}${settings.nice.length ? `; **at the lowest CPU priority (nice 19): ${settings.nice.join(', ')}**` : ''}`,
+    `- settings: ${settings.durationS} s per measurement, warm-up ${settings.warmupS} s at ${settings.warmupRate} req/s per target, ${settings.rateConnections} connections at fixed rates (capped at the rate), ${settings.satConnections} at saturation, DATABASE_POOL_SIZE=${settings.poolSize}, NODE_ENV=production, API LOG_LEVEL=warn; Temporal, Kafka, maildev, the orders worker and the relay at nice ${settings.backgroundNice} (as \`npm start\`)${settings.freeze.length ? `; **frozen (SIGSTOP) during each load: ${settings.freeze.join(', ')}**` : ''}${settings.nice.length ? `; **at the lowest CPU priority (nice 19): ${settings.nice.join(', ')}**` : ''}`,
     '',
     'Latency percentiles are computed from every response (unrounded); "errors" = non-2xx + socket errors + timeouts; 202 = accepted while Temporal was unreachable.',
     '',
@@ -726,7 +738,14 @@ async function main(): Promise<void> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'orderflow-bench-'));
   const tools = provisionAll((m) => log(`provision: ${m}`));
   const ports = await ephemeralPorts(freePort);
-  const stack = new Stack({ dataDir, ports, tools, ephemeral: false, log: (m) => log(m) });
+  const stack = new Stack({
+    dataDir,
+    ports,
+    tools,
+    ephemeral: false,
+    log: (m) => log(m),
+    niceOf: (name) => (BACKGROUND.has(name) ? settings.backgroundNice : 0),
+  });
   const paused = new Set<ManagedProcess>();
   let pool: pg.Pool | undefined;
   let failed = false;
@@ -777,9 +796,7 @@ async function main(): Promise<void> {
       const url = `http://127.0.0.1:${port}`;
       const entry = name === 'floor' ? 'bench/floor-server.ts' : 'src/api/server.ts';
       const extra =
-        name === 'floor'
-          ? {}
-          : { LOG_LEVEL: 'warn', WORKFLOW_START_MODE: name === 'api-async' ? 'async' : 'inline' };
+        name === 'floor' ? {} : { LOG_LEVEL: 'warn', WORKFLOW_START_MODE: name.slice(4) };
       // CPU profiles of the APIs and the floor, written when they stop.
       const profiling = process.env.BENCH_PROFILE_DIR
         ? {
@@ -794,7 +811,18 @@ async function main(): Promise<void> {
         { ...common, ...extra, ...profiling, PORT: String(port) },
         () => httpOk(name === 'floor' ? `${url}/healthz` : `${url}/readyz`),
       );
-      targets.push({ name, url, proc });
+      const companions =
+        name === 'api-relay'
+          ? [
+              await stack.startApp(
+                'relay',
+                'src/api/relay.ts',
+                { ...common, LOG_LEVEL: 'info' },
+                async (p) => /"msg":"relay running"/.test(tailFile(p.spec.logFile, 200)),
+              ),
+            ]
+          : [];
+      targets.push({ name, url, proc, companions });
       if (proc.pid !== undefined) schedPids.add(proc.pid);
     }
 
@@ -806,15 +834,19 @@ async function main(): Promise<void> {
     // Only the measured target runs; the other APIs are paused with their whole group.
     const activate = (t: Target) => {
       for (const o of targets) {
-        if (o === t || o.name === 'floor' || o.proc.pid === undefined) continue;
-        if (!paused.has(o.proc)) {
-          signalGroup(o.proc.pid, 'SIGSTOP');
-          paused.add(o.proc);
+        if (o === t || o.name === 'floor') continue;
+        for (const p of [o.proc, ...o.companions]) {
+          if (p.pid !== undefined && !paused.has(p)) {
+            signalGroup(p.pid, 'SIGSTOP');
+            paused.add(p);
+          }
         }
       }
-      if (paused.has(t.proc) && t.proc.pid !== undefined) {
-        signalGroup(t.proc.pid, 'SIGCONT');
-        paused.delete(t.proc);
+      for (const p of [t.proc, ...t.companions]) {
+        if (paused.has(p) && p.pid !== undefined) {
+          signalGroup(p.pid, 'SIGCONT');
+          paused.delete(p);
+        }
       }
     };
     const assertRunning = () => {
