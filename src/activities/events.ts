@@ -1,6 +1,7 @@
 import { ApplicationFailure, log } from '@temporalio/activity';
 import { CloudEvent, Kafka } from 'cloudevents';
 import type { Message, Producer } from 'kafkajs';
+import type { Histogram } from 'prom-client';
 import type { Db } from '../db/client.ts';
 import { loadOrder, orderPlacedData } from './order-data.ts';
 import { isKafkaJsError, kafkaErrorTypes } from '../events/kafka.ts';
@@ -78,11 +79,14 @@ export function createEventActivities({
   db,
   producer,
   topic = ORDERS_PLACED_TOPIC,
+  publishSeconds,
 }: {
   db: Db;
   producer: Producer;
   /** Tests bind a missing topic here; processes use the default. */
   topic?: string;
+  /** Times each send (the worker's orderflow_kafka_publish_duration_seconds). */
+  publishSeconds?: Pick<Histogram<'topic' | 'outcome'>, 'startTimer'>;
 }) {
   return {
     /**
@@ -94,13 +98,16 @@ export function createEventActivities({
     }: PublishOrderPlacedInput): Promise<PublishOrderPlacedResult> {
       const event = orderPlacedCloudEvent(orderPlacedData(await loadOrder(db, orderId)));
       let metadata;
+      const timer = publishSeconds?.startTimer({ topic });
       try {
         [metadata] = await producer.send({
           topic,
           acks: -1,
           messages: [toKafkaMessage(event, orderId)],
         });
+        timer?.({ outcome: 'ok' });
       } catch (err) {
+        timer?.({ outcome: 'error' });
         log.warn('order.placed not published', {
           orderId,
           eventId: event.id,

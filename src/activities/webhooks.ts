@@ -20,7 +20,13 @@ export interface WebhookActivityDeps {
   timeoutMs: number;
   allowedTargets: TargetPolicy;
   now?: () => Date;
+  /** Counts each attempt by outcome (the worker's orderflow_webhook_deliveries_total). */
+  deliveries?: { inc(labels: { outcome: WebhookDeliveryOutcome }): void };
 }
+
+/** How one delivery attempt ended, as counted in metrics. */
+export type WebhookDeliveryOutcome =
+  'delivered' | 'duplicate' | 'retryable_failure' | 'permanent_failure' | 'gone' | 'skipped';
 
 export interface DeliverWebhookInput {
   orderId: string;
@@ -77,6 +83,7 @@ const describeResponse = (res: WebhookResponse): string =>
 export function createWebhookActivities(deps: WebhookActivityDeps) {
   const { db } = deps;
   const now = deps.now ?? (() => new Date());
+  const count = (outcome: WebhookDeliveryOutcome) => deps.deliveries?.inc({ outcome });
 
   /** Counts the attempt in the delivery log; the row is keyed by the stable webhook id. */
   async function recordAttempt(
@@ -122,10 +129,12 @@ export function createWebhookActivities(deps: WebhookActivityDeps) {
       const previous = await db.webhookDelivery.findUnique({ where: { webhookId } });
       if (previous?.deliveredAt) {
         log.info('webhook already delivered', { orderId, webhookId, endpointId });
+        count('duplicate');
         return { webhookId, status: previous.lastStatus ?? 200, alreadyDelivered: true };
       }
       const endpoint = await db.webhookEndpoint.findUnique({ where: { id: endpointId } });
       if (!endpoint || endpoint.status !== 'ENABLED') {
+        count('skipped');
         throw failure(
           FailureType.EndpointDisabled,
           `Webhook endpoint ${endpointId} is ${endpoint ? 'disabled' : 'deleted'}`,
@@ -162,6 +171,8 @@ export function createWebhookActivities(deps: WebhookActivityDeps) {
         const message = err instanceof Error ? err.message : String(err);
         await recordAttempt(key, { status: null, error: message, delivered: false });
         log.warn('webhook not delivered', { orderId, webhookId, endpointId, error: message });
+        const permanent = err instanceof TargetForbiddenError || err instanceof TypeError;
+        count(permanent ? 'permanent_failure' : 'retryable_failure');
         if (err instanceof TargetForbiddenError)
           throw failure(FailureType.TargetForbidden, message, true);
         if (err instanceof TypeError) throw failure(FailureType.WebhookRejected, message, true);
@@ -182,6 +193,16 @@ export function createWebhookActivities(deps: WebhookActivityDeps) {
         endpointId,
         status: res.status,
       });
+      count(
+        (
+          {
+            delivered: 'delivered',
+            gone: 'gone',
+            retry: 'retryable_failure',
+            reject: 'permanent_failure',
+          } as const
+        )[verdict.kind],
+      );
       const refused = `Webhook endpoint ${endpointId} answered ${describeResponse(res)}`;
       switch (verdict.kind) {
         case 'delivered':

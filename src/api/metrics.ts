@@ -1,12 +1,55 @@
 /**
  * Prometheus metrics of the API process (prom-client): request latency by
- * route and status, the outbox backlog, and Node.js process metrics.
+ * route and status, orders by status, the outbox backlog, and Node.js process
+ * metrics. Database-backed gauges are read at scrape time with a time limit,
+ * so a slow database makes them stale, never /metrics slow.
  */
 import type { RequestHandler } from 'express';
 import client from 'prom-client';
+import type { Db } from '../db/client.ts';
+import { ORDER_STATUSES, type OrderStatus } from '../shared/orders.ts';
 import type { OutboxRelay } from './outbox-relay.ts';
 
-export function createApiMetrics(relay: OutboxRelay) {
+/** The longest a scrape waits for one database read. */
+export const METRICS_QUERY_TIMEOUT_MS = 2000;
+
+/** `work` within `ms`, or a rejection naming what timed out (the work itself runs on). */
+function within<T>(what: string, ms: number, work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * One read shared by the gauges of a scrape (called once per collect, the
+ * gauges of one scrape run together), with the time limit and a failure counter.
+ */
+function scrapeRead<T>(
+  name: string,
+  read: () => Promise<T>,
+  failures: client.Counter<'collector'>,
+  timeoutMs: number,
+): () => Promise<T | undefined> {
+  let inFlight: Promise<T | undefined> | undefined;
+  return () =>
+    (inFlight ??= within(name, timeoutMs, read())
+      .catch(() => {
+        failures.inc({ collector: name });
+        return undefined;
+      })
+      .finally(() => {
+        inFlight = undefined;
+      }));
+}
+
+export function createApiMetrics(
+  relay: OutboxRelay,
+  db: Db,
+  opts: { queryTimeoutMs?: number } = {},
+) {
+  const timeoutMs = opts.queryTimeoutMs ?? METRICS_QUERY_TIMEOUT_MS;
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry });
   const httpDuration = new client.Histogram({
@@ -16,12 +59,52 @@ export function createApiMetrics(relay: OutboxRelay) {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [registry],
   });
+  const failures = new client.Counter({
+    name: 'orderflow_metrics_collect_failures_total',
+    help: 'Scrape-time reads that failed or timed out (their gauges keep the last value read)',
+    labelNames: ['collector'] as const,
+    registers: [registry],
+    // Waits for this scrape's reads (shared with the gauges), so a failure shows in the same scrape.
+    async collect() {
+      await Promise.all([backlog(), ordersByStatus()]);
+    },
+  });
+
+  const backlog = scrapeRead('outbox_backlog', () => relay.backlog(), failures, timeoutMs);
+  // The server gives up too (statement_timeout), so a blocked query does not hold a pooled connection.
+  const ordersByStatus = scrapeRead(
+    'orders_by_status',
+    async () => {
+      const [, rows] = await db.$transaction([
+        db.$executeRawUnsafe(`SET LOCAL statement_timeout = ${Math.max(1, timeoutMs)}`),
+        db.$queryRaw<{ status: OrderStatus; count: bigint }[]>`
+          SELECT status, count(*) AS count FROM orders GROUP BY status`,
+      ]);
+      return rows;
+    },
+    failures,
+    timeoutMs,
+  );
+
+  new client.Gauge({
+    name: 'orderflow_orders_by_status',
+    help: 'Orders in the database by status (read at scrape time; every API replica reports the same totals)',
+    labelNames: ['status'] as const,
+    registers: [registry],
+    async collect() {
+      const rows = await ordersByStatus();
+      if (!rows) return;
+      for (const status of ORDER_STATUSES) this.set({ status }, 0);
+      for (const { status, count } of rows) this.set({ status }, Number(count));
+    },
+  });
   new client.Gauge({
     name: 'orderflow_outbox_pending',
     help: 'Accepted orders whose workflow start is not confirmed yet',
     registers: [registry],
     async collect() {
-      this.set((await relay.backlog()).pending);
+      const b = await backlog();
+      if (b) this.set(b.pending);
     },
   });
   new client.Gauge({
@@ -29,7 +112,8 @@ export function createApiMetrics(relay: OutboxRelay) {
     help: 'Age of the oldest unconfirmed workflow start',
     registers: [registry],
     async collect() {
-      this.set((await relay.backlog()).oldestAgeSeconds);
+      const b = await backlog();
+      if (b) this.set(b.oldestAgeSeconds);
     },
   });
   new client.Gauge({
@@ -41,11 +125,15 @@ export function createApiMetrics(relay: OutboxRelay) {
     },
   });
 
-  /** Times each request; the route label is the matched pattern, never the raw path. */
+  /**
+   * Times each request; the route label is the matched pattern (with its
+   * router's mount path), never the raw path, so ids do not become labels.
+   */
   const middleware: RequestHandler = (req, res, next) => {
     const end = httpDuration.startTimer();
     res.once('finish', () => {
-      const route = (req.route as { path?: string } | undefined)?.path ?? 'unmatched';
+      const pattern = (req.route as { path?: unknown } | undefined)?.path;
+      const route = typeof pattern === 'string' ? `${req.baseUrl}${pattern}` : 'unmatched';
       end({ method: req.method, route, status: String(res.statusCode) });
     });
     next();

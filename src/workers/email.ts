@@ -6,6 +6,7 @@ import nodemailer from 'nodemailer';
 import SMTPPool from 'nodemailer/lib/smtp-pool/index.js';
 import { createEmailActivities } from '../activities/email.ts';
 import { createDb } from '../db/client.ts';
+import { scrubUrlCredentials } from '../shared/logger.ts';
 import { TaskQueue } from '../shared/task-queues.ts';
 import { runWorker } from './run-worker.ts';
 
@@ -27,7 +28,7 @@ runWorker({
       socketTimeout: 20_000,
     });
     const mailer = nodemailer.createTransport(pool);
-    log.info({ smtp: redactUrl(config.SMTP_URL) }, 'SMTP transport ready');
+    log.info({ smtp: scrubUrlCredentials(config.SMTP_URL) }, 'SMTP transport ready');
     return {
       options: {
         activities: createEmailActivities({ db, mailer, from: config.MAIL_FROM }),
@@ -40,10 +41,3 @@ runWorker({
     };
   },
 });
-
-/** The SMTP URL without its credentials, for the start-up log. */
-function redactUrl(url: string): string {
-  const u = new URL(url);
-  if (u.password) u.password = '[redacted]';
-  return u.toString();
-}

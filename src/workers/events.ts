@@ -8,12 +8,13 @@ import { createDb } from '../db/client.ts';
 import { createKafka, createOrderEventsProducer, ensureTopic } from '../events/kafka.ts';
 import { ORDERS_PLACED_TOPIC } from '../shared/events.ts';
 import { TaskQueue } from '../shared/task-queues.ts';
+import { kafkaPublishHistogram } from './metrics.ts';
 import { runWorker } from './run-worker.ts';
 
 runWorker({
   name: 'worker-events',
   taskQueue: TaskQueue.events,
-  async build(config, log) {
+  async build(config, log, registry) {
     const kafka = createKafka(config, { logger: log });
     const admin = kafka.admin();
     await admin.connect();
@@ -38,7 +39,11 @@ runWorker({
     const producer = createOrderEventsProducer(kafka);
     await producer.connect();
     const db = createDb(config.DATABASE_URL, Math.min(config.EVENTS_WORKER_CONCURRENCY, 10));
-    const activities = createEventActivities({ db, producer });
+    const activities = createEventActivities({
+      db,
+      producer,
+      publishSeconds: kafkaPublishHistogram(registry),
+    });
     return {
       options: {
         activities,

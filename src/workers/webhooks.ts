@@ -6,12 +6,13 @@
 import { createWebhookActivities } from '../activities/webhooks.ts';
 import { createDb } from '../db/client.ts';
 import { TaskQueue } from '../shared/task-queues.ts';
+import { webhookDeliveriesCounter } from './metrics.ts';
 import { runWorker } from './run-worker.ts';
 
 runWorker({
   name: 'worker-webhooks',
   taskQueue: TaskQueue.webhooks,
-  async build(config, log) {
+  async build(config, log, registry) {
     const db = createDb(config.DATABASE_URL, Math.min(config.WEBHOOKS_WORKER_CONCURRENCY, 10));
     log.info(
       {
@@ -26,6 +27,7 @@ runWorker({
           db,
           timeoutMs: config.WEBHOOK_TIMEOUT_MS,
           allowedTargets: config.WEBHOOK_ALLOWED_TARGETS,
+          deliveries: webhookDeliveriesCounter(registry),
         }),
         maxConcurrentActivityTaskExecutions: config.WEBHOOKS_WORKER_CONCURRENCY,
         maxTaskQueueActivitiesPerSecond: config.WEBHOOK_RATE_PER_SECOND,

@@ -3,8 +3,6 @@
  * long transactions take, and the group's lag per partition (high watermark
  * minus committed offset, refreshed from the broker every few seconds).
  */
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Admin } from 'kafkajs';
 import client from 'prom-client';
 import type { Logger } from '../../shared/logger.ts';
@@ -107,35 +105,5 @@ export function startLagMonitor({
   return { refresh, stop: () => clearInterval(timer) };
 }
 
-/** Serves GET /metrics (and /healthz) on `host:port`; port 0 picks a free one. */
-export async function startMetricsServer(
-  registry: client.Registry,
-  host: string,
-  port: number,
-): Promise<{ url: string; close(): Promise<void> }> {
-  const server = http.createServer((req, res) => {
-    if (req.method === 'GET' && req.url === '/metrics') {
-      registry.metrics().then(
-        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
-        (err: unknown) => res.writeHead(500).end(String(err)),
-      );
-    } else if (req.method === 'GET' && req.url === '/healthz') {
-      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
-    } else {
-      res.writeHead(404).end();
-    }
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
-  const { port: actual } = server.address() as AddressInfo;
-  return {
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${actual}/metrics`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
+/** The consumer's /metrics server is the shared one. */
+export { startMetricsServer } from '../../shared/metrics-server.ts';

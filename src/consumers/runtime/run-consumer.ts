@@ -5,11 +5,13 @@
  * fatal error.
  */
 import { once } from 'node:events';
+import { inspect } from 'node:util';
+import client from 'prom-client';
 import { loadConfig } from '../../config/env.ts';
 import { createDb } from '../../db/client.ts';
 import { createKafka, createOrderEventsProducer, ensureTopic } from '../../events/kafka.ts';
 import { ORDERS_PLACED_TOPIC } from '../../shared/events.ts';
-import { createLogger } from '../../shared/logger.ts';
+import { configForLog, createLogger, scrubUrlCredentials } from '../../shared/logger.ts';
 import { deadLetterTopicOf } from './dead-letters.ts';
 import type { ConsumerGroupDefinition } from './groups.ts';
 import { createConsumerMetrics, startLagMonitor, startMetricsServer } from './metrics.ts';
@@ -21,13 +23,17 @@ export const DEAD_LETTER_PARTITIONS = 1;
 export function runConsumer(group: ConsumerGroupDefinition): void {
   const main = async () => {
     const config = loadConfig();
-    const log = createLogger(`consumer-${group.name}`, config.LOG_LEVEL);
+    const log = createLogger(`consumer-${group.name}`, config.LOG_LEVEL, {
+      format: config.LOG_FORMAT,
+    });
+    log.info({ config: configForLog(config) }, 'configuration');
     const topic = ORDERS_PLACED_TOPIC;
     const kafka = createKafka(config, { logger: log });
     const admin = kafka.admin();
     const producer = createOrderEventsProducer(kafka);
     const db = createDb(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
     const metrics = createConsumerMetrics();
+    client.collectDefaultMetrics({ register: metrics.registry });
     const closers: (() => Promise<unknown>)[] = [];
     try {
       await admin.connect();
@@ -100,7 +106,8 @@ export function runConsumer(group: ConsumerGroupDefinition): void {
   main().then(
     () => process.exit(0),
     (err: unknown) => {
-      console.error(err);
+      // A fatal error may quote a connection string: printed without its credentials.
+      console.error(scrubUrlCredentials(inspect(err)));
       process.exit(1);
     },
   );

@@ -1,0 +1,173 @@
+/**
+ * Real orderflow processes (`node --import tsx <entry>`, as `npm start` runs
+ * them) against the suite's stack, with their JSON log lines captured from
+ * stdout, for the observability tests.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import path from 'node:path';
+import type { StackEnv } from '../../scripts/lib/stack.ts';
+
+const root = path.resolve(import.meta.dirname, '..', '..');
+
+export interface AppProcess {
+  name: string;
+  child: ChildProcess;
+  /** Parsed JSON log lines written so far. */
+  readonly lines: Record<string, unknown>[];
+  /** Everything written to stdout and stderr so far. */
+  readonly output: () => string;
+  exited: Promise<{ code: number | null; signal: string | null }>;
+  /** Resolves with the first log line `match` accepts (bounded wait; names the process and its output tail on failure). */
+  waitForLine(
+    what: string,
+    match: (line: Record<string, unknown>) => boolean,
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>>;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves when it exited. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** The stack's addresses as an app process's environment. */
+export const stackEnvOf = (stack: StackEnv): Record<string, string> => ({
+  DATABASE_URL: stack.DATABASE_URL,
+  TEMPORAL_ADDRESS: stack.TEMPORAL_ADDRESS,
+  TEMPORAL_NAMESPACE: stack.TEMPORAL_NAMESPACE,
+  KAFKA_BROKERS: stack.KAFKA_BROKERS,
+  SMTP_URL: stack.SMTP_URL,
+});
+
+/** Starts `entry` (relative to the repository) with `env` on top of this process's environment. */
+export function startAppProcess(
+  name: string,
+  entry: string,
+  env: Record<string, string>,
+): AppProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', entry], {
+    cwd: root,
+    env: { ...process.env, LOG_FORMAT: 'json', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: Record<string, unknown>[] = [];
+  let raw = '';
+  let buffered = '';
+  const waiters = new Set<() => void>();
+  child.stdout.on('data', (chunk: Buffer) => {
+    raw += chunk.toString();
+    buffered += chunk.toString();
+    const parts = buffered.split('\n');
+    buffered = parts.pop() ?? '';
+    for (const line of parts) {
+      if (!line.trim()) continue;
+      try {
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        lines.push({ unparsed: line });
+      }
+    }
+    for (const w of waiters) w();
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    raw += chunk.toString();
+  });
+  const exited = once(child, 'exit').then(([code, signal]) => {
+    for (const w of waiters) w();
+    return { code: code as number | null, signal: signal as string | null };
+  });
+  const tail = () => raw.split('\n').slice(-30).join('\n');
+
+  return {
+    name,
+    child,
+    lines,
+    output: () => raw,
+    exited,
+    waitForLine(what, match, timeoutMs = 120_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const found = lines.find(match);
+          if (found) {
+            done();
+            resolve(found);
+          } else if (child.exitCode !== null || child.signalCode !== null) {
+            done();
+            reject(new Error(`${name} exited before logging ${what}; output:\n${tail()}`));
+          }
+        };
+        const timer = setTimeout(() => {
+          done();
+          reject(
+            new Error(`${name} did not log ${what} within ${timeoutMs} ms; output:\n${tail()}`),
+          );
+        }, timeoutMs);
+        const done = () => {
+          clearTimeout(timer);
+          waiters.delete(check);
+        };
+        waiters.add(check);
+        check();
+      });
+    },
+    async stop(graceMs = 15_000) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const killed = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(killed);
+    },
+  };
+}
+
+/** GETs a Prometheus endpoint's text (bounded), failing with the URL and status. */
+export async function scrape(url: string): Promise<string> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+  if (!res.ok) throw new Error(`GET ${url} answered ${res.status}`);
+  return res.text();
+}
+
+/**
+ * The value of the sample `name` whose labels include all of `labels`
+ * (undefined when there is none); label order in the text does not matter.
+ */
+export function sample(
+  text: string,
+  name: string,
+  labels: Record<string, string> = {},
+): number | undefined {
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have = Object.fromEntries(
+      [...(m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1], x[2]]),
+    );
+    if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[3]);
+  }
+  return undefined;
+}
+
+/** Series names in a Prometheus text (without labels), for error messages and presence checks. */
+export const seriesNames = (text: string): Set<string> =>
+  new Set(
+    text
+      .split('\n')
+      .filter((l) => l && !l.startsWith('#'))
+      .map((l) => /^[a-zA-Z_:][\w:]*/.exec(l)?.[0] ?? ''),
+  );
+
+/** Polls `check` every 250 ms until it returns true (bounded), failing with `what`. */
+export async function waitUntil(
+  what: string | (() => string),
+  check: () => Promise<boolean> | boolean,
+  timeoutMs = 60_000,
+): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > until)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}`,
+      );
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
