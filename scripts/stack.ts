@@ -151,7 +151,7 @@ async function main(): Promise<void> {
   }
 
   const rows: [string, string][] = [
-    ['API', `http://127.0.0.1:${ports.api}  (GET /healthz, /readyz)`],
+    ['API', `http://127.0.0.1:${ports.api}  (GET /healthz, /readyz, /metrics)`],
     ['Temporal Web UI', stack.env.TEMPORAL_UI_URL],
     ['Temporal frontend', stack.env.TEMPORAL_ADDRESS],
     ['Mail UI (maildev)', stack.env.MAIL_API_URL],
@@ -160,6 +160,12 @@ async function main(): Promise<void> {
     ['PostgreSQL', stack.env.DATABASE_URL],
     ['Logs', path.join(dataDir, 'logs')],
   ];
+  // Workers and consumers serve /metrics on a port of their own (a free one unless
+  // WORKER_METRICS_PORT / CONSUMER_METRICS_PORT say otherwise), named in their "running" line.
+  for (const proc of stack.procs) {
+    const url = /"metricsUrl":"([^"]+)"/.exec(sinceStart(tailFile(proc.spec.logFile, 200)))?.[1];
+    if (url) rows.push([`Metrics ${proc.name}`, url]);
+  }
   const w = Math.max(...rows.map(([k]) => k.length));
   console.log(`\norderflow is ready in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   for (const [k, v] of rows) console.log(`  ${k.padEnd(w)}  ${v}`);

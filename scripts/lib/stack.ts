@@ -364,7 +364,8 @@ export class Stack {
       ['--import', 'tsx', path.join(projectRoot, entry)],
       {
         cwd: projectRoot,
-        env: { ...process.env, ...this.env, ...env },
+        // Log files hold JSON lines (readiness is read from them), whatever LOG_FORMAT the shell has.
+        env: { ...process.env, ...this.env, ...env, LOG_FORMAT: 'json' },
       },
     );
     await waitUntilReady(proc, name, () => ready(proc), TIMEOUT.app);
