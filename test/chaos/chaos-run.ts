@@ -1,0 +1,1028 @@
+/**
+ * The chaos run: a whole orderflow on real processes (test/e2e/app-stack.ts:
+ * PostgreSQL, Temporal dev server, Kafka, maildev, the API, one process per
+ * worker, plus both consumer groups and a signature-checking webhook
+ * subscriber) under a steady, paced stream of orders over loopback, while
+ * faults are injected one after another. Every answer to POST /orders goes to
+ * a ledger; after a bounded drain (parked orders are retried through the API)
+ * the ledger is checked against the database, an independent read of the
+ * Kafka topic, maildev and the subscriber's records. `runChaos` returns the
+ * findings and a markdown report; the test files decide what must hold.
+ */
+import { Client, Connection } from '@temporalio/client';
+import { Kafka, logLevel } from 'kafkajs';
+import os from 'node:os';
+import pg from 'pg';
+import { ManagedProcess, delay, isListening, waitUntilReady } from '../../scripts/lib/process.ts';
+import type { Tools } from '../../scripts/lib/tools.ts';
+import {
+  ORDERS_PLACED_TOPIC,
+  orderPlacedEventId,
+  webhookMessageId,
+} from '../../src/shared/events.ts';
+import {
+  APP_PROCESSES,
+  currentRunLog,
+  startAppStack,
+  type AppName,
+  type AppStack,
+} from '../e2e/app-stack.ts';
+import { startChaosSubscriber, type ChaosSubscriber } from './chaos-subscriber.ts';
+
+// ---------------------------------------------------------------- settings
+
+export const FAULTS = [
+  'kill:worker-orders',
+  'kill:worker-email',
+  'kill:worker-webhooks',
+  'kill:worker-events',
+  'restart:temporal',
+  'stop:kafka',
+  'stop:smtp',
+  'fail:webhook-receiver',
+  'stop:postgres',
+] as const;
+export type Fault = (typeof FAULTS)[number];
+
+export interface ChaosSettings {
+  faults: Fault[];
+  /** Orders per second offered to POST /orders. */
+  rate: number;
+  /** Steady load before the first fault and after each one. */
+  warmupS: number;
+  gapS: number;
+  temporalDownS: number;
+  kafkaDownS: number;
+  smtpDownS: number;
+  receiverDownS: number;
+  postgresDownS: number;
+  /** Bound on waiting for every accepted order to complete after the load stops. */
+  drainS: number;
+  maxOrders: number;
+  /** The receiver answers after this long, so deliveries overlap (a killed worker dies mid-request). */
+  webhookDelayMs: number;
+  /** Start-to-close timeout of one attempt of the email, webhook and event steps. */
+  attemptTimeout: string;
+  keepData: boolean;
+}
+
+function intEnv(env: NodeJS.ProcessEnv, name: string, def: number, min: number, max: number) {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return def;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new Error(`${name}=${raw}: expected an integer in [${min}, ${max}]`);
+  return n;
+}
+
+/**
+ * Settings from CHAOS_* variables over `defaults`: CHAOS_FAULTS (comma list of
+ * FAULTS), CHAOS_RATE, CHAOS_WARMUP_S, CHAOS_GAP_S, CHAOS_TEMPORAL_DOWN_S,
+ * CHAOS_KAFKA_DOWN_S, CHAOS_SMTP_DOWN_S, CHAOS_RECEIVER_DOWN_S,
+ * CHAOS_POSTGRES_DOWN_S, CHAOS_DRAIN_S, CHAOS_MAX_ORDERS,
+ * CHAOS_WEBHOOK_DELAY_MS, CHAOS_ATTEMPT_TIMEOUT, CHAOS_KEEP_DATA=1.
+ */
+export function chaosSettings(defaults: ChaosSettings, env = process.env): ChaosSettings {
+  let faults = defaults.faults;
+  if (env.CHAOS_FAULTS) {
+    faults = env.CHAOS_FAULTS.split(',').map((f) => f.trim()) as Fault[];
+    const unknown = faults.filter((f) => !FAULTS.includes(f));
+    if (unknown.length)
+      throw new Error(`CHAOS_FAULTS: unknown ${unknown.join(', ')}; known: ${FAULTS.join(', ')}`);
+  }
+  return {
+    faults,
+    rate: intEnv(env, 'CHAOS_RATE', defaults.rate, 1, 50),
+    warmupS: intEnv(env, 'CHAOS_WARMUP_S', defaults.warmupS, 0, 600),
+    gapS: intEnv(env, 'CHAOS_GAP_S', defaults.gapS, 0, 600),
+    temporalDownS: intEnv(env, 'CHAOS_TEMPORAL_DOWN_S', defaults.temporalDownS, 0, 600),
+    kafkaDownS: intEnv(env, 'CHAOS_KAFKA_DOWN_S', defaults.kafkaDownS, 0, 600),
+    smtpDownS: intEnv(env, 'CHAOS_SMTP_DOWN_S', defaults.smtpDownS, 0, 600),
+    receiverDownS: intEnv(env, 'CHAOS_RECEIVER_DOWN_S', defaults.receiverDownS, 0, 600),
+    postgresDownS: intEnv(env, 'CHAOS_POSTGRES_DOWN_S', defaults.postgresDownS, 0, 600),
+    drainS: intEnv(env, 'CHAOS_DRAIN_S', defaults.drainS, 10, 3600),
+    maxOrders: intEnv(env, 'CHAOS_MAX_ORDERS', defaults.maxOrders, 1, 100_000),
+    webhookDelayMs: intEnv(env, 'CHAOS_WEBHOOK_DELAY_MS', defaults.webhookDelayMs, 0, 5000),
+    attemptTimeout: env.CHAOS_ATTEMPT_TIMEOUT || defaults.attemptTimeout,
+    keepData: env.CHAOS_KEEP_DATA === '1' || defaults.keepData,
+  };
+}
+
+// ---------------------------------------------------------------- ledger
+
+interface LedgerEntry {
+  n: number;
+  idempotencyKey: string;
+  sku: string;
+  quantity: number;
+  totalCents: number;
+  sentAt: number;
+  answeredAt?: number;
+  /** HTTP status, or undefined when no answer came (network error, client timeout). */
+  status?: number;
+  /** Problem type or network error of a non-accepted answer. */
+  error?: string;
+  orderId?: string;
+}
+
+export interface FaultRecord {
+  fault: Fault;
+  /** Seconds since the load started. */
+  startS: number;
+  /** How long the component was down / failing (kills: until the new process was ready). */
+  downS: number;
+  detail: string;
+}
+
+export interface NonAccepted {
+  answer: string;
+  count: number;
+  /** The fault whose window (plus a grace) the answers fell in, or "unexplained". */
+  explainedBy: string;
+  /** Orders that exist in the database all the same (the answer was lost, the commit was not). */
+  committedAnyway: number;
+}
+
+export interface ChaosResult {
+  settings: ChaosSettings;
+  startedAt: Date;
+  loadS: number;
+  faults: FaultRecord[];
+  offered: number;
+  accepted: { total: number; status201: number; status202: number };
+  nonAccepted: NonAccepted[];
+  unexplainedNonAccepted: number;
+  /** Accepted orders (and committed-anyway ones) missing from the database. */
+  lost: string[];
+  completed: number;
+  notCompleted: {
+    id: string;
+    status: string;
+    failedStep: string | null;
+    lastError: string | null;
+  }[];
+  parked: {
+    id: string;
+    failedStep: string;
+    lastError: string;
+    retries: number;
+    /** Answers to POST /orders/{id}/retry other than 202 (409: no longer parked; 503: Temporal unreachable). */
+    otherAnswers: string[];
+  }[];
+  drainS: number | null;
+  consumers: {
+    group: string;
+    processed: number;
+    expected: number;
+    /** Projection sums equal the ledger's. */
+    projectionMatches: boolean;
+    projectionDetail: string;
+  }[];
+  kafka: { records: number; ordersWithRecord: number; duplicateRecords: number; missing: number };
+  email: {
+    mails: number;
+    ordersMailed: number;
+    duplicates: { messageId: string; count: number; attempts: number }[];
+    missing: number;
+  };
+  webhooks: {
+    requests: number;
+    unverified: number;
+    /** Answered 204 (delivered) per webhook-id beyond the first. */
+    duplicateDeliveries: number;
+    idsWithDifferentPayloads: string[];
+    missing: number;
+  };
+  temporalRunning: number | null;
+  /** Processes that died on their own and were started again by the run's supervisor. */
+  unexpectedExits: string[];
+  report: string;
+}
+
+// ---------------------------------------------------------------- the run
+
+const log = (m: string) => console.error(`[chaos ${new Date().toISOString().slice(11, 19)}] ${m}`);
+const CONSUMERS = [
+  {
+    name: 'consumer-analytics',
+    entry: 'src/consumers/analytics.ts',
+    groupId: 'orderflow.analytics',
+  },
+  {
+    name: 'consumer-inventory',
+    entry: 'src/consumers/inventory.ts',
+    groupId: 'orderflow.inventory',
+  },
+] as const;
+/** Supervised app processes (the relay too, when app-stack runs one). */
+const WORKERS: AppName[] = APP_PROCESSES.map((a) => a.name).filter((n) => n !== 'api');
+const STOP_GRACE = {
+  postgresql: 15_000,
+  kafka: 30_000,
+  temporal: 15_000,
+  maildev: 5_000,
+} as const;
+const messageIdOf = (orderId: string) => `order-${orderId}.confirmation@orderflow.local`;
+
+export async function runChaos(settings: ChaosSettings, tools: Tools): Promise<ChaosResult> {
+  const runId = Date.now().toString(36);
+  const startedAt = new Date();
+  // Short budgets, so a fault of tens of seconds is recovered (or parks) within the run:
+  // webhooks give up after about half the receiver's outage, so orders park and are retried.
+  const webhookTotalS = Math.max(3, Math.floor(settings.receiverDownS / 2));
+  const appEnv = {
+    LOG_LEVEL: 'info',
+    WEBHOOK_RATE_PER_SECOND: '50',
+    RETRY_EMAIL: `initial=1s,backoff=2,max=10s,attempts=1000,total=30m,attempt=${settings.attemptTimeout}`,
+    RETRY_EVENTS: `initial=1s,backoff=2,max=10s,attempts=0,total=30m,attempt=${settings.attemptTimeout}`,
+    RETRY_WEBHOOKS: `initial=1s,backoff=2,max=4s,attempts=0,total=${webhookTotalS}s,attempt=${settings.attemptTimeout}`,
+  };
+  log(`starting the stack (${settings.faults.length} faults, ${settings.rate} orders/s)`);
+  const app = await startAppStack({ tools, ephemeral: true, appEnv, log });
+  const db = new pg.Pool({
+    connectionString: app.env.DATABASE_URL,
+    max: 3,
+    connectionTimeoutMillis: 3000,
+  });
+  db.on('error', () => {}); // idle clients die with PostgreSQL's stop; the next query reconnects
+  let sub: ChaosSubscriber | undefined;
+  let connection: Connection | undefined;
+  const consumers = new Map<string, ManagedProcess>();
+  const unexpectedExits: string[] = [];
+  /** Processes being killed or restarted on purpose: the supervisor leaves them alone. */
+  const handsOff = new Set<string>();
+  let supervising = true;
+  /** When the load started (reset when it does); times in the report count from it. */
+  let loadStart = Date.now();
+
+  const startConsumer = async (c: (typeof CONSUMERS)[number]) => {
+    const proc = await app.stack.startApp(
+      c.name,
+      c.entry,
+      { PORT: String(app.ports.api), ...app.env },
+      async (p) => /"msg":"consumer running"/.test(currentRunLog(p.spec.logFile)),
+    );
+    consumers.set(c.name, proc);
+  };
+
+  try {
+    for (const c of CONSUMERS) await startConsumer(c);
+    sub = await startChaosSubscriber(app.apiUrl, { delayMs: settings.webhookDelayMs });
+    connection = await Connection.connect({ address: app.env.TEMPORAL_ADDRESS });
+
+    // A supervisor, as a process manager would be: a worker or consumer that dies on its own
+    // is started again, and the report says so.
+    const supervisor = (async () => {
+      while (supervising) {
+        await delay(1000);
+        const all: [string, ManagedProcess | undefined, () => Promise<unknown>][] = [
+          ...WORKERS.map(
+            (w) =>
+              [w, app.apps.get(w), () => app.restart(w)] as [
+                string,
+                ManagedProcess | undefined,
+                () => Promise<unknown>,
+              ],
+          ),
+          ...CONSUMERS.map(
+            (c) =>
+              [c.name, consumers.get(c.name), () => startConsumer(c)] as [
+                string,
+                ManagedProcess | undefined,
+                () => Promise<unknown>,
+              ],
+          ),
+        ];
+        for (const [name, proc, restart] of all) {
+          if (!supervising || handsOff.has(name) || !proc || proc.running) continue;
+          const what = `${name} exited on its own (code ${proc.exitCode}, signal ${proc.exitSignal}) at t+${((Date.now() - loadStart) / 1000).toFixed(0)} s`;
+          log(`${what}; starting it again. Last lines:\n${proc.tail(15)}`);
+          unexpectedExits.push(what);
+          handsOff.add(name);
+          await restart().catch((e: unknown) => log(`restarting ${name} failed: ${String(e)}`));
+          handsOff.delete(name);
+        }
+      }
+    })();
+
+    // ------------------------------------------------------------ load
+    const ledger: LedgerEntry[] = [];
+    const pending = new Set<Promise<void>>();
+    let stopLoad = false;
+    loadStart = Date.now();
+    const since = () => (Date.now() - loadStart) / 1000;
+
+    const post = async (e: LedgerEntry) => {
+      try {
+        const res = await fetch(`${app.apiUrl}/orders`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'idempotency-key': e.idempotencyKey },
+          body: JSON.stringify({
+            customerEmail: `chaos-${runId}-${e.n}@example.com`,
+            items: [
+              { sku: e.sku, quantity: e.quantity, unitPriceCents: e.totalCents / e.quantity },
+            ],
+            currency: 'USD',
+          }),
+          signal: AbortSignal.timeout(15_000),
+        });
+        const body = (await res.json().catch(() => ({}))) as { id?: string; type?: string };
+        e.status = res.status;
+        if (res.status === 201 || res.status === 202) e.orderId = body.id;
+        else e.error = body.type ?? `HTTP ${res.status}`;
+      } catch (err) {
+        e.error = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+      }
+      e.answeredAt = Date.now();
+    };
+
+    const load = (async () => {
+      for (let n = 0; !stopLoad && n < settings.maxOrders; n++) {
+        const wait = loadStart + (n * 1000) / settings.rate - Date.now();
+        if (wait > 0) await delay(wait);
+        const quantity = 1 + (n % 3);
+        const e: LedgerEntry = {
+          n,
+          idempotencyKey: `chaos-${runId}-${n}`,
+          sku: `CHAOS-${runId.toUpperCase()}-${n % 7}`,
+          quantity,
+          totalCents: quantity * (1000 + (n % 50)),
+          sentAt: Date.now(),
+        };
+        ledger.push(e);
+        const p = post(e).finally(() => pending.delete(p));
+        pending.add(p);
+      }
+    })();
+
+    // ------------------------------------------------------------ faults
+    const faults: FaultRecord[] = [];
+    const windows: { fault: Fault; from: number; to: number }[] = [];
+    const inFlightOrders = async () => {
+      const { rows } = await db.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM orders WHERE status IN ('RECEIVED', 'PROCESSING')`,
+      );
+      return rows[0]!.n;
+    };
+    /** Waits (≤ 10 s) until `evidence` says an activity of the worker is in flight; returns it. */
+    const awaitInFlight = async (evidence: () => Promise<number>) => {
+      const until = Date.now() + 10_000;
+      let v = 0;
+      while (Date.now() < until && (v = await evidence().catch(() => 0)) === 0) await delay(50);
+      return v;
+    };
+
+    await delay(settings.warmupS * 1000);
+    for (const fault of settings.faults) {
+      if (stopLoad) break;
+      const t0 = Date.now();
+      let detail = '';
+      let downMs = 0;
+      if (fault.startsWith('kill:')) {
+        const name = fault.slice(5) as AppName;
+        const evidence =
+          name === 'worker-webhooks'
+            ? async () => sub!.inFlight
+            : name === 'worker-email'
+              ? async () =>
+                  (
+                    await db.query<{ n: number }>(
+                      'SELECT count(*)::int AS n FROM email_deliveries WHERE sent_at IS NULL',
+                    )
+                  ).rows[0]!.n
+              : inFlightOrders;
+        const inFlight = await awaitInFlight(evidence);
+        handsOff.add(name);
+        const killedAt = Date.now();
+        await app.kill(name);
+        await app.restart(name);
+        handsOff.delete(name);
+        downMs = Date.now() - killedAt;
+        const what =
+          name === 'worker-webhooks'
+            ? 'deliveries in flight at the receiver'
+            : name === 'worker-email'
+              ? 'email sends started, not recorded'
+              : 'orders RECEIVED/PROCESSING';
+        detail = `SIGKILL with ${inFlight} ${what}; new process ready in ${(downMs / 1000).toFixed(1)} s`;
+        windows.push({ fault, from: killedAt, to: Date.now() });
+      } else if (fault === 'fail:webhook-receiver') {
+        sub.failing = true;
+        await delay(settings.receiverDownS * 1000);
+        sub.failing = false;
+        downMs = Date.now() - t0;
+        const failed = sub.deliveries.filter((d) => d.status === 503).length;
+        detail = `answered 503 to ${failed} requests; webhook retry budget ${webhookTotalS} s`;
+        windows.push({ fault, from: t0, to: Date.now() });
+      } else {
+        const outage = fault as Exclude<Fault, `kill:${string}` | 'fail:webhook-receiver'>;
+        const [component, downS] = (
+          {
+            'restart:temporal': ['temporal', settings.temporalDownS],
+            'stop:kafka': ['kafka', settings.kafkaDownS],
+            'stop:smtp': ['maildev', settings.smtpDownS],
+            'stop:postgres': ['postgresql', settings.postgresDownS],
+          } as const
+        )[outage];
+        const old = app.stack.procs.find((p) => p.name === component && p.running);
+        if (!old) throw new Error(`${component} is not running: cannot inject ${fault}`);
+        const stopStart = Date.now();
+        await old.stop(STOP_GRACE[component]);
+        const stoppedIn = Date.now() - stopStart;
+        await delay(downS * 1000);
+        const fresh = new ManagedProcess(old.spec);
+        app.stack.procs[app.stack.procs.indexOf(old)] = fresh;
+        const startAt = Date.now();
+        await waitUntilReady(fresh, component, () => componentReady(component, app), 180_000);
+        downMs = Date.now() - t0;
+        detail = `stopped (${old.spec.stopSignal ?? 'SIGTERM'}) in ${(stoppedIn / 1000).toFixed(1)} s, down ${downS} s, ready again ${((Date.now() - startAt) / 1000).toFixed(1)} s after its start (same data)`;
+        windows.push({ fault, from: t0, to: Date.now() });
+      }
+      faults.push({ fault, startS: (t0 - loadStart) / 1000, downS: downMs / 1000, detail });
+      log(`${fault}: ${detail}`);
+      await delay(settings.gapS * 1000);
+    }
+    stopLoad = true;
+    await load;
+    const loadS = since();
+    log(
+      `load stopped after ${loadS.toFixed(0)} s, ${ledger.length} orders offered; waiting for answers`,
+    );
+    await Promise.allSettled([...pending]);
+
+    // ------------------------------------------------------------ ledger vs database
+    const acceptedEntries = ledger.filter((e) => e.orderId);
+    const { rows: byKey } = await db.query<{ id: string; idempotency_key: string }>(
+      'SELECT id, idempotency_key FROM orders WHERE idempotency_key LIKE $1',
+      [`chaos-${runId}-%`],
+    );
+    const dbIdByKey = new Map(byKey.map((r) => [r.idempotency_key, r.id]));
+    const lost = acceptedEntries
+      .filter((e) => dbIdByKey.get(e.idempotencyKey) !== e.orderId)
+      .map((e) => e.orderId!);
+    // An order whose answer was lost (client timeout) but which was committed is an order all the same.
+    const committedAnyway = ledger.filter((e) => !e.orderId && dbIdByKey.has(e.idempotencyKey));
+    for (const e of committedAnyway) e.orderId = dbIdByKey.get(e.idempotencyKey);
+    const orders = ledger.filter((e) => e.orderId);
+    const ids = orders.map((e) => e.orderId!);
+
+    const grace = 20_000;
+    const nonAcceptedMap = new Map<string, NonAccepted>();
+    let unexplainedNonAccepted = 0;
+    for (const e of ledger) {
+      if (e.status === 201 || e.status === 202) continue;
+      const answer = e.status ? `${e.status} ${e.error ?? ''}`.trim() : (e.error ?? 'no answer');
+      const at = e.answeredAt ?? e.sentAt;
+      const w = windows.find(
+        (x) => x.fault === 'stop:postgres' && at >= x.from - 1000 && at <= x.to + grace,
+      );
+      const explainedBy = w
+        ? `${w.fault} (answered within its window + ${grace / 1000} s)`
+        : 'unexplained';
+      if (!w) unexplainedNonAccepted++;
+      const k = `${answer}|${explainedBy}`;
+      const item = nonAcceptedMap.get(k) ?? { answer, count: 0, explainedBy, committedAnyway: 0 };
+      item.count++;
+      if (dbIdByKey.has(e.idempotencyKey)) item.committedAnyway++;
+      nonAcceptedMap.set(k, item);
+    }
+
+    // ------------------------------------------------------------ drain (parked orders are retried)
+    const drainStart = Date.now();
+    const parked = new Map<
+      string,
+      {
+        id: string;
+        failedStep: string;
+        lastError: string;
+        retries: number;
+        lastRetry: number;
+        otherAnswers: string[];
+      }
+    >();
+    let drainS: number | null = null;
+    let statuses: {
+      id: string;
+      status: string;
+      failed_step: string | null;
+      last_error: string | null;
+    }[] = [];
+    while (Date.now() - drainStart < settings.drainS * 1000) {
+      try {
+        statuses = (
+          await db.query<{
+            id: string;
+            status: string;
+            failed_step: string | null;
+            last_error: string | null;
+          }>('SELECT id, status, failed_step, last_error FROM orders WHERE id = ANY($1::uuid[])', [
+            ids,
+          ])
+        ).rows;
+        for (const o of statuses.filter((s) => s.status === 'PARKED')) {
+          const p = parked.get(o.id) ?? {
+            id: o.id,
+            failedStep: o.failed_step ?? '?',
+            lastError: o.last_error ?? '?',
+            retries: 0,
+            lastRetry: 0,
+            otherAnswers: [],
+          };
+          parked.set(o.id, p);
+          if (Date.now() - p.lastRetry < 5000) continue;
+          const res = await fetch(`${app.apiUrl}/orders/${o.id}/retry`, {
+            method: 'POST',
+            signal: AbortSignal.timeout(15_000),
+          }).catch(() => undefined);
+          p.lastRetry = Date.now();
+          if (res?.status === 202) p.retries++;
+          else p.otherAnswers.push(res ? String(res.status) : 'no answer');
+        }
+        const processed = await processedPerGroup(db, ids);
+        const done =
+          statuses.length === ids.length &&
+          statuses.every((s) => s.status === 'COMPLETED') &&
+          CONSUMERS.every((c) => (processed.get(c.groupId) ?? 0) === ids.length);
+        if (done) {
+          drainS = (Date.now() - drainStart) / 1000;
+          break;
+        }
+      } catch (e) {
+        log(`drain check failed (${String(e)}); trying again`);
+      }
+      await delay(2000);
+    }
+    supervising = false;
+    await supervisor;
+    log(
+      drainS === null
+        ? `not drained within ${settings.drainS} s`
+        : `drained in ${drainS.toFixed(1)} s`,
+    );
+
+    // ------------------------------------------------------------ checks
+    const completed = statuses.filter((s) => s.status === 'COMPLETED').length;
+    const notCompleted = statuses
+      .filter((s) => s.status !== 'COMPLETED')
+      .map((s) => ({
+        id: s.id,
+        status: s.status,
+        failedStep: s.failed_step,
+        lastError: s.last_error,
+      }));
+    const consumersResult = await checkConsumers(db, orders);
+    const kafka = await auditKafka(app.env.KAFKA_BROKERS, new Set(ids));
+    const email = await auditEmail(app.env.MAIL_API_URL, db, ids);
+    const webhooks = auditWebhooks(sub, ids);
+    const temporalRunning = await countRunning(connection);
+
+    const result: Omit<ChaosResult, 'report'> = {
+      settings,
+      startedAt,
+      loadS,
+      faults,
+      offered: ledger.length,
+      accepted: {
+        total: acceptedEntries.length,
+        status201: acceptedEntries.filter((e) => e.status === 201).length,
+        status202: acceptedEntries.filter((e) => e.status === 202).length,
+      },
+      nonAccepted: [...nonAcceptedMap.values()],
+      unexplainedNonAccepted,
+      lost,
+      completed,
+      notCompleted,
+      parked: [...parked.values()].map(({ lastRetry: _, ...p }) => p),
+      drainS,
+      consumers: consumersResult,
+      kafka,
+      email,
+      webhooks,
+      temporalRunning,
+      unexpectedExits,
+    };
+    return { ...result, report: chaosReport(result, orders.length, committedAnyway.length) };
+  } finally {
+    supervising = false;
+    await connection?.close().catch(() => {});
+    await sub?.close().catch(() => {});
+    await db.end().catch(() => {});
+    await app.stop();
+    if (!settings.keepData) {
+      const fs = await import('node:fs');
+      fs.rmSync(app.stack.opts.dataDir, { recursive: true, force: true });
+    } else log(`stack data kept in ${app.stack.opts.dataDir}`);
+  }
+}
+
+async function componentReady(component: string, app: AppStack): Promise<boolean> {
+  const env = app.env;
+  switch (component) {
+    case 'postgresql': {
+      const client = new pg.Client({
+        connectionString: env.DATABASE_URL,
+        connectionTimeoutMillis: 1000,
+      });
+      try {
+        await client.connect();
+        await client.query('SELECT 1');
+        return true;
+      } finally {
+        await client.end().catch(() => {});
+      }
+    }
+    case 'temporal': {
+      const c = await Connection.connect({ address: env.TEMPORAL_ADDRESS, connectTimeout: 1000 });
+      try {
+        await c.workflowService.describeNamespace({ namespace: env.TEMPORAL_NAMESPACE });
+        return true;
+      } finally {
+        await c.close();
+      }
+    }
+    case 'kafka': {
+      const admin = new Kafka({
+        brokers: env.KAFKA_BROKERS.split(','),
+        clientId: 'chaos-ready',
+        logLevel: logLevel.NOTHING,
+        retry: { retries: 0 },
+        connectionTimeout: 1000,
+      }).admin();
+      try {
+        await admin.connect();
+        const { brokers, controller } = await admin.describeCluster();
+        return brokers.length > 0 && controller !== null && controller >= 0;
+      } finally {
+        await admin.disconnect().catch(() => {});
+      }
+    }
+    case 'maildev':
+      return (
+        (await isListening(app.ports.smtp)) &&
+        (await fetch(`${env.MAIL_API_URL}/email`, { signal: AbortSignal.timeout(2000) })).ok
+      );
+    default:
+      throw new Error(`no readiness check for ${component}`);
+  }
+}
+
+async function processedPerGroup(db: pg.Pool, ids: string[]): Promise<Map<string, number>> {
+  const eventIds = ids.map(orderPlacedEventId);
+  const { rows } = await db.query<{ group_id: string; n: number }>(
+    'SELECT group_id, count(*)::int AS n FROM processed_events WHERE event_id = ANY($1::text[]) GROUP BY group_id',
+    [eventIds],
+  );
+  return new Map(rows.map((r) => [r.group_id, r.n]));
+}
+
+async function checkConsumers(
+  db: pg.Pool,
+  orders: LedgerEntry[],
+): Promise<ChaosResult['consumers']> {
+  const ids = orders.map((o) => o.orderId!);
+  const processed = await processedPerGroup(db, ids);
+  // The stack is this run's own: its projections hold this run's orders only.
+  const { rows: a } = await db.query<{ n: string; revenue: string }>(
+    'SELECT coalesce(sum(order_count), 0)::text AS n, coalesce(sum(revenue_cents), 0)::text AS revenue FROM analytics_daily',
+  );
+  const revenue = orders.reduce((s, o) => s + o.totalCents, 0);
+  const analyticsOk = Number(a[0]!.n) === orders.length && Number(a[0]!.revenue) === revenue;
+  const { rows: inv } = await db.query<{ sku: string; q: string; n: number }>(
+    'SELECT sku, reserved_quantity::text AS q, order_count AS n FROM stock_reservations',
+  );
+  const want = new Map<string, { q: number; n: number }>();
+  for (const o of orders) {
+    const w = want.get(o.sku) ?? { q: 0, n: 0 };
+    w.q += o.quantity;
+    w.n += 1;
+    want.set(o.sku, w);
+  }
+  const invMismatch = [...want].filter(([sku, w]) => {
+    const r = inv.find((x) => x.sku === sku);
+    return !r || Number(r.q) !== w.q || r.n !== w.n;
+  });
+  const invOk = invMismatch.length === 0 && inv.length === want.size;
+  return [
+    {
+      group: 'orderflow.analytics',
+      processed: processed.get('orderflow.analytics') ?? 0,
+      expected: ids.length,
+      projectionMatches: analyticsOk,
+      projectionDetail: `orders ${a[0]!.n}/${orders.length}, revenue ${a[0]!.revenue}/${revenue} cents`,
+    },
+    {
+      group: 'orderflow.inventory',
+      processed: processed.get('orderflow.inventory') ?? 0,
+      expected: ids.length,
+      projectionMatches: invOk,
+      projectionDetail: invOk
+        ? `${want.size} SKUs: reserved quantity and order count equal the ledger's`
+        : `mismatched SKUs: ${invMismatch.map(([s, w]) => `${s} want ${w.q}/${w.n}`).join(', ')}; rows ${inv.length}/${want.size}`,
+    },
+  ];
+}
+
+/** Reads the whole topic with a fresh consumer group, up to the high watermarks as they are now (bounded). */
+async function auditKafka(brokers: string, ids: Set<string>): Promise<ChaosResult['kafka']> {
+  const kafka = new Kafka({
+    brokers: brokers.split(','),
+    clientId: 'chaos-audit',
+    logLevel: logLevel.NOTHING,
+  });
+  const admin = kafka.admin();
+  await admin.connect();
+  const highs = await admin.fetchTopicOffsets(ORDERS_PLACED_TOPIC);
+  await admin.disconnect();
+  const left = new Map(
+    highs.filter((h) => Number(h.high) > 0).map((h) => [h.partition, Number(h.high)]),
+  );
+  const perEvent = new Map<string, number>();
+  let records = 0;
+  const consumer = kafka.consumer({ groupId: `chaos-audit-${Date.now().toString(36)}` });
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topic: ORDERS_PLACED_TOPIC, fromBeginning: true });
+    let resolveDone!: () => void;
+    const done = new Promise<void>((r) => (resolveDone = r));
+    if (left.size === 0) resolveDone();
+    await consumer.run({
+      eachMessage: async ({ partition, message }) => {
+        records++;
+        const ceId = message.headers?.ce_id?.toString() ?? '';
+        perEvent.set(ceId, (perEvent.get(ceId) ?? 0) + 1);
+        if (Number(message.offset) + 1 >= (left.get(partition) ?? Infinity)) left.delete(partition);
+        if (left.size === 0) resolveDone();
+      },
+    });
+    await Promise.race([done, delay(120_000)]);
+  } finally {
+    await consumer.disconnect();
+  }
+  const wanted = new Set([...ids].map(orderPlacedEventId));
+  const ordersWithRecord = [...wanted].filter((e) => perEvent.has(e)).length;
+  const duplicateRecords = [...perEvent].reduce((s, [, n]) => s + n - 1, 0);
+  return { records, ordersWithRecord, duplicateRecords, missing: wanted.size - ordersWithRecord };
+}
+
+async function auditEmail(
+  mailApi: string,
+  db: pg.Pool,
+  ids: string[],
+): Promise<ChaosResult['email']> {
+  const res = await fetch(`${mailApi}/email`, { signal: AbortSignal.timeout(60_000) });
+  if (!res.ok) throw new Error(`maildev GET /email answered ${res.status}`);
+  const mails = (await res.json()) as { messageId: string }[];
+  const perId = new Map<string, number>();
+  for (const m of mails) perId.set(m.messageId, (perId.get(m.messageId) ?? 0) + 1);
+  const { rows } = await db.query<{ message_id: string; attempts: number }>(
+    'SELECT message_id, attempts FROM email_deliveries WHERE order_id = ANY($1::uuid[])',
+    [ids],
+  );
+  const attempts = new Map(rows.map((r) => [r.message_id.replace(/^<|>$/g, ''), r.attempts]));
+  const wanted = ids.map(messageIdOf);
+  const duplicates = wanted
+    .filter((m) => (perId.get(m) ?? 0) > 1)
+    .map((m) => ({ messageId: m, count: perId.get(m)!, attempts: attempts.get(m) ?? 0 }));
+  const ordersMailed = wanted.filter((m) => perId.has(m)).length;
+  return { mails: mails.length, ordersMailed, duplicates, missing: wanted.length - ordersMailed };
+}
+
+function auditWebhooks(sub: ChaosSubscriber, ids: string[]): ChaosResult['webhooks'] {
+  const bodies = new Map<string, Set<string>>();
+  const delivered = new Map<string, number>();
+  for (const d of sub.deliveries) {
+    const set = bodies.get(d.webhookId) ?? new Set<string>();
+    set.add(d.body);
+    bodies.set(d.webhookId, set);
+    if (d.status === 204 && d.verified)
+      delivered.set(d.webhookId, (delivered.get(d.webhookId) ?? 0) + 1);
+  }
+  const wanted = ids.map((id) => webhookMessageId(orderPlacedEventId(id), sub.endpointId));
+  return {
+    requests: sub.deliveries.length,
+    unverified: sub.deliveries.filter((d) => !d.verified).length,
+    duplicateDeliveries: [...delivered.values()].reduce((s, n) => s + n - 1, 0),
+    idsWithDifferentPayloads: [...bodies].filter(([, s]) => s.size > 1).map(([id]) => id),
+    missing: wanted.filter((w) => !delivered.has(w)).length,
+  };
+}
+
+/** Order workflows still running (visibility is eventually consistent: polled briefly). */
+async function countRunning(connection: Connection): Promise<number | null> {
+  const client = new Client({ connection });
+  let n: number | null = null;
+  for (let i = 0; i < 10; i++) {
+    try {
+      ({ count: n } = await client.workflow.count(
+        `WorkflowType="orderWorkflow" AND ExecutionStatus="Running"`,
+      ));
+      if (n === 0) return 0;
+    } catch (e) {
+      log(`counting running workflows failed: ${String(e)}`);
+    }
+    await delay(1000);
+  }
+  return n;
+}
+
+// ---------------------------------------------------------------- report
+
+function chaosReport(
+  r: Omit<ChaosResult, 'report'>,
+  orders: number,
+  committedAnyway: number,
+): string {
+  const s = r.settings;
+  const load = os
+    .loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ');
+  const lines: string[] = [];
+  const row = (...cells: (string | number)[]) => lines.push(`| ${cells.join(' | ')} |`);
+  lines.push(
+    `# Chaos run ${r.startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC`,
+    '',
+    `Machine: ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, load average at the end ${load} (shared with other work).`,
+    `Load: ${s.rate} orders/s for ${r.loadS.toFixed(0)} s over loopback (one item, one webhook endpoint per order). ` +
+      `Budgets: attempt timeout ${s.attemptTimeout}; webhooks give up after ${Math.max(3, Math.floor(s.receiverDownS / 2))} s (so the receiver outage parks orders).`,
+    '',
+    '## Faults injected (in order)',
+    '',
+    '| # | fault | at (s after load start) | down / until ready (s) | detail |',
+    '|---|---|---|---|---|',
+  );
+  r.faults.forEach((f, i) =>
+    row(i + 1, f.fault, f.startS.toFixed(0), f.downS.toFixed(1), f.detail),
+  );
+  lines.push('', '## Outcome', '', '| measure | value |', '|---|---|');
+  row('orders offered (POST /orders)', r.offered);
+  row(
+    'accepted (201 / 202)',
+    `${r.accepted.total} (${r.accepted.status201} / ${r.accepted.status202})`,
+  );
+  row(
+    'not accepted',
+    r.nonAccepted.reduce((x, n) => x + n.count, 0),
+  );
+  row('committed although the answer was lost', committedAnyway);
+  row('orders checked (accepted + committed anyway)', orders);
+  row('**lost** (accepted, not in the database)', r.lost.length);
+  row('COMPLETED', `${r.completed} / ${orders}`);
+  row('parked, then retried by the test (POST /orders/{id}/retry)', r.parked.length);
+  row(
+    'drain time (load stopped → all COMPLETED and consumed)',
+    r.drainS === null ? `not drained in ${s.drainS} s` : `${r.drainS.toFixed(1)} s`,
+  );
+  row('order workflows still running in Temporal', r.temporalRunning ?? 'unknown');
+  for (const c of r.consumers)
+    row(
+      `consumer ${c.group}: events applied (processed_events) / orders`,
+      `${c.processed} / ${c.expected}; projection ${c.projectionMatches ? 'consistent' : 'INCONSISTENT'} (${c.projectionDetail})`,
+    );
+  row(
+    'Kafka records (independent read) / orders with a record',
+    `${r.kafka.records} / ${r.kafka.ordersWithRecord} (missing ${r.kafka.missing})`,
+  );
+  row(
+    'duplicates: Kafka records with the same ce_id (consumers deduplicate)',
+    r.kafka.duplicateRecords,
+  );
+  row('duplicates: emails with the same Message-ID', r.email.duplicates.length);
+  row(
+    'emails (maildev) / orders mailed',
+    `${r.email.mails} / ${r.email.ordersMailed} (missing ${r.email.missing})`,
+  );
+  row(
+    'webhook requests received / unverified',
+    `${r.webhooks.requests} / ${r.webhooks.unverified}`,
+  );
+  row(
+    'duplicates: webhook deliveries answered 2xx again for the same webhook-id',
+    r.webhooks.duplicateDeliveries,
+  );
+  row(
+    'webhook-ids delivered with two different payloads',
+    r.webhooks.idsWithDifferentPayloads.length,
+  );
+  row('orders without a successful webhook delivery', r.webhooks.missing);
+  row(
+    'processes that died on their own (restarted by the run)',
+    r.unexpectedExits.length ? r.unexpectedExits.join('; ') : 0,
+  );
+
+  if (r.nonAccepted.length) {
+    lines.push(
+      '',
+      '## Answers that were not 201/202',
+      '',
+      '| answer | count | explained by | committed anyway |',
+      '|---|---|---|---|',
+    );
+    for (const n of r.nonAccepted) row(n.answer, n.count, n.explainedBy, n.committedAnyway);
+  }
+  if (r.parked.length) {
+    const byStep = new Map<string, { n: number; example: string; retries: number }>();
+    for (const p of r.parked) {
+      const b = byStep.get(p.failedStep) ?? { n: 0, example: p.lastError, retries: 0 };
+      b.n++;
+      b.retries += p.retries;
+      byStep.set(p.failedStep, b);
+    }
+    const other = r.parked.flatMap((p) => p.otherAnswers);
+    lines.push(
+      '',
+      `## Parked orders (all retried through the API${other.length ? `; other answers to the retry: ${other.join(', ')}` : ''})`,
+      '',
+      '| failed step | orders | retries issued | a last error |',
+      '|---|---|---|---|',
+    );
+    for (const [step, b] of byStep)
+      row(step, b.n, b.retries, b.example.replace(/\|/g, '\\|').slice(0, 160));
+  }
+  if (r.email.duplicates.length) {
+    lines.push(
+      '',
+      '## Duplicate emails',
+      '',
+      'Each is the known window: the SMTP server accepted the mail, then the sender died (worker SIGKILL) or lost the',
+      'connection (SMTP server stopped) before the send was recorded; the retry sent it again with the same Message-ID.',
+      '',
+      '| Message-ID | copies | send attempts recorded |',
+      '|---|---|---|',
+    );
+    for (const d of r.email.duplicates) row(d.messageId, d.count, d.attempts);
+  }
+  if (r.notCompleted.length) {
+    lines.push(
+      '',
+      '## Not completed',
+      '',
+      '| order | status | failed step | last error |',
+      '|---|---|---|---|',
+    );
+    for (const o of r.notCompleted.slice(0, 50))
+      row(o.id, o.status, o.failedStep ?? '', (o.lastError ?? '').slice(0, 120));
+  }
+  lines.push('');
+  return lines.join('\n');
+}
+
+// ---------------------------------------------------------------- what must hold
+
+/**
+ * The guarantees of docs/reliability.md, checked on a run's findings; each
+ * violation is a sentence naming what is wrong (empty: all hold).
+ */
+export function violations(r: ChaosResult): string[] {
+  const out: string[] = [];
+  const sample = (xs: string[]) => xs.slice(0, 5).join(', ') + (xs.length > 5 ? ', …' : '');
+  if (r.accepted.total === 0) out.push('no order was accepted: the load never reached the API');
+  if (r.lost.length)
+    out.push(`${r.lost.length} accepted orders are not in the database: ${sample(r.lost)}`);
+  if (r.unexplainedNonAccepted)
+    out.push(
+      `${r.unexplainedNonAccepted} answers to POST /orders were neither 201/202 nor explained by a PostgreSQL outage`,
+    );
+  if (r.drainS === null) out.push(`not drained within ${r.settings.drainS} s`);
+  if (r.notCompleted.length)
+    out.push(
+      `${r.notCompleted.length} orders are not COMPLETED: ${sample(r.notCompleted.map((o) => `${o.id} ${o.status} ${o.failedStep ?? ''}`))}`,
+    );
+  for (const c of r.consumers) {
+    if (c.processed !== c.expected)
+      out.push(`${c.group} applied ${c.processed} events for ${c.expected} orders`);
+    if (!c.projectionMatches)
+      out.push(`${c.group}'s projection does not match the ledger: ${c.projectionDetail}`);
+  }
+  if (r.kafka.missing)
+    out.push(`${r.kafka.missing} orders have no record on ${ORDERS_PLACED_TOPIC}`);
+  if (r.email.missing) out.push(`${r.email.missing} orders have no confirmation email in maildev`);
+  // A mail is sent twice only in the window between the SMTP server's accept and the record:
+  // each such send was attempted again, is repeated once, and at most as many as the SMTP pool
+  // (5 connections) had in flight per email-worker kill or SMTP server stop.
+  const windows = r.faults.filter(
+    (f) => f.fault === 'kill:worker-email' || f.fault === 'stop:smtp',
+  ).length;
+  for (const d of r.email.duplicates)
+    if (d.count !== 2 || d.attempts < 2)
+      out.push(
+        `email ${d.messageId} arrived ${d.count} times with ${d.attempts} recorded attempts`,
+      );
+  if (r.email.duplicates.length > 5 * windows)
+    out.push(
+      `${r.email.duplicates.length} duplicated emails, more than 5 per email-worker kill or SMTP stop (${windows})`,
+    );
+  if (r.webhooks.idsWithDifferentPayloads.length)
+    out.push(
+      `webhook-ids delivered with different payloads: ${sample(r.webhooks.idsWithDifferentPayloads)}`,
+    );
+  if (r.webhooks.unverified)
+    out.push(`${r.webhooks.unverified} webhook requests failed signature verification`);
+  if (r.webhooks.missing)
+    out.push(`${r.webhooks.missing} orders have no successful webhook delivery`);
+  if (r.temporalRunning !== 0)
+    out.push(
+      `${r.temporalRunning ?? 'an unknown number of'} order workflows are still running in Temporal`,
+    );
+  return out;
+}
