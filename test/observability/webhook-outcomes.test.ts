@@ -1,0 +1,118 @@
+/**
+ * orderflow_webhook_deliveries_total counts each delivery attempt by how it
+ * ended: the deliverWebhook activity (in a mock activity context, as the
+ * worker runs it) against PostgreSQL and a real receiver that answers 204,
+ * 503, 400 and 410, a refused target, a deleted endpoint and a repeat.
+ */
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
+import { randomUUID } from 'node:crypto';
+import client from 'prom-client';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import {
+  createWebhookActivities,
+  type WebhookDeliveryOutcome,
+} from '../../src/activities/webhooks.ts';
+import { newSigningSecret } from '../../src/api/webhooks/endpoint-service.ts';
+import { createDb, type Db } from '../../src/db/client.ts';
+import { ORDER_PLACED } from '../../src/shared/steps.ts';
+import { orderWorkflowId } from '../../src/shared/task-queues.ts';
+import { webhookDeliveriesCounter } from '../../src/workers/metrics.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
+import { sample } from './processes.ts';
+
+const stack = inject('stack');
+const SECRET = newSigningSecret();
+let db: Db;
+let receiver: WebhookReceiver;
+const endpoints: string[] = [];
+const orders: string[] = [];
+
+beforeAll(async () => {
+  db = createDb(stack.DATABASE_URL, 4);
+  receiver = await startWebhookReceiver({ secret: SECRET });
+});
+afterAll(async () => {
+  await db?.webhookEndpoint.deleteMany({ where: { id: { in: endpoints } } });
+  await db?.order.deleteMany({ where: { id: { in: orders } } });
+  await receiver?.close();
+  await db?.$disconnect();
+});
+
+async function orderAndEndpoint(url = `${receiver.url}/hooks`) {
+  const id = randomUUID();
+  orders.push(id);
+  await db.order.create({
+    data: {
+      id,
+      customerEmail: 'metrics@example.com',
+      currency: 'EUR',
+      totalCents: 100n,
+      workflowId: orderWorkflowId(id),
+      items: {
+        createMany: { data: [{ line: 1, sku: 'SKU-1', quantity: 1, unitPriceCents: 100n }] },
+      },
+    },
+  });
+  const endpointId = randomUUID();
+  endpoints.push(endpointId);
+  await db.webhookEndpoint.create({
+    data: { id: endpointId, url, eventTypes: [ORDER_PLACED], status: 'ENABLED', secret: SECRET },
+  });
+  return { orderId: id, endpointId, eventType: ORDER_PLACED };
+}
+
+describe('orderflow_webhook_deliveries_total', () => {
+  it('counts delivered, duplicate, retryable, permanent, gone and skipped attempts', async () => {
+    const registry = new client.Registry();
+    const acts = createWebhookActivities({
+      db,
+      timeoutMs: 2000,
+      allowedTargets: 'loopback',
+      deliveries: webhookDeliveriesCounter(registry),
+    });
+    const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+    const attempt = (input: Awaited<ReturnType<typeof orderAndEndpoint>>) =>
+      env
+        .run(() => acts.deliverWebhook(input))
+        .then(
+          () => 'ok',
+          () => 'failed',
+        );
+
+    const delivered = await orderAndEndpoint();
+    receiver.respondWith({ status: 204 });
+    expect(await attempt(delivered)).toBe('ok');
+    expect(await attempt(delivered)).toBe('ok'); // already delivered: nothing sent
+
+    receiver.respondWith({ status: 503 }, { status: 400 }, { status: 410 });
+    expect(await attempt(await orderAndEndpoint())).toBe('failed');
+    expect(await attempt(await orderAndEndpoint())).toBe('failed');
+    expect(await attempt(await orderAndEndpoint())).toBe('failed');
+
+    // A target the SSRF guard refuses fails permanently without a request.
+    expect(await attempt(await orderAndEndpoint('http://169.254.169.254/latest'))).toBe('failed');
+
+    const deleted = await orderAndEndpoint();
+    await db.webhookEndpoint.delete({ where: { id: deleted.endpointId } });
+    expect(await attempt(deleted)).toBe('failed');
+
+    const text = await registry.metrics();
+    const expected: Record<WebhookDeliveryOutcome, number> = {
+      delivered: 1,
+      duplicate: 1,
+      retryable_failure: 1,
+      permanent_failure: 2,
+      gone: 1,
+      skipped: 1,
+    };
+    const counted = Object.fromEntries(
+      Object.keys(expected).map((outcome) => [
+        outcome,
+        sample(text, 'orderflow_webhook_deliveries_total', { outcome }),
+      ]),
+    );
+    expect(counted).toEqual(expected);
+    expect(receiver.requests).toHaveLength(4);
+  });
+});
