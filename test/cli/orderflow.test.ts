@@ -5,8 +5,7 @@
  * workers and a signature-verifying receiver), listed, shown, and retried.
  */
 import { Client, Connection } from '@temporalio/client';
-import { execFile } from 'node:child_process';
-import path from 'node:path';
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { cancelSignal } from '../../src/shared/messages.ts';
 import type { OrderStatus } from '../../src/shared/orders.ts';
@@ -15,9 +14,9 @@ import { postOrder, startApi, validOrder, type Body, type TestApi } from '../sup
 import { startOrdersWorker } from '../support/orders-worker.ts';
 import type { WebhookReceiver } from '../support/webhook-receiver.ts';
 import { subscribe, type Subscriber } from '../e2e/subscriber.ts';
+import { cli as runCli, parseStdout, type CliRun } from './run-cli.ts';
 
 const stack = inject('stack');
-const projectRoot = path.resolve(import.meta.dirname, '../..');
 const PARKED_ORDERS = 3;
 
 let api: TestApi;
@@ -30,36 +29,10 @@ let endpointId: string;
 /** Every order this file creates (cancelled in afterAll unless it finished). */
 const created: string[] = [];
 let parked: string[] = [];
+/** One more parked order, for retrying named orders where some fail. */
+let parkedForPartial: string;
 
-interface CliRun {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI in a child process with the stack's configuration. */
-function cli(...args: string[]): Promise<CliRun> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', 'src/cli/orderflow.ts', ...args],
-      {
-        cwd: projectRoot,
-        timeout: 60_000,
-        env: {
-          ...process.env,
-          DATABASE_URL: stack.DATABASE_URL,
-          TEMPORAL_ADDRESS: stack.TEMPORAL_ADDRESS,
-          TEMPORAL_NAMESPACE: 'default',
-        },
-      },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
+const cli = (...args: string[]): Promise<CliRun> => runCli(args);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -76,18 +49,27 @@ async function waitForStatus(orderId: string, status: OrderStatus, timeoutMs = 3
   throw new Error(`order ${orderId} stayed ${last}, expected ${status}`);
 }
 
-/** Polls (bounded) until Temporal visibility lists all the orders as parked (what --all-parked reads). */
-async function waitUntilListedParked(orderIds: string[], timeoutMs = 15_000) {
+/**
+ * Polls (bounded) until Temporal visibility lists `expected` of the orders as
+ * running and parked (what --all-parked reads): all of them by default.
+ */
+async function waitUntilListedParked(
+  orderIds: string[],
+  expected = orderIds.length,
+  timeoutMs = 15_000,
+) {
   const deadline = Date.now() + timeoutMs;
   const ids = orderIds.map((id) => `"${orderWorkflowId(id)}"`).join(', ');
-  const query = `WorkflowId IN (${ids}) AND ${ORDER_STATUS_SEARCH_ATTRIBUTE}="Parked"`;
+  const query = `WorkflowId IN (${ids}) AND ${ORDER_STATUS_SEARCH_ATTRIBUTE}="Parked" AND ExecutionStatus="Running"`;
   let seen = 0;
   while (Date.now() < deadline) {
     seen = (await temporal.workflow.count(query)).count;
-    if (seen === orderIds.length) return;
+    if (seen === expected) return;
     await sleep(200);
   }
-  throw new Error(`visibility lists ${seen} of ${orderIds.length} orders as Parked`);
+  throw new Error(
+    `visibility lists ${seen} of ${orderIds.length} orders as Parked, expected ${expected}`,
+  );
 }
 
 /** Places an order through the API and makes sure its workflow started. */
@@ -132,14 +114,15 @@ beforeAll(async () => {
   receiver = subscriber.receiver;
   // Each order's one delivery is refused with a 400: not retried, so the order parks at once.
   receiver.respondWith(
-    ...Array.from({ length: PARKED_ORDERS }, () => ({ status: 400, body: 'bad payload' })),
+    ...Array.from({ length: PARKED_ORDERS + 1 }, () => ({ status: 400, body: 'bad payload' })),
   );
 
   parked = await Promise.all(Array.from({ length: PARKED_ORDERS }, placeOrder));
-  await Promise.all(parked.map((id) => waitForStatus(id, 'PARKED')));
-  await waitUntilListedParked(parked);
+  parkedForPartial = await placeOrder();
+  await Promise.all([...parked, parkedForPartial].map((id) => waitForStatus(id, 'PARKED')));
+  await waitUntilListedParked([...parked, parkedForPartial]);
   // The receiver's script is used up: from now on it answers 204.
-  expect(receiver.requests).toHaveLength(PARKED_ORDERS);
+  expect(receiver.requests).toHaveLength(PARKED_ORDERS + 1);
 });
 
 afterAll(async () => {
@@ -220,6 +203,41 @@ describe('orderflow CLI', () => {
     expect(`${run.stdout}${run.stderr}`).toContain(`Order ${id} has no running workflow`);
   });
 
+  it('retries the orders named: exit 3 when some fail, with progress lines and a summary on stderr', async () => {
+    const unknown = randomUUID();
+    const run = await cli('orders', 'retry', parkedForPartial, unknown);
+    expect(run.code, run.stderr).toBe(3);
+    expect(run.stdout).toMatch(
+      new RegExp(`^${parkedForPartial}\\s+true\\s+retrying webhooks$`, 'm'),
+    );
+    expect(run.stdout).toMatch(
+      new RegExp(`^${unknown}\\s+false\\s+Order ${unknown} has no running workflow$`, 'm'),
+    );
+    // stderr is not a terminal here: plain progress lines instead of a bar.
+    expect(run.stderr).toMatch(/^retried: 0\/2 \(0%\)$/m);
+    expect(run.stderr).toMatch(/^retried: 2\/2 \(100%\), 1 failed$/m);
+    expect(run.stderr).toMatch(/^1 retried, 1 failed$/m);
+
+    // The retried one completes and leaves the parked list before --all-parked runs.
+    await waitForStatus(parkedForPartial, 'COMPLETED');
+    await waitUntilListedParked([parkedForPartial], 0);
+  });
+
+  it('exits 1 when every order named fails, with the outcome as JSON', async () => {
+    const ids = [randomUUID(), randomUUID()];
+    const run = await cli('orders', 'retry', ...ids, '--json');
+    expect(run.code).toBe(1);
+    expect(parseStdout(run)).toEqual({
+      results: ids.map((id) => ({
+        id,
+        ok: false,
+        detail: `Order ${id} has no running workflow`,
+      })),
+      retried: 0,
+      failed: 2,
+    });
+  });
+
   it('retries every parked order with --all-parked: "N retried, 0 failed", exit 0, and they complete', async () => {
     const run = await cli('orders', 'retry', '--all-parked');
     expect(run.stderr).toMatch(/^(\d+) retried, 0 failed/m);
@@ -230,8 +248,9 @@ describe('orderflow CLI', () => {
       expect(run.stdout).toMatch(new RegExp(`${id}\\s+true\\s+retrying webhooks`));
 
     await Promise.all(parked.map((id) => waitForStatus(id, 'COMPLETED')));
-    // Only the failed step ran again: one more delivery per order, each verified by the receiver.
-    expect(receiver.requests).toHaveLength(2 * PARKED_ORDERS + 1);
+    // Only the failed step ran again: one more delivery per order (and two for the
+    // order retried by name, one for the order that completed), each verified.
+    expect(receiver.requests).toHaveLength(2 * (PARKED_ORDERS + 1) + 1);
     expect(receiver.requests.map((r) => r.verifyError ?? 'verified')).toEqual(
       receiver.requests.map(() => 'verified'),
     );

@@ -41,6 +41,24 @@ export const createWebhookEndpointSchema = z.strictObject({
 });
 export const webhookEndpointIdSchema = z.uuid('must be a UUID');
 
+/**
+ * A registration as the API and the CLI accept it: the schema, then the SSRF
+ * policy on the URL; invalid input is a validation problem naming each field.
+ */
+export function parseNewWebhookEndpoint(
+  input: unknown,
+  allowedTargets: TargetPolicy,
+): z.infer<typeof createWebhookEndpointSchema> {
+  const body = parseOrThrow(createWebhookEndpointSchema, input);
+  const refusal = refusalOfUrl(body.url, allowedTargets);
+  if (refusal) {
+    throw new ProblemError('validation-error', 'Some fields are invalid', [
+      { field: 'url', message: refusal },
+    ]);
+  }
+  return body;
+}
+
 export interface WebhookRoutesOptions {
   /** The SSRF policy for registered URLs (delivery re-checks after DNS resolution). */
   allowedTargets: TargetPolicy;
@@ -60,13 +78,7 @@ export function webhookEndpointRoutes(
         `Content-Type ${req.get('content-type') ?? '(none)'} is not application/json`,
       );
     }
-    const body = parseOrThrow(createWebhookEndpointSchema, req.body);
-    const refusal = refusalOfUrl(body.url, allowedTargets);
-    if (refusal) {
-      throw new ProblemError('validation-error', 'Some fields are invalid', [
-        { field: 'url', message: refusal },
-      ]);
-    }
+    const body = parseNewWebhookEndpoint(req.body, allowedTargets);
     const created = await endpoints.createEndpoint(body);
     res.status(201).location(`/webhook-endpoints/${created.id}`).json(created);
   });

@@ -41,6 +41,7 @@ async function readToHighWatermarks({
   topic,
   commit,
   handle,
+  onProgress,
 }: {
   kafka: Kafka;
   admin: Admin;
@@ -48,6 +49,8 @@ async function readToHighWatermarks({
   topic: string;
   commit: boolean;
   handle: (partition: number, message: KafkaMessage) => Promise<void>;
+  /** Called with the records read so far of those this read will read. */
+  onProgress?: (done: number, total: number) => void;
 }): Promise<void> {
   const [watermarks, offsets] = await Promise.all([
     admin.fetchTopicOffsets(topic),
@@ -60,10 +63,17 @@ async function readToHighWatermarks({
     ]),
   );
   const ends = new Map<number, bigint>();
+  let total = 0n;
   for (const { partition, low, high } of watermarks) {
     const start = committed.get(partition) ?? -1n;
-    if ((start >= 0n ? start : BigInt(low)) < BigInt(high)) ends.set(partition, BigInt(high));
+    const from = start >= 0n ? start : BigInt(low);
+    if (from < BigInt(high)) {
+      ends.set(partition, BigInt(high));
+      total += BigInt(high) - from;
+    }
   }
+  let done = 0;
+  onProgress?.(done, Number(total));
   if (ends.size === 0) return;
 
   // Short fetch waits: the read ends (and disconnects) soon after the last record.
@@ -103,6 +113,7 @@ async function readToHighWatermarks({
               if (end === undefined || BigInt(message.offset) >= end || !payload.isRunning()) break;
               touch();
               await handle(partition, message);
+              onProgress?.(++done, Number(total));
               payload.resolveOffset(message.offset);
               const next = (BigInt(message.offset) + 1n).toString();
               if (commit) {
@@ -198,6 +209,7 @@ export async function replayDeadLetters({
   projection,
   topic,
   log,
+  onProgress,
 }: {
   kafka: Kafka;
   admin: Admin;
@@ -208,6 +220,8 @@ export async function replayDeadLetters({
   projection: Projection;
   topic: string;
   log: Logger;
+  /** Dead-letter records read so far (of every group: others' are skipped), of those this replay reads. */
+  onProgress?: (progress: { done: number; total: number; failed: number }) => void;
 }): Promise<ReplayResult> {
   const dlq = deadLetterTopicOf(topic);
   const result: ReplayResult = { groupId, replayed: 0, duplicates: 0, failed: 0, skipped: 0 };
@@ -233,6 +247,7 @@ export async function replayDeadLetters({
     groupId: replayGroupOf(groupId),
     topic: dlq,
     commit: true,
+    onProgress: (done, total) => onProgress?.({ done, total, failed: result.failed }),
     handle: async (partition, message) => {
       const letter = readDeadLetter(partition, message);
       if (letter.group !== groupId) {
