@@ -1,7 +1,7 @@
 /**
- * Prometheus metrics of the API process (prom-client): request latency by
- * route and status, orders by status, the outbox backlog, and Node.js process
- * metrics. Database-backed gauges are read at scrape time with a time limit,
+ * Prometheus metrics of the API and relay processes (prom-client): request
+ * latency by route and status, orders by status, the outbox backlog and
+ * workflow starts, and Node.js process metrics. Database-backed gauges are read at scrape time with a time limit,
  * so a slow database makes them stale, never /metrics slow.
  */
 import type { RequestHandler } from 'express';
@@ -44,21 +44,18 @@ function scrapeRead<T>(
       }));
 }
 
-export function createApiMetrics(
+/**
+ * The series the API and the relay process share, on `registry`: the outbox
+ * backlog, Temporal reachability, workflow starts by outcome and, with `db`,
+ * orders by status; database reads bounded by `timeoutMs`.
+ */
+export function registerOutboxMetrics(
+  registry: client.Registry,
   relay: OutboxRelay,
-  db: Db,
-  opts: { queryTimeoutMs?: number } = {},
-) {
+  opts: { db?: Db; queryTimeoutMs?: number } = {},
+): void {
+  const { db } = opts;
   const timeoutMs = opts.queryTimeoutMs ?? METRICS_QUERY_TIMEOUT_MS;
-  const registry = new client.Registry();
-  client.collectDefaultMetrics({ register: registry });
-  const httpDuration = new client.Histogram({
-    name: 'orderflow_http_request_duration_seconds',
-    help: 'HTTP request latency by method, route and status',
-    labelNames: ['method', 'route', 'status'] as const,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-    registers: [registry],
-  });
   const failures = new client.Counter({
     name: 'orderflow_metrics_collect_failures_total',
     help: 'Scrape-time reads that failed or timed out (their gauges keep the last value read)',
@@ -66,38 +63,42 @@ export function createApiMetrics(
     registers: [registry],
     // Waits for this scrape's reads (shared with the gauges), so a failure shows in the same scrape.
     async collect() {
-      await Promise.all([backlog(), ordersByStatus()]);
+      await Promise.all([backlog(), ordersByStatus?.()]);
     },
   });
 
   const backlog = scrapeRead('outbox_backlog', () => relay.backlog(), failures, timeoutMs);
   // The server gives up too (statement_timeout), so a blocked query does not hold a pooled connection.
-  const ordersByStatus = scrapeRead(
-    'orders_by_status',
-    async () => {
-      const [, rows] = await db.$transaction([
-        db.$executeRawUnsafe(`SET LOCAL statement_timeout = ${Math.max(1, timeoutMs)}`),
-        db.$queryRaw<{ status: OrderStatus; count: bigint }[]>`
-          SELECT status, count(*) AS count FROM orders GROUP BY status`,
-      ]);
-      return rows;
-    },
-    failures,
-    timeoutMs,
-  );
+  const ordersByStatus =
+    db &&
+    scrapeRead(
+      'orders_by_status',
+      async () => {
+        const [, rows] = await db.$transaction([
+          db.$executeRawUnsafe(`SET LOCAL statement_timeout = ${Math.max(1, timeoutMs)}`),
+          db.$queryRaw<{ status: OrderStatus; count: bigint }[]>`
+            SELECT status, count(*) AS count FROM orders GROUP BY status`,
+        ]);
+        return rows;
+      },
+      failures,
+      timeoutMs,
+    );
 
-  new client.Gauge({
-    name: 'orderflow_orders_by_status',
-    help: 'Orders in the database by status (read at scrape time; every API replica reports the same totals)',
-    labelNames: ['status'] as const,
-    registers: [registry],
-    async collect() {
-      const rows = await ordersByStatus();
-      if (!rows) return;
-      for (const status of ORDER_STATUSES) this.set({ status }, 0);
-      for (const { status, count } of rows) this.set({ status }, Number(count));
-    },
-  });
+  if (ordersByStatus) {
+    new client.Gauge({
+      name: 'orderflow_orders_by_status',
+      help: 'Orders in the database by status (read at scrape time; every API replica reports the same totals)',
+      labelNames: ['status'] as const,
+      registers: [registry],
+      async collect() {
+        const rows = await ordersByStatus();
+        if (!rows) return;
+        for (const status of ORDER_STATUSES) this.set({ status }, 0);
+        for (const { status, count } of rows) this.set({ status }, Number(count));
+      },
+    });
+  }
   new client.Gauge({
     name: 'orderflow_outbox_pending',
     help: 'Accepted orders whose workflow start is not confirmed yet',
@@ -124,6 +125,42 @@ export function createApiMetrics(
       this.set(relay.temporalReachable ? 1 : 0);
     },
   });
+  new client.Counter({
+    name: 'orderflow_workflow_starts_total',
+    help: "Workflow starts this process's relay made, by outcome (started, failed: left for a later sweep)",
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ outcome: 'started' }, relay.started);
+      this.inc({ outcome: 'failed' }, relay.failed);
+    },
+  });
+}
+
+/** The relay process's registry: the outbox series and Node.js process metrics. */
+export function createRelayMetrics(relay: OutboxRelay, opts: { queryTimeoutMs?: number } = {}) {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry });
+  registerOutboxMetrics(registry, relay, opts);
+  return { registry };
+}
+
+export function createApiMetrics(
+  relay: OutboxRelay,
+  db: Db,
+  opts: { queryTimeoutMs?: number } = {},
+) {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry });
+  const httpDuration = new client.Histogram({
+    name: 'orderflow_http_request_duration_seconds',
+    help: 'HTTP request latency by method, route and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  registerOutboxMetrics(registry, relay, { ...opts, db });
 
   /**
    * Times each request; the route label is the matched pattern (with its

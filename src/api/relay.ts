@@ -5,16 +5,20 @@
  * FOR UPDATE SKIP LOCKED. On SIGINT/SIGTERM it finishes the starts in hand
  * (their rows are confirmed or keep their lease) and exits.
  */
+import { inspect } from 'node:util';
 import { loadConfig, retryPoliciesOf } from '../config/env.ts';
 import { temporalConnectSettings } from '../config/temporal.ts';
 import { createDb } from '../db/client.ts';
-import { createLogger } from '../shared/logger.ts';
+import { configForLog, createLogger, scrubUrlCredentials } from '../shared/logger.ts';
+import { startMetricsServer } from '../shared/metrics-server.ts';
+import { createRelayMetrics } from './metrics.ts';
 import { OutboxRelay, defaultRelayOptions } from './outbox-relay.ts';
 import { LazyTemporalClient } from './temporal-client.ts';
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  const log = createLogger('relay', config.LOG_LEVEL);
+  const log = createLogger('relay', config.LOG_LEVEL, { format: config.LOG_FORMAT });
+  log.info({ config: configForLog(config) }, 'configuration');
   const db = createDb(config.DATABASE_URL, 4);
   const temporal = new LazyTemporalClient(temporalConnectSettings(config));
   const relay = new OutboxRelay(
@@ -32,8 +36,17 @@ async function main(): Promise<void> {
   // Fail fast on a wrong DATABASE_URL instead of logging sweep errors forever.
   await db.$queryRaw`SELECT 1`;
   relay.run();
+  const metrics = await startMetricsServer(
+    createRelayMetrics(relay).registry,
+    config.HOST,
+    config.RELAY_METRICS_PORT,
+  );
   log.info(
-    { pollMs: config.OUTBOX_POLL_MS, concurrency: config.OUTBOX_START_CONCURRENCY },
+    {
+      pollMs: config.OUTBOX_POLL_MS,
+      concurrency: config.OUTBOX_START_CONCURRENCY,
+      metricsUrl: metrics.url,
+    },
     'relay running',
   );
 
@@ -48,7 +61,7 @@ async function main(): Promise<void> {
     }, 15_000).unref();
     void relay
       .stop()
-      .then(() => Promise.allSettled([db.$disconnect(), temporal.close()]))
+      .then(() => Promise.allSettled([db.$disconnect(), temporal.close(), metrics.close()]))
       .then(() => {
         log.info({ started: relay.started, failed: relay.failed }, 'relay stopped');
         process.exit(0);
@@ -59,6 +72,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(err);
+  // A fatal error may quote a connection string: printed without its credentials.
+  console.error(scrubUrlCredentials(inspect(err)));
   process.exit(1);
 });

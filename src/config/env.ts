@@ -70,6 +70,8 @@ const envSchema = z.object({
   LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
   /** Port of a worker process's /metrics and /healthz; 0 picks a free one (logged at start). */
   WORKER_METRICS_PORT: port.default(0),
+  /** Port of the relay process's /metrics and /healthz; 0 picks a free one (logged at start). */
+  RELAY_METRICS_PORT: port.default(0),
   PORT: port.default(3000),
   HOST: z.string().default('127.0.0.1'),
   DATABASE_URL: z

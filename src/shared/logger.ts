@@ -166,14 +166,15 @@ export function createLogger(
 
 /**
  * The configuration as it may be logged at start-up: secret-bearing keys
- * (passwords, API keys, tokens, secrets) censored and URLs without their
+ * (passwords, API keys, tokens, secrets, auth, headers such as
+ * OTEL_EXPORTER_OTLP_HEADERS) censored and URLs without their
  * passwords, so an operator sees what the process runs with.
  */
 export function configForLog(config: object): Record<string, unknown> {
   return Object.fromEntries(
     Object.entries(config).map(([k, v]) => [
       k,
-      /PASSWORD|SECRET|TOKEN|API_KEY|CREDENTIAL/i.test(k) && v !== undefined
+      /PASSWORD|SECRET|TOKEN|API_KEY|CREDENTIAL|HEADERS|AUTH/i.test(k) && v !== undefined
         ? REDACTED
         : typeof v === 'string'
           ? scrubUrlCredentials(v)
