@@ -3,6 +3,7 @@ import type { Client } from '@temporalio/client';
 import { InvalidArgumentError, type Command } from 'commander';
 import { OrderOperations } from '../api/orders/order-operations.ts';
 import { OrderService } from '../api/orders/order-service.ts';
+import { orderIdSchema } from '../api/orders/routes.ts';
 import { ORDER_STATUSES, type OrderStatus } from '../shared/orders.ts';
 import { ORDER_STATUS_SEARCH_ATTRIBUTE } from '../shared/task-queues.ts';
 import { withCtx } from './context.ts';
@@ -22,6 +23,15 @@ export const positiveIntArg = (v: string): number => {
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
   return n;
 };
+
+const orderIdArg = (v: string): string => {
+  if (!orderIdSchema.safeParse(v).success) throw new InvalidArgumentError('must be a UUID');
+  return v;
+};
+const orderIdsArg = (v: string, previous: string[] | undefined): string[] => [
+  ...(previous ?? []),
+  orderIdArg(v),
+];
 
 /** Ids of parked orders according to Temporal visibility (OrderStatus="Parked"). */
 async function parkedInTemporal(client: Client, limit: number): Promise<string[]> {
@@ -93,10 +103,17 @@ export function addOrderCommands(program: Command): void {
     );
 
   orders
-    .command('show <id>')
+    .command('show')
+    .argument('<id>', 'order id (UUID)', orderIdArg)
     .description('One order with its lines, status and, when parked, the failed step and why')
     .option('--json', 'the order as JSON (the fields of GET /orders/{id}) on stdout')
-    .addHelpText('after', examplesHelp([['orders show 0b6f…'], ['orders show 0b6f… --json']]))
+    .addHelpText(
+      'after',
+      examplesHelp([
+        ['orders show 3f2c9a4e-8d1b-4c6e-9f0a-5b7d2e1c8a90'],
+        ['orders show 3f2c9a4e-8d1b-4c6e-9f0a-5b7d2e1c8a90 --json'],
+      ]),
+    )
     .action((id: string, opts: { json?: boolean }) =>
       withCtx(async ({ db }) => {
         const order = await new OrderService(db).getOrder(id);
@@ -109,7 +126,8 @@ export function addOrderCommands(program: Command): void {
     );
 
   orders
-    .command('retry [ids...]')
+    .command('retry')
+    .argument('[ids...]', 'order ids (UUIDs)', orderIdsArg)
     .description(
       'Re-run the failed steps of parked orders: the ones named, or all of them with --all-parked',
     )
@@ -127,65 +145,72 @@ are not repeated. Several orders (or --all-parked) show progress on stderr and
 end with a summary: exit code 0 when all were retried, 3 when some failed, 1
 when all failed.
 ${examplesHelp([
-  ['orders retry 0b6f…'],
-  ['orders retry 0b6f… 93aa…'],
+  ['orders retry 3f2c9a4e-8d1b-4c6e-9f0a-5b7d2e1c8a90'],
+  ['orders retry 3f2c9a4e-8d1b-4c6e-9f0a-5b7d2e1c8a90 a81d7c52-0e4f-4b39-8c2d-6e9f1b3a7d04'],
   ['orders retry --all-parked', 'finds them with the visibility query OrderStatus="Parked"'],
   ['orders retry --all-parked --limit 100 --json'],
 ])}`,
     )
-    .action((ids: string[], opts: { allParked?: boolean; limit: number; json?: boolean }) =>
-      withCtx(async (ctx) => {
-        const named = ids.length > 0;
-        if (named === Boolean(opts.allParked)) {
-          console.error(
-            named
-              ? 'error: give order ids or --all-parked, not both'
-              : 'error: give an order id, or --all-parked',
-          );
-          return ExitCode.usage;
-        }
-        const ops = new OrderOperations(() => ctx.temporal());
-        const targets = ids.length ? ids : await parkedInTemporal(await ctx.temporal(), opts.limit);
-        const single = ids.length === 1;
-        const progress = single
-          ? undefined
-          : startProgress({ label: 'retried', total: targets.length });
-        const results: RetryOutcome[] = [];
-        let failed = 0;
-        try {
-          for (const orderId of targets) {
-            try {
-              const { retrying } = await ops.retry(orderId);
-              results.push({ id: orderId, ok: true, detail: `retrying ${retrying.join(', ')}` });
-            } catch (err) {
-              failed += 1;
-              results.push({ id: orderId, ok: false, detail: (err as Error).message });
-            }
-            progress?.update(results.length, failed);
+    .action(
+      (ids: string[] | undefined, opts: { allParked?: boolean; limit: number; json?: boolean }) =>
+        withCtx(async (ctx) => {
+          const named = ids !== undefined && ids.length > 0;
+          if (named === Boolean(opts.allParked)) {
+            console.error(
+              named
+                ? 'error: give order ids or --all-parked, not both'
+                : 'error: give an order id, or --all-parked',
+            );
+            return ExitCode.usage;
           }
-        } finally {
-          progress?.stop();
-        }
-        if (opts.json) printJson({ results, retried: results.length - failed, failed });
-        else if (single) {
-          const r = results[0]!;
-          console.error(r.ok ? `order ${r.id}: ${r.detail}` : `error: ${r.detail}`);
-        } else {
-          if (results.length) console.log(table(results, ['id', 'ok', 'detail']));
-          console.error(
-            `${results.length - failed} retried, ${failed} failed` +
-              (opts.allParked ? `, ${targets.length} parked found` : ''),
-          );
-        }
-        return bulkExitCode(failed, results.length);
-      }),
+          const ops = new OrderOperations(() => ctx.temporal());
+          const targets = named ? ids : await parkedInTemporal(await ctx.temporal(), opts.limit);
+          const single = named && ids.length === 1;
+          const progress = single
+            ? undefined
+            : startProgress({ label: 'retried', total: targets.length });
+          const results: RetryOutcome[] = [];
+          let failed = 0;
+          try {
+            for (const orderId of targets) {
+              try {
+                const { retrying } = await ops.retry(orderId);
+                results.push({ id: orderId, ok: true, detail: `retrying ${retrying.join(', ')}` });
+              } catch (err) {
+                failed += 1;
+                results.push({ id: orderId, ok: false, detail: (err as Error).message });
+              }
+              progress?.update(results.length, failed);
+            }
+          } finally {
+            progress?.stop();
+          }
+          if (opts.json) printJson({ results, retried: results.length - failed, failed });
+          else if (single) {
+            const r = results[0]!;
+            console.error(r.ok ? `order ${r.id}: ${r.detail}` : `error: ${r.detail}`);
+          } else {
+            if (results.length) console.log(table(results, ['id', 'ok', 'detail']));
+            console.error(
+              `${results.length - failed} retried, ${failed} failed` +
+                (opts.allParked ? `, ${targets.length} parked found` : ''),
+            );
+          }
+          return bulkExitCode(failed, results.length);
+        }),
     );
 
   orders
-    .command('cancel <id>')
+    .command('cancel')
+    .argument('<id>', 'order id (UUID)', orderIdArg)
     .description('End an order as CANCELLED (its workflow gets the cancel signal)')
     .option('-r, --reason <text>', 'why (recorded on the order)', 'cancelled by operator')
-    .addHelpText('after', examplesHelp([['orders cancel 0b6f… --reason "customer asked"']]))
+    .addHelpText(
+      'after',
+      examplesHelp([
+        ['orders cancel 3f2c9a4e-8d1b-4c6e-9f0a-5b7d2e1c8a90 --reason "customer asked"'],
+      ]),
+    )
     .action((id: string, opts: { reason: string }) =>
       withCtx(async (ctx) => {
         await new OrderOperations(() => ctx.temporal()).cancel(id, opts.reason);

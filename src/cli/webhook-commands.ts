@@ -40,7 +40,7 @@ export function addWebhookCommands(program: Command): void {
       examplesHelp([
         ['webhooks list'],
         ['webhooks add https://hooks.example.com/orders', 'prints the signing secret once'],
-        ['webhooks remove 5c0e…'],
+        ['webhooks remove 5c0e2b7a-91d4-4f8e-b6a3-0d2c8e4f1a77'],
       ]),
     );
 
@@ -110,7 +110,7 @@ ${examplesHelp([
       'after',
       `
 An id that is not a UUID exits 2; an unknown id exits 1.
-${examplesHelp([['webhooks remove 5c0e…']])}`,
+${examplesHelp([['webhooks remove 5c0e2b7a-91d4-4f8e-b6a3-0d2c8e4f1a77']])}`,
     )
     .action((rawId: string) =>
       withCtx(async ({ db }) => {

@@ -2,6 +2,7 @@
  * `--help` of every command: exit code 0, its options, examples and the exit
  * codes; and usage errors exit 2.
  */
+import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { cli } from './run-cli.ts';
 
@@ -76,6 +77,8 @@ describe('orderflow --help', () => {
     ],
     [['orders', 'list', '--bogus'], /unknown option '--bogus'/],
     [['webhooks', 'add'], /missing required argument 'url'/],
+    [['orders', 'show', 'nope'], /invalid for argument 'id'\. must be a UUID/],
+    [['orders', 'retry', randomUUID(), 'nope'], /invalid for argument 'ids'\. must be a UUID/],
     [['events', 'resend'], /required option '--since <time>' not specified/],
     [['consumers', 'reset', 'nosuch', '--to', 'earliest'], /unknown group nosuch/],
   ])('%j is a usage error: exit 2', async (args, message) => {

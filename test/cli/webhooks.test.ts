@@ -23,6 +23,7 @@ afterAll(async () => {
 });
 
 describe('orderflow webhooks', () => {
+  // Seven CLI processes: 1.5 s each on an idle machine, up to 6 s on the shared 2-core one.
   it('adds an endpoint, prints its secret only then, lists it without secrets, and removes it', async () => {
     const url = hookUrl();
     const add = await cli(['webhooks', 'add', url, '--event', 'order.placed', '--json']);
@@ -74,7 +75,7 @@ describe('orderflow webhooks', () => {
     expect(again.code).toBe(1);
     expect(again.stderr).toContain(`Webhook endpoint ${endpoint.id} does not exist`);
     expect(again.stdout).toBe('');
-  });
+  }, 120_000);
 
   it('prints the secret once in the human output too, and defaults the event types', async () => {
     const url = hookUrl();
