@@ -23,8 +23,11 @@ export class PinoTemporalLogger implements TemporalLogger {
   constructor(private readonly pino: Logger) {}
 
   log(level: LogLevel, message: string, meta?: LogMetadata): void {
-    // The SDK's timestamp rides along under a symbol key, which pino ignores.
-    this.pino[PINO_METHOD[level]]({ ...meta }, message);
+    // The SDK's timestamp rides along under a symbol key, which pino ignores. The task token
+    // is left out: long, and enough (with a connection) to complete the activity in its stead.
+    const fields: Record<string, unknown> = { ...meta };
+    delete fields.taskToken;
+    this.pino[PINO_METHOD[level]](fields, message);
   }
   trace(message: string, meta?: LogMetadata): void {
     this.log('TRACE', message, meta);
