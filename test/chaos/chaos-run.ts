@@ -473,9 +473,13 @@ export async function runChaos(settings: ChaosSettings, tools: Tools): Promise<C
       if (e.status === 201 || e.status === 202) continue;
       const answer = e.status ? `${e.status} ${e.error ?? ''}`.trim() : (e.error ?? 'no answer');
       const at = e.answeredAt ?? e.sentAt;
-      const w = windows.find(
-        (x) => x.fault === 'stop:postgres' && at >= x.from - 1000 && at <= x.to + grace,
-      );
+      // The contract: PostgreSQL unreachable → 503 (retry later); anything else is unexplained.
+      const w =
+        e.status === 503
+          ? windows.find(
+              (x) => x.fault === 'stop:postgres' && at >= x.from - 1000 && at <= x.to + grace,
+            )
+          : undefined;
       const explainedBy = w
         ? `${w.fault} (answered within its window + ${grace / 1000} s)`
         : 'unexplained';
@@ -944,8 +948,9 @@ function chaosReport(
       '',
       '## Duplicate emails',
       '',
-      'Each is the known window: the SMTP server accepted the mail, then the sender died (worker SIGKILL) or lost the',
-      'connection (SMTP server stopped) before the send was recorded; the retry sent it again with the same Message-ID.',
+      'Each is the known window: the SMTP server accepted the mail, then the sender died (worker SIGKILL), lost the',
+      'connection (SMTP server stopped) or could not write the record (PostgreSQL stopped) before the send was recorded;',
+      'the retry sent it again with the same Message-ID.',
       '',
       '| Message-ID | copies | send attempts recorded |',
       '|---|---|---|',
@@ -998,11 +1003,11 @@ export function violations(r: ChaosResult): string[] {
     out.push(`${r.kafka.missing} orders have no record on ${ORDERS_PLACED_TOPIC}`);
   if (r.email.missing) out.push(`${r.email.missing} orders have no confirmation email in maildev`);
   // A mail is sent twice only in the window between the SMTP server's accept and the record:
-  // each such send was attempted again, is repeated once, and at most as many as the SMTP pool
-  // (5 connections) had in flight per email-worker kill or SMTP server stop.
-  const windows = r.faults.filter(
-    (f) => f.fault === 'kill:worker-email' || f.fault === 'stop:smtp',
-  ).length;
+  // the email worker killed, the SMTP connection lost, or PostgreSQL unreachable for the
+  // record. Each such send was attempted again, is repeated once, and there are at most as
+  // many as the SMTP pool (5 connections) had in flight per such fault.
+  const emailWindows: Fault[] = ['kill:worker-email', 'stop:smtp', 'stop:postgres'];
+  const windows = r.faults.filter((f) => emailWindows.includes(f.fault)).length;
   for (const d of r.email.duplicates)
     if (d.count !== 2 || d.attempts < 2)
       out.push(
@@ -1010,7 +1015,7 @@ export function violations(r: ChaosResult): string[] {
       );
   if (r.email.duplicates.length > 5 * windows)
     out.push(
-      `${r.email.duplicates.length} duplicated emails, more than 5 per email-worker kill or SMTP stop (${windows})`,
+      `${r.email.duplicates.length} duplicated emails, more than 5 per email-worker kill, SMTP stop or PostgreSQL stop (${windows})`,
     );
   if (r.webhooks.idsWithDifferentPayloads.length)
     out.push(
