@@ -2,14 +2,24 @@
  * The operator CLI, run as operators run it (`node --import tsx
  * src/cli/orderflow.ts ...`, a child process) against the real stack: orders
  * parked for real by a subscriber answering 400 (through the API, the real
- * workers and a signature-verifying receiver), listed, shown, and retried.
+ * workers and a signature-verifying receiver), listed, shown, retried (by id,
+ * with partial failure, and --all-parked), and re-published with `events
+ * resend` on the bulk task queue.
  */
 import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Worker } from '@temporalio/worker';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { createEventActivities } from '../../src/activities/events.ts';
+import { createKafka, createOrderEventsProducer } from '../../src/events/kafka.ts';
+import { ORDERS_PLACED_TOPIC } from '../../src/shared/events.ts';
 import { cancelSignal } from '../../src/shared/messages.ts';
 import type { OrderStatus } from '../../src/shared/orders.ts';
-import { ORDER_STATUS_SEARCH_ATTRIBUTE, orderWorkflowId } from '../../src/shared/task-queues.ts';
+import {
+  ORDER_STATUS_SEARCH_ATTRIBUTE,
+  TaskQueue,
+  orderWorkflowId,
+} from '../../src/shared/task-queues.ts';
 import { postOrder, startApi, validOrder, type Body, type TestApi } from '../support/api.ts';
 import { startOrdersWorker } from '../support/orders-worker.ts';
 import type { WebhookReceiver } from '../support/webhook-receiver.ts';
@@ -31,6 +41,8 @@ const created: string[] = [];
 let parked: string[] = [];
 /** One more parked order, for retrying named orders where some fail. */
 let parkedForPartial: string;
+/** Before this file placed its first order. */
+let startedAt: Date;
 
 const cli = (...args: string[]): Promise<CliRun> => runCli(args);
 
@@ -87,6 +99,7 @@ async function placeOrder(): Promise<string> {
 }
 
 beforeAll(async () => {
+  startedAt = new Date();
   // Inline starts and no relay: this file starts exactly the workflows it creates.
   api = await startApi({
     databaseUrl: stack.DATABASE_URL,
@@ -262,5 +275,60 @@ describe('orderflow CLI', () => {
       failedStep: null,
       lastError: null,
     });
+  });
+
+  it('re-publishes the orders of a time range with `events resend`: progress lines, JSON outcome, records on Kafka', async () => {
+    // The bulk queue's worker (the orders worker runs the workflow); live queues are untouched.
+    const kafka = createKafka({
+      KAFKA_BROKERS: stack.KAFKA_BROKERS.split(','),
+      KAFKA_CLIENT_ID: 'cli-test',
+    });
+    const producer = createOrderEventsProducer(kafka);
+    const admin = kafka.admin();
+    await Promise.all([producer.connect(), admin.connect()]);
+    const bulkConnection = await NativeConnection.connect({ address: stack.TEMPORAL_ADDRESS });
+    const bulk = await Worker.create({
+      connection: bulkConnection,
+      taskQueue: TaskQueue.eventsBulk,
+      activities: createEventActivities({ db: api.db, producer }),
+    });
+    const running = bulk.run();
+    const records = async () =>
+      (await admin.fetchTopicOffsets(ORDERS_PLACED_TOPIC)).reduce((n, p) => n + Number(p.high), 0);
+    try {
+      const until = new Date();
+      const expected = await api.db.order.count({
+        where: { createdAt: { gte: startedAt, lt: until }, status: { not: 'CANCELLED' } },
+      });
+      expect(expected).toBe(created.length);
+      const before = await records();
+
+      const run = await cli(
+        'events',
+        'resend',
+        '--since',
+        startedAt.toISOString(),
+        '--until',
+        until.toISOString(),
+        '--json',
+      );
+      expect(run.code, run.stderr).toBe(0);
+      const outcome = parseStdout<{ workflowId: string; orders: number; published: number }>(run);
+      expect(outcome).toEqual({
+        workflowId: expect.stringMatching(/^resend-events-/),
+        orders: expected,
+        published: expected,
+      });
+      expect(run.stderr).toMatch(new RegExp(`^published: 0/${expected} \\(0%\\)$`, 'm'));
+      expect(run.stderr).toMatch(
+        new RegExp(`^published: ${expected}/${expected} \\(100%\\)$`, 'm'),
+      );
+      // One more record per order on orders.placed (same event ids: consumers skip them).
+      expect(await records()).toBe(before + expected);
+    } finally {
+      bulk.shutdown();
+      await running;
+      await Promise.allSettled([bulkConnection.close(), producer.disconnect(), admin.disconnect()]);
+    }
   });
 });
