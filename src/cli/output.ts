@@ -21,7 +21,8 @@ Exit codes:
   2  usage error (unknown command or option, missing or invalid argument)
   3  partial failure: a bulk operation ran but some items failed
 
-With --json, stdout holds exactly one JSON document; messages and progress go to stderr.`;
+With --json, stdout holds exactly one JSON document (in scripts: npm run -s orderflow -- ...);
+messages and progress go to stderr.`;
 
 /** Exit code of a bulk operation over `total` items of which `failed` failed. */
 export function bulkExitCode(failed: number, total: number): number {
