@@ -1,3 +1,4 @@
+import { SpanKind } from '@opentelemetry/api';
 import { ApplicationFailure, log } from '@temporalio/activity';
 import { CloudEvent, Kafka } from 'cloudevents';
 import type { Message, Producer } from 'kafkajs';
@@ -5,6 +6,17 @@ import type { Histogram } from 'prom-client';
 import type { Db } from '../db/client.ts';
 import { loadOrder, orderPlacedData } from './order-data.ts';
 import { isKafkaJsError, kafkaErrorTypes } from '../events/kafka.ts';
+import {
+  ATTR_MESSAGING_DESTINATION_NAME,
+  ATTR_MESSAGING_DESTINATION_PARTITION_ID,
+  ATTR_MESSAGING_KAFKA_MESSAGE_KEY,
+  ATTR_MESSAGING_KAFKA_OFFSET,
+  ATTR_MESSAGING_MESSAGE_ID,
+  ATTR_MESSAGING_OPERATION_NAME,
+  ATTR_MESSAGING_OPERATION_TYPE,
+  ATTR_MESSAGING_SYSTEM,
+} from '../observability/semconv.ts';
+import { currentTraceContext, inSpan } from '../observability/tracing.ts';
 import {
   CLOUDEVENT_SOURCE,
   CLOUDEVENT_TYPE_ORDER_PLACED,
@@ -97,33 +109,53 @@ export function createEventActivities({
       orderId,
     }: PublishOrderPlacedInput): Promise<PublishOrderPlacedResult> {
       const event = orderPlacedCloudEvent(orderPlacedData(await loadOrder(db, orderId)));
-      let metadata;
-      const timer = publishSeconds?.startTimer({ topic });
-      try {
-        [metadata] = await producer.send({
-          topic,
-          acks: -1,
-          messages: [toKafkaMessage(event, orderId)],
-        });
-        timer?.({ outcome: 'ok' });
-      } catch (err) {
-        timer?.({ outcome: 'error' });
-        log.warn('order.placed not published', {
-          orderId,
-          eventId: event.id,
-          topic,
-          error: String(err),
-        });
-        throw publishFailure(err, topic);
-      }
-      const offset = metadata?.baseOffset ?? metadata?.offset;
-      if (!metadata || offset === undefined) {
-        throw ApplicationFailure.create({
-          type: FailureType.KafkaUnavailable,
-          message: `Kafka answered without the record's offset (topic ${topic})`,
-        });
-      }
-      const result = { eventId: event.id, partition: metadata.partition, offset };
+      const message = toKafkaMessage(event, orderId);
+      const result = await inSpan(
+        `send ${topic}`,
+        {
+          kind: SpanKind.PRODUCER,
+          attributes: {
+            [ATTR_MESSAGING_SYSTEM]: 'kafka',
+            [ATTR_MESSAGING_OPERATION_TYPE]: 'send',
+            [ATTR_MESSAGING_OPERATION_NAME]: 'send',
+            [ATTR_MESSAGING_DESTINATION_NAME]: topic,
+            [ATTR_MESSAGING_MESSAGE_ID]: event.id,
+            [ATTR_MESSAGING_KAFKA_MESSAGE_KEY]: orderId,
+          },
+        },
+        async (span) => {
+          // W3C trace context next to the ce_* headers: consumers continue this span's trace.
+          const traceContext = currentTraceContext();
+          if (traceContext) message.headers = { ...message.headers, ...traceContext };
+          let metadata;
+          const timer = publishSeconds?.startTimer({ topic });
+          try {
+            [metadata] = await producer.send({ topic, acks: -1, messages: [message] });
+            timer?.({ outcome: 'ok' });
+          } catch (err) {
+            timer?.({ outcome: 'error' });
+            log.warn('order.placed not published', {
+              orderId,
+              eventId: event.id,
+              topic,
+              error: String(err),
+            });
+            throw publishFailure(err, topic);
+          }
+          const offset = metadata?.baseOffset ?? metadata?.offset;
+          if (!metadata || offset === undefined) {
+            throw ApplicationFailure.create({
+              type: FailureType.KafkaUnavailable,
+              message: `Kafka answered without the record's offset (topic ${topic})`,
+            });
+          }
+          span?.setAttributes({
+            [ATTR_MESSAGING_DESTINATION_PARTITION_ID]: String(metadata.partition),
+            [ATTR_MESSAGING_KAFKA_OFFSET]: Number(offset),
+          });
+          return { eventId: event.id, partition: metadata.partition, offset };
+        },
+      );
       log.info('order.placed published', { orderId, topic, ...result });
       return result;
     },

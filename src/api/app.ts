@@ -3,6 +3,8 @@ import helmet from 'helmet';
 import { randomUUID } from 'node:crypto';
 import { pinoHttp } from 'pino-http';
 import type { Db } from '../db/client.ts';
+import { httpServerSpans } from '../observability/http-tracing.ts';
+import { tracingEnabled } from '../observability/tracing.ts';
 import type { Logger } from '../shared/logger.ts';
 import { requireApiKey } from './auth.ts';
 import { createApiMetrics } from './metrics.ts';
@@ -35,6 +37,7 @@ export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  if (tracingEnabled()) app.use(httpServerSpans());
   app.use(helmet());
   app.use(
     pinoHttp({

@@ -7,10 +7,14 @@
  * sweep does all the starting: it polls, and sweeps again at once while it
  * finds a full batch. Rows are leased with FOR UPDATE SKIP LOCKED, so any
  * number of relays never block each other, and a double start is harmless
- * anyway (see startOrderWorkflow).
+ * anyway (see startOrderWorkflow). While tracing is on, each start runs in
+ * the trace of the request that accepted the order (its context travels in
+ * the row), so the workflow, its activities and the Kafka event join it.
  */
+import { context, type Context } from '@opentelemetry/api';
 import type { Client } from '@temporalio/client';
 import type { Db } from '../db/client.ts';
+import { contextFromStored, runInContext, tracingEnabled } from '../observability/tracing.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { RetryPolicies } from '../shared/steps.ts';
 import { startOrderWorkflow } from './workflow-starter.ts';
@@ -41,7 +45,8 @@ export class OutboxRelay {
   /** Set by stop(): no new starts, so a shutdown waits for one start, not a whole batch. */
   private stopping = false;
   private sweeping: Promise<void> | undefined;
-  private readonly queue: string[] = [];
+  /** Kicked starts, with the trace context of the request that kicked them (tracing on). */
+  private readonly queue: { orderId: string; trace?: Context }[] = [];
   private active = 0;
   private readonly inFlight = new Set<Promise<void>>();
   /** False after a start failed to reach Temporal, until one succeeds. */
@@ -99,15 +104,16 @@ export class OutboxRelay {
 
   /** Starts an order's workflow soon, in the background (after the commit). */
   kick(orderId: string): void {
-    this.queue.push(orderId);
+    this.queue.push({ orderId, trace: tracingEnabled() ? context.active() : undefined });
     this.drain();
   }
 
   private drain(): void {
     while (!this.stopping && this.active < this.opts.concurrency && this.queue.length > 0) {
-      const orderId = this.queue.shift()!;
+      const { orderId, trace } = this.queue.shift()!;
       this.active++;
-      const p: Promise<void> = this.startOne(orderId)
+      // drain() runs in whichever request or start freed the slot: each start gets its own trace back.
+      const p: Promise<void> = runInContext(trace, () => this.startOne(orderId))
         .then(() => undefined)
         .catch(() => {})
         .finally(() => {
@@ -168,7 +174,9 @@ export class OutboxRelay {
   private async sweepBatch(): Promise<{ due: number; confirmed: number }> {
     // Lease: push next_attempt_at out (exponential backoff, capped at a minute)
     // so concurrent relays skip these rows while this one works on them.
-    const due = await this.db.$queryRaw<{ order_id: string }[]>`
+    const due = await this.db.$queryRaw<
+      { order_id: string; traceparent: string | null; tracestate: string | null }[]
+    >`
       UPDATE workflow_starts SET
         attempts = attempts + 1,
         next_attempt_at = now() + LEAST(interval '60 seconds', interval '1 second' * power(2, LEAST(attempts, 6)))
@@ -179,15 +187,16 @@ export class OutboxRelay {
         LIMIT ${this.opts.batchSize}
         FOR UPDATE SKIP LOCKED
       )
-      RETURNING order_id`;
+      RETURNING order_id, traceparent, tracestate`;
     const ids = due.map((r) => r.order_id);
     const started: string[] = [];
     let next = 0;
     let unreachable = false;
     const lane = async () => {
       while (!this.stopping && !unreachable && next < ids.length) {
-        const id = ids[next++]!;
-        if (await this.startOnly(id)) started.push(id);
+        const { order_id: id, ...stored } = due[next++]!;
+        if (await runInContext(contextFromStored(stored), () => this.startOnly(id)))
+          started.push(id);
         else unreachable = true;
       }
     };

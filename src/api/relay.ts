@@ -9,6 +9,7 @@ import { inspect } from 'node:util';
 import { loadConfig, retryPoliciesOf } from '../config/env.ts';
 import { temporalConnectSettings } from '../config/temporal.ts';
 import { createDb } from '../db/client.ts';
+import { startTracing } from '../observability/tracing.ts';
 import { configForLog, createLogger, scrubUrlCredentials } from '../shared/logger.ts';
 import { startMetricsServer } from '../shared/metrics-server.ts';
 import { createRelayMetrics } from './metrics.ts';
@@ -17,6 +18,8 @@ import { LazyTemporalClient } from './temporal-client.ts';
 
 async function main(): Promise<void> {
   const config = loadConfig();
+  // Tracing on (OTLP configured): each start runs in the trace of the request that accepted the order.
+  const tracing = startTracing(config, 'orderflow-relay');
   const log = createLogger('relay', config.LOG_LEVEL, { format: config.LOG_FORMAT });
   log.info({ config: configForLog(config) }, 'configuration');
   const db = createDb(config.DATABASE_URL, 4);
@@ -62,6 +65,7 @@ async function main(): Promise<void> {
     void relay
       .stop()
       .then(() => Promise.allSettled([db.$disconnect(), temporal.close(), metrics.close()]))
+      .then(() => tracing.shutdown())
       .then(() => {
         log.info({ started: relay.started, failed: relay.failed }, 'relay stopped');
         process.exit(0);

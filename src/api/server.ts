@@ -8,6 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { loadConfig, retryPoliciesOf } from '../config/env.ts';
 import { temporalConnectSettings } from '../config/temporal.ts';
 import { createDb } from '../db/client.ts';
+import { startTracing } from '../observability/tracing.ts';
 import { configForLog, createLogger, scrubUrlCredentials } from '../shared/logger.ts';
 import { createApp } from './app.ts';
 import { OutboxRelay, defaultRelayOptions } from './outbox-relay.ts';
@@ -15,6 +16,8 @@ import { LazyTemporalClient } from './temporal-client.ts';
 
 async function main(): Promise<void> {
   const config = loadConfig();
+  // Before the app is built: its server spans and the Temporal client's interceptor depend on it.
+  const tracing = startTracing(config, 'orderflow-api');
   const log = createLogger('api', config.LOG_LEVEL, { format: config.LOG_FORMAT });
   log.info({ config: configForLog(config) }, 'configuration');
   if (!config.API_KEYS?.length)
@@ -71,6 +74,7 @@ async function main(): Promise<void> {
       void relay
         .stop()
         .then(() => Promise.allSettled([db.$disconnect(), temporal.close()]))
+        .then(() => tracing.shutdown())
         .then(() => {
           log.info('stopped');
           process.exit(0);

@@ -1,5 +1,6 @@
 import { Client, Connection } from '@temporalio/client';
 import type { TemporalConnectSettings } from '../config/temporal.ts';
+import { temporalClientInterceptors } from '../observability/temporal-tracing.ts';
 
 /**
  * A lazily connected Temporal client: the API starts, and accepts orders,
@@ -25,7 +26,12 @@ export class LazyTemporalClient {
     })
       .then((connection) => {
         this.connection = connection;
-        return new Client({ connection, namespace: this.settings.namespace });
+        // While tracing is on, starts, signals and updates carry the caller's trace context.
+        return new Client({
+          connection,
+          namespace: this.settings.namespace,
+          interceptors: temporalClientInterceptors(),
+        });
       })
       .catch((err: unknown) => {
         this.pending = undefined;

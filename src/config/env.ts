@@ -142,6 +142,24 @@ const envSchema = z.object({
         ctx.addIssue({ code: 'custom', message: 'a duration of at least 100ms, like 5s' });
       return ms ?? 0;
     }),
+  // Tracing (src/observability/tracing.ts): the standard OpenTelemetry variables. On when an
+  // OTLP endpoint is set or OTEL_TRACES_EXPORTER=otlp; off otherwise or with OTEL_SDK_DISABLED=true.
+  OTEL_SDK_DISABLED: z
+    .string()
+    .optional()
+    .transform((v) => v?.trim().toLowerCase() === 'true'),
+  OTEL_TRACES_EXPORTER: z.enum(['otlp', 'none']).optional(),
+  /** Base URL; traces go to <endpoint>/v1/traces. */
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.url().optional(),
+  /** Full URL of the traces endpoint (wins over OTEL_EXPORTER_OTLP_ENDPOINT). */
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: z.url().optional(),
+  /** The OTLP exporter installed sends JSON over HTTP; other protocols are refused, not ignored. */
+  OTEL_EXPORTER_OTLP_PROTOCOL: z.literal('http/json', 'only http/json is supported').optional(),
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: z
+    .literal('http/json', 'only http/json is supported')
+    .optional(),
+  /** Defaults per process: orderflow-api, orderflow-relay, orderflow-worker-orders, ... */
+  OTEL_SERVICE_NAME: z.string().min(1).optional(),
 });
 
 export type Config = z.infer<typeof envSchema>;

@@ -10,6 +10,8 @@ import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker
 import client from 'prom-client';
 import { loadConfig, type Config } from '../config/env.ts';
 import { temporalConnectSettings } from '../config/temporal.ts';
+import { temporalWorkerPlugins } from '../observability/temporal-tracing.ts';
+import { startTracing } from '../observability/tracing.ts';
 import { configForLog, createLogger, scrubUrlCredentials, type Logger } from '../shared/logger.ts';
 import { startMetricsServer, type MetricsServer } from '../shared/metrics-server.ts';
 import { installTemporalRuntime } from './temporal-runtime.ts';
@@ -36,6 +38,8 @@ export interface WorkerSpec {
 export function runWorker(spec: WorkerSpec): void {
   const main = async () => {
     const config = loadConfig();
+    // Tracing on (OTLP configured): the workflow and activity interceptors join each order's trace.
+    const tracing = startTracing(config, `orderflow-${spec.name}`);
     const log = createLogger(spec.name, config.LOG_LEVEL, { format: config.LOG_FORMAT });
     log.info({ config: configForLog(config) }, 'configuration');
     const runtime = await installTemporalRuntime(log);
@@ -55,6 +59,7 @@ export function runWorker(spec: WorkerSpec): void {
         queues.map((q) =>
           Worker.create({
             ...q.options,
+            plugins: temporalWorkerPlugins(tracing),
             connection: connection!,
             namespace: temporal.namespace,
             taskQueue: q.taskQueue,
@@ -68,6 +73,7 @@ export function runWorker(spec: WorkerSpec): void {
       await Promise.all(workers.map((w) => w.run()));
     } finally {
       await Promise.allSettled([connection?.close(), close?.(), metrics?.close()]);
+      await tracing.shutdown();
     }
     log.info('worker stopped');
   };

@@ -3,7 +3,7 @@
  * workflows; email, webhooks and events with their real activities) against
  * the test stack's Temporal, PostgreSQL, SMTP sink and Kafka.
  */
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { NativeConnection, Worker, type WorkerPlugin } from '@temporalio/worker';
 import nodemailer from 'nodemailer';
 import path from 'node:path';
 import { inject } from 'vitest';
@@ -22,6 +22,8 @@ export interface WorkerEnv {
   smtpUrl?: string;
   kafkaBrokers?: string;
   webhookRatePerSecond?: number;
+  /** Worker plugins of every queue (e.g. the tracing interceptors of temporalWorkerPlugins). */
+  plugins?: WorkerPlugin[];
 }
 
 export async function startOrdersWorker(opts: WorkerEnv) {
@@ -42,7 +44,7 @@ export async function startOrdersWorker(opts: WorkerEnv) {
   const webhooks = createWebhookActivities({ db, timeoutMs: 5000, allowedTargets: 'loopback' });
 
   const make = (taskQueue: string, options: Partial<Parameters<typeof Worker.create>[0]>) =>
-    Worker.create({ connection, taskQueue, ...options });
+    Worker.create({ connection, taskQueue, plugins: opts.plugins, ...options });
   const workers = await Promise.all([
     make(TaskQueue.orders, {
       workflowsPath: path.resolve(import.meta.dirname, '../../src/workflows/index.ts'),

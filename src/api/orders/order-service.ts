@@ -1,9 +1,16 @@
 /**
  * Order intake and queries: the use cases behind the /orders routes.
  */
+import { SpanKind } from '@opentelemetry/api';
 import { createHash, randomUUID } from 'node:crypto';
 import type { Db } from '../../db/client.ts';
 import { Prisma } from '../../generated/prisma/client.ts';
+import {
+  ATTR_DB_COLLECTION_NAME,
+  ATTR_DB_OPERATION_NAME,
+  ATTR_DB_SYSTEM,
+} from '../../observability/semconv.ts';
+import { currentTraceContext, inSpan } from '../../observability/tracing.ts';
 import { orderTotalCents, type CreateOrderRequest, type OrderStatus } from '../../shared/orders.ts';
 import { orderWorkflowId } from '../../shared/task-queues.ts';
 import { ProblemError } from '../problems.ts';
@@ -61,6 +68,16 @@ export function requestFingerprint(body: CreateOrderRequest): string {
   return createHash('sha256').update(canonical).digest('hex');
 }
 
+/** The span of the intake transaction (order, lines, pending workflow start). */
+const insertSpan = {
+  kind: SpanKind.CLIENT,
+  attributes: {
+    [ATTR_DB_SYSTEM]: 'postgresql',
+    [ATTR_DB_OPERATION_NAME]: 'INSERT',
+    [ATTR_DB_COLLECTION_NAME]: 'orders',
+  },
+};
+
 export interface IdempotencyKey {
   /** Whose key: a hash of the caller's API key, or "" when auth is off. */
   scope: string;
@@ -86,31 +103,37 @@ export class OrderService {
   async createOrder(body: CreateOrderRequest, idem?: IdempotencyKey): Promise<CreateOrderResult> {
     const id = randomUUID();
     const hash = idem ? requestFingerprint(body) : null;
+    // The relay starts the workflow in this request's trace (nothing is stored while tracing is off).
+    const traceContext = currentTraceContext();
     try {
-      const row = await this.db.order.create({
-        data: {
-          id,
-          customerEmail: body.customerEmail,
-          currency: body.currency,
-          totalCents: BigInt(orderTotalCents(body.items)),
-          workflowId: orderWorkflowId(id),
-          idempotencyScope: idem?.scope ?? null,
-          idempotencyKey: idem?.key ?? null,
-          requestHash: hash,
-          items: {
-            createMany: {
-              data: body.items.map((i, n) => ({
-                line: n + 1,
-                sku: i.sku,
-                quantity: i.quantity,
-                unitPriceCents: BigInt(i.unitPriceCents),
-              })),
+      const row = await inSpan('INSERT orders', insertSpan, () =>
+        this.db.order.create({
+          data: {
+            id,
+            customerEmail: body.customerEmail,
+            currency: body.currency,
+            totalCents: BigInt(orderTotalCents(body.items)),
+            workflowId: orderWorkflowId(id),
+            idempotencyScope: idem?.scope ?? null,
+            idempotencyKey: idem?.key ?? null,
+            requestHash: hash,
+            items: {
+              createMany: {
+                data: body.items.map((i, n) => ({
+                  line: n + 1,
+                  sku: i.sku,
+                  quantity: i.quantity,
+                  unitPriceCents: BigInt(i.unitPriceCents),
+                })),
+              },
+            },
+            workflowStart: {
+              create: { nextAttemptAt: new Date(Date.now() + this.startGraceMs), ...traceContext },
             },
           },
-          workflowStart: { create: { nextAttemptAt: new Date(Date.now() + this.startGraceMs) } },
-        },
-        include: orderInclude,
-      });
+          include: orderInclude,
+        }),
+      );
       return { order: toView(row), created: true };
     } catch (err) {
       if (idem && err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002') {

@@ -10,6 +10,7 @@ import client from 'prom-client';
 import { loadConfig } from '../../config/env.ts';
 import { createDb } from '../../db/client.ts';
 import { createKafka, createOrderEventsProducer, ensureTopic } from '../../events/kafka.ts';
+import { startTracing } from '../../observability/tracing.ts';
 import { ORDERS_PLACED_TOPIC } from '../../shared/events.ts';
 import { configForLog, createLogger, scrubUrlCredentials } from '../../shared/logger.ts';
 import { deadLetterTopicOf } from './dead-letters.ts';
@@ -23,6 +24,8 @@ export const DEAD_LETTER_PARTITIONS = 1;
 export function runConsumer(group: ConsumerGroupDefinition): void {
   const main = async () => {
     const config = loadConfig();
+    // Tracing on (OTLP configured): each record's processing continues the trace in its headers.
+    const tracing = startTracing(config, `orderflow-consumer-${group.name}`);
     const log = createLogger(`consumer-${group.name}`, config.LOG_LEVEL, {
       format: config.LOG_FORMAT,
     });
@@ -100,6 +103,7 @@ export function runConsumer(group: ConsumerGroupDefinition): void {
       await runner.stop();
     } finally {
       for (const close of closers.reverse()) await close().catch(() => {});
+      await tracing.shutdown();
     }
     log.info('consumer stopped');
   };

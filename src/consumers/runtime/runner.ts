@@ -21,6 +21,7 @@ import { deadLetterOf, deadLetterTopicOf, type Origin } from './dead-letters.ts'
 import type { ConsumerMetrics, EventOutcome } from './metrics.ts';
 import { decodeOrderPlaced, PoisonMessageError } from './order-placed-decoder.ts';
 import { applyOnce, type ApplyResult, type SourcedEvent } from './processed-events.ts';
+import { inProcessSpans, type ConsumedRecord } from './tracing.ts';
 
 export type TransactionMode = 'per-batch' | 'per-event';
 
@@ -191,9 +192,12 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
     );
   }
 
-  async function commitEffects(records: SourcedEvent[]): Promise<ApplyResult> {
+  async function commitEffects(items: readonly ConsumedRecord[]): Promise<ApplyResult> {
+    const records = items.map((i) => i.record);
     const end = metrics.transactionSeconds.startTimer({ group: groupId });
-    const result = await applyOnce(db, groupId, projection, records);
+    const result = await inProcessSpans(groupId, items, () =>
+      applyOnce(db, groupId, projection, records),
+    );
     end();
     await opts.afterTransaction?.(records);
     count('processed', result.applied.length);
@@ -209,7 +213,7 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
    * (a prefix) are finished, i.e. committed to the database or dead-lettered.
    */
   async function handleRecords(messages: KafkaMessage[], ctx: PartitionContext): Promise<number> {
-    const events: { message: KafkaMessage; record: SourcedEvent }[] = [];
+    const events: ConsumedRecord[] = [];
     for (const message of messages) {
       try {
         const decoded = decodeOrderPlaced(message);
@@ -230,7 +234,7 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
     }
     if (events.length > 1) {
       // The whole batch in one transaction; if that fails, each event alone, so only the bad one is dead-lettered.
-      const batch = await attempt(() => commitEffects(events.map((e) => e.record)), ctx, 1, {
+      const batch = await attempt(() => commitEffects(events), ctx, 1, {
         topic: ctx.topic,
         partition: ctx.partition,
         events: events.length,
@@ -257,7 +261,12 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
         eventId: record.event.id,
         orderId: record.event.data.orderId,
       };
-      const result = await attempt(() => commitEffects([record]), ctx, opts.maxAttempts, about);
+      const result = await attempt(
+        () => commitEffects([{ message, record }]),
+        ctx,
+        opts.maxAttempts,
+        about,
+      );
       if ('stopping' in result) return messages.indexOf(message);
       if (!result.ok) await deadLetter(message, ctx, errorText(result.error), result.attempts);
     }
