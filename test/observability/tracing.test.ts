@@ -15,16 +15,26 @@ import {
   type ReadableSpan,
 } from '@opentelemetry/sdk-trace-base';
 import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../scripts/lib/process.ts';
+import { loadConfig } from '../../src/config/env.ts';
 import { consumerGroups } from '../../src/consumers/runtime/groups.ts';
 import { temporalWorkerPlugins } from '../../src/observability/temporal-tracing.ts';
-import { startTracing, tracingEnabled, type Tracing } from '../../src/observability/tracing.ts';
+import {
+  otlpTracesUrl,
+  startTracing,
+  tracingEnabled,
+  type Tracing,
+} from '../../src/observability/tracing.ts';
 import { ORDERS_PLACED_TOPIC, orderPlacedEventId } from '../../src/shared/events.ts';
 import { orderWorkflowId } from '../../src/shared/task-queues.ts';
 import { postOrder, startApi, validOrder, type TestApi } from '../support/api.ts';
 import { startOrdersWorker } from '../support/orders-worker.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
+import { stackEnvOf, startAppProcess } from './processes.ts';
 import {
   admin,
   closeClients,
@@ -281,4 +291,117 @@ describe('tracing on', () => {
       'POST /orders',
     ]);
   }, 90_000);
+
+  it('in mode async, each kicked start runs in the trace of its own request, also when it waited for a slot', async () => {
+    // One start at a time: the later orders' starts are run by whichever start finished before.
+    const asyncApi = await startApi({
+      databaseUrl: stack.DATABASE_URL,
+      temporalAddress: stack.TEMPORAL_ADDRESS,
+      workflowStartMode: 'async',
+      relay: { concurrency: 1 },
+    });
+    try {
+      const callers = Array.from({ length: 4 }, newTraceparent);
+      const placed = await Promise.all(
+        callers.map((c) => postOrder(asyncApi.url, validOrder(), { traceparent: c.header })),
+      );
+      for (const [i, res] of placed.entries()) {
+        expect(res.status).toBe(201);
+        const workflowId = orderWorkflowId(res.body.id as string);
+        const start = await waitFor(`the workflow start span of ${workflowId}`, () =>
+          exporter
+            .getFinishedSpans()
+            .find(
+              (s) =>
+                s.name === 'StartWorkflow:orderWorkflow' &&
+                s.attributes.temporalWorkflowId === workflowId,
+            ),
+        );
+        const parent = exporter
+          .getFinishedSpans()
+          .find((s) => s.spanContext().spanId === start.parentSpanId);
+        expect(start.spanContext().traceId, `order ${i + 1} of 4`).toBe(callers[i]!.traceId);
+        expect(parent?.name).toBe('POST /orders');
+      }
+    } finally {
+      await asyncApi.close();
+    }
+  }, 60_000);
+});
+
+describe('the API process with OTEL_EXPORTER_OTLP_ENDPOINT', () => {
+  it('exports its spans over OTLP/HTTP as orderflow-api, and flushes them when stopped', async () => {
+    const bodies: string[] = [];
+    const collector = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      req.on('end', () => {
+        bodies.push(`${req.method} ${req.url} ${body}`);
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      });
+    });
+    await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve));
+    const port = await freePort();
+    const api = startAppProcess('api', 'src/api/server.ts', {
+      ...stackEnvOf(stack),
+      PORT: String(port),
+      WORKFLOW_START_MODE: 'relay',
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(collector.address() as AddressInfo).port}`,
+    });
+    try {
+      await api.waitForLine('api listening', (l) => l.msg === 'api listening', 60_000);
+      const caller = newTraceparent();
+      const res = await postOrder(`http://127.0.0.1:${port}`, validOrder(), {
+        traceparent: caller.header,
+      });
+      expect(res.status).toBe(201);
+      await api.stop();
+      expect((await api.exited).code, api.output().slice(-2000)).toBe(0);
+      const exported = bodies.filter((b) => b.startsWith('POST /v1/traces ')).join('\n');
+      expect(exported, `collector received:\n${bodies.join('\n').slice(0, 2000)}`).toContain(
+        caller.traceId,
+      );
+      expect(exported).toContain('"POST /orders"');
+      expect(exported).toContain('"orderflow-api"');
+    } finally {
+      await api.stop();
+      collector.close();
+    }
+  }, 90_000);
+});
+
+describe('configuration', () => {
+  const urlOf = (env: Record<string, string>) => otlpTracesUrl(loadConfig(env));
+
+  it('is off without an endpoint, with OTEL_SDK_DISABLED=true and with OTEL_TRACES_EXPORTER=none', () => {
+    expect(urlOf({})).toBeUndefined();
+    const endpoint = { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' };
+    expect(urlOf({ ...endpoint, OTEL_SDK_DISABLED: 'true' })).toBeUndefined();
+    expect(urlOf({ ...endpoint, OTEL_SDK_DISABLED: 'TRUE' })).toBeUndefined();
+    expect(urlOf({ ...endpoint, OTEL_TRACES_EXPORTER: 'none' })).toBeUndefined();
+    expect(startTracing(loadConfig({}), 'orderflow-api').enabled).toBe(tracingEnabled());
+  });
+
+  it('sends to <endpoint>/v1/traces, the traces endpoint as given, or the OTLP default', () => {
+    expect(urlOf({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/' })).toBe(
+      'http://collector:4318/v1/traces',
+    );
+    expect(
+      urlOf({
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://traces.example/api/v1/otlp',
+      }),
+    ).toBe('https://traces.example/api/v1/otlp');
+    expect(urlOf({ OTEL_TRACES_EXPORTER: 'otlp' })).toBe('http://localhost:4318/v1/traces');
+  });
+
+  it('refuses what it cannot do, naming the variable', () => {
+    expect(() => loadConfig({ OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' })).toThrow(
+      /OTEL_EXPORTER_OTLP_PROTOCOL: only http\/json/,
+    );
+    expect(() => loadConfig({ OTEL_TRACES_EXPORTER: 'zipkin' })).toThrow(/OTEL_TRACES_EXPORTER/);
+    expect(() => loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'collector' })).toThrow(
+      /OTEL_EXPORTER_OTLP_ENDPOINT/,
+    );
+  });
 });
