@@ -163,12 +163,19 @@ export function runInContext<T>(ctx: Context | undefined, fn: () => T): T {
  * Runs `fn` in a span that ends when it settles (error status and the
  * exception when it throws); with tracing off, just runs `fn`.
  */
-export async function inSpan<T>(
+export function inSpan<T>(
   name: string,
   options: { kind?: SpanKind; attributes?: Attributes; parent?: Context },
   fn: (span: Span | undefined) => Promise<T>,
 ): Promise<T> {
-  if (!active) return fn(undefined);
+  return active ? inNewSpan(name, options, fn) : fn(undefined);
+}
+
+async function inNewSpan<T>(
+  name: string,
+  options: { kind?: SpanKind; attributes?: Attributes; parent?: Context },
+  fn: (span: Span) => Promise<T>,
+): Promise<T> {
   const span = tracer().startSpan(
     name,
     { kind: options.kind ?? SpanKind.INTERNAL, attributes: options.attributes },

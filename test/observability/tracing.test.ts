@@ -14,6 +14,7 @@ import {
   SimpleSpanProcessor,
   type ReadableSpan,
 } from '@opentelemetry/sdk-trace-base';
+import type { KafkaMessage } from 'kafkajs';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -22,6 +23,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../scripts/lib/process.ts';
 import { loadConfig } from '../../src/config/env.ts';
 import { consumerGroups } from '../../src/consumers/runtime/groups.ts';
+import type { OrderPlacedEvent } from '../../src/consumers/runtime/order-placed-decoder.ts';
+import { inProcessSpans } from '../../src/consumers/runtime/tracing.ts';
 import { temporalWorkerPlugins } from '../../src/observability/temporal-tracing.ts';
 import {
   otlpTracesUrl,
@@ -223,7 +226,7 @@ describe('tracing on', () => {
           ? true
           : undefined;
       },
-      15_000,
+      30_000,
     ).catch(() => undefined); // the assertions below say what is missing
 
     const spans = exporter.getFinishedSpans();
@@ -291,6 +294,40 @@ describe('tracing on', () => {
       'POST /orders',
     ]);
   }, 90_000);
+
+  it('gives each record of a per-batch transaction its own consumer span in its own trace', async () => {
+    const traces = [newTraceparent(), newTraceparent()];
+    const items = traces.map((t, n) => ({
+      message: {
+        key: Buffer.from(`order-${n}`),
+        offset: String(n),
+        // kafkajs hands headers over as Buffers.
+        headers: { traceparent: Buffer.from(t.header) },
+      } as unknown as KafkaMessage,
+      record: {
+        event: { id: `event-${n}` } as OrderPlacedEvent,
+        topic: 'orders.placed',
+        partition: 3,
+        offset: String(n),
+      },
+    }));
+    const group = uniqueGroupId('batch');
+    await inProcessSpans(group, items, async () => ({
+      applied: [items[0]!.record],
+      duplicates: [items[1]!.record],
+    }));
+    const spans = exporter
+      .getFinishedSpans()
+      .filter((s) => s.attributes['messaging.consumer.group.name'] === group);
+    expect(spans.map((s) => [s.spanContext().traceId, s.parentSpanId])).toEqual(
+      traces.map((t) => [t.traceId, t.parentId]),
+    );
+    expect(spans.map((s) => s.attributes['orderflow.consumer.outcome'])).toEqual([
+      'processed',
+      'duplicate',
+    ]);
+    expect(spans.every((s) => s.attributes['messaging.batch.message_count'] === 2)).toBe(true);
+  });
 
   it('in mode async, each kicked start runs in the trace of its own request, also when it waited for a slot', async () => {
     // One start at a time: the later orders' starts are run by whichever start finished before.
