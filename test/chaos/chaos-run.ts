@@ -146,6 +146,8 @@ export interface NonAccepted {
 export interface ChaosResult {
   settings: ChaosSettings;
   startedAt: Date;
+  /** Epoch ms when the load started: the report places duplicates after the fault that preceded them. */
+  loadStartMs: number;
   loadS: number;
   faults: FaultRecord[];
   offered: number;
@@ -178,11 +180,19 @@ export interface ChaosResult {
     projectionMatches: boolean;
     projectionDetail: string;
   }[];
-  kafka: { records: number; ordersWithRecord: number; duplicateRecords: number; missing: number };
+  kafka: {
+    records: number;
+    ordersWithRecord: number;
+    duplicateRecords: number;
+    /** Producer timestamps of the second and later records of one ce_id. */
+    duplicateTimes: number[];
+    missing: number;
+  };
   email: {
     mails: number;
     ordersMailed: number;
-    duplicates: { messageId: string; count: number; attempts: number }[];
+    /** `lastAt`: the Date header (send time) of the latest copy. */
+    duplicates: { messageId: string; count: number; attempts: number; lastAt: number }[];
     missing: number;
   };
   webhooks: {
@@ -190,6 +200,8 @@ export interface ChaosResult {
     unverified: number;
     /** Answered 204 (delivered) per webhook-id beyond the first. */
     duplicateDeliveries: number;
+    /** When the second and later 2xx deliveries of one webhook-id arrived. */
+    duplicateTimes: number[];
     idsWithDifferentPayloads: string[];
     missing: number;
   };
@@ -584,6 +596,7 @@ export async function runChaos(settings: ChaosSettings, tools: Tools): Promise<C
       settings,
       startedAt,
       loadS,
+      loadStartMs: loadStart,
       faults,
       offered: ledger.length,
       accepted: {
@@ -741,6 +754,7 @@ async function auditKafka(brokers: string, ids: Set<string>): Promise<ChaosResul
     highs.filter((h) => Number(h.high) > 0).map((h) => [h.partition, Number(h.high)]),
   );
   const perEvent = new Map<string, number>();
+  const duplicateTimes: number[] = [];
   let records = 0;
   const consumer = kafka.consumer({ groupId: `chaos-audit-${Date.now().toString(36)}` });
   await consumer.connect();
@@ -753,6 +767,7 @@ async function auditKafka(brokers: string, ids: Set<string>): Promise<ChaosResul
       eachMessage: async ({ partition, message }) => {
         records++;
         const ceId = message.headers?.ce_id?.toString() ?? '';
+        if (perEvent.has(ceId)) duplicateTimes.push(Number(message.timestamp));
         perEvent.set(ceId, (perEvent.get(ceId) ?? 0) + 1);
         if (Number(message.offset) + 1 >= (left.get(partition) ?? Infinity)) left.delete(partition);
         if (left.size === 0) resolveDone();
@@ -765,7 +780,13 @@ async function auditKafka(brokers: string, ids: Set<string>): Promise<ChaosResul
   const wanted = new Set([...ids].map(orderPlacedEventId));
   const ordersWithRecord = [...wanted].filter((e) => perEvent.has(e)).length;
   const duplicateRecords = [...perEvent].reduce((s, [, n]) => s + n - 1, 0);
-  return { records, ordersWithRecord, duplicateRecords, missing: wanted.size - ordersWithRecord };
+  return {
+    records,
+    ordersWithRecord,
+    duplicateRecords,
+    duplicateTimes,
+    missing: wanted.size - ordersWithRecord,
+  };
 }
 
 async function auditEmail(
@@ -775,9 +796,14 @@ async function auditEmail(
 ): Promise<ChaosResult['email']> {
   const res = await fetch(`${mailApi}/email`, { signal: AbortSignal.timeout(60_000) });
   if (!res.ok) throw new Error(`maildev GET /email answered ${res.status}`);
-  const mails = (await res.json()) as { messageId: string }[];
+  const mails = (await res.json()) as { messageId: string; time?: string }[];
   const perId = new Map<string, number>();
-  for (const m of mails) perId.set(m.messageId, (perId.get(m.messageId) ?? 0) + 1);
+  const lastAt = new Map<string, number>();
+  for (const m of mails) {
+    perId.set(m.messageId, (perId.get(m.messageId) ?? 0) + 1);
+    const t = m.time ? Date.parse(m.time) : NaN;
+    if (t > (lastAt.get(m.messageId) ?? 0)) lastAt.set(m.messageId, t);
+  }
   const { rows } = await db.query<{ message_id: string; attempts: number }>(
     'SELECT message_id, attempts FROM email_deliveries WHERE order_id = ANY($1::uuid[])',
     [ids],
@@ -786,7 +812,12 @@ async function auditEmail(
   const wanted = ids.map(messageIdOf);
   const duplicates = wanted
     .filter((m) => (perId.get(m) ?? 0) > 1)
-    .map((m) => ({ messageId: m, count: perId.get(m)!, attempts: attempts.get(m) ?? 0 }));
+    .map((m) => ({
+      messageId: m,
+      count: perId.get(m)!,
+      attempts: attempts.get(m) ?? 0,
+      lastAt: lastAt.get(m) ?? NaN,
+    }));
   const ordersMailed = wanted.filter((m) => perId.has(m)).length;
   return { mails: mails.length, ordersMailed, duplicates, missing: wanted.length - ordersMailed };
 }
@@ -794,18 +825,22 @@ async function auditEmail(
 function auditWebhooks(sub: ChaosSubscriber, ids: string[]): ChaosResult['webhooks'] {
   const bodies = new Map<string, Set<string>>();
   const delivered = new Map<string, number>();
+  const duplicateTimes: number[] = [];
   for (const d of sub.deliveries) {
     const set = bodies.get(d.webhookId) ?? new Set<string>();
     set.add(d.body);
     bodies.set(d.webhookId, set);
-    if (d.status === 204 && d.verified)
+    if (d.status === 204 && d.verified) {
+      if (delivered.has(d.webhookId)) duplicateTimes.push(d.at);
       delivered.set(d.webhookId, (delivered.get(d.webhookId) ?? 0) + 1);
+    }
   }
   const wanted = ids.map((id) => webhookMessageId(orderPlacedEventId(id), sub.endpointId));
   return {
     requests: sub.deliveries.length,
     unverified: sub.deliveries.filter((d) => !d.verified).length,
     duplicateDeliveries: [...delivered.values()].reduce((s, n) => s + n - 1, 0),
+    duplicateTimes,
     idsWithDifferentPayloads: [...bodies].filter(([, s]) => s.size > 1).map(([id]) => id),
     missing: wanted.filter((w) => !delivered.has(w)).length,
   };
@@ -843,6 +878,18 @@ function chaosReport(
     .join(' ');
   const lines: string[] = [];
   const row = (...cells: (string | number)[]) => lines.push(`| ${cells.join(' | ')} |`);
+  /** Where copies fell: each after the latest fault that started before it (the window it hit). */
+  const after = (times: number[]) => {
+    if (!times.length) return '';
+    const byFault = new Map<string, number>();
+    for (const t of times) {
+      const s = (t - r.loadStartMs) / 1000;
+      const f = r.faults.filter((x) => x.startS <= s).at(-1);
+      const k = f ? `after ${f.fault}` : 'before any fault';
+      byFault.set(k, (byFault.get(k) ?? 0) + 1);
+    }
+    return ` (${[...byFault].map(([k, n]) => `${n} ${k}`).join(', ')})`;
+  };
   lines.push(
     `# Chaos run ${r.startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC`,
     '',
@@ -889,9 +936,12 @@ function chaosReport(
   );
   row(
     'duplicates: Kafka records with the same ce_id (consumers deduplicate)',
-    r.kafka.duplicateRecords,
+    `${r.kafka.duplicateRecords}${after(r.kafka.duplicateTimes)}`,
   );
-  row('duplicates: emails with the same Message-ID', r.email.duplicates.length);
+  row(
+    'duplicates: emails with the same Message-ID',
+    `${r.email.duplicates.length}${after(r.email.duplicates.map((d) => d.lastAt))}`,
+  );
   row(
     'emails (maildev) / orders mailed',
     `${r.email.mails} / ${r.email.ordersMailed} (missing ${r.email.missing})`,
@@ -902,7 +952,7 @@ function chaosReport(
   );
   row(
     'duplicates: webhook deliveries answered 2xx again for the same webhook-id',
-    r.webhooks.duplicateDeliveries,
+    `${r.webhooks.duplicateDeliveries}${after(r.webhooks.duplicateTimes)}`,
   );
   row(
     'webhook-ids delivered with two different payloads',
@@ -952,10 +1002,16 @@ function chaosReport(
       'connection (SMTP server stopped) or could not write the record (PostgreSQL stopped) before the send was recorded;',
       'the retry sent it again with the same Message-ID.',
       '',
-      '| Message-ID | copies | send attempts recorded |',
-      '|---|---|---|',
+      '| Message-ID | copies | send attempts recorded | last copy sent (s after load start) |',
+      '|---|---|---|---|',
     );
-    for (const d of r.email.duplicates) row(d.messageId, d.count, d.attempts);
+    for (const d of r.email.duplicates)
+      row(
+        d.messageId,
+        d.count,
+        d.attempts,
+        `${((d.lastAt - r.loadStartMs) / 1000).toFixed(1)}${after([d.lastAt])}`,
+      );
   }
   if (r.notCompleted.length) {
     lines.push(
