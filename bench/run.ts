@@ -1320,7 +1320,7 @@ function render(r: Results, svgName: string): string {
   }
   if (r.intake) {
     lines.push(
-      '## Intake vs the insert-only floor, async vs inline (bench/intake.ts)',
+      '## Intake vs the insert-only floor, relay vs async vs inline start (bench/intake.ts)',
       '',
       `bench/intake.ts run as it is (its own stack), exit code ${r.intake.exitCode}, with ${Object.entries(
         r.intake.env,
@@ -1384,13 +1384,14 @@ async function main(): Promise<number> {
   const cleanup = () =>
     (stopping ??= (async () => {
       stopIntake?.();
-      await receiver?.close().catch(() => {});
-      await db?.end().catch(() => {});
+      // The stack first: what still runs of a part then fails against it, not against a closed pool.
       if (app) {
         log('stopping the stack');
         await app.stop();
         fs.rmSync(app.stack.opts.dataDir, { recursive: true, force: true });
       }
+      await receiver?.close().catch(() => {});
+      await db?.end().catch(() => {});
     })());
   const fail = (why: string, code: number) => {
     log(why);
@@ -1402,6 +1403,15 @@ async function main(): Promise<number> {
     }
     void cleanup().finally(() => process.exit(code));
   };
+  // An error nothing awaited stops the run like any harness error (the stack is stopped, not
+  // left behind); once stopping, a part still running fails against the stopped stack: ignored.
+  const stray = (e: unknown) => {
+    const why = (e as Error).stack ?? String(e);
+    if (stopping) log(`(while stopping) ${why.split('\n')[0]}`);
+    else fail(`harness error: ${why}`, 1);
+  };
+  process.on('unhandledRejection', stray);
+  process.on('uncaughtException', stray);
   process.once('SIGINT', () => fail('interrupted (SIGINT)', 130));
   process.once('SIGTERM', () => fail('interrupted (SIGTERM)', 130));
   const watchdog = setTimeout(

@@ -307,6 +307,7 @@ export class CompletionWatcher {
   readonly completedAt = new Map<string, number>();
   private readonly pending = new Set<string>();
   private running = true;
+  private failure: Error | undefined;
   private readonly loop: Promise<void>;
 
   constructor(
@@ -318,10 +319,17 @@ export class CompletionWatcher {
     this.loop = (async () => {
       while (this.running) {
         if (this.pending.size) {
-          const { rows } = await this.db.query<{ id: string; updated_at: Date }>(
-            `SELECT id::text, updated_at FROM ${table} WHERE id = ANY($1::uuid[]) AND status = 'COMPLETED'`,
-            [[...this.pending]],
-          );
+          let rows: { id: string; updated_at: Date }[];
+          try {
+            ({ rows } = await this.db.query<{ id: string; updated_at: Date }>(
+              `SELECT id::text, updated_at FROM ${table} WHERE id = ANY($1::uuid[]) AND status = 'COMPLETED'`,
+              [[...this.pending]],
+            ));
+          } catch (e) {
+            // Kept for drained() to report, rather than an unhandled rejection.
+            this.failure = e as Error;
+            return;
+          }
           const seen = now();
           for (const r of rows) {
             this.pending.delete(r.id);
@@ -342,7 +350,9 @@ export class CompletionWatcher {
   /** Resolves true when nothing is pending, false at the deadline. */
   async drained(timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
-    while (this.pending.size && Date.now() < deadline) await delay(50);
+    while (this.pending.size && Date.now() < deadline && !this.failure) await delay(50);
+    if (this.failure)
+      throw new Error(`watching for COMPLETED orders failed: ${this.failure.message}`);
     return this.pending.size === 0;
   }
 
