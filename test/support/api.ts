@@ -27,7 +27,9 @@ export async function startApi(opts: {
   const db = createDb(opts.databaseUrl, 10);
   const temporal = new LazyTemporalClient(
     { connectionOptions: { address: opts.temporalAddress }, namespace: 'default' },
-    1000,
+    // A stopped server refuses at once; the limit only matters on a machine so
+    // loaded that a live server answers slowly, which must not read as an outage.
+    3000,
   );
   const relay = new OutboxRelay(
     db,
