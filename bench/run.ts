@@ -75,7 +75,7 @@ import {
   type Summary,
 } from './lib/e2e-kit.ts';
 import { renderChart } from './lib/svg-chart.ts';
-import { PEER_SCHEMA, PEER_TOPIC, peerWebhookId } from './peers/bullmq/common.ts';
+import { PEER_QUEUES, PEER_SCHEMA, PEER_TOPIC, peerWebhookId } from './peers/bullmq/common.ts';
 
 // ---------------------------------------------------------------- settings
 
@@ -811,17 +811,27 @@ interface FaultResult {
   notCompleted: number;
   missing: { email: number; webhook: number; event: number };
   duplicated: { email: number; webhook: number; event: number };
+  /** Duplicated emails that carry a Message-ID of their own (a receiver cannot tell them apart). */
+  emailDuplicatesWithNewMessageId: number;
   workerKill: string;
   brokerRestart: string;
   drainS: number | null;
 }
 
-async function mailsByRecipient(mailApi: string): Promise<Map<string, number>> {
+/** Mails in the SMTP sink per recipient: how many, and their distinct Message-IDs. */
+async function mailsByRecipient(
+  mailApi: string,
+): Promise<Map<string, { count: number; messageIds: Set<string> }>> {
   const res = await fetch(`${mailApi}/email`, { signal: AbortSignal.timeout(60_000) });
   if (!res.ok) throw new Error(`maildev GET /email: ${res.status}`);
-  const out = new Map<string, number>();
-  for (const m of (await res.json()) as { to?: { address: string }[] }[])
-    for (const t of m.to ?? []) out.set(t.address, (out.get(t.address) ?? 0) + 1);
+  const out = new Map<string, { count: number; messageIds: Set<string> }>();
+  for (const m of (await res.json()) as { to?: { address: string }[]; messageId?: string }[])
+    for (const t of m.to ?? []) {
+      const e = out.get(t.address) ?? { count: 0, messageIds: new Set<string>() };
+      e.count++;
+      e.messageIds.add(m.messageId ?? '');
+      out.set(t.address, e);
+    }
   return out;
 }
 
@@ -894,23 +904,41 @@ async function faultRun(
   );
   let workerKill = '';
   let brokerRestart = '';
+  // Emails being sent right now: orderflow's delivery rows not yet marked sent, the peer's active jobs.
+  const emailsInFlight = async (): Promise<number> => {
+    if (sys === 'orderflow')
+      return Number(
+        (
+          await db.query<{ n: string }>(
+            `SELECT count(*) AS n FROM email_deliveries WHERE sent_at IS NULL AND last_error IS NULL`,
+          )
+        ).rows[0]!.n,
+      );
+    const r = new Redis(peer.redisUrl, { maxRetriesPerRequest: 1 });
+    try {
+      return await r.llen(`bull:${PEER_QUEUES.email}:active`);
+    } finally {
+      r.disconnect();
+    }
+  };
   const faults = (async () => {
     await delay(durationS * 200);
+    // Mid-job: wait (≤ 15 s) until an email is being sent, then kill.
+    let inFlight = 0;
+    for (let i = 0; i < 750 && (inFlight = await emailsInFlight()) === 0; i++) await delay(20);
+    const t = Date.now();
     if (sys === 'orderflow') {
-      const t = Date.now();
       await app.kill('worker-email');
       await delay(2000);
       await app.restart('worker-email');
-      workerKill = `worker-email killed (SIGKILL) and started again, ready after ${round((Date.now() - t) / 1000, 1)} s`;
     } else {
-      const t = Date.now();
       const old = peer.procs.get('peer-worker-email')!;
       if (old.pid !== undefined) signalGroup(old.pid, 'SIGKILL');
       await Promise.race([old.exited, delay(10_000)]);
       await delay(2000);
       await peer.startWorker('email');
-      workerKill = `peer-worker-email killed (SIGKILL) and started again, ready after ${round((Date.now() - t) / 1000, 1)} s`;
     }
+    workerKill = `${sys === 'orderflow' ? 'worker-email' : 'peer-worker-email'} killed (SIGKILL) with ${inFlight} email(s) in flight, started again 2 s later, ready after ${round((Date.now() - t) / 1000, 1)} s`;
     await delay(Math.max(0, durationS * 350 - 2000));
     if (sys === 'orderflow') {
       const old = app.stack.procs.find((p) => p.name === 'temporal' && p.running)!;
@@ -980,6 +1008,7 @@ async function faultRun(
   const rowEmails = new Set(rows.map((r) => r.email));
   const missing = { email: 0, webhook: 0, event: 0 };
   const duplicated = { email: 0, webhook: 0, event: 0 };
+  let emailDuplicatesWithNewMessageId = 0;
   const tally = (kind: keyof typeof missing, n: number) => {
     if (n === 0) missing[kind]++;
     else duplicated[kind] += n - 1;
@@ -987,7 +1016,9 @@ async function faultRun(
   // Every accepted order and every row written counts; an accepted order without a row misses everything.
   for (const email of new Set([...acceptedEmails, ...rowEmails])) {
     const row = rows.find((r) => r.email === email);
-    tally('email', mails.get(email) ?? 0);
+    const mail = mails.get(email);
+    tally('email', mail?.count ?? 0);
+    if (mail) emailDuplicatesWithNewMessageId += mail.messageIds.size - 1;
     tally('webhook', row ? (hooks.get(hookId(row.id)) ?? 0) : 0);
     tally('event', row ? (keys.get(row.id) ?? 0) : 0);
   }
@@ -1007,6 +1038,7 @@ async function faultRun(
       .length,
     missing,
     duplicated,
+    emailDuplicatesWithNewMessageId,
     workerKill,
     brokerRestart,
     drainS,
@@ -1138,7 +1170,9 @@ function comparisonTable(r: Results): string[] {
     const lost = (x?: FaultResult) =>
       x ? `${x.missing.email} / ${x.missing.webhook} / ${x.missing.event}` : '–';
     const dup = (x?: FaultResult) =>
-      x ? `${x.duplicated.email} / ${x.duplicated.webhook} / ${x.duplicated.event}` : '–';
+      x
+        ? `${x.duplicated.email} (${x.emailDuplicatesWithNewMessageId} with a new Message-ID) / ${x.duplicated.webhook} / ${x.duplicated.event}`
+        : '–';
     rows.push(
       `| faults (kill -9 email worker, kill -9 + restart of Temporal / Redis): API errors of ${settings.faultOrders} | ${fr('orderflow')?.apiErrors ?? '–'} | ${fr('peer')?.apiErrors ?? '–'} |`,
       `| faults: orders not COMPLETED after ${settings.faultDrainS} s | ${fr('orderflow')?.notCompleted ?? '–'} (+${fr('orderflow')?.acceptedWithoutRow ?? '–'} accepted without a row) | ${fr('peer')?.notCompleted ?? '–'} (+${fr('peer')?.acceptedWithoutRow ?? '–'} accepted without a row) |`,
@@ -1308,7 +1342,7 @@ function render(r: Results, svgName: string): string {
       '|---|--:|--:|--:|--:|--:|--:|--:|--:|',
       ...r.faults.map(
         (x) =>
-          `| ${x.system} | ${x.accepted} / ${x.sent} | ${x.apiErrors} | ${x.persistedDespiteError} | ${x.acceptedWithoutRow} | ${x.notCompleted} | ${x.missing.email} / ${x.missing.webhook} / ${x.missing.event} | ${x.duplicated.email} / ${x.duplicated.webhook} / ${x.duplicated.event} | ${x.drainS === null ? `> ${settings.faultDrainS} s` : `${x.drainS} s`} |`,
+          `| ${x.system} | ${x.accepted} / ${x.sent} | ${x.apiErrors} | ${x.persistedDespiteError} | ${x.acceptedWithoutRow} | ${x.notCompleted} | ${x.missing.email} / ${x.missing.webhook} / ${x.missing.event} | ${x.duplicated.email} (${x.emailDuplicatesWithNewMessageId} new Message-ID) / ${x.duplicated.webhook} / ${x.duplicated.event} | ${x.drainS === null ? `> ${settings.faultDrainS} s` : `${x.drainS} s`} |`,
       ),
       '',
       ...r.faults.map(
