@@ -921,6 +921,7 @@ async function faultRun(
       r.disconnect();
     }
   };
+  const loadStart = Date.now();
   const faults = (async () => {
     await delay(durationS * 200);
     // Mid-job: wait (≤ 15 s) until an email is being sent, then kill.
@@ -939,7 +940,8 @@ async function faultRun(
       await peer.startWorker('email');
     }
     workerKill = `${sys === 'orderflow' ? 'worker-email' : 'peer-worker-email'} killed (SIGKILL) with ${inFlight} email(s) in flight, started again 2 s later, ready after ${round((Date.now() - t) / 1000, 1)} s`;
-    await delay(Math.max(0, durationS * 350 - 2000));
+    // The broker at 55% of the load (or right after the worker, if that took longer).
+    await delay(Math.max(0, loadStart + durationS * 550 - Date.now()));
     if (sys === 'orderflow') {
       const old = app.stack.procs.find((p) => p.name === 'temporal' && p.running)!;
       const { downMs } = await crashAndRestart(app, old, () =>
