@@ -193,6 +193,8 @@ export interface ChaosResult {
     ordersMailed: number;
     /** `lastAt`: the Date header (send time) of the latest copy. */
     duplicates: { messageId: string; count: number; attempts: number; lastAt: number }[];
+    /** Mails whose Message-ID is no checked order's (e.g. one cut off when maildev stopped mid-DATA). */
+    foreign: { messageId: string; subject: string; time: string }[];
     missing: number;
   };
   webhooks: {
@@ -796,7 +798,7 @@ async function auditEmail(
 ): Promise<ChaosResult['email']> {
   const res = await fetch(`${mailApi}/email`, { signal: AbortSignal.timeout(60_000) });
   if (!res.ok) throw new Error(`maildev GET /email answered ${res.status}`);
-  const mails = (await res.json()) as { messageId: string; time?: string }[];
+  const mails = (await res.json()) as { messageId: string; subject?: string; time?: string }[];
   const perId = new Map<string, number>();
   const lastAt = new Map<string, number>();
   for (const m of mails) {
@@ -819,7 +821,21 @@ async function auditEmail(
       lastAt: lastAt.get(m) ?? NaN,
     }));
   const ordersMailed = wanted.filter((m) => perId.has(m)).length;
-  return { mails: mails.length, ordersMailed, duplicates, missing: wanted.length - ordersMailed };
+  const wantedSet = new Set(wanted);
+  const foreign = mails
+    .filter((m) => !wantedSet.has(m.messageId))
+    .map((m) => ({
+      messageId: String(m.messageId),
+      subject: String(m.subject),
+      time: String(m.time),
+    }));
+  return {
+    mails: mails.length,
+    ordersMailed,
+    duplicates,
+    foreign,
+    missing: wanted.length - ordersMailed,
+  };
 }
 
 function auditWebhooks(sub: ChaosSubscriber, ids: string[]): ChaosResult['webhooks'] {
@@ -945,6 +961,12 @@ function chaosReport(
   row(
     'emails (maildev) / orders mailed',
     `${r.email.mails} / ${r.email.ordersMailed} (missing ${r.email.missing})`,
+  );
+  row(
+    "emails with no checked order's Message-ID",
+    r.email.foreign.length
+      ? r.email.foreign.map((m) => `${m.messageId} "${m.subject}" ${m.time}`).join('; ')
+      : 0,
   );
   row(
     'webhook requests received / unverified',
