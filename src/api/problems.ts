@@ -91,13 +91,14 @@ export function problemMiddleware(log: Logger): ErrorRequestHandler {
 
 /**
  * Database connectivity failures (Prisma/pg) are 503, so clients retry. 57P0x: PostgreSQL is
- * shutting down or restarting and ends the connection (found by the chaos run's PostgreSQL stop).
+ * shutting down or restarting and ends the connection; P1017: the socket was reset (the driver
+ * adapter's ConnectionClosed), both found by the chaos run's PostgreSQL stop.
  */
 function asUnavailable(err: unknown): ProblemError | undefined {
   const e = err as { code?: string; name?: string; message?: string; cause?: unknown };
   const text = `${e?.name ?? ''} ${e?.code ?? ''} ${e?.message ?? ''}`;
   if (
-    /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|timeout exceeded when trying to connect|Connection terminated|P1001|P1002|P2024|DatabaseNotReachable|57P0[123]|terminating connection due to administrator command|the database system is (starting up|shutting down)/i.test(
+    /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|timeout exceeded when trying to connect|Connection terminated|P1001|P1002|P1008|P1017|P2024|P2037|DatabaseNotReachable|ConnectionClosed|SocketTimeout|TooManyConnections|Server has closed the connection|57P0[123]|terminating connection due to administrator command|the database system is (starting up|shutting down)/i.test(
       text,
     )
   ) {

@@ -28,6 +28,11 @@ const thrown: Record<string, Error> = {
     'terminating connection because of crash of another server process',
   ),
   'starting-up': prismaDatabaseError('57P03', 'the database system is starting up'),
+  // A connection reset (ECONNRESET) as Prisma 7 reports it: P1017 (adapter kind ConnectionClosed).
+  'connection-reset': Object.assign(
+    new Error('\nInvalid `db.order.create()` invocation:\n\nServer has closed the connection.'),
+    { name: 'PrismaClientKnownRequestError', code: 'P1017' },
+  ),
   unrelated: new Error('a bug'),
 };
 
@@ -48,7 +53,7 @@ beforeAll(async () => {
 afterAll(() => close?.());
 
 describe('database errors during a PostgreSQL stop or restart', () => {
-  it.each(['admin-shutdown', 'crash-shutdown', 'starting-up'])(
+  it.each(['admin-shutdown', 'crash-shutdown', 'starting-up', 'connection-reset'])(
     'answers 503 service-unavailable with Retry-After for %s',
     async (kind) => {
       const res = await fetch(`${url}/throw/${kind}`);
