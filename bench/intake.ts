@@ -22,8 +22,9 @@
  *   BENCH_WARMUP_S=3           warm-up per target, at BENCH_WARMUP_RATE (300) req/s
  *   BENCH_RATES=100,300,1000   fixed rates, req/s ("none": saturation only)
  *   BENCH_TARGETS=floor,api-relay,api-async,api-inline
- *   BENCH_BACKGROUND_NICE=10   niceness of Temporal, Kafka, maildev, the orders worker and the
- *                              relay, as `npm start` runs them (BACKGROUND_NICE); 0 = off
+ *   BENCH_BACKGROUND_PRIORITY=idle  CPU priority of Temporal, Kafka, maildev, the orders worker
+ *                              and the relay, as `npm start` runs them (BACKGROUND_PRIORITY:
+ *                              idle | a niceness 1-19 | normal)
  *   BENCH_SATURATION=1         0 skips the saturation round
  *   BENCH_RATE_CONNECTIONS=50  connections at fixed rates (autocannon caps them at the rate)
  *   BENCH_SAT_CONNECTIONS=64   connections at saturation
@@ -53,6 +54,7 @@ import pg from 'pg';
 import {
   delay,
   freePort,
+  parseCpuPriority,
   signalGroup,
   tailFile,
   type ManagedProcess,
@@ -126,7 +128,10 @@ const settings = {
     .split(',')
     .map((x) => x.trim())
     .filter(Boolean),
-  backgroundNice: intEnv('BENCH_BACKGROUND_NICE', 10, 0, 19),
+  backgroundPriority: parseCpuPriority(
+    process.env.BENCH_BACKGROUND_PRIORITY ?? 'idle',
+    'BENCH_BACKGROUND_PRIORITY',
+  ),
   label: (process.env.BENCH_LABEL ?? '').replace(/[^\w.-]/g, ''),
   keepData: process.env.BENCH_KEEP_DATA === '1',
 };
@@ -662,7 +667,7 @@ function renderReport(machine: MachineInfo, results: LoadResult[], verdictRows: 
       .join(', ')}`,
     `- code measured: ${machine.gitCommit}${machine.gitDirty.length ? ` + uncommitted changes in ${machine.gitDirty.join(', ')}` : ''}`,
     `- load average at start: ${machine.loadavgAtStart.map((x) => x.toFixed(2)).join(' ')}; cores busy before the load (stack idle): ${machine.idleCpuCoresBeforeLoad.total} (outside this bench: ${machine.idleCpuCoresBeforeLoad.other})`,
-    `- settings: ${settings.durationS} s per measurement, warm-up ${settings.warmupS} s at ${settings.warmupRate} req/s per target, ${settings.rateConnections} connections at fixed rates (capped at the rate), ${settings.satConnections} at saturation, DATABASE_POOL_SIZE=${settings.poolSize}, NODE_ENV=production, API LOG_LEVEL=warn; Temporal, Kafka, maildev, the orders worker and the relay at nice ${settings.backgroundNice} (as \`npm start\`)${settings.freeze.length ? `; **frozen (SIGSTOP) during each load: ${settings.freeze.join(', ')}**` : ''}${settings.nice.length ? `; **at the lowest CPU priority (nice 19): ${settings.nice.join(', ')}**` : ''}`,
+    `- settings: ${settings.durationS} s per measurement, warm-up ${settings.warmupS} s at ${settings.warmupRate} req/s per target, ${settings.rateConnections} connections at fixed rates (capped at the rate), ${settings.satConnections} at saturation, DATABASE_POOL_SIZE=${settings.poolSize}, NODE_ENV=production, API LOG_LEVEL=warn; Temporal, Kafka, maildev, the orders worker and the relay at CPU priority ${settings.backgroundPriority === 'idle' ? 'SCHED_IDLE' : settings.backgroundPriority === 'normal' ? 'normal' : `nice ${settings.backgroundPriority}`} (as \`npm start\`)${settings.freeze.length ? `; **frozen (SIGSTOP) during each load: ${settings.freeze.join(', ')}**` : ''}${settings.nice.length ? `; **at the lowest CPU priority (nice 19): ${settings.nice.join(', ')}**` : ''}`,
     '',
     'Latency percentiles are computed from every response (unrounded); "errors" = non-2xx + socket errors + timeouts; 202 = accepted while Temporal was unreachable.',
     '',
@@ -744,7 +749,7 @@ async function main(): Promise<void> {
     tools,
     ephemeral: false,
     log: (m) => log(m),
-    niceOf: (name) => (BACKGROUND.has(name) ? settings.backgroundNice : 0),
+    priorityOf: (name) => (BACKGROUND.has(name) ? settings.backgroundPriority : 'normal'),
   });
   const paused = new Set<ManagedProcess>();
   let pool: pg.Pool | undefined;

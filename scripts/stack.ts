@@ -6,7 +6,13 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { ComponentError, signalGroup, tailFile, type ManagedProcess } from './lib/process.ts';
+import {
+  ComponentError,
+  parseCpuPriority,
+  signalGroup,
+  tailFile,
+  type ManagedProcess,
+} from './lib/process.ts';
 import { Stack, configuredPorts } from './lib/stack.ts';
 import { ProvisionError, projectRoot, provisionAll } from './lib/tools.ts';
 
@@ -27,18 +33,18 @@ const pidFile = path.join(dataDir, 'run', 'pids.json');
 const log = (m: string) => console.error(`[stack] ${m}`);
 
 /**
- * Niceness of everything off the request path (BACKGROUND_NICE, default 10,
- * 0 = off): on one machine the API and PostgreSQL win the CPU during a spike,
- * and the workflow starts and the work behind them queue up instead.
+ * CPU priority of everything off the request path (BACKGROUND_PRIORITY:
+ * `idle`, the default, runs it only on CPU time the API and PostgreSQL leave
+ * free; a niceness 1-19; `normal`): on one machine a spike queues up as
+ * workflow-start and activity backlog instead of slowing `POST /orders`.
  */
-const backgroundNice = (() => {
-  const raw = process.env.BACKGROUND_NICE ?? '10';
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 0 || n > 19) {
-    console.error(`[stack] BACKGROUND_NICE must be an integer 0-19, got "${raw}"`);
+const backgroundPriority = (() => {
+  try {
+    return parseCpuPriority(process.env.BACKGROUND_PRIORITY ?? 'idle', 'BACKGROUND_PRIORITY');
+  } catch (e) {
+    console.error(`[stack] ${(e as Error).message}`);
     process.exit(2);
   }
-  return n;
 })();
 const foreground = new Set(['api', 'postgresql', 'postgres-initdb']);
 
@@ -87,7 +93,7 @@ async function main(): Promise<void> {
     ports,
     tools,
     log,
-    niceOf: (name) => (foreground.has(name) ? 0 : backgroundNice),
+    priorityOf: (name) => (foreground.has(name) ? 'normal' : backgroundPriority),
     external: {
       databaseUrl: process.env.DATABASE_URL || undefined,
       kafkaBrokers: process.env.KAFKA_BROKERS || undefined,

@@ -27,11 +27,44 @@ export interface SpawnSpec {
   logFile: string;
   /** Signal for a graceful stop (PostgreSQL's "fast" shutdown is SIGINT). */
   stopSignal?: NodeJS.Signals;
-  /**
-   * CPU niceness (1-19) for the process and every thread it creates (run
-   * through `nice`, so threads started before any renice are covered too).
-   */
-  nice?: number;
+  /** CPU priority of the process and of every thread it creates (see CpuPriority). */
+  priority?: CpuPriority;
+}
+
+/**
+ * `idle`: Linux SCHED_IDLE (`chrt --idle 0`), the process runs only on CPU
+ * time nothing else wants; a number 1-19: that niceness (`nice -n`);
+ * `normal` or 0: unchanged. Set at exec time, so every thread inherits it
+ * (niceness weighs each thread, which makes it weak for a many-threaded
+ * server such as Temporal's or a JVM; SCHED_IDLE is not).
+ */
+export type CpuPriority = 'normal' | 'idle' | number;
+
+export function parseCpuPriority(raw: string, variable: string): CpuPriority {
+  const v = raw.trim().toLowerCase();
+  if (v === 'normal' || v === 'idle') return v;
+  const n = Number(v);
+  if (v !== '' && Number.isInteger(n) && n >= 0 && n <= 19) return n;
+  throw new Error(`${variable} must be "idle", "normal" or a niceness 0-19, got "${raw}"`);
+}
+
+const CHRT = ['/usr/bin/chrt', '/bin/chrt'].find((p) => fs.existsSync(p));
+
+/** The command line that runs `command` at `priority`. */
+export function withPriority(
+  priority: CpuPriority | undefined,
+  command: string,
+  args: string[],
+): [string, string[]] {
+  if (priority === 'idle') {
+    return CHRT
+      ? [CHRT, ['--idle', '0', command, ...args]]
+      : ['nice', ['-n', '19', command, ...args]];
+  }
+  if (typeof priority === 'number' && priority > 0) {
+    return ['nice', ['-n', String(priority), command, ...args]];
+  }
+  return [command, args];
 }
 
 export class ManagedProcess {
@@ -45,10 +78,7 @@ export class ManagedProcess {
     fs.mkdirSync(path.dirname(spec.logFile), { recursive: true });
     const fd = fs.openSync(spec.logFile, 'a');
     fs.writeSync(fd, `\n--- ${new Date().toISOString()} ${spec.command} ${spec.args.join(' ')}\n`);
-    const [command, args] =
-      spec.nice && spec.nice > 0
-        ? ['nice', ['-n', String(spec.nice), spec.command, ...spec.args]]
-        : [spec.command, spec.args];
+    const [command, args] = withPriority(spec.priority, spec.command, spec.args);
     this.child = spawn(command, args, {
       cwd: spec.cwd,
       env: spec.env ?? process.env,

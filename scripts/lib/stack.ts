@@ -20,6 +20,7 @@ import {
   delay,
   isListening,
   waitUntilReady,
+  type CpuPriority,
 } from './process.ts';
 import { projectRoot, type Tools } from './tools.ts';
 
@@ -57,12 +58,12 @@ export interface StackOptions {
   /** Test stacks trade durability for speed (no fsync). */
   ephemeral?: boolean;
   /**
-   * CPU niceness per component name (0 or absent: normal priority). `npm start`
-   * runs everything off the request path (Temporal, Kafka, maildev, workers,
-   * relay, consumers) below the API and PostgreSQL, so a spike becomes backlog
+   * CPU priority per component name (absent: normal). `npm start` runs
+   * everything off the request path (Temporal, Kafka, maildev, workers, relay,
+   * consumers) below the API and PostgreSQL, so a spike becomes backlog
    * instead of request latency.
    */
-  niceOf?: (name: string) => number;
+  priorityOf?: (name: string) => CpuPriority;
   /** Peers given from outside (DATABASE_URL, KAFKA_BROKERS, TEMPORAL_ADDRESS) are used, not started. */
   external?: { databaseUrl?: string; kafkaBrokers?: string; temporalAddress?: string };
   log?: (msg: string) => void;
@@ -149,13 +150,13 @@ export class Stack {
   ) {
     // A component still starting when another failed must not outlive the stack's stop.
     if (this.stopped) throw new ComponentError(name, 'not started: the stack is stopping');
-    const nice = this.opts.niceOf?.(name) ?? 0;
+    const priority = this.opts.priorityOf?.(name);
     const proc = new ManagedProcess({
       name,
       command,
       args,
       logFile: this.logFile(name),
-      ...(nice > 0 ? { nice } : {}),
+      ...(priority !== undefined ? { priority } : {}),
       ...extra,
     });
     this.procs.push(proc);
