@@ -50,21 +50,31 @@ export function parseCpuPriority(raw: string, variable: string): CpuPriority {
 
 const CHRT = ['/usr/bin/chrt', '/bin/chrt'].find((p) => fs.existsSync(p));
 
-/** The command line that runs `command` at `priority`. */
+/**
+ * The command line that runs `command` at `priority`. With the kernel's
+ * autogroup scheduling on (the default of most desktop and server
+ * distributions), CPU time is first shared between sessions, and every
+ * process started here leads a session of its own (`detached`): a process's
+ * niceness or SCHED_IDLE then only ranks its own threads. So a low priority
+ * is also written to the session's autogroup (`/proc/self/autogroup`, from
+ * inside the new session, before exec) to rank the whole process below the
+ * others.
+ */
 export function withPriority(
   priority: CpuPriority | undefined,
   command: string,
   args: string[],
 ): [string, string[]] {
-  if (priority === 'idle') {
-    return CHRT
-      ? [CHRT, ['--idle', '0', command, ...args]]
-      : ['nice', ['-n', '19', command, ...args]];
-  }
-  if (typeof priority === 'number' && priority > 0) {
-    return ['nice', ['-n', String(priority), command, ...args]];
-  }
-  return [command, args];
+  const nice = priority === 'idle' ? 19 : typeof priority === 'number' ? priority : 0;
+  if (nice <= 0) return [command, args];
+  const inner =
+    priority === 'idle' && CHRT
+      ? [CHRT, '--idle', '0', command, ...args]
+      : ['nice', '-n', String(nice), command, ...args];
+  return [
+    'sh',
+    ['-c', `echo ${nice} > /proc/self/autogroup 2>/dev/null; exec "$0" "$@"`, ...inner],
+  ];
 }
 
 export class ManagedProcess {
