@@ -13,20 +13,8 @@ import {
   tailFile,
   type ManagedProcess,
 } from './lib/process.ts';
-import { Stack, configuredPorts } from './lib/stack.ts';
+import { APP_PROCESSES, RUNNING_LOG_LINE, Stack, configuredPorts } from './lib/stack.ts';
 import { ProvisionError, projectRoot, provisionAll } from './lib/tools.ts';
-
-/** Application processes, started in this order when their entry file exists. */
-export const appProcesses = [
-  { name: 'api', entry: 'src/api/server.ts' },
-  { name: 'relay', entry: 'src/api/relay.ts' },
-  { name: 'worker-orders', entry: 'src/workers/orders.ts' },
-  { name: 'worker-email', entry: 'src/workers/email.ts' },
-  { name: 'worker-webhooks', entry: 'src/workers/webhooks.ts' },
-  { name: 'worker-events', entry: 'src/workers/events.ts' },
-  { name: 'consumer-analytics', entry: 'src/consumers/analytics.ts' },
-  { name: 'consumer-inventory', entry: 'src/consumers/inventory.ts' },
-] as const;
 
 const dataDir = path.resolve(process.env.ORDERFLOW_DATA_DIR ?? path.join(projectRoot, '.data'));
 const pidFile = path.join(dataDir, 'run', 'pids.json');
@@ -118,15 +106,14 @@ async function main(): Promise<void> {
   try {
     const env = await stack.startInfrastructure();
     recordPids(stack.procs);
-    for (const app of appProcesses) {
+    // Started in this order when their entry file exists.
+    for (const app of APP_PROCESSES) {
       if (!fs.existsSync(path.join(projectRoot, app.entry))) continue;
       const ready =
         app.name === 'api'
           ? () => isReady(`http://127.0.0.1:${ports.api}/readyz`)
           : async (p: ManagedProcess) =>
-              /"msg":"(worker|consumer|relay) running"/.test(
-                sinceStart(tailFile(p.spec.logFile, 200)),
-              );
+              RUNNING_LOG_LINE.test(sinceStart(tailFile(p.spec.logFile, 200)));
       // The API only commits; the relay process starts the workflows (unless told otherwise).
       const mode = { WORKFLOW_START_MODE: process.env.WORKFLOW_START_MODE || 'relay' };
       await stack.startApp(

@@ -51,6 +51,21 @@ export const defaultPorts: Record<keyof StackPorts, [number, string]> = {
   api: [3000, 'PORT'],
 };
 
+/** The application processes of the stack, in start order (`npm start`, the e2e and chaos stacks). */
+export const APP_PROCESSES = [
+  { name: 'api', entry: 'src/api/server.ts' },
+  { name: 'relay', entry: 'src/api/relay.ts' },
+  { name: 'worker-orders', entry: 'src/workers/orders.ts' },
+  { name: 'worker-email', entry: 'src/workers/email.ts' },
+  { name: 'worker-webhooks', entry: 'src/workers/webhooks.ts' },
+  { name: 'worker-events', entry: 'src/workers/events.ts' },
+  { name: 'consumer-analytics', entry: 'src/consumers/analytics.ts' },
+  { name: 'consumer-inventory', entry: 'src/consumers/inventory.ts' },
+] as const;
+
+/** The log line (JSON) with which a relay, worker or consumer says it runs. */
+export const RUNNING_LOG_LINE = /"msg":"(worker|consumer|relay) running"/;
+
 export interface StackOptions {
   dataDir: string;
   ports: StackPorts;

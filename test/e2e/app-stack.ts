@@ -8,6 +8,8 @@
 import fs from 'node:fs';
 import { freePort, signalGroup, type ManagedProcess } from '../../scripts/lib/process.ts';
 import {
+  APP_PROCESSES as ALL_APP_PROCESSES,
+  RUNNING_LOG_LINE,
   Stack,
   ephemeralPorts,
   tmpStackDir,
@@ -16,15 +18,11 @@ import {
 } from '../../scripts/lib/stack.ts';
 import type { Tools } from '../../scripts/lib/tools.ts';
 
-/** The application processes of scripts/stack.ts `appProcesses`, in its start order (no consumers yet). */
-export const APP_PROCESSES = [
-  { name: 'api', entry: 'src/api/server.ts' },
-  { name: 'relay', entry: 'src/api/relay.ts' },
-  { name: 'worker-orders', entry: 'src/workers/orders.ts' },
-  { name: 'worker-email', entry: 'src/workers/email.ts' },
-  { name: 'worker-webhooks', entry: 'src/workers/webhooks.ts' },
-  { name: 'worker-events', entry: 'src/workers/events.ts' },
-] as const;
+type StackApp = (typeof ALL_APP_PROCESSES)[number];
+/** The stack's application processes but the consumers (the chaos run adds those itself), in start order. */
+export const APP_PROCESSES = ALL_APP_PROCESSES.filter(
+  (a): a is Exclude<StackApp, { name: `consumer-${string}` }> => !a.name.startsWith('consumer-'),
+);
 export type AppName = (typeof APP_PROCESSES)[number]['name'];
 
 /**
@@ -105,8 +103,7 @@ export async function startAppStack(opts: {
     const ready =
       name === 'api'
         ? async () => (await fetch(`${apiUrl}/readyz`, { signal: AbortSignal.timeout(2000) })).ok
-        : async (p: ManagedProcess) =>
-            /"msg":"(worker|relay) running"/.test(currentRunLog(p.spec.logFile));
+        : async (p: ManagedProcess) => RUNNING_LOG_LINE.test(currentRunLog(p.spec.logFile));
     const proc = await stack.startApp(name, entry, { PORT: String(ports.api), ...env }, ready);
     apps.set(name, proc);
     return proc;
