@@ -35,6 +35,8 @@
  *   BENCH_REDIS_AOF=1                  1: appendonly yes, appendfsync everysec; 0: no persistence
  *   BENCH_DRAIN_S=300                  bound on waiting for a backlog between parts
  *   BENCH_RUN_MAX_MIN=45               bound on the whole run (exceeding it is a harness error)
+ *   BENCH_BACKGROUND_PRIORITY=idle     CPU priority of all but the APIs, PostgreSQL and Redis
+ *                                      (idle | normal | a niceness 1-19; npm start's default)
  *   BENCH_LABEL=                       suffix of the result files
  *   BENCH_RESULTS_DIR=bench/results    where they are written
  *   bench/intake.ts's own variables (BENCH_DURATION_S, BENCH_RATES, BENCH_REF, ...) pass
@@ -50,7 +52,15 @@ import path from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { ManagedProcess, freePort, signalGroup, waitUntilReady } from '../scripts/lib/process.ts';
+import {
+  ManagedProcess,
+  freePort,
+  parseCpuPriority,
+  signalGroup,
+  type CpuPriority,
+  waitUntilReady,
+} from '../scripts/lib/process.ts';
+import { FOREGROUND_PROCESSES, backgroundPriorityOf } from '../scripts/lib/stack.ts';
 import { projectRoot, provisionAll, versions } from '../scripts/lib/tools.ts';
 import { ORDERS_PLACED_TOPIC, orderPlacedEventId, webhookMessageId } from '../src/shared/events.ts';
 import { TaskQueue } from '../src/shared/task-queues.ts';
@@ -111,6 +121,10 @@ const settings = {
   drainS: intEnv('BENCH_DRAIN_S', 300, 10, 3600),
   maxMin: intEnv('BENCH_RUN_MAX_MIN', 45, 1, 480),
   label: (process.env.BENCH_LABEL ?? '').replace(/[^\w.-]/g, ''),
+  backgroundPriority: parseCpuPriority(
+    process.env.BENCH_BACKGROUND_PRIORITY ?? 'idle',
+    'BENCH_BACKGROUND_PRIORITY',
+  ),
 };
 
 /** Short settings for bench/intake.ts, used where the caller set none. */
@@ -1314,7 +1328,7 @@ function render(r: Results, svgName: string): string {
     lines.push(
       '## Intake, orderflow vs peer',
       '',
-      `Paced: ${pi.rate} req/s, arrivals evenly spread (open loop, latency from the scheduled time), ${pi.durationS} s. Saturation: autocannon, ${settings.peerSatConnections} connections, ${pi.durationS} s. orderflow = the API with WORKFLOW_START_MODE=${pi.startMode}, as npm start runs it. Each backlog drained before the next measurement.`,
+      `Paced: ${pi.rate} req/s, arrivals evenly spread (open loop, latency from the scheduled time), ${pi.durationS} s. Saturation: autocannon, ${settings.peerSatConnections} connections, ${pi.durationS} s. orderflow = the API with WORKFLOW_START_MODE=${pi.startMode}, as npm start runs it. CPU priority of everything but the two APIs, PostgreSQL and Redis: ${describePriority(r.settings.backgroundPriority)}. Each backlog drained before the next measurement.`,
       '',
       '| system | load | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | backlog drained in |',
       '|---|---|--:|--:|--:|--:|--:|--:|--:|',
@@ -1471,6 +1485,12 @@ async function main(): Promise<number> {
       ephemeral: false,
       appEnv: { WEBHOOK_RATE_PER_SECOND: String(settings.webhookRate), LOG_LEVEL: 'info' },
       log: (m) => log(`stack: ${m}`),
+      // As npm start runs it; the peer alike: its API at normal priority (Redis, which its
+      // request path writes to, is started at normal priority too), its workers in the background.
+      priorityOf: backgroundPriorityOf(
+        settings.backgroundPriority,
+        new Set([...FOREGROUND_PROCESSES, 'peer-api']),
+      ),
     });
     db = new pg.Pool({ connectionString: app.env.DATABASE_URL, max: 4 });
     receiver = await startReceiver();
@@ -1561,3 +1581,9 @@ main().then(
     process.exit(1);
   },
 );
+
+function describePriority(p: CpuPriority | undefined): string {
+  if (p === undefined) return 'normal (not recorded)';
+  if (p === 'idle') return "SCHED_IDLE, session autogroup at nice 19 (npm start's default)";
+  return p === 'normal' ? 'normal' : `nice ${p}`;
+}

@@ -8,8 +8,12 @@
  *   npm run histories:record              # every scenario
  *   npm run histories:record -- happy-path  # only these
  *
+ *   npm run histories:record -- --tag local-bookkeeping  # as <name>.local-bookkeeping.json
+ *
  * Record a new history when the workflow gains behaviour; never re-record an
- * old one to make a failing replay pass: that failure is the point.
+ * old one to make a failing replay pass: that failure is the point. So an
+ * existing file is never overwritten (--force does); after a patch, record the
+ * scenarios again under a --tag and keep the old files: both paths replay.
  */
 import { ApplicationFailure } from '@temporalio/common';
 import proto from '@temporalio/proto';
@@ -265,7 +269,31 @@ const scenarios: Scenario[] = [
 ];
 
 async function main(): Promise<void> {
-  const only = process.argv.slice(2);
+  const args = process.argv.slice(2);
+  const force = args.includes('--force');
+  const tagAt = args.indexOf('--tag');
+  const tag = tagAt >= 0 ? args[tagAt + 1] : undefined;
+  if (tagAt >= 0 && !/^[a-z0-9-]+$/.test(tag ?? '')) {
+    console.error('--tag needs a name of a-z, 0-9 and -');
+    process.exitCode = 2;
+    return;
+  }
+  const only = args.filter(
+    (a, i) => a !== '--force' && (tagAt < 0 || (i !== tagAt && i !== tagAt + 1)),
+  );
+  const fileOf = (name: string) => path.join(historiesDir, `${name}${tag ? `.${tag}` : ''}.json`);
+  const existing = scenarios
+    .filter((s) => !only.length || only.includes(s.name))
+    .map((s) => fileOf(s.name))
+    .filter((f) => fs.existsSync(f));
+  if (existing.length && !force) {
+    console.error(
+      `not overwriting ${existing.map((f) => path.relative(projectRoot, f)).join(', ')}: ` +
+        'record under a new --tag, or pass --force',
+    );
+    process.exitCode = 2;
+    return;
+  }
   const unknown = only.filter((n) => !scenarios.some((s) => s.name === n));
   if (unknown.length) {
     console.error(
@@ -314,7 +342,7 @@ async function main(): Promise<void> {
         }),
       );
       const history = await env.client.workflow.getHandle(workflowId, runId).fetchHistory();
-      const file = path.join(historiesDir, `${scenario.name}.json`);
+      const file = fileOf(scenario.name);
       // Indented, so a re-recording shows up as a readable diff.
       fs.writeFileSync(file, `${historyToJSON(history)}\n`);
       console.error(

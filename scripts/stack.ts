@@ -13,7 +13,13 @@ import {
   tailFile,
   type ManagedProcess,
 } from './lib/process.ts';
-import { APP_PROCESSES, RUNNING_LOG_LINE, Stack, configuredPorts } from './lib/stack.ts';
+import {
+  APP_PROCESSES,
+  RUNNING_LOG_LINE,
+  Stack,
+  backgroundPriorityOf,
+  configuredPorts,
+} from './lib/stack.ts';
 import { ProvisionError, projectRoot, provisionAll } from './lib/tools.ts';
 
 const dataDir = path.resolve(process.env.ORDERFLOW_DATA_DIR ?? path.join(projectRoot, '.data'));
@@ -34,7 +40,6 @@ const backgroundPriority = (() => {
     process.exit(2);
   }
 })();
-const foreground = new Set(['api', 'postgresql', 'postgres-initdb']);
 
 /** Process groups left by a runner that was killed with SIGKILL are stopped first. */
 function stopLeftovers(): void {
@@ -81,7 +86,7 @@ async function main(): Promise<void> {
     ports,
     tools,
     log,
-    priorityOf: (name) => (foreground.has(name) ? 'normal' : backgroundPriority),
+    priorityOf: backgroundPriorityOf(backgroundPriority),
     external: {
       databaseUrl: process.env.DATABASE_URL || undefined,
       kafkaBrokers: process.env.KAFKA_BROKERS || undefined,

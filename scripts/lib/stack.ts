@@ -63,6 +63,26 @@ export const APP_PROCESSES = [
   { name: 'consumer-inventory', entry: 'src/consumers/inventory.ts' },
 ] as const;
 
+/** What stays at normal CPU priority: the request path (the API and its database). */
+export const FOREGROUND_PROCESSES: ReadonlySet<string> = new Set([
+  'api',
+  'postgresql',
+  'postgres-initdb',
+]);
+
+/**
+ * Stack's `priorityOf` as `npm start` sets it: the foreground at normal
+ * priority, everything else (Temporal, Kafka, maildev, the relay, workers,
+ * consumers) at `background`, so a spike queues up as backlog instead of
+ * slowing `POST /orders`.
+ */
+export function backgroundPriorityOf(
+  background: CpuPriority,
+  foreground: ReadonlySet<string> = FOREGROUND_PROCESSES,
+): (name: string) => CpuPriority {
+  return (name) => (foreground.has(name) ? 'normal' : background);
+}
+
 /** The log line (JSON) with which a relay, worker or consumer says it runs. */
 export const RUNNING_LOG_LINE = /"msg":"(worker|consumer|relay) running"/;
 

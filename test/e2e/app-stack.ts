@@ -6,7 +6,12 @@
  * (`stack.startApp`, ready on /readyz or on the worker's "worker running" log line).
  */
 import fs from 'node:fs';
-import { freePort, signalGroup, type ManagedProcess } from '../../scripts/lib/process.ts';
+import {
+  freePort,
+  signalGroup,
+  type CpuPriority,
+  type ManagedProcess,
+} from '../../scripts/lib/process.ts';
 import {
   APP_PROCESSES as ALL_APP_PROCESSES,
   RUNNING_LOG_LINE,
@@ -64,6 +69,8 @@ export async function startAppStack(opts: {
   appEnv?: Record<string, string>;
   dataDir?: string;
   log?: (msg: string) => void;
+  /** CPU priority per stack process (default: all normal); bench/run.ts sets npm start's. */
+  priorityOf?: (name: string) => CpuPriority;
 }): Promise<AppStack> {
   let stack!: Stack;
   let ports!: StackPorts;
@@ -78,6 +85,7 @@ export async function startAppStack(opts: {
       tools: opts.tools,
       ephemeral: opts.ephemeral,
       log: opts.log,
+      priorityOf: opts.priorityOf,
     });
     try {
       stackEnv = await stack.startInfrastructure();

@@ -40,6 +40,10 @@ describe('committed workflow histories', () => {
         'webhook-429-then-success.json',
         'cancelled-while-parked.json',
         'resend-events.json',
+        // Recorded after the bookkeeping moved to local activities (patch bookkeeping-local-activities).
+        'happy-path.local-bookkeeping.json',
+        'parked-then-retried.local-bookkeeping.json',
+        'cancelled-while-retrying.local-bookkeeping.json',
       ]),
     );
   });

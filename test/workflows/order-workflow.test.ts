@@ -117,6 +117,23 @@ describe('orderWorkflow', () => {
     expect(f.calls.events).toHaveLength(1);
     expect(f.calls.webhook.map((w) => w.endpointId).sort()).toEqual(['ep-1', 'ep-2']);
     expect(f.calls.statuses.map((s) => s.status)).toEqual(['PROCESSING', 'COMPLETED']);
+    // Bookkeeping runs as local activities (markers); only the four effects are queued tasks.
+    const { events } = await env.client.workflow.getHandle(orderWorkflowId(orderId)).fetchHistory();
+    const types = (events ?? []).map((e) => e.eventType);
+    const scheduled = (events ?? []).flatMap((e) =>
+      e.activityTaskScheduledEventAttributes?.activityType?.name
+        ? [e.activityTaskScheduledEventAttributes.activityType.name]
+        : [],
+    );
+    expect(scheduled.sort()).toEqual([
+      'deliverWebhook',
+      'deliverWebhook',
+      'publishOrderPlaced',
+      'sendConfirmationEmail',
+    ]);
+    const EventType = temporal.api.enums.v1.EventType;
+    // The patch marker, then PROCESSING, the subscribers and COMPLETED.
+    expect(types.filter((t) => t === EventType.EVENT_TYPE_MARKER_RECORDED)).toHaveLength(4);
   });
 
   it('retries a failing webhook with exponential backoff over virtual hours, then succeeds', async () => {
