@@ -10,6 +10,7 @@ import {
   postWebhook,
   type WebhookResponse,
 } from '../webhooks/http-delivery.ts';
+import type { RateGate } from '../webhooks/rate-gate.ts';
 import { TargetForbiddenError, type TargetPolicy } from '../webhooks/ssrf-guard.ts';
 
 export const WEBHOOK_USER_AGENT = 'orderflow-webhooks/0.1';
@@ -20,13 +21,21 @@ export interface WebhookActivityDeps {
   timeoutMs: number;
   allowedTargets: TargetPolicy;
   now?: () => Date;
+  /** Spaces the sends of all workers to WEBHOOK_RATE_PER_SECOND (none: unlimited, for tests). */
+  rateGate?: RateGate;
   /** Counts each attempt by outcome (the worker's orderflow_webhook_deliveries_total). */
   deliveries?: { inc(labels: { outcome: WebhookDeliveryOutcome }): void };
 }
 
 /** How one delivery attempt ended, as counted in metrics. */
 export type WebhookDeliveryOutcome =
-  'delivered' | 'duplicate' | 'retryable_failure' | 'permanent_failure' | 'gone' | 'skipped';
+  | 'delivered'
+  | 'duplicate'
+  | 'retryable_failure'
+  | 'permanent_failure'
+  | 'gone'
+  | 'skipped'
+  | 'throttled';
 
 export interface DeliverWebhookInput {
   orderId: string;
@@ -109,6 +118,32 @@ export function createWebhookActivities(deps: WebhookActivityDeps) {
     });
   }
 
+  /**
+   * Waits for this send's turn at the rate gate. A turn further away than this
+   * attempt could wait and still finish its request is not taken: the attempt
+   * is retried when the gate is free again (nextRetryDelay).
+   */
+  async function awaitSendSlot(key: DeliverWebhookInput & { webhookId: string }): Promise<void> {
+    if (!deps.rateGate) return;
+    const ctx = Context.current();
+    const maxWaitMs = Math.max(0, ctx.info.startToCloseTimeoutMs - deps.timeoutMs - 1000);
+    const turn = await deps.rateGate.reserve(maxWaitMs);
+    if (turn.kind === 'busy') {
+      count('throttled');
+      throw failure(
+        FailureType.WebhookThrottled,
+        `Webhook rate limit (${deps.rateGate.ratePerSecond}/s): next free send in ${turn.busyForMs} ms`,
+        false,
+        turn.busyForMs,
+      );
+    }
+    if (turn.waitMs > 0) {
+      if (turn.waitMs >= 1000)
+        log.info('webhook waits for the rate limit', { ...key, waitMs: turn.waitMs });
+      await ctx.sleep(turn.waitMs);
+    }
+  }
+
   return {
     /**
      * POSTs the order's event to one endpoint, signed per Standard Webhooks.
@@ -147,6 +182,7 @@ export function createWebhookActivities(deps: WebhookActivityDeps) {
         timestamp: order.createdAt.toISOString(),
         data: orderPlacedData(order),
       });
+      await awaitSendSlot(key);
       // Standard Webhooks: the timestamp is this attempt's, so receivers' replay windows hold.
       const attemptAt = now();
       const headers = {

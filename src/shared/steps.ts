@@ -76,6 +76,8 @@ export const FailureType = {
   TargetForbidden: 'TargetForbidden',
   /** 408, 429, 5xx or a network error; retried (after Retry-After when given). */
   WebhookUnavailable: 'WebhookUnavailable',
+  /** The webhook rate limit has no free send time within this attempt; retried when it has. */
+  WebhookThrottled: 'WebhookThrottled',
   /** The topic does not exist and cannot be created. */
   UnknownTopic: 'UnknownTopic',
   /** The broker did not acknowledge; retried. */

@@ -1,10 +1,14 @@
 /**
- * Worker for task queue `webhooks`: signed webhook deliveries. The Temporal
- * server enforces WEBHOOK_RATE_PER_SECOND across all webhook workers together;
+ * Worker for task queue `webhooks`: signed webhook deliveries, at most
+ * WEBHOOK_RATE_PER_SECOND across all webhook workers together: the Temporal
+ * server hands out deliveries at that rate (its task-queue limit), and a rate
+ * gate in PostgreSQL spaces the sends themselves evenly, so the bursts the
+ * server's token bucket allows never reach the subscribers.
  * WEBHOOKS_WORKER_CONCURRENCY bounds the requests in flight in this process.
  */
 import { createWebhookActivities } from '../activities/webhooks.ts';
 import { createDb } from '../db/client.ts';
+import { createRateGate } from '../webhooks/rate-gate.ts';
 import { TaskQueue } from '../shared/task-queues.ts';
 import { webhookDeliveriesCounter } from './metrics.ts';
 import { runWorker } from './run-worker.ts';
@@ -27,6 +31,7 @@ runWorker({
           db,
           timeoutMs: config.WEBHOOK_TIMEOUT_MS,
           allowedTargets: config.WEBHOOK_ALLOWED_TARGETS,
+          rateGate: createRateGate(db, config.WEBHOOK_RATE_PER_SECOND),
           deliveries: webhookDeliveriesCounter(registry),
         }),
         maxConcurrentActivityTaskExecutions: config.WEBHOOKS_WORKER_CONCURRENCY,

@@ -14,6 +14,7 @@ import { orderPlacedEventId, webhookMessageId } from '../../src/shared/events.ts
 import { FailureType, ORDER_PLACED } from '../../src/shared/steps.ts';
 import { orderWorkflowId } from '../../src/shared/task-queues.ts';
 import { MAX_RESPONSE_BODY_BYTES, parseRetryAfter } from '../../src/webhooks/http-delivery.ts';
+import { RATE_GATE_MARGIN, createRateGate } from '../../src/webhooks/rate-gate.ts';
 import {
   classifyAddress,
   guardedLookup,
@@ -330,6 +331,80 @@ describe('deliverWebhook', () => {
       true,
     ]);
     expect(receiver.requests).toHaveLength(0);
+  });
+});
+
+describe('the webhook rate gate', () => {
+  /** A gate of its own per test (its row is created on first use), shared by `workers` activity sets. */
+  const gateName = () => `test-${randomUUID()}`;
+  /** As the worker runs an attempt: a 30 s start-to-close timeout. */
+  const runAttempt = <R>(body: () => Promise<R>) =>
+    new MockActivityEnvironment({ startToCloseTimeoutMs: 30_000 }, { logger }).run<
+      [],
+      R,
+      () => Promise<R>
+    >(body);
+  /** Most requests whose arrival falls in any one window of `ms` (sliding, from each arrival). */
+  const mostInWindow = (times: number[], ms: number) => {
+    const t = [...times].sort((a, b) => a - b);
+    let most = 0;
+    for (let i = 0, j = 0; i < t.length; i++) {
+      while (t[i]! - t[j]! >= ms) j++;
+      most = Math.max(most, i - j + 1);
+    }
+    return most;
+  };
+
+  it('spaces the sends of concurrent deliveries from several workers to the rate, as the receiver sees them', async () => {
+    const rate = 20;
+    const name = gateName();
+    // Three "workers": activity sets with a gate each, on the same row.
+    const workers = [0, 1, 2].map(() => activities({ rateGate: createRateGate(db, rate, name) }));
+    const endpoint = await createEndpoint();
+    const orders = await Promise.all(Array.from({ length: 45 }, () => createOrder()));
+    const t0 = Date.now();
+    const results = await Promise.all(
+      orders.map((o, i) =>
+        runAttempt(() =>
+          workers[i % 3]!.deliverWebhook({
+            orderId: o.id,
+            endpointId: endpoint.id,
+            eventType: ORDER_PLACED,
+          }),
+        ),
+      ),
+    );
+    expect(results.every((r) => r.status === 204 && !r.alreadyDelivered)).toBe(true);
+    const arrivals = receiver.requests.map((r) => r.receivedAt.getTime());
+    expect(arrivals).toHaveLength(45);
+    expect(mostInWindow(arrivals, 1000)).toBeLessThanOrEqual(rate);
+    // Evenly spaced, not 20 at once and 20 a second later: no 200 ms holds more than 5.
+    expect(mostInWindow(arrivals, 200)).toBeLessThanOrEqual(5);
+    // 45 sends, 44 gaps of 1/20 s (+2%): not less than 2.2 s, and the gate does not dawdle.
+    const span = Math.max(...arrivals) - Math.min(...arrivals);
+    expect(span).toBeGreaterThanOrEqual(44 * (1000 / rate) * (1 + RATE_GATE_MARGIN) - 20);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+  });
+
+  it('takes no turn further away than the attempt can wait: a retryable WebhookThrottled after the gate is free, nothing sent', async () => {
+    const gate = createRateGate(db, 0.5, gateName()); // one send per 2 s
+    const first = await fixture({ rateGate: gate });
+    const second = await fixture({ rateGate: gate });
+    // The mock attempt's start-to-close timeout (1 s) is below the request timeout: no waiting.
+    expect((await first.deliver()).status).toBe(204);
+    const throttled = await failureOf(second.deliver());
+    expect([throttled.type, throttled.nonRetryable]).toEqual([FailureType.WebhookThrottled, false]);
+    expect(throttled.nextRetryDelay).toBeGreaterThan(1500);
+    expect(throttled.nextRetryDelay).toBeLessThanOrEqual(2100);
+    expect(receiver.requests).toHaveLength(1);
+    // Nothing was reserved by the refused attempt: the next turn is still the one after the first send.
+    const again = await gate.reserve(5000);
+    expect(again.kind).toBe('reserved');
+    expect(again.kind === 'reserved' && again.waitMs).toBeLessThanOrEqual(2100);
+  });
+
+  it('refuses a rate that is not positive', () => {
+    expect(() => createRateGate(db, 0)).toThrow(/rate must be positive/);
   });
 });
 

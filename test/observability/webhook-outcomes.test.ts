@@ -17,6 +17,7 @@ import { newSigningSecret } from '../../src/api/webhooks/endpoint-service.ts';
 import { createDb, type Db } from '../../src/db/client.ts';
 import { ORDER_PLACED } from '../../src/shared/steps.ts';
 import { orderWorkflowId } from '../../src/shared/task-queues.ts';
+import { createRateGate } from '../../src/webhooks/rate-gate.ts';
 import { webhookDeliveriesCounter } from '../../src/workers/metrics.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
 import { sample } from './processes.ts';
@@ -63,13 +64,14 @@ async function orderAndEndpoint(url = `${receiver.url}/hooks`) {
 }
 
 describe('orderflow_webhook_deliveries_total', () => {
-  it('counts delivered, duplicate, retryable, permanent, gone and skipped attempts', async () => {
+  it('counts delivered, duplicate, retryable, permanent, gone, skipped and throttled attempts', async () => {
     const registry = new client.Registry();
+    const deliveries = webhookDeliveriesCounter(registry);
     const acts = createWebhookActivities({
       db,
       timeoutMs: 2000,
       allowedTargets: 'loopback',
-      deliveries: webhookDeliveriesCounter(registry),
+      deliveries,
     });
     const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
     const attempt = (input: Awaited<ReturnType<typeof orderAndEndpoint>>) =>
@@ -97,6 +99,19 @@ describe('orderflow_webhook_deliveries_total', () => {
     await db.webhookEndpoint.delete({ where: { id: deleted.endpointId } });
     expect(await attempt(deleted)).toBe('failed');
 
+    // A rate gate with its one send per 2 s taken: the attempt cannot wait for the next.
+    const gate = createRateGate(db, 0.5, `test-${randomUUID()}`);
+    expect((await gate.reserve(0)).kind).toBe('reserved');
+    const gated = createWebhookActivities({
+      db,
+      timeoutMs: 2000,
+      allowedTargets: 'loopback',
+      deliveries,
+      rateGate: gate,
+    });
+    const throttled = await orderAndEndpoint();
+    await expect(env.run(() => gated.deliverWebhook(throttled))).rejects.toThrow(/rate limit/);
+
     const text = await registry.metrics();
     const expected: Record<WebhookDeliveryOutcome, number> = {
       delivered: 1,
@@ -105,6 +120,7 @@ describe('orderflow_webhook_deliveries_total', () => {
       permanent_failure: 2,
       gone: 1,
       skipped: 1,
+      throttled: 1,
     };
     const counted = Object.fromEntries(
       Object.keys(expected).map((outcome) => [
