@@ -126,22 +126,25 @@ export function createWebhookActivities(deps: WebhookActivityDeps) {
   async function awaitSendSlot(key: DeliverWebhookInput & { webhookId: string }): Promise<void> {
     if (!deps.rateGate) return;
     const ctx = Context.current();
-    const maxWaitMs = Math.max(0, ctx.info.startToCloseTimeoutMs - deps.timeoutMs - 1000);
-    const turn = await deps.rateGate.reserve(maxWaitMs);
+    const turn = await deps.rateGate.acquire({
+      maxWaitMs: Math.max(0, ctx.info.startToCloseTimeoutMs - deps.timeoutMs - 1000),
+      sleep: (ms) => ctx.sleep(ms),
+    });
     if (turn.kind === 'busy') {
       count('throttled');
       throw failure(
         FailureType.WebhookThrottled,
-        `Webhook rate limit (${deps.rateGate.ratePerSecond}/s): next free send in ${turn.busyForMs} ms`,
+        `Webhook rate limit (${deps.rateGate.ratePerSecond}/s): no send time free within this attempt; next in ${turn.busyForMs} ms`,
         false,
-        turn.busyForMs,
+        Math.max(turn.busyForMs, 1),
       );
     }
-    if (turn.waitMs > 0) {
-      if (turn.waitMs >= 1000)
-        log.info('webhook waits for the rate limit', { ...key, waitMs: turn.waitMs });
-      await ctx.sleep(turn.waitMs);
-    }
+    if (turn.waitedMs >= 1000 || turn.late > 0)
+      log.info('webhook waited for the rate limit', {
+        ...key,
+        waitedMs: Math.round(turn.waitedMs),
+        lateWakeUps: turn.late,
+      });
   }
 
   return {

@@ -1,9 +1,16 @@
 /**
  * The webhook rate limit, exact across every webhook worker: sends are spaced
- * evenly, at least 1/WEBHOOK_RATE_PER_SECOND apart (plus a margin for network
- * jitter), by reserving the next free send time in one PostgreSQL row: one
- * UPDATE per send, on the database's clock. So no one-second window, wherever
+ * evenly by reserving the next free send time in one PostgreSQL row (one
+ * UPDATE per send, on the database's clock), so no one-second window, wherever
  * it starts, holds more sends than the limit.
+ *
+ * How it holds although a process may be late: each send must happen within
+ * LATE_TOLERANCE_MS of its reserved time, else the time is given up and a new
+ * one reserved; reserved times are (1 s + LATE_TOLERANCE_MS) / rate apart. So
+ * any rate + 1 consecutive sends span at least rate * spacing - tolerance =
+ * 1 s: a worker starved of CPU (the background runs at the lowest priority
+ * under `npm start`) cannot wake up and send a burst. The price is 2.5% of the
+ * rate (19.5/s at 20/s).
  *
  * The Temporal server's task-queue limit (maxTaskQueueActivitiesPerSecond)
  * still paces how fast deliveries are handed to workers, so few of them wait
@@ -14,52 +21,102 @@
  */
 import type { Db } from '../db/client.ts';
 
-/** Spacing added to 1/rate, so that receivers' clocks and network jitter do not see a 21st send in a second. */
-export const RATE_GATE_MARGIN = 0.02;
+/** How late after its reserved time a send may still go out. */
+export const LATE_TOLERANCE_MS = 25;
+/** Reservations one acquire may make before it gives up (each late wake-up costs one). */
+const MAX_RESERVATIONS = 20;
 
 export type Reservation =
-  /** Send after waiting this long (0: at once). */
-  | { kind: 'reserved'; waitMs: number }
+  /** The send time: `waitMs` after the answer (0: now); `atMs` on the database's clock (Unix ms). */
+  | { kind: 'reserved'; waitMs: number; atMs: number }
   /** The next free time is further away than allowed: nothing was reserved. */
+  | { kind: 'busy'; busyForMs: number };
+
+export type Acquired =
+  | { kind: 'acquired'; waitedMs: number; late: number }
+  /** No send time within `maxWaitMs`: try again after `busyForMs`. */
   | { kind: 'busy'; busyForMs: number };
 
 export interface RateGate {
   readonly ratePerSecond: number;
+  /** Time between two reserved send times. */
+  readonly spacingMs: number;
   /** Reserves the next free send time if it is at most `maxWaitMs` away. */
   reserve(maxWaitMs: number): Promise<Reservation>;
+  /**
+   * Waits for a send time and returns when it is now (within the tolerance):
+   * send at once. Reserves again after a late wake-up, within `maxWaitMs`.
+   */
+  acquire(opts: { maxWaitMs: number; sleep: (ms: number) => Promise<void> }): Promise<Acquired>;
 }
 
 /** A rate gate kept in the `webhook_rate_gates` row `name`, shared by every process that uses the same name. */
-export function createRateGate(db: Db, ratePerSecond: number, name = 'deliveries'): RateGate {
+export function createRateGate(
+  db: Db,
+  ratePerSecond: number,
+  name = 'deliveries',
+  clock: () => number = () => performance.now(),
+  wallClock: () => number = () => Date.now(),
+): RateGate {
   if (!(ratePerSecond > 0)) throw new RangeError(`rate must be positive, got ${ratePerSecond}`);
-  const spacingS = (1 / ratePerSecond) * (1 + RATE_GATE_MARGIN);
+  const spacingMs = (1000 + LATE_TOLERANCE_MS) / ratePerSecond;
 
   const tryReserve = async (maxWaitMs: number) =>
-    db.$queryRaw<{ wait_ms: number }[]>`
+    db.$queryRaw<{ wait_ms: number; at_ms: number }[]>`
       UPDATE webhook_rate_gates
-         SET next_at = GREATEST(next_at, clock_timestamp()) + make_interval(secs => ${spacingS}::float8)
+         SET next_at = GREATEST(next_at, clock_timestamp()) + make_interval(secs => ${spacingMs / 1000}::float8)
        WHERE name = ${name}
          AND next_at <= clock_timestamp() + make_interval(secs => ${maxWaitMs / 1000}::float8)
-      RETURNING GREATEST(0, EXTRACT(EPOCH FROM (next_at - clock_timestamp())) * 1000
-                            - ${spacingS * 1000}::float8)::float8 AS wait_ms`;
+      RETURNING
+        -- From now: how long to wait after the answer arrives.
+        GREATEST(0, EXTRACT(EPOCH FROM (next_at - clock_timestamp())) * 1000
+                    - ${spacingMs}::float8)::float8 AS wait_ms,
+        -- The reserved time on the database's wall clock (Unix ms).
+        (EXTRACT(EPOCH FROM next_at) * 1000 - ${spacingMs}::float8)::float8 AS at_ms`;
+
+  const reserve = async (maxWaitMs: number): Promise<Reservation> => {
+    let rows = await tryReserve(maxWaitMs);
+    if (rows.length === 0) {
+      // The row of a new gate name (the migration creates 'deliveries'); then, or still busy.
+      await db.$executeRaw`
+        INSERT INTO webhook_rate_gates (name, next_at) VALUES (${name}, clock_timestamp())
+        ON CONFLICT (name) DO NOTHING`;
+      rows = await tryReserve(maxWaitMs);
+    }
+    const reserved = rows[0];
+    if (reserved)
+      return {
+        kind: 'reserved',
+        waitMs: Math.max(0, Number(reserved.wait_ms)),
+        atMs: Number(reserved.at_ms),
+      };
+    const [row] = await db.$queryRaw<{ busy_ms: number }[]>`
+      SELECT GREATEST(0, EXTRACT(EPOCH FROM (next_at - clock_timestamp())) * 1000)::float8 AS busy_ms
+        FROM webhook_rate_gates WHERE name = ${name}`;
+    return { kind: 'busy', busyForMs: Math.ceil(Number(row?.busy_ms ?? 0)) };
+  };
 
   return {
     ratePerSecond,
-    async reserve(maxWaitMs) {
-      let rows = await tryReserve(maxWaitMs);
-      if (rows.length === 0) {
-        // The row of a new gate name (the migration creates 'deliveries'); then, or still busy.
-        await db.$executeRaw`
-          INSERT INTO webhook_rate_gates (name, next_at) VALUES (${name}, clock_timestamp())
-          ON CONFLICT (name) DO NOTHING`;
-        rows = await tryReserve(maxWaitMs);
+    spacingMs,
+    reserve,
+    async acquire({ maxWaitMs, sleep }) {
+      const start = clock();
+      for (let lateWakeUps = 0; lateWakeUps < MAX_RESERVATIONS; lateWakeUps++) {
+        const left = maxWaitMs - (clock() - start);
+        // Waiting from the answer never sends early. Lateness is judged twice: from the
+        // answer (misses only a delay of the answer itself) and on the wall clock against the
+        // database's (catches that too, up to the clocks' skew: NTP keeps it to milliseconds,
+        // and on one machine it is none). Late by either: the time is given up.
+        const turn = await reserve(Math.max(0, left));
+        const answered = clock();
+        if (turn.kind === 'busy') return turn;
+        if (turn.waitMs > 0) await sleep(Math.ceil(turn.waitMs));
+        const late = Math.max(clock() - (answered + turn.waitMs), wallClock() - turn.atMs);
+        if (late <= LATE_TOLERANCE_MS)
+          return { kind: 'acquired', waitedMs: clock() - start, late: lateWakeUps };
       }
-      const reserved = rows[0];
-      if (reserved) return { kind: 'reserved', waitMs: Math.ceil(Number(reserved.wait_ms)) };
-      const [row] = await db.$queryRaw<{ busy_ms: number }[]>`
-        SELECT GREATEST(0, EXTRACT(EPOCH FROM (next_at - clock_timestamp())) * 1000)::float8 AS busy_ms
-          FROM webhook_rate_gates WHERE name = ${name}`;
-      return { kind: 'busy', busyForMs: Math.ceil(Number(row?.busy_ms ?? 0)) };
+      return { kind: 'busy', busyForMs: Math.ceil(spacingMs) };
     },
   };
 }

@@ -14,7 +14,7 @@ import { orderPlacedEventId, webhookMessageId } from '../../src/shared/events.ts
 import { FailureType, ORDER_PLACED } from '../../src/shared/steps.ts';
 import { orderWorkflowId } from '../../src/shared/task-queues.ts';
 import { MAX_RESPONSE_BODY_BYTES, parseRetryAfter } from '../../src/webhooks/http-delivery.ts';
-import { RATE_GATE_MARGIN, createRateGate } from '../../src/webhooks/rate-gate.ts';
+import { LATE_TOLERANCE_MS, createRateGate } from '../../src/webhooks/rate-gate.ts';
 import {
   classifyAddress,
   guardedLookup,
@@ -359,7 +359,9 @@ describe('the webhook rate gate', () => {
     const rate = 20;
     const name = gateName();
     // Three "workers": activity sets with a gate each, on the same row.
-    const workers = [0, 1, 2].map(() => activities({ rateGate: createRateGate(db, rate, name) }));
+    const gates = [0, 1, 2].map(() => createRateGate(db, rate, name));
+    const workersGate = gates[0]!;
+    const workers = gates.map((rateGate) => activities({ rateGate }));
     const endpoint = await createEndpoint();
     const orders = await Promise.all(Array.from({ length: 45 }, () => createOrder()));
     const t0 = Date.now();
@@ -380,9 +382,9 @@ describe('the webhook rate gate', () => {
     expect(mostInWindow(arrivals, 1000)).toBeLessThanOrEqual(rate);
     // Evenly spaced, not 20 at once and 20 a second later: no 200 ms holds more than 5.
     expect(mostInWindow(arrivals, 200)).toBeLessThanOrEqual(5);
-    // 45 sends, 44 gaps of 1/20 s (+2%): not less than 2.2 s, and the gate does not dawdle.
+    // 45 sends, each within the tolerance after its reserved time, reserved 1.025/20 s apart.
     const span = Math.max(...arrivals) - Math.min(...arrivals);
-    expect(span).toBeGreaterThanOrEqual(44 * (1000 / rate) * (1 + RATE_GATE_MARGIN) - 20);
+    expect(span).toBeGreaterThanOrEqual(44 * workersGate.spacingMs - LATE_TOLERANCE_MS);
     expect(Date.now() - t0).toBeLessThan(10_000);
   });
 
@@ -401,6 +403,27 @@ describe('the webhook rate gate', () => {
     const again = await gate.reserve(5000);
     expect(again.kind).toBe('reserved');
     expect(again.kind === 'reserved' && again.waitMs).toBeLessThanOrEqual(2100);
+  });
+
+  it('gives up a send time it woke up too late for and reserves another: never a burst after a stall', async () => {
+    const gate = createRateGate(db, 10, gateName());
+    expect((await gate.reserve(0)).kind).toBe('reserved'); // the next time is 102.5 ms away
+    const sleeps: number[] = [];
+    let stalls = 1;
+    const t0 = performance.now();
+    const got = await gate.acquire({
+      maxWaitMs: 5000,
+      // The first wake-up comes 300 ms late, as for a process starved of CPU.
+      sleep: async (ms) => {
+        sleeps.push(ms);
+        await new Promise((r) => setTimeout(r, ms + (stalls-- > 0 ? 300 : 0)));
+      },
+    });
+    expect(got.kind).toBe('acquired');
+    expect(got.kind === 'acquired' && got.late).toBe(1);
+    // It slept once, woke 300 ms late, gave that time up and took the next free one (now).
+    expect(sleeps).toHaveLength(1);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(400);
   });
 
   it('refuses a rate that is not positive', () => {
