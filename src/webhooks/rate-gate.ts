@@ -6,11 +6,12 @@
  *
  * How it holds although a process may be late: each send must happen within
  * LATE_TOLERANCE_MS of its reserved time, else the time is given up and a new
- * one reserved; reserved times are (1 s + LATE_TOLERANCE_MS) / rate apart. So
- * any rate + 1 consecutive sends span at least rate * spacing - tolerance =
- * 1 s: a worker starved of CPU (the background runs at the lowest priority
- * under `npm start`) cannot wake up and send a burst. The price is 2.5% of the
- * rate (19.5/s at 20/s).
+ * one reserved; reserved times are (1 s + LATE_TOLERANCE_MS +
+ * RECEIVER_HEADROOM_MS) / rate apart. So any rate + 1 consecutive sends span
+ * at least rate * spacing - tolerance = 1 s + the headroom: a worker starved of
+ * CPU (the background runs at the lowest priority under `npm start`) cannot
+ * wake up and send a burst, and the receiver's clock has 25 ms to spare. The
+ * price is 5% of the rate (19.0/s at 20/s).
  *
  * The Temporal server's task-queue limit (maxTaskQueueActivitiesPerSecond)
  * still paces how fast deliveries are handed to workers, so few of them wait
@@ -23,6 +24,11 @@ import type { Db } from '../db/client.ts';
 
 /** How late after its reserved time a send may still go out. */
 export const LATE_TOLERANCE_MS = 25;
+/**
+ * Room left for what happens after the send: network and the receiver's own
+ * scheduling, which can bring two arrivals closer than their sends.
+ */
+export const RECEIVER_HEADROOM_MS = 25;
 /** Reservations one acquire may make before it gives up (each late wake-up costs one). */
 const MAX_RESERVATIONS = 20;
 
@@ -59,7 +65,7 @@ export function createRateGate(
   wallClock: () => number = () => Date.now(),
 ): RateGate {
   if (!(ratePerSecond > 0)) throw new RangeError(`rate must be positive, got ${ratePerSecond}`);
-  const spacingMs = (1000 + LATE_TOLERANCE_MS) / ratePerSecond;
+  const spacingMs = (1000 + LATE_TOLERANCE_MS + RECEIVER_HEADROOM_MS) / ratePerSecond;
 
   const tryReserve = async (maxWaitMs: number) =>
     db.$queryRaw<{ wait_ms: number; at_ms: number }[]>`

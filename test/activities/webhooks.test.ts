@@ -382,7 +382,7 @@ describe('the webhook rate gate', () => {
     expect(mostInWindow(arrivals, 1000)).toBeLessThanOrEqual(rate);
     // Evenly spaced, not 20 at once and 20 a second later: no 200 ms holds more than 5.
     expect(mostInWindow(arrivals, 200)).toBeLessThanOrEqual(5);
-    // 45 sends, each within the tolerance after its reserved time, reserved 1.025/20 s apart.
+    // 45 sends, each within the tolerance after its reserved time, reserved 1.05/20 s apart.
     const span = Math.max(...arrivals) - Math.min(...arrivals);
     expect(span).toBeGreaterThanOrEqual(44 * workersGate.spacingMs - LATE_TOLERANCE_MS);
     expect(Date.now() - t0).toBeLessThan(10_000);
@@ -407,7 +407,7 @@ describe('the webhook rate gate', () => {
 
   it('gives up a send time it woke up too late for and reserves another: never a burst after a stall', async () => {
     const gate = createRateGate(db, 10, gateName());
-    expect((await gate.reserve(0)).kind).toBe('reserved'); // the next time is 102.5 ms away
+    expect((await gate.reserve(0)).kind).toBe('reserved'); // the next time is 105 ms away
     const sleeps: number[] = [];
     let stalls = 1;
     const t0 = performance.now();
