@@ -80,15 +80,49 @@ const system = <T extends { system: string }>(list: T[] | undefined, s: string) 
   list?.find((x) => x.system === s);
 const sum = (o: Record<string, number> | undefined, keys: string[]) =>
   o ? keys.reduce((a, k) => a + (o[k] ?? 0), 0) : undefined;
-const ORDERFLOW_APPS = ['api', 'relay', 'worker-orders', 'worker-email', 'worker-webhooks', 'worker-events'];
-const PEER_APPS = ['peer-api', 'peer-worker-orders', 'peer-worker-email', 'peer-worker-webhooks', 'peer-worker-events'];
+const ORDERFLOW_APPS = [
+  'api',
+  'relay',
+  'worker-orders',
+  'worker-email',
+  'worker-webhooks',
+  'worker-events',
+];
+const PEER_APPS = [
+  'peer-api',
+  'peer-worker-orders',
+  'peer-worker-email',
+  'peer-worker-webhooks',
+  'peer-worker-events',
+];
 
 const MEASURES: Measure[] = [
   // bench/intake.ts, as bench/run.ts runs it (short: 5 s per measurement).
-  { section: 'intake', name: 'floor (insert only) p50 ms at 300 req/s', pick: intake('floor', '300/spread', (x) => x.latencyMs.p50), digits: 2 },
-  { section: 'intake', name: 'floor p99 ms at 300 req/s', pick: intake('floor', '300/spread', (x) => x.latencyMs.p99), digits: 2 },
-  { section: 'intake', name: 'API (relay, npm start) p50 ms at 300 req/s', pick: intake('api-relay', '300/spread', (x) => x.latencyMs.p50), digits: 2, goal: '≤ 10' },
-  { section: 'intake', name: 'API (relay) p99 ms at 300 req/s', pick: intake('api-relay', '300/spread', (x) => x.latencyMs.p99), digits: 2 },
+  {
+    section: 'intake',
+    name: 'floor (insert only) p50 ms at 300 req/s',
+    pick: intake('floor', '300/spread', (x) => x.latencyMs.p50),
+    digits: 2,
+  },
+  {
+    section: 'intake',
+    name: 'floor p99 ms at 300 req/s',
+    pick: intake('floor', '300/spread', (x) => x.latencyMs.p99),
+    digits: 2,
+  },
+  {
+    section: 'intake',
+    name: 'API (relay, npm start) p50 ms at 300 req/s',
+    pick: intake('api-relay', '300/spread', (x) => x.latencyMs.p50),
+    digits: 2,
+    goal: '≤ 10',
+  },
+  {
+    section: 'intake',
+    name: 'API (relay) p99 ms at 300 req/s',
+    pick: intake('api-relay', '300/spread', (x) => x.latencyMs.p99),
+    digits: 2,
+  },
   {
     section: 'intake',
     name: 'API (relay) p99 / floor p99 at 300 req/s',
@@ -100,11 +134,36 @@ const MEASURES: Measure[] = [
     digits: 2,
     goal: '≤ 1.5',
   },
-  { section: 'intake', name: 'API (relay) errors at 300 req/s', pick: intake('api-relay', '300/spread', (x) => x.errors), goal: '0' },
-  { section: 'intake', name: 'API (inline start) p50 ms at 300 req/s', pick: intake('api-inline', '300/spread', (x) => x.latencyMs.p50), digits: 1 },
-  { section: 'intake', name: 'API (inline start) req/s at a 300 req/s target', pick: intake('api-inline', '300/spread', (x) => x.throughput), digits: 1 },
-  { section: 'intake', name: 'floor req/s at saturation', pick: intake('floor', 'saturation', (x) => x.throughput), digits: 0 },
-  { section: 'intake', name: 'API (relay) req/s at saturation', pick: intake('api-relay', 'saturation', (x) => x.throughput), digits: 0 },
+  {
+    section: 'intake',
+    name: 'API (relay) errors at 300 req/s',
+    pick: intake('api-relay', '300/spread', (x) => x.errors),
+    goal: '0',
+  },
+  {
+    section: 'intake',
+    name: 'API (inline start) p50 ms at 300 req/s',
+    pick: intake('api-inline', '300/spread', (x) => x.latencyMs.p50),
+    digits: 1,
+  },
+  {
+    section: 'intake',
+    name: 'API (inline start) req/s at a 300 req/s target',
+    pick: intake('api-inline', '300/spread', (x) => x.throughput),
+    digits: 1,
+  },
+  {
+    section: 'intake',
+    name: 'floor req/s at saturation',
+    pick: intake('floor', 'saturation', (x) => x.throughput),
+    digits: 0,
+  },
+  {
+    section: 'intake',
+    name: 'API (relay) req/s at saturation',
+    pick: intake('api-relay', 'saturation', (x) => x.throughput),
+    digits: 0,
+  },
   {
     section: 'intake',
     name: 'API (relay) / floor req/s at saturation',
@@ -117,33 +176,173 @@ const MEASURES: Measure[] = [
     goal: '≥ 0.55',
   },
   // The shared stack of bench/run.ts.
-  { section: 'vs peer', name: 'orderflow POST p50 ms at 300 req/s', pick: (r) => r.peerIntake?.paced.orderflow.latencyMs.p50, digits: 1 },
-  { section: 'vs peer', name: 'peer POST p50 ms at 300 req/s', pick: (r) => r.peerIntake?.paced.peer.latencyMs.p50, digits: 1 },
-  { section: 'vs peer', name: 'orderflow POST p99 ms at 300 req/s', pick: (r) => r.peerIntake?.paced.orderflow.latencyMs.p99, digits: 1 },
-  { section: 'vs peer', name: 'peer POST p99 ms at 300 req/s', pick: (r) => r.peerIntake?.paced.peer.latencyMs.p99, digits: 1 },
-  { section: 'vs peer', name: 'orderflow POST req/s at saturation', pick: (r) => r.peerIntake?.saturation.orderflow.throughput, digits: 0 },
-  { section: 'vs peer', name: 'peer POST req/s at saturation', pick: (r) => r.peerIntake?.saturation.peer.throughput, digits: 0 },
-  { section: 'vs peer', name: 'orderflow orders/s COMPLETED (sustained)', pick: (r) => system(r.sustained, 'orderflow')?.ordersPerS, digits: 1 },
-  { section: 'vs peer', name: 'peer orders/s COMPLETED (sustained)', pick: (r) => system(r.sustained, 'peer')?.ordersPerS, digits: 1 },
-  { section: 'vs peer', name: 'orderflow POST → COMPLETED p50 ms (sustained)', pick: (r) => system(r.sustained, 'orderflow')?.latencyMs.p50, digits: 0 },
-  { section: 'vs peer', name: 'peer POST → COMPLETED p50 ms (sustained)', pick: (r) => system(r.sustained, 'peer')?.latencyMs.p50, digits: 0 },
-  { section: 'vs peer', name: 'orderflow cores: Temporal (sustained)', pick: (r) => system(r.sustained, 'orderflow')?.cores.temporal, digits: 2 },
-  { section: 'vs peer', name: 'orderflow cores: app processes (sustained)', pick: (r) => sum(system(r.sustained, 'orderflow')?.cores, ORDERFLOW_APPS), digits: 2 },
-  { section: 'vs peer', name: 'peer cores: Redis + app processes (sustained)', pick: (r) => sum(system(r.sustained, 'peer')?.cores, ['redis', ...PEER_APPS]), digits: 2 },
-  { section: 'vs peer', name: 'orderflow faults: API errors / lost effects', pick: (r) => { const x = system(r.faults, 'orderflow'); return x && x.apiErrors + x.missing.email + x.missing.webhook + x.missing.event; }, goal: '0' },
-  { section: 'vs peer', name: 'peer faults: API errors / lost effects', pick: (r) => { const x = system(r.faults, 'peer'); return x && x.apiErrors + x.missing.email + x.missing.webhook + x.missing.event; } },
-  { section: 'vs peer', name: 'orderflow faults: duplicated emails (with a new Message-ID)', pick: (r) => system(r.faults, 'orderflow')?.duplicated.email, goal: '0 (explained)' },
-  { section: 'vs peer', name: 'orderflow faults: duplicated webhooks + events', pick: (r) => { const x = system(r.faults, 'orderflow'); return x && x.duplicated.webhook + x.duplicated.event; }, goal: '0' },
-  { section: 'vs peer', name: 'peer faults: duplicated emails + webhooks + events', pick: (r) => { const x = system(r.faults, 'peer'); return x && x.duplicated.email + x.duplicated.webhook + x.duplicated.event; } },
-  { section: 'priority', name: 'live order p50 ms, no backlog', pick: (r) => r.priority?.without.latencyMs.p50, digits: 0 },
-  { section: 'priority', name: 'live order p50 ms, 10,000 bulk jobs draining', pick: (r) => r.priority?.during.latencyMs.p50, digits: 0 },
-  { section: 'priority', name: 'live order p99 ms, 10,000 bulk jobs draining', pick: (r) => r.priority?.during.latencyMs.p99, digits: 0 },
-  { section: 'spike', name: 'API errors (of 5,000 in 10 s)', pick: (r) => r.spike?.intake.errors, goal: '0' },
-  { section: 'spike', name: 'POST p50 ms during the spike', pick: (r) => r.spike?.intake.latencyMs.p50, digits: 1 },
-  { section: 'spike', name: 'POST p99 ms during the spike', pick: (r) => r.spike?.intake.latencyMs.p99, digits: 1 },
+  {
+    section: 'vs peer',
+    name: 'orderflow POST p50 ms at 300 req/s',
+    pick: (r) => r.peerIntake?.paced.orderflow.latencyMs.p50,
+    digits: 1,
+  },
+  {
+    section: 'vs peer',
+    name: 'peer POST p50 ms at 300 req/s',
+    pick: (r) => r.peerIntake?.paced.peer.latencyMs.p50,
+    digits: 1,
+  },
+  {
+    section: 'vs peer',
+    name: 'orderflow POST p99 ms at 300 req/s',
+    pick: (r) => r.peerIntake?.paced.orderflow.latencyMs.p99,
+    digits: 1,
+  },
+  {
+    section: 'vs peer',
+    name: 'peer POST p99 ms at 300 req/s',
+    pick: (r) => r.peerIntake?.paced.peer.latencyMs.p99,
+    digits: 1,
+  },
+  {
+    section: 'vs peer',
+    name: 'orderflow POST req/s at saturation',
+    pick: (r) => r.peerIntake?.saturation.orderflow.throughput,
+    digits: 0,
+  },
+  {
+    section: 'vs peer',
+    name: 'peer POST req/s at saturation',
+    pick: (r) => r.peerIntake?.saturation.peer.throughput,
+    digits: 0,
+  },
+  {
+    section: 'vs peer',
+    name: 'orderflow orders/s COMPLETED (sustained)',
+    pick: (r) => system(r.sustained, 'orderflow')?.ordersPerS,
+    digits: 1,
+  },
+  {
+    section: 'vs peer',
+    name: 'peer orders/s COMPLETED (sustained)',
+    pick: (r) => system(r.sustained, 'peer')?.ordersPerS,
+    digits: 1,
+  },
+  {
+    section: 'vs peer',
+    name: 'orderflow POST → COMPLETED p50 ms (sustained)',
+    pick: (r) => system(r.sustained, 'orderflow')?.latencyMs.p50,
+    digits: 0,
+  },
+  {
+    section: 'vs peer',
+    name: 'peer POST → COMPLETED p50 ms (sustained)',
+    pick: (r) => system(r.sustained, 'peer')?.latencyMs.p50,
+    digits: 0,
+  },
+  {
+    section: 'vs peer',
+    name: 'orderflow cores: Temporal (sustained)',
+    pick: (r) => system(r.sustained, 'orderflow')?.cores.temporal,
+    digits: 2,
+  },
+  {
+    section: 'vs peer',
+    name: 'orderflow cores: app processes (sustained)',
+    pick: (r) => sum(system(r.sustained, 'orderflow')?.cores, ORDERFLOW_APPS),
+    digits: 2,
+  },
+  {
+    section: 'vs peer',
+    name: 'peer cores: Redis + app processes (sustained)',
+    pick: (r) => sum(system(r.sustained, 'peer')?.cores, ['redis', ...PEER_APPS]),
+    digits: 2,
+  },
+  {
+    section: 'vs peer',
+    name: 'orderflow faults: API errors / lost effects',
+    pick: (r) => {
+      const x = system(r.faults, 'orderflow');
+      return x && x.apiErrors + x.missing.email + x.missing.webhook + x.missing.event;
+    },
+    goal: '0',
+  },
+  {
+    section: 'vs peer',
+    name: 'peer faults: API errors / lost effects',
+    pick: (r) => {
+      const x = system(r.faults, 'peer');
+      return x && x.apiErrors + x.missing.email + x.missing.webhook + x.missing.event;
+    },
+  },
+  {
+    section: 'vs peer',
+    name: 'orderflow faults: duplicated emails (with a new Message-ID)',
+    pick: (r) => system(r.faults, 'orderflow')?.duplicated.email,
+    goal: '0 (explained)',
+  },
+  {
+    section: 'vs peer',
+    name: 'orderflow faults: duplicated webhooks + events',
+    pick: (r) => {
+      const x = system(r.faults, 'orderflow');
+      return x && x.duplicated.webhook + x.duplicated.event;
+    },
+    goal: '0',
+  },
+  {
+    section: 'vs peer',
+    name: 'peer faults: duplicated emails + webhooks + events',
+    pick: (r) => {
+      const x = system(r.faults, 'peer');
+      return x && x.duplicated.email + x.duplicated.webhook + x.duplicated.event;
+    },
+  },
+  {
+    section: 'priority',
+    name: 'live order p50 ms, no backlog',
+    pick: (r) => r.priority?.without.latencyMs.p50,
+    digits: 0,
+  },
+  {
+    section: 'priority',
+    name: 'live order p50 ms, 10,000 bulk jobs draining',
+    pick: (r) => r.priority?.during.latencyMs.p50,
+    digits: 0,
+  },
+  {
+    section: 'priority',
+    name: 'live order p99 ms, 10,000 bulk jobs draining',
+    pick: (r) => r.priority?.during.latencyMs.p99,
+    digits: 0,
+  },
+  {
+    section: 'spike',
+    name: 'API errors (of 5,000 in 10 s)',
+    pick: (r) => r.spike?.intake.errors,
+    goal: '0',
+  },
+  {
+    section: 'spike',
+    name: 'POST p50 ms during the spike',
+    pick: (r) => r.spike?.intake.latencyMs.p50,
+    digits: 1,
+  },
+  {
+    section: 'spike',
+    name: 'POST p99 ms during the spike',
+    pick: (r) => r.spike?.intake.latencyMs.p99,
+    digits: 1,
+  },
   { section: 'spike', name: 'backlog drained in s', pick: (r) => r.spike?.drainS, digits: 1 },
-  { section: 'spike', name: 'most webhooks in a one-second window', pick: (r) => r.spike?.maxWebhooksInWindow, goal: '≤ limit (20)' },
-  { section: 'spike', name: 'most webhooks in any sliding second', pick: (r) => r.spike?.maxWebhooksSliding, goal: '≤ limit (20)' },
+  {
+    section: 'spike',
+    name: 'most webhooks in a one-second window',
+    pick: (r) => r.spike?.maxWebhooksInWindow,
+    goal: '≤ limit (20)',
+  },
+  {
+    section: 'spike',
+    name: 'most webhooks in any sliding second',
+    pick: (r) => r.spike?.maxWebhooksSliding,
+    goal: '≤ limit (20)',
+  },
 ];
 
 function median(xs: number[]): number | undefined {
@@ -183,7 +382,8 @@ function summarize(runs: { file: string; run: Run }[]): string {
     }
     const d = m.digits ?? 0;
     const med = median(have);
-    const range = have.length > 1 ? `${fmt(Math.min(...have), d)}–${fmt(Math.max(...have), d)}` : '';
+    const range =
+      have.length > 1 ? `${fmt(Math.min(...have), d)}–${fmt(Math.max(...have), d)}` : '';
     lines.push(
       `| ${m.name}${have.length < runs.length ? ` (${have.length} runs)` : ''} | ${values.map((v) => fmt(v, d)).join(' | ')} | **${fmt(med, d)}** | ${range} | ${m.goal ?? ''} |`,
     );
@@ -197,7 +397,10 @@ function main(): number {
     console.error('usage: npm run bench:summary -- bench/results/bench-<date>-run1.json ...');
     return 2;
   }
-  const runs = files.map((file) => ({ file, run: JSON.parse(fs.readFileSync(file, 'utf8')) as Run }));
+  const runs = files.map((file) => ({
+    file,
+    run: JSON.parse(fs.readFileSync(file, 'utf8')) as Run,
+  }));
   const date = runs[0]?.run.machine?.date ?? new Date().toISOString().slice(0, 10);
   const label = (process.env.BENCH_LABEL ?? '').replace(/[^\w.-]/g, '') || 'median';
   const out = path.join(path.dirname(files[0]!), `bench-${date}-${label}.md`);

@@ -4,10 +4,9 @@
  * records arrivals, order and endpoint calls on the API, and a watcher that
  * polls the database for COMPLETED orders.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, fork } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import type pg from 'pg';
 import type { ManagedProcess } from '../../scripts/lib/process.ts';
 import { projectRoot } from '../../scripts/lib/tools.ts';
@@ -227,29 +226,38 @@ export interface Arrival {
   path: string;
 }
 
-/** Answers every webhook 200 at once and records when it arrived. */
+/**
+ * Answers every webhook 200 at once and records when it arrived: a receiver
+ * process of its own (bench/lib/receiver-process.ts), so the load the runner
+ * generates does not delay the timestamps. `arrivals` fills as they come in.
+ */
 export async function startReceiver() {
   const arrivals: Arrival[] = [];
-  const server = http.createServer((req, res) => {
-    const at = now();
-    req.resume();
-    req.on('end', () => {
-      arrivals.push({
-        at,
-        webhookId: String(req.headers['webhook-id'] ?? ''),
-        path: req.url ?? '',
-      });
-      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
+  const child = fork(path.join(import.meta.dirname, 'receiver-process.ts'), [], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error('webhook receiver did not start in 30 s')),
+      30_000,
+    );
+    child.once('exit', (code) => reject(new Error(`webhook receiver exited with ${code}`)));
+    child.on('message', (m: { port?: number } & Partial<Arrival>) => {
+      if (m.port !== undefined) {
+        clearTimeout(timer);
+        resolve(m.port);
+      } else arrivals.push({ at: m.at!, webhookId: m.webhookId!, path: m.path! });
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
     arrivals,
     async close() {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGTERM');
+      await Promise.race([exited, delay(5000)]);
     },
   };
 }
