@@ -1508,6 +1508,7 @@ async function main(): Promise<number> {
       'src',
       'prisma',
       'bench',
+      ':!bench/results',
       'package.json',
     ])
       .split('\n')
@@ -1523,7 +1524,7 @@ async function main(): Promise<number> {
       kafka: versions.kafka,
       redis: peer.redisVersion.split(' ').slice(0, 3).join(' '),
       bullmq: versionOf('bullmq'),
-      git: `${sh('git', ['rev-parse', '--short', 'HEAD'])}${dirty ? ` + ${dirty} uncommitted paths in src, prisma, bench, package.json` : ''}`,
+      git: `${sh('git', ['rev-parse', '--short', 'HEAD'])}${dirty ? ` + ${dirty} uncommitted paths in src, prisma, bench (not its results), package.json` : ''}`,
       loadavgStart: os.loadavg(),
       otherCoresAtStart,
     };

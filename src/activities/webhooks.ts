@@ -6,14 +6,18 @@ import { orderPlacedEventId, webhookMessageId } from '../shared/events.ts';
 import { FailureType, ORDER_PLACED } from '../shared/steps.ts';
 import {
   DeliveryTimeoutError,
+  SendTimeMissedError,
   parseRetryAfter,
   postWebhook,
+  type WebhookRequest,
   type WebhookResponse,
 } from '../webhooks/http-delivery.ts';
 import type { RateGate } from '../webhooks/rate-gate.ts';
 import { TargetForbiddenError, type TargetPolicy } from '../webhooks/ssrf-guard.ts';
 
 export const WEBHOOK_USER_AGENT = 'orderflow-webhooks/0.1';
+/** Send times one attempt may miss (its connection came up too late) before it is retried later. */
+const MAX_MISSED_SEND_TIMES = 5;
 
 export interface WebhookActivityDeps {
   db: Db;
@@ -123,8 +127,10 @@ export function createWebhookActivities(deps: WebhookActivityDeps) {
    * attempt could wait and still finish its request is not taken: the attempt
    * is retried when the gate is free again (nextRetryDelay).
    */
-  async function awaitSendSlot(key: DeliverWebhookInput & { webhookId: string }): Promise<void> {
-    if (!deps.rateGate) return;
+  async function awaitSendSlot(
+    key: DeliverWebhookInput & { webhookId: string },
+  ): Promise<(() => boolean) | undefined> {
+    if (!deps.rateGate) return undefined;
     const ctx = Context.current();
     const turn = await deps.rateGate.acquire({
       maxWaitMs: Math.max(0, ctx.info.startToCloseTimeoutMs - deps.timeoutMs - 1000),
@@ -145,6 +151,38 @@ export function createWebhookActivities(deps: WebhookActivityDeps) {
         waitedMs: Math.round(turn.waitedMs),
         lateWakeUps: turn.late,
       });
+    return turn.onTime;
+  }
+
+  /**
+   * One POST. A network failure or timeout is counted and recorded, and thrown
+   * as the attempt's failure; a SendTimeMissedError (nothing sent) is thrown as it is.
+   */
+  async function send(
+    key: DeliverWebhookInput & { webhookId: string },
+    req: Pick<WebhookRequest, 'url' | 'headers' | 'body' | 'onTime'>,
+  ): Promise<WebhookResponse> {
+    const { orderId, webhookId, endpointId } = key;
+    try {
+      return await postWebhook({
+        ...req,
+        timeoutMs: deps.timeoutMs,
+        policy: deps.allowedTargets,
+        signal: Context.current().cancellationSignal,
+      });
+    } catch (err) {
+      if (err instanceof SendTimeMissedError) throw err;
+      const message = err instanceof Error ? err.message : String(err);
+      await recordAttempt(key, { status: null, error: message, delivered: false });
+      log.warn('webhook not delivered', { orderId, webhookId, endpointId, error: message });
+      const permanent = err instanceof TargetForbiddenError || err instanceof TypeError;
+      count(permanent ? 'permanent_failure' : 'retryable_failure');
+      if (err instanceof TargetForbiddenError)
+        throw failure(FailureType.TargetForbidden, message, true);
+      if (err instanceof TypeError) throw failure(FailureType.WebhookRejected, message, true);
+      const what = err instanceof DeliveryTimeoutError ? 'timed out' : 'failed';
+      throw failure(FailureType.WebhookUnavailable, `Webhook POST ${what}: ${message}`, false);
+    }
   }
 
   return {
@@ -185,38 +223,34 @@ export function createWebhookActivities(deps: WebhookActivityDeps) {
         timestamp: order.createdAt.toISOString(),
         data: orderPlacedData(order),
       });
-      await awaitSendSlot(key);
-      // Standard Webhooks: the timestamp is this attempt's, so receivers' replay windows hold.
-      const attemptAt = now();
-      const headers = {
-        'webhook-id': webhookId,
-        'webhook-timestamp': String(Math.floor(attemptAt.getTime() / 1000)),
-        'webhook-signature': new Webhook(endpoint.secret).sign(webhookId, attemptAt, payload),
-        'content-type': 'application/json',
-        'user-agent': WEBHOOK_USER_AGENT,
-      };
-
-      let res: WebhookResponse;
-      try {
-        res = await postWebhook({
-          url: endpoint.url,
-          headers,
-          body: payload,
-          timeoutMs: deps.timeoutMs,
-          policy: deps.allowedTargets,
-          signal: Context.current().cancellationSignal,
-        });
-      } catch (err) {
-        const message = err instanceof Error ? err.message : String(err);
-        await recordAttempt(key, { status: null, error: message, delivered: false });
-        log.warn('webhook not delivered', { orderId, webhookId, endpointId, error: message });
-        const permanent = err instanceof TargetForbiddenError || err instanceof TypeError;
-        count(permanent ? 'permanent_failure' : 'retryable_failure');
-        if (err instanceof TargetForbiddenError)
-          throw failure(FailureType.TargetForbidden, message, true);
-        if (err instanceof TypeError) throw failure(FailureType.WebhookRejected, message, true);
-        const what = err instanceof DeliveryTimeoutError ? 'timed out' : 'failed';
-        throw failure(FailureType.WebhookUnavailable, `Webhook POST ${what}: ${message}`, false);
+      let res: WebhookResponse | undefined;
+      let attemptAt = now();
+      // Each pass takes a send time; a connection that came up too late for it sent nothing.
+      for (let missed = 0; !res; missed++) {
+        const onTime = await awaitSendSlot(key);
+        // Standard Webhooks: the timestamp is this attempt's, so receivers' replay windows hold.
+        attemptAt = now();
+        const headers = {
+          'webhook-id': webhookId,
+          'webhook-timestamp': String(Math.floor(attemptAt.getTime() / 1000)),
+          'webhook-signature': new Webhook(endpoint.secret).sign(webhookId, attemptAt, payload),
+          'content-type': 'application/json',
+          'user-agent': WEBHOOK_USER_AGENT,
+        };
+        res = await send(key, { url: endpoint.url, headers, body: payload, onTime }).catch(
+          (err: unknown) => {
+            if (!(err instanceof SendTimeMissedError)) throw err;
+            if (missed + 1 >= MAX_MISSED_SEND_TIMES) {
+              count('throttled');
+              throw failure(
+                FailureType.WebhookThrottled,
+                `Webhook rate limit: the connection came up too late for ${MAX_MISSED_SEND_TIMES} send times in a row; nothing sent`,
+                false,
+              );
+            }
+            return undefined;
+          },
+        );
       }
 
       const verdict = verdictOf(res, attemptAt);

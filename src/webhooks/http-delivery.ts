@@ -25,6 +25,11 @@ export interface WebhookRequest {
   timeoutMs: number;
   policy: TargetPolicy;
   signal?: AbortSignal;
+  /**
+   * Asked once the connection is up, right before the request is written: false
+   * sends nothing and rejects with SendTimeMissedError (the rate gate's last check).
+   */
+  onTime?: () => boolean;
 }
 
 export interface WebhookResponse {
@@ -32,6 +37,11 @@ export interface WebhookResponse {
   headers: IncomingHttpHeaders;
   /** The first 4 KiB of the body, as UTF-8. */
   body: string;
+}
+
+/** `onTime` said no: the connection was closed before a byte of the request was written. */
+export class SendTimeMissedError extends Error {
+  override name = 'SendTimeMissedError';
 }
 
 /** The request did not complete in time; worth retrying. */
@@ -91,7 +101,21 @@ export function postWebhook(req: WebhookRequest): Promise<WebhookResponse> {
       res.on('end', done);
       res.on('error', fail);
     });
-    request.end(req.body);
+    if (!req.onTime) {
+      request.end(req.body);
+      return;
+    }
+    const onTime = req.onTime;
+    // Nothing is written before end(): the check comes after the connect (and TLS handshake).
+    request.once('socket', (socket) => {
+      const connected = url.protocol === 'https:' ? 'secureConnect' : 'connect';
+      const go = () => {
+        if (onTime()) request.end(req.body);
+        else request.destroy(new SendTimeMissedError('too late for its send time; nothing sent'));
+      };
+      if (socket.connecting) socket.once(connected, go);
+      else go();
+    });
   });
 }
 

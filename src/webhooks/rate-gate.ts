@@ -5,8 +5,9 @@
  * it starts, holds more sends than the limit.
  *
  * How it holds although a process may be late: each send must happen within
- * LATE_TOLERANCE_MS of its reserved time, else the time is given up and a new
- * one reserved; reserved times are (1 s + LATE_TOLERANCE_MS +
+ * LATE_TOLERANCE_MS of its reserved time (checked on waking, and by `onTime`
+ * once the connection is up, right before the request is written), else the
+ * time is given up, nothing is sent and a new one is reserved; reserved times are (1 s + LATE_TOLERANCE_MS +
  * RECEIVER_HEADROOM_MS) / rate apart. So any rate + 1 consecutive sends span
  * at least rate * spacing - tolerance = 1 s + the headroom: a worker starved of
  * CPU (the background runs at the lowest priority under `npm start`) cannot
@@ -39,7 +40,13 @@ export type Reservation =
   | { kind: 'busy'; busyForMs: number };
 
 export type Acquired =
-  | { kind: 'acquired'; waitedMs: number; late: number }
+  | {
+      kind: 'acquired';
+      waitedMs: number;
+      late: number;
+      /** Whether it is still within LATE_TOLERANCE_MS of the send time (asked again right before writing). */
+      onTime: () => boolean;
+    }
   /** No send time within `maxWaitMs`: try again after `busyForMs`. */
   | { kind: 'busy'; busyForMs: number };
 
@@ -118,9 +125,11 @@ export function createRateGate(
         const answered = clock();
         if (turn.kind === 'busy') return turn;
         if (turn.waitMs > 0) await sleep(Math.ceil(turn.waitMs));
-        const late = Math.max(clock() - (answered + turn.waitMs), wallClock() - turn.atMs);
-        if (late <= LATE_TOLERANCE_MS)
-          return { kind: 'acquired', waitedMs: clock() - start, late: lateWakeUps };
+        const onTime = () =>
+          Math.max(clock() - (answered + turn.waitMs), wallClock() - turn.atMs) <=
+          LATE_TOLERANCE_MS;
+        if (onTime())
+          return { kind: 'acquired', waitedMs: clock() - start, late: lateWakeUps, onTime };
       }
       return { kind: 'busy', busyForMs: Math.ceil(spacingMs) };
     },

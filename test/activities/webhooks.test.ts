@@ -14,7 +14,7 @@ import { orderPlacedEventId, webhookMessageId } from '../../src/shared/events.ts
 import { FailureType, ORDER_PLACED } from '../../src/shared/steps.ts';
 import { orderWorkflowId } from '../../src/shared/task-queues.ts';
 import { MAX_RESPONSE_BODY_BYTES, parseRetryAfter } from '../../src/webhooks/http-delivery.ts';
-import { LATE_TOLERANCE_MS, createRateGate } from '../../src/webhooks/rate-gate.ts';
+import { LATE_TOLERANCE_MS, createRateGate, type RateGate } from '../../src/webhooks/rate-gate.ts';
 import {
   classifyAddress,
   guardedLookup,
@@ -424,6 +424,44 @@ describe('the webhook rate gate', () => {
     // It slept once, woke 300 ms late, gave that time up and took the next free one (now).
     expect(sleeps).toHaveLength(1);
     expect(performance.now() - t0).toBeGreaterThanOrEqual(400);
+  });
+
+  it('sends nothing on a connection that came up too late for its send time, and takes another', async () => {
+    const real = createRateGate(db, 50, gateName());
+    let checks = 0;
+    // The first connection is judged late at the last check before writing.
+    const gate: RateGate = {
+      ...real,
+      acquire: async (opts) => {
+        const turn = await real.acquire(opts);
+        return turn.kind === 'acquired' ? { ...turn, onTime: () => ++checks > 1 } : turn;
+      },
+    };
+    const f = await fixture();
+    const acts = activities({ rateGate: gate });
+    const input = { orderId: f.order.id, endpointId: f.endpoint.id, eventType: ORDER_PLACED };
+    const result = await runAttempt(() => acts.deliverWebhook(input));
+    expect(result.status).toBe(204);
+    expect(checks).toBe(2);
+    expect(receiver.requests).toHaveLength(1);
+    expect((await f.row())!.attempts).toBe(1);
+  });
+
+  it('gives the attempt up as WebhookThrottled after five missed send times, nothing sent', async () => {
+    const real = createRateGate(db, 50, gateName());
+    const gate: RateGate = {
+      ...real,
+      acquire: async (opts) => {
+        const turn = await real.acquire(opts);
+        return turn.kind === 'acquired' ? { ...turn, onTime: () => false } : turn;
+      },
+    };
+    const f = await fixture();
+    const acts = activities({ rateGate: gate });
+    const input = { orderId: f.order.id, endpointId: f.endpoint.id, eventType: ORDER_PLACED };
+    const failed = await failureOf(runAttempt(() => acts.deliverWebhook(input)));
+    expect([failed.type, failed.nonRetryable]).toEqual([FailureType.WebhookThrottled, false]);
+    expect(receiver.requests).toHaveLength(0);
   });
 
   it('refuses a rate that is not positive', () => {
