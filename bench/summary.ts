@@ -256,7 +256,7 @@ const MEASURES: Measure[] = [
   },
   {
     section: 'vs peer',
-    name: 'orderflow faults: API errors / lost effects',
+    name: 'orderflow faults: API errors + lost effects (email, webhook, event)',
     pick: (r) => {
       const x = system(r.faults, 'orderflow');
       return x && x.apiErrors + x.missing.email + x.missing.webhook + x.missing.event;
@@ -265,7 +265,7 @@ const MEASURES: Measure[] = [
   },
   {
     section: 'vs peer',
-    name: 'peer faults: API errors / lost effects',
+    name: 'peer faults: API errors + lost effects (email, webhook, event)',
     pick: (r) => {
       const x = system(r.faults, 'peer');
       return x && x.apiErrors + x.missing.email + x.missing.webhook + x.missing.event;
