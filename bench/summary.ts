@@ -80,6 +80,13 @@ const system = <T extends { system: string }>(list: T[] | undefined, s: string) 
   list?.find((x) => x.system === s);
 const sum = (o: Record<string, number> | undefined, keys: string[]) =>
   o ? keys.reduce((a, k) => a + (o[k] ?? 0), 0) : undefined;
+/** A fault run's API errors plus the effects (email, webhook, Kafka event) it never produced. */
+const faultLosses =
+  (s: 'orderflow' | 'peer'): Pick =>
+  (r) => {
+    const x = system(r.faults, s);
+    return x && x.apiErrors + x.missing.email + x.missing.webhook + x.missing.event;
+  };
 const ORDERFLOW_APPS = [
   'api',
   'relay',
@@ -257,19 +264,13 @@ const MEASURES: Measure[] = [
   {
     section: 'vs peer',
     name: 'orderflow faults: API errors + lost effects (email, webhook, event)',
-    pick: (r) => {
-      const x = system(r.faults, 'orderflow');
-      return x && x.apiErrors + x.missing.email + x.missing.webhook + x.missing.event;
-    },
+    pick: faultLosses('orderflow'),
     goal: '0',
   },
   {
     section: 'vs peer',
     name: 'peer faults: API errors + lost effects (email, webhook, event)',
-    pick: (r) => {
-      const x = system(r.faults, 'peer');
-      return x && x.apiErrors + x.missing.email + x.missing.webhook + x.missing.event;
-    },
+    pick: faultLosses('peer'),
   },
   {
     section: 'vs peer',
