@@ -53,6 +53,7 @@ import path from 'node:path';
 import pg from 'pg';
 import {
   delay,
+  describeCpuPriority,
   freePort,
   parseCpuPriority,
   signalGroup,
@@ -667,7 +668,7 @@ function renderReport(machine: MachineInfo, results: LoadResult[], verdictRows: 
       .join(', ')}`,
     `- code measured: ${machine.gitCommit}${machine.gitDirty.length ? ` + uncommitted changes in ${machine.gitDirty.join(', ')}` : ''}`,
     `- load average at start: ${machine.loadavgAtStart.map((x) => x.toFixed(2)).join(' ')}; cores busy before the load (stack idle): ${machine.idleCpuCoresBeforeLoad.total} (outside this bench: ${machine.idleCpuCoresBeforeLoad.other})`,
-    `- settings: ${settings.durationS} s per measurement, warm-up ${settings.warmupS} s at ${settings.warmupRate} req/s per target, ${settings.rateConnections} connections at fixed rates (capped at the rate), ${settings.satConnections} at saturation, DATABASE_POOL_SIZE=${settings.poolSize}, NODE_ENV=production, API LOG_LEVEL=warn; Temporal, Kafka, maildev, the orders worker and the relay at CPU priority ${settings.backgroundPriority === 'idle' ? 'SCHED_IDLE' : settings.backgroundPriority === 'normal' ? 'normal' : `nice ${settings.backgroundPriority}`} (as \`npm start\`)${settings.freeze.length ? `; **frozen (SIGSTOP) during each load: ${settings.freeze.join(', ')}**` : ''}${settings.nice.length ? `; **at the lowest CPU priority (nice 19): ${settings.nice.join(', ')}**` : ''}`,
+    `- settings: ${settings.durationS} s per measurement, warm-up ${settings.warmupS} s at ${settings.warmupRate} req/s per target, ${settings.rateConnections} connections at fixed rates (capped at the rate), ${settings.satConnections} at saturation, DATABASE_POOL_SIZE=${settings.poolSize}, NODE_ENV=production, API LOG_LEVEL=warn; Temporal, Kafka, maildev, the orders worker and the relay at CPU priority ${describeCpuPriority(settings.backgroundPriority)} (as \`npm start\`)${settings.freeze.length ? `; **frozen (SIGSTOP) during each load: ${settings.freeze.join(', ')}**` : ''}${settings.nice.length ? `; **at the lowest CPU priority (nice 19): ${settings.nice.join(', ')}**` : ''}`,
     '',
     'Latency percentiles are computed from every response (unrounded); "errors" = non-2xx + socket errors + timeouts; 202 = accepted while Temporal was unreachable.',
     '',

@@ -55,16 +55,16 @@ import pg from 'pg';
 import {
   ManagedProcess,
   freePort,
+  describeCpuPriority,
   parseCpuPriority,
   signalGroup,
-  type CpuPriority,
   waitUntilReady,
 } from '../scripts/lib/process.ts';
 import { FOREGROUND_PROCESSES, backgroundPriorityOf } from '../scripts/lib/stack.ts';
 import { projectRoot, provisionAll, versions } from '../scripts/lib/tools.ts';
 import { ORDERS_PLACED_TOPIC, orderPlacedEventId, webhookMessageId } from '../src/shared/events.ts';
 import { TaskQueue } from '../src/shared/task-queues.ts';
-import { LATE_TOLERANCE_MS, RECEIVER_HEADROOM_MS } from '../src/webhooks/rate-gate.ts';
+import { gateSpacingMs } from '../src/webhooks/rate-gate.ts';
 import { currentRunLog, startAppStack, type AppStack } from '../test/e2e/app-stack.ts';
 import {
   CompletionWatcher,
@@ -1268,7 +1268,7 @@ function render(r: Results, svgName: string): string {
       '|---|--:|---|',
       `| API errors | ${s.intake.errors} of ${s.intake.sent} (${JSON.stringify(s.intake.statusCodes)}) | 0 |`,
       `| POST latency p50 / p99 / max during the spike | ${f(s.intake.latencyMs.p50, 1)} / ${f(s.intake.latencyMs.p99, 1)} / ${f(s.intake.latencyMs.max, 1)} ms | |`,
-      `| backlog drained (first scheduled POST → last order COMPLETED, DB polled every 250 ms) | ${s.drainS === null ? `not within ${settings.spikeDrainS} s (${s.completed}/${s.intake.ok} COMPLETED)` : `${s.drainS} s`} | ≈ ${Math.ceil((s.orders * (1000 + LATE_TOLERANCE_MS + RECEIVER_HEADROOM_MS)) / 1000 / s.webhookRate)} s at the rate gate's spacing |`,
+      `| backlog drained (first scheduled POST → last order COMPLETED, DB polled every 250 ms) | ${s.drainS === null ? `not within ${settings.spikeDrainS} s (${s.completed}/${s.intake.ok} COMPLETED)` : `${s.drainS} s`} | ≈ ${Math.ceil((s.orders * gateSpacingMs(s.webhookRate)) / 1000)} s at the rate gate's spacing |`,
       `| webhooks delivered | ${s.webhooks} of ${s.intake.ok} | |`,
       `| most webhooks in one one-second window (from the first POST) | **${s.maxWebhooksInWindow}** (windows above ${s.webhookRate}: ${over} of ${s.webhooksPerSecond.length}) | ≤ ${s.webhookRate} |`,
       `| most webhooks in any sliding second | ${s.maxWebhooksSliding} | |`,
@@ -1329,7 +1329,7 @@ function render(r: Results, svgName: string): string {
     lines.push(
       '## Intake, orderflow vs peer',
       '',
-      `Paced: ${pi.rate} req/s, arrivals evenly spread (open loop, latency from the scheduled time), ${pi.durationS} s. Saturation: autocannon, ${settings.peerSatConnections} connections, ${pi.durationS} s. orderflow = the API with WORKFLOW_START_MODE=${pi.startMode}, as npm start runs it. CPU priority of everything but the two APIs, PostgreSQL and Redis: ${describePriority(r.settings.backgroundPriority)}. Each backlog drained before the next measurement.`,
+      `Paced: ${pi.rate} req/s, arrivals evenly spread (open loop, latency from the scheduled time), ${pi.durationS} s. Saturation: autocannon, ${settings.peerSatConnections} connections, ${pi.durationS} s. orderflow = the API with WORKFLOW_START_MODE=${pi.startMode}, as npm start runs it. CPU priority of everything but the two APIs, PostgreSQL and Redis: ${describeCpuPriority(r.settings.backgroundPriority)}. Each backlog drained before the next measurement.`,
       '',
       '| system | load | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | backlog drained in |',
       '|---|---|--:|--:|--:|--:|--:|--:|--:|',
@@ -1583,9 +1583,3 @@ main().then(
     process.exit(1);
   },
 );
-
-function describePriority(p: CpuPriority | undefined): string {
-  if (p === undefined) return 'normal (not recorded)';
-  if (p === 'idle') return "SCHED_IDLE, session autogroup at nice 19 (npm start's default)";
-  return p === 'normal' ? 'normal' : `nice ${p}`;
-}

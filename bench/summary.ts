@@ -87,6 +87,18 @@ const faultLosses =
     const x = system(r.faults, s);
     return x && x.apiErrors + x.missing.email + x.missing.webhook + x.missing.event;
   };
+/** The same measure for orderflow and for the peer, in that order. */
+const bothSystems = (
+  name: string,
+  digits: number,
+  pick: (r: Run, s: 'orderflow' | 'peer') => number | undefined,
+): Measure[] =>
+  (['orderflow', 'peer'] as const).map((s) => ({
+    section: 'vs peer',
+    name: `${s} ${name}`,
+    pick: (r: Run) => pick(r, s),
+    digits,
+  }));
 const ORDERFLOW_APPS = [
   'api',
   'relay',
@@ -182,67 +194,16 @@ const MEASURES: Measure[] = [
     digits: 2,
     goal: '≥ 0.55',
   },
-  // The shared stack of bench/run.ts.
-  {
-    section: 'vs peer',
-    name: 'orderflow POST p50 ms at 300 req/s',
-    pick: (r) => r.peerIntake?.paced.orderflow.latencyMs.p50,
-    digits: 1,
-  },
-  {
-    section: 'vs peer',
-    name: 'peer POST p50 ms at 300 req/s',
-    pick: (r) => r.peerIntake?.paced.peer.latencyMs.p50,
-    digits: 1,
-  },
-  {
-    section: 'vs peer',
-    name: 'orderflow POST p99 ms at 300 req/s',
-    pick: (r) => r.peerIntake?.paced.orderflow.latencyMs.p99,
-    digits: 1,
-  },
-  {
-    section: 'vs peer',
-    name: 'peer POST p99 ms at 300 req/s',
-    pick: (r) => r.peerIntake?.paced.peer.latencyMs.p99,
-    digits: 1,
-  },
-  {
-    section: 'vs peer',
-    name: 'orderflow POST req/s at saturation',
-    pick: (r) => r.peerIntake?.saturation.orderflow.throughput,
-    digits: 0,
-  },
-  {
-    section: 'vs peer',
-    name: 'peer POST req/s at saturation',
-    pick: (r) => r.peerIntake?.saturation.peer.throughput,
-    digits: 0,
-  },
-  {
-    section: 'vs peer',
-    name: 'orderflow orders/s COMPLETED (sustained)',
-    pick: (r) => system(r.sustained, 'orderflow')?.ordersPerS,
-    digits: 1,
-  },
-  {
-    section: 'vs peer',
-    name: 'peer orders/s COMPLETED (sustained)',
-    pick: (r) => system(r.sustained, 'peer')?.ordersPerS,
-    digits: 1,
-  },
-  {
-    section: 'vs peer',
-    name: 'orderflow POST → COMPLETED p50 ms (sustained)',
-    pick: (r) => system(r.sustained, 'orderflow')?.latencyMs.p50,
-    digits: 0,
-  },
-  {
-    section: 'vs peer',
-    name: 'peer POST → COMPLETED p50 ms (sustained)',
-    pick: (r) => system(r.sustained, 'peer')?.latencyMs.p50,
-    digits: 0,
-  },
+  // The shared stack of bench/run.ts: each measure for orderflow, then for the peer.
+  ...bothSystems('POST p50 ms at 300 req/s', 1, (r, s) => r.peerIntake?.paced[s].latencyMs.p50),
+  ...bothSystems('POST p99 ms at 300 req/s', 1, (r, s) => r.peerIntake?.paced[s].latencyMs.p99),
+  ...bothSystems('POST req/s at saturation', 0, (r, s) => r.peerIntake?.saturation[s].throughput),
+  ...bothSystems('orders/s COMPLETED (sustained)', 1, (r, s) => system(r.sustained, s)?.ordersPerS),
+  ...bothSystems(
+    'POST → COMPLETED p50 ms (sustained)',
+    0,
+    (r, s) => system(r.sustained, s)?.latencyMs.p50,
+  ),
   {
     section: 'vs peer',
     name: 'orderflow cores: Temporal (sustained)',

@@ -21,6 +21,7 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime, bundleWorkflowCode } from '@temporalio/worker';
 import fs from 'node:fs';
 import path from 'node:path';
+import { parseArgs } from 'node:util';
 import { startOrderWorkflow } from '../src/api/workflow-starter.ts';
 import {
   cancelSignal,
@@ -269,18 +270,18 @@ const scenarios: Scenario[] = [
 ];
 
 async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  const force = args.includes('--force');
-  const tagAt = args.indexOf('--tag');
-  const tag = tagAt >= 0 ? args[tagAt + 1] : undefined;
-  if (tagAt >= 0 && !/^[a-z0-9-]+$/.test(tag ?? '')) {
+  const {
+    values: { force, tag },
+    positionals: only,
+  } = parseArgs({
+    options: { force: { type: 'boolean', default: false }, tag: { type: 'string' } },
+    allowPositionals: true,
+  });
+  if (tag !== undefined && !/^[a-z0-9-]+$/.test(tag)) {
     console.error('--tag needs a name of a-z, 0-9 and -');
     process.exitCode = 2;
     return;
   }
-  const only = args.filter(
-    (a, i) => a !== '--force' && (tagAt < 0 || (i !== tagAt && i !== tagAt + 1)),
-  );
   const fileOf = (name: string) => path.join(historiesDir, `${name}${tag ? `.${tag}` : ''}.json`);
   const existing = scenarios
     .filter((s) => !only.length || only.includes(s.name))

@@ -10,6 +10,7 @@ import {
   ComponentError,
   parseCpuPriority,
   signalGroup,
+  sinceLastStart,
   tailFile,
   type ManagedProcess,
 } from './lib/process.ts';
@@ -65,12 +66,6 @@ function recordPids(procs: ManagedProcess[]): void {
   fs.writeFileSync(pidFile, JSON.stringify(procs.map((p) => ({ pid: p.pid, name: p.name }))));
 }
 
-/** The part of an appended log written since the process's own start marker. */
-function sinceStart(tail: string): string {
-  const i = tail.lastIndexOf('\n--- ');
-  return i < 0 ? tail : tail.slice(i);
-}
-
 async function isReady(url: string): Promise<boolean> {
   const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
   return res.ok;
@@ -118,7 +113,7 @@ async function main(): Promise<void> {
         app.name === 'api'
           ? () => isReady(`http://127.0.0.1:${ports.api}/readyz`)
           : async (p: ManagedProcess) =>
-              RUNNING_LOG_LINE.test(sinceStart(tailFile(p.spec.logFile, 200)));
+              RUNNING_LOG_LINE.test(sinceLastStart(tailFile(p.spec.logFile, 200)));
       // The API only commits; the relay process starts the workflows (unless told otherwise).
       const mode = { WORKFLOW_START_MODE: process.env.WORKFLOW_START_MODE || 'relay' };
       await stack.startApp(
@@ -161,7 +156,9 @@ async function main(): Promise<void> {
   // Workers and consumers serve /metrics on a port of their own (a free one unless
   // WORKER_METRICS_PORT / CONSUMER_METRICS_PORT say otherwise), named in their "running" line.
   for (const proc of stack.procs) {
-    const url = /"metricsUrl":"([^"]+)"/.exec(sinceStart(tailFile(proc.spec.logFile, 200)))?.[1];
+    const url = /"metricsUrl":"([^"]+)"/.exec(
+      sinceLastStart(tailFile(proc.spec.logFile, 200)),
+    )?.[1];
     if (url) rows.push([`Metrics ${proc.name}`, url]);
   }
   const w = Math.max(...rows.map(([k]) => k.length));

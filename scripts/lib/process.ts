@@ -48,6 +48,12 @@ export function parseCpuPriority(raw: string, variable: string): CpuPriority {
   throw new Error(`${variable} must be "idle", "normal" or a niceness 0-19, got "${raw}"`);
 }
 
+/** A CpuPriority as reports print it. */
+export function describeCpuPriority(p: CpuPriority): string {
+  if (p === 'idle') return 'SCHED_IDLE, session autogroup at nice 19';
+  return p === 'normal' || p === 0 ? 'normal' : `nice ${p}`;
+}
+
 const CHRT = ['/usr/bin/chrt', '/bin/chrt'].find((p) => fs.existsSync(p));
 
 /**
@@ -77,6 +83,15 @@ export function withPriority(
   ];
 }
 
+/** What each start of a process writes to its (appended) log before the process's own output. */
+const START_MARKER = '\n--- ';
+
+/** The part of a process's log text written since its latest start (all of it without a marker). */
+export function sinceLastStart(logText: string): string {
+  const i = logText.lastIndexOf(START_MARKER);
+  return i < 0 ? logText : logText.slice(i);
+}
+
 export class ManagedProcess {
   readonly child: ChildProcess;
   exitCode: number | null = null;
@@ -87,7 +102,10 @@ export class ManagedProcess {
   constructor(readonly spec: SpawnSpec) {
     fs.mkdirSync(path.dirname(spec.logFile), { recursive: true });
     const fd = fs.openSync(spec.logFile, 'a');
-    fs.writeSync(fd, `\n--- ${new Date().toISOString()} ${spec.command} ${spec.args.join(' ')}\n`);
+    fs.writeSync(
+      fd,
+      `${START_MARKER}${new Date().toISOString()} ${spec.command} ${spec.args.join(' ')}\n`,
+    );
     const [command, args] = withPriority(spec.priority, spec.command, spec.args);
     this.child = spawn(command, args, {
       cwd: spec.cwd,

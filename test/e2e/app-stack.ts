@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import {
   freePort,
   signalGroup,
+  sinceLastStart,
   type CpuPriority,
   type ManagedProcess,
 } from '../../scripts/lib/process.ts';
@@ -42,8 +43,7 @@ export function currentRunLog(logFile: string): string {
   } catch {
     return '';
   }
-  const start = text.lastIndexOf('\n--- ');
-  return start < 0 ? text : text.slice(start);
+  return sinceLastStart(text);
 }
 
 export interface AppStack {
