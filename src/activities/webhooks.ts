@@ -129,11 +129,12 @@ export function createWebhookActivities(deps: WebhookActivityDeps) {
    */
   async function awaitSendSlot(
     key: DeliverWebhookInput & { webhookId: string },
+    waitUntil: number,
   ): Promise<(() => boolean) | undefined> {
     if (!deps.rateGate) return undefined;
     const ctx = Context.current();
     const turn = await deps.rateGate.acquire({
-      maxWaitMs: Math.max(0, ctx.info.startToCloseTimeoutMs - deps.timeoutMs - 1000),
+      maxWaitMs: Math.max(0, waitUntil - Date.now()),
       sleep: (ms) => ctx.sleep(ms),
     });
     if (turn.kind === 'busy') {
@@ -225,9 +226,12 @@ export function createWebhookActivities(deps: WebhookActivityDeps) {
       });
       let res: WebhookResponse | undefined;
       let attemptAt = now();
+      // The latest send that still leaves the request its whole timeout within this attempt.
+      const waitUntil =
+        Date.now() + Context.current().info.startToCloseTimeoutMs - deps.timeoutMs - 1000;
       // Each pass takes a send time; a connection that came up too late for it sent nothing.
       for (let missed = 0; !res; missed++) {
-        const onTime = await awaitSendSlot(key);
+        const onTime = await awaitSendSlot(key, waitUntil);
         // Standard Webhooks: the timestamp is this attempt's, so receivers' replay windows hold.
         attemptAt = now();
         const headers = {
