@@ -13,7 +13,10 @@ if (dir) {
   session.post('Profiler.enable');
   session.post('Profiler.setSamplingInterval', { interval: 1000 });
   session.post('Profiler.start');
-  process.once('exit', () => {
+  let written = false;
+  const write = () => {
+    if (written) return;
+    written = true;
     // An in-process session answers synchronously, so this works in 'exit'.
     session.post('Profiler.stop', (err, result) => {
       if (err) return;
@@ -24,5 +27,9 @@ if (dir) {
         JSON.stringify(result.profile),
       );
     });
-  });
+  };
+  process.once('exit', write);
+  // A process that is killed after a slow drain never reaches 'exit': the profile is taken at the stop signal.
+  process.prependOnceListener('SIGTERM', write);
+  process.prependOnceListener('SIGINT', write);
 }

@@ -1,8 +1,9 @@
 /**
  * The floor of bench/intake: `POST /orders` doing only the validated database
  * insert. Same Express 5 body parser and limit, the same zod schema and the
- * same Prisma write as the API (order + items, read back with its items), but
- * no workflow-start row, no Temporal, no helmet and no logging. Whatever the
+ * same single-statement write as the API (order + items through Prisma's
+ * $queryRaw, answered from the input and the returned row), but no
+ * workflow-start row, no Temporal, no helmet and no logging. Whatever the
  * API costs above this floor is what the bench measures.
  *
  *   PORT=4000 DATABASE_URL=postgresql://... node --import tsx bench/floor-server.ts
@@ -38,46 +39,43 @@ app.post('/orders', async (req, res) => {
   }
   const body = parsed.data;
   const id = randomUUID();
-  const row = await db.order.create({
-    data: {
-      id,
-      customerEmail: body.customerEmail,
-      currency: body.currency,
-      totalCents: BigInt(orderTotalCents(body.items)),
-      workflowId: orderWorkflowId(id),
-      items: {
-        createMany: {
-          data: body.items.map((i, n) => ({
-            line: n + 1,
-            sku: i.sku,
-            quantity: i.quantity,
-            unitPriceCents: BigInt(i.unitPriceCents),
-          })),
-        },
-      },
-    },
-    include: { items: { orderBy: { line: 'asc' } } },
-  });
-  // The same view the API answers with.
+  const totalCents = orderTotalCents(body.items);
+  // The API's intake statement without its pending workflow start: order and lines, one round trip.
+  const [row] = await db.$queryRaw<{ status: string; created_at: Date; updated_at: Date }[]>`
+    WITH o AS (
+      INSERT INTO orders (id, customer_email, currency, total_cents, workflow_id)
+      VALUES (${id}::uuid, ${body.customerEmail}, ${body.currency}, ${totalCents}::bigint,
+              ${orderWorkflowId(id)})
+      RETURNING id, status, created_at, updated_at
+    ), lines AS (
+      INSERT INTO order_items (order_id, line, sku, quantity, unit_price_cents)
+      SELECT o.id, l.line, l.sku, l.quantity, l.unit_price_cents
+      FROM o, unnest(${body.items.map((i) => i.sku)}::text[],
+                     ${body.items.map((i) => i.quantity)}::int[],
+                     ${body.items.map((i) => i.unitPriceCents)}::bigint[])
+              WITH ORDINALITY AS l(sku, quantity, unit_price_cents, line)
+    )
+    SELECT status, created_at, updated_at FROM o`;
+  // The same view the API answers with, built the same way (input and returned row).
   res
     .status(201)
-    .location(`/orders/${row.id}`)
+    .location(`/orders/${id}`)
     .json({
-      id: row.id,
-      status: row.status,
-      workflowId: row.workflowId,
-      customerEmail: row.customerEmail,
-      currency: row.currency,
-      totalCents: Number(row.totalCents),
-      items: row.items.map((i) => ({
+      id,
+      status: row!.status,
+      workflowId: orderWorkflowId(id),
+      customerEmail: body.customerEmail,
+      currency: body.currency,
+      totalCents,
+      items: body.items.map((i) => ({
         sku: i.sku,
         quantity: i.quantity,
-        unitPriceCents: Number(i.unitPriceCents),
+        unitPriceCents: i.unitPriceCents,
       })),
-      failedStep: row.failedStep,
-      lastError: row.lastError,
-      createdAt: row.createdAt.toISOString(),
-      updatedAt: row.updatedAt.toISOString(),
+      failedStep: null,
+      lastError: null,
+      createdAt: row!.created_at.toISOString(),
+      updatedAt: row!.updated_at.toISOString(),
     });
 });
 

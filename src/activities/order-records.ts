@@ -37,6 +37,28 @@ export function createOrderRecordActivities({ db }: { db: Db }) {
       if (count === 0) log.warn('order row missing', { orderId: input.orderId });
     },
 
+    /**
+     * The order's first bookkeeping in one statement: marks it PROCESSING and
+     * returns the ids of the enabled endpoints subscribed to `eventType`
+     * (sorted: the order's webhook fan-out). Idempotent.
+     */
+    async beginOrderProcessing(input: { orderId: string; eventType: string }): Promise<string[]> {
+      const [row] = await db.$queryRaw<{ began: number; ids: string[] }[]>`
+        WITH began AS (
+          UPDATE orders SET status = 'PROCESSING', failed_step = NULL, last_error = NULL,
+                            updated_at = now()
+          WHERE id = ${input.orderId}::uuid
+          RETURNING id
+        )
+        SELECT (SELECT count(*) FROM began)::int AS began,
+               coalesce((SELECT array_agg(e.id::text ORDER BY e.id) FROM webhook_endpoints e
+                         WHERE e.status = 'ENABLED' AND ${input.eventType} = ANY(e.event_types)),
+                        '{}') AS ids`;
+      if (!row?.began) log.warn('order row missing', { orderId: input.orderId });
+      log.info('webhook targets', { orderId: input.orderId, count: row?.ids.length ?? 0 });
+      return row?.ids ?? [];
+    },
+
     /** A page of order ids created in [since, until), oldest first, after a cursor (for bulk resends). */
     async listOrderIdsPage(input: OrderPageInput): Promise<OrderPage> {
       const rows = await db.order.findMany({

@@ -89,15 +89,32 @@ export function problemMiddleware(log: Logger): ErrorRequestHandler {
   };
 }
 
+/** Driver adapter error kinds (@prisma/driver-adapter-utils) that mean the database cannot answer now. */
+const UNAVAILABLE_ADAPTER_KINDS: ReadonlySet<string> = new Set([
+  'DatabaseNotReachable',
+  'ConnectionClosed',
+  'SocketTimeout',
+  'TooManyConnections',
+]);
+
 /**
  * Database connectivity failures (Prisma/pg) are 503, so clients retry. 57P0x: PostgreSQL is
  * shutting down or restarting and ends the connection; P1017: the socket was reset (the driver
  * adapter's ConnectionClosed), both found by the chaos run's PostgreSQL stop.
  */
 function asUnavailable(err: unknown): ProblemError | undefined {
-  const e = err as { code?: string; name?: string; message?: string; cause?: unknown };
+  const e = err as {
+    code?: string;
+    name?: string;
+    message?: string;
+    cause?: unknown;
+    meta?: { driverAdapterError?: { cause?: { kind?: string } } };
+  };
   const text = `${e?.name ?? ''} ${e?.code ?? ''} ${e?.message ?? ''}`;
+  // A raw query's failure (P2010) names the driver adapter's error kind only in meta.
+  const adapterKind = e?.meta?.driverAdapterError?.cause?.kind ?? '';
   if (
+    UNAVAILABLE_ADAPTER_KINDS.has(adapterKind) ||
     /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|timeout exceeded when trying to connect|Connection terminated|P1001|P1002|P1008|P1017|P2024|P2037|DatabaseNotReachable|ConnectionClosed|SocketTimeout|TooManyConnections|Server has closed the connection|57P0[123]|terminating connection due to administrator command|the database system is (starting up|shutting down)/i.test(
       text,
     )

@@ -11,6 +11,7 @@ import {
   proxyLocalActivities,
   setHandler,
   upsertSearchAttributes,
+  workflowInfo,
   type ActivityOptions,
 } from '@temporalio/workflow';
 import type { EmailActivities } from '../activities/email.ts';
@@ -95,6 +96,15 @@ const queuedRecords = proxyActivities<Bookkeeping>({
 /** Patch id of the move of the bookkeeping to local activities (histories before it replay as they ran). */
 export const LOCAL_BOOKKEEPING_PATCH = 'bookkeeping-local-activities';
 
+/**
+ * Patch id of the lean bookkeeping (implies the local one): the first status
+ * write and the subscriber read are one local activity, and `OrderStatus` is
+ * upserted only where it says more than `ExecutionStatus` (see setStatus).
+ * Each patch costs a marker and a search-attribute upsert per order, so new
+ * orders record only this one.
+ */
+export const LEAN_BOOKKEEPING_PATCH = 'lean-bookkeeping';
+
 /** One unit of work that can fail and be retried on its own: a step, or one webhook delivery. */
 type Task = { step: 'email' } | { step: 'events' } | { step: 'webhooks'; endpointId: string };
 
@@ -110,7 +120,8 @@ export async function orderWorkflow(input: OrderWorkflowInput): Promise<OrderSta
   );
   const events = proxyActivities<EventActivities>(stepOptions(TaskQueue.events, policies.events));
 
-  const records = patched(LOCAL_BOOKKEEPING_PATCH) ? localRecords : queuedRecords;
+  const lean = patched(LEAN_BOOKKEEPING_PATCH);
+  const records = lean || patched(LOCAL_BOOKKEEPING_PATCH) ? localRecords : queuedRecords;
 
   const state = {
     status: 'RECEIVED' as OrderStatus,
@@ -157,7 +168,9 @@ export async function orderWorkflow(input: OrderWorkflowInput): Promise<OrderSta
 
   async function setStatus(status: OrderStatus): Promise<void> {
     state.status = status;
-    upsertSearchAttributes([{ key: orderStatusKey, value: searchValue[status] }]);
+    if (!lean || searchAttributeNeeded(status)) {
+      upsertSearchAttributes([{ key: orderStatusKey, value: searchValue[status] }]);
+    }
     const first = [...state.failures.values()][0];
     await records.recordOrderStatus({
       orderId,
@@ -201,9 +214,15 @@ export async function orderWorkflow(input: OrderWorkflowInput): Promise<OrderSta
     }
   }
 
-  await setStatus('PROCESSING');
   // Subscribers are fixed when the order is processed: one delivery per endpoint.
-  const endpointIds = await records.webhookTargets({ orderId, eventType: ORDER_PLACED });
+  let endpointIds: string[];
+  if (lean) {
+    state.status = 'PROCESSING';
+    endpointIds = await records.beginOrderProcessing({ orderId, eventType: ORDER_PLACED });
+  } else {
+    await setStatus('PROCESSING');
+    endpointIds = await records.webhookTargets({ orderId, eventType: ORDER_PLACED });
+  }
   let tasks: Task[] = [
     { step: 'email' },
     ...endpointIds.map((endpointId): Task => ({ step: 'webhooks', endpointId })),
@@ -247,6 +266,19 @@ export async function orderWorkflow(input: OrderWorkflowInput): Promise<OrderSta
     await CancellationScope.nonCancellable(() => setStatus('CANCELLED'));
     return 'CANCELLED';
   }
+}
+
+/**
+ * Whether the lean path upserts `OrderStatus` for `status`: always when parked
+ * or cancelled (operators query OrderStatus="Parked"; a cancelled order closes
+ * as Completed), otherwise only once the attribute is set (after a park), so
+ * it never goes stale. An order that runs straight through carries none:
+ * `ExecutionStatus` (Running, Completed) already says it, and each upsert is
+ * a history event and a visibility write.
+ */
+function searchAttributeNeeded(status: OrderStatus): boolean {
+  if (status === 'PARKED' || status === 'CANCELLED') return true;
+  return workflowInfo().typedSearchAttributes.get(orderStatusKey) !== undefined;
 }
 
 function isEndpointGone(err: unknown): boolean {

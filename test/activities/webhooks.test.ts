@@ -8,6 +8,7 @@ import {
   createWebhookActivities,
   type WebhookActivityDeps,
 } from '../../src/activities/webhooks.ts';
+import { createOrderRecordActivities } from '../../src/activities/order-records.ts';
 import { newSigningSecret } from '../../src/api/webhooks/endpoint-service.ts';
 import { createDb, type Db } from '../../src/db/client.ts';
 import { orderPlacedEventId, webhookMessageId } from '../../src/shared/events.ts';
@@ -484,6 +485,45 @@ describe('webhookTargets', () => {
     expect(targets).toEqual([...targets].sort());
     const mine = new Set([...subscribed, disabled, other].map((e) => e.id));
     expect(targets.filter((id) => mine.has(id))).toEqual(subscribed.map((e) => e.id).sort());
+  });
+});
+
+describe('beginOrderProcessing', () => {
+  it('marks the order PROCESSING and returns the same sorted subscribers as webhookTargets', async () => {
+    const subscribed = await Promise.all([createEndpoint(), createEndpoint()]);
+    const disabled = await createEndpoint({ status: 'DISABLED' });
+    const order = await createOrder();
+    await db.order.update({
+      where: { id: order.id },
+      data: { failedStep: 'webhooks', lastError: 'left over' },
+    });
+    const records = createOrderRecordActivities({ db });
+    const targets = await runActivity(() =>
+      records.beginOrderProcessing({ orderId: order.id, eventType: ORDER_PLACED }),
+    );
+    expect(targets).toEqual(
+      await runActivity(() =>
+        activities().webhookTargets({ orderId: order.id, eventType: ORDER_PLACED }),
+      ),
+    );
+    const mine = new Set([...subscribed, disabled].map((e) => e.id));
+    expect(targets.filter((id) => mine.has(id))).toEqual(subscribed.map((e) => e.id).sort());
+    const row = await db.order.findUniqueOrThrow({ where: { id: order.id } });
+    expect(row).toMatchObject({ status: 'PROCESSING', failedStep: null, lastError: null });
+    expect(row.updatedAt.getTime()).toBeGreaterThan(order.updatedAt.getTime());
+  });
+
+  it('still returns the subscribers when the order row is missing, and writes no row', async () => {
+    const subscribed = await createEndpoint();
+    const orderId = randomUUID();
+    const targets = await runActivity(() =>
+      createOrderRecordActivities({ db }).beginOrderProcessing({
+        orderId,
+        eventType: ORDER_PLACED,
+      }),
+    );
+    expect(targets).toContain(subscribed.id);
+    expect(await db.order.findUnique({ where: { id: orderId } })).toBeNull();
   });
 });
 

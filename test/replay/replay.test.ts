@@ -44,6 +44,10 @@ describe('committed workflow histories', () => {
         'happy-path.local-bookkeeping.json',
         'parked-then-retried.local-bookkeeping.json',
         'cancelled-while-retrying.local-bookkeeping.json',
+        // Recorded after the lean bookkeeping (patch lean-bookkeeping).
+        'happy-path.lean-bookkeeping.json',
+        'parked-then-retried.lean-bookkeeping.json',
+        'cancelled-while-retrying.lean-bookkeeping.json',
       ]),
     );
   });

@@ -83,6 +83,10 @@ export function fakeActivities(env: TestWorkflowEnvironment, opts: FakeOptions =
     async webhookTargets() {
       return opts.endpoints ?? ['ep-1'];
     },
+    async beginOrderProcessing({ orderId }: { orderId: string }) {
+      calls.statuses.push({ orderId, status: 'PROCESSING' });
+      return opts.endpoints ?? ['ep-1'];
+    },
     async listOrderIdsPage(input: OrderPageInput): Promise<OrderPage> {
       calls.pages.push(input);
       // The fake's cursor is the position in `orderIds`; createdAt is fixed.

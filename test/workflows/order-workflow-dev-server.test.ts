@@ -196,7 +196,8 @@ describe('orderWorkflow on the dev server', () => {
           async () => f.calls.webhook.length,
           (n) => n === 1,
         );
-        await waitForListing(orderId, 'Processing');
+        // Running and never parked: ExecutionStatus says it, OrderStatus is not set (no upsert).
+        expect((await handle.describe()).typedSearchAttributes.get(orderStatusKey)).toBeUndefined();
 
         const refused = await handle.executeUpdate(retryUpdate).then(
           () => undefined,

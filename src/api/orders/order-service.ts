@@ -4,7 +4,7 @@
 import { SpanKind } from '@opentelemetry/api';
 import { createHash, randomUUID } from 'node:crypto';
 import type { Db } from '../../db/client.ts';
-import { Prisma } from '../../generated/prisma/client.ts';
+import type { Prisma } from '../../generated/prisma/client.ts';
 import {
   ATTR_DB_COLLECTION_NAME,
   ATTR_DB_OPERATION_NAME,
@@ -36,6 +36,12 @@ export interface CreateOrderResult {
 }
 
 const orderInclude = { items: { orderBy: { line: 'asc' } } } as const;
+/** What the intake statement returns of the new row (the rest is the validated input). */
+interface InsertedOrder {
+  status: OrderStatus;
+  created_at: Date;
+  updated_at: Date;
+}
 type OrderRow = Prisma.OrderGetPayload<{ include: typeof orderInclude }>;
 
 function toView(row: OrderRow): OrderView {
@@ -97,50 +103,71 @@ export class OrderService {
 
   /**
    * Persists the order, its items and its pending workflow start in one
-   * transaction. With an Idempotency-Key, the unique index on (scope, key)
-   * decides between concurrent duplicates: the losers read the winner's order.
+   * statement (one round trip): a CTE whose inserts commit together. The
+   * answer is built from the validated input and the returned row, not read
+   * back. With an Idempotency-Key, the unique index on (scope, key) decides
+   * between concurrent duplicates: ON CONFLICT DO NOTHING waits for the
+   * winner's commit and inserts nothing, and the loser reads the winner's order.
    */
   async createOrder(body: CreateOrderRequest, idem?: IdempotencyKey): Promise<CreateOrderResult> {
     const id = randomUUID();
     const hash = idem ? requestFingerprint(body) : null;
+    const totalCents = orderTotalCents(body.items);
     // The relay starts the workflow in this request's trace (nothing is stored while tracing is off).
-    const traceContext = currentTraceContext();
-    try {
-      const row = await inSpan('INSERT orders', insertSpan, () =>
-        this.db.order.create({
-          data: {
-            id,
-            customerEmail: body.customerEmail,
-            currency: body.currency,
-            totalCents: BigInt(orderTotalCents(body.items)),
-            workflowId: orderWorkflowId(id),
-            idempotencyScope: idem?.scope ?? null,
-            idempotencyKey: idem?.key ?? null,
-            requestHash: hash,
-            items: {
-              createMany: {
-                data: body.items.map((i, n) => ({
-                  line: n + 1,
-                  sku: i.sku,
-                  quantity: i.quantity,
-                  unitPriceCents: BigInt(i.unitPriceCents),
-                })),
-              },
-            },
-            workflowStart: {
-              create: { nextAttemptAt: new Date(Date.now() + this.startGraceMs), ...traceContext },
-            },
-          },
-          include: orderInclude,
-        }),
-      );
-      return { order: toView(row), created: true };
-    } catch (err) {
-      if (idem && err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002') {
-        return { order: await this.replay(idem, hash!), created: false };
-      }
-      throw err;
+    const trace = currentTraceContext();
+    const rows = await inSpan(
+      'INSERT orders',
+      insertSpan,
+      () =>
+        this.db.$queryRaw<InsertedOrder[]>`
+        WITH o AS (
+          INSERT INTO orders (id, customer_email, currency, total_cents, workflow_id,
+                              idempotency_scope, idempotency_key, request_hash)
+          VALUES (${id}::uuid, ${body.customerEmail}, ${body.currency}, ${totalCents}::bigint,
+                  ${orderWorkflowId(id)}, ${idem?.scope ?? null}, ${idem?.key ?? null}, ${hash})
+          ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING
+          RETURNING id, status, created_at, updated_at
+        ), lines AS (
+          INSERT INTO order_items (order_id, line, sku, quantity, unit_price_cents)
+          SELECT o.id, l.line, l.sku, l.quantity, l.unit_price_cents
+          FROM o, unnest(${body.items.map((i) => i.sku)}::text[],
+                         ${body.items.map((i) => i.quantity)}::int[],
+                         ${body.items.map((i) => i.unitPriceCents)}::bigint[])
+                  WITH ORDINALITY AS l(sku, quantity, unit_price_cents, line)
+        ), start AS (
+          INSERT INTO workflow_starts (order_id, next_attempt_at, traceparent, tracestate)
+          SELECT o.id, now() + ${this.startGraceMs}::int * interval '1 millisecond',
+                 ${trace?.traceparent ?? null}, ${trace?.tracestate ?? null}
+          FROM o
+        )
+        SELECT status, created_at, updated_at FROM o`,
+    );
+    const row = rows[0];
+    if (!row) {
+      // Only an Idempotency-Key conflict inserts nothing (ids are fresh UUIDs).
+      if (!idem) throw new Error(`order ${id} was not inserted`);
+      return { order: await this.replay(idem, hash!), created: false };
     }
+    return {
+      order: {
+        id,
+        status: row.status,
+        workflowId: orderWorkflowId(id),
+        customerEmail: body.customerEmail,
+        currency: body.currency,
+        totalCents,
+        items: body.items.map((i) => ({
+          sku: i.sku,
+          quantity: i.quantity,
+          unitPriceCents: i.unitPriceCents,
+        })),
+        failedStep: null,
+        lastError: null,
+        createdAt: row.created_at.toISOString(),
+        updatedAt: row.updated_at.toISOString(),
+      },
+      created: true,
+    };
   }
 
   private async replay(idem: IdempotencyKey, hash: string): Promise<OrderView> {
