@@ -16,6 +16,22 @@ describe('configuration', () => {
     expect(c.RETRY_WEBHOOKS).toEqual(defaultRetryPolicies.webhooks);
   });
 
+  it('bounds the orders in flight at 200 by default; 0 turns the bound off; a negative bound stops', () => {
+    expect(loadConfig({}).OUTBOX_MAX_IN_FLIGHT).toBe(200);
+    expect(loadConfig({ OUTBOX_MAX_IN_FLIGHT: '0' }).OUTBOX_MAX_IN_FLIGHT).toBe(0);
+    expect(() => loadConfig({ OUTBOX_MAX_IN_FLIGHT: '-1' })).toThrow(/OUTBOX_MAX_IN_FLIGHT/);
+  });
+
+  it('counts an order toward the bound for 60 s after its start by default; under a second stops', () => {
+    expect(loadConfig({}).OUTBOX_IN_FLIGHT_WINDOW_MS).toBe(60_000);
+    expect(loadConfig({ OUTBOX_IN_FLIGHT_WINDOW_MS: '5000' }).OUTBOX_IN_FLIGHT_WINDOW_MS).toBe(
+      5000,
+    );
+    expect(() => loadConfig({ OUTBOX_IN_FLIGHT_WINDOW_MS: '10' })).toThrow(
+      /OUTBOX_IN_FLIGHT_WINDOW_MS/,
+    );
+  });
+
   it('stops with a message naming each bad variable', () => {
     const attempt = () =>
       loadConfig({

@@ -1,7 +1,8 @@
 /**
  * Prometheus metrics of the API and relay processes (prom-client): request
- * latency by route and status, orders by status, the outbox backlog and
- * workflow starts, and Node.js process metrics. Database-backed gauges are read at scrape time with a time limit,
+ * latency by route and status, orders by status, the outbox backlog, orders
+ * in flight against the relay's bound, workflow starts, and Node.js process
+ * metrics. Database-backed gauges are read at scrape time with a time limit,
  * so a slow database makes them stale, never /metrics slow.
  */
 import type { RequestHandler } from 'express';
@@ -46,8 +47,9 @@ function scrapeRead<T>(
 
 /**
  * The series the API and the relay process share, on `registry`: the outbox
- * backlog, Temporal reachability, workflow starts by outcome and, with `db`,
- * orders by status; database reads bounded by `timeoutMs`.
+ * backlog, orders in flight and the bound, Temporal reachability, workflow
+ * starts by outcome and, with `db`, orders by status; database reads bounded
+ * by `timeoutMs`.
  */
 export function registerOutboxMetrics(
   registry: client.Registry,
@@ -63,11 +65,17 @@ export function registerOutboxMetrics(
     registers: [registry],
     // Waits for this scrape's reads (shared with the gauges), so a failure shows in the same scrape.
     async collect() {
-      await Promise.all([backlog(), ordersByStatus?.()]);
+      await Promise.all([backlog(), inFlight(), ordersByStatus?.()]);
     },
   });
 
   const backlog = scrapeRead('outbox_backlog', () => relay.backlog(), failures, timeoutMs);
+  const inFlight = scrapeRead(
+    'outbox_in_flight',
+    () => relay.ordersInFlight(timeoutMs),
+    failures,
+    timeoutMs,
+  );
   // The server gives up too (statement_timeout), so a blocked query does not hold a pooled connection.
   const ordersByStatus =
     db &&
@@ -115,6 +123,31 @@ export function registerOutboxMetrics(
     async collect() {
       const b = await backlog();
       if (b) this.set(b.oldestAgeSeconds);
+    },
+  });
+  new client.Gauge({
+    name: 'orderflow_outbox_in_flight',
+    help: 'Orders counted against the relay bound: RECEIVED or PROCESSING with the workflow started within OUTBOX_IN_FLIGHT_WINDOW_MS, or being started',
+    registers: [registry],
+    async collect() {
+      const n = await inFlight();
+      if (n !== undefined) this.set(n);
+    },
+  });
+  new client.Gauge({
+    name: 'orderflow_outbox_max_in_flight',
+    help: 'The bound on orders in flight above which the relay starts no workflow (OUTBOX_MAX_IN_FLIGHT; 0: no bound)',
+    registers: [registry],
+    collect() {
+      this.set(relay.opts.maxInFlight ?? 0);
+    },
+  });
+  new client.Gauge({
+    name: 'orderflow_outbox_holding_back',
+    help: "1 while this process's relay leaves due workflow starts in the outbox because the in-flight bound is reached",
+    registers: [registry],
+    collect() {
+      this.set(relay.holdingBack ? 1 : 0);
     },
   });
   new client.Gauge({

@@ -4,12 +4,22 @@
  * API hands the start to `kick()` right after the commit and `sweep()` starts
  * whatever stayed unconfirmed (the API crashed, Temporal was down). In the
  * relay process (`npm run relay`, mode relay) the API only commits and the
- * sweep does all the starting: it polls, and sweeps again at once while it
- * finds a full batch. Rows are leased with FOR UPDATE SKIP LOCKED, so any
- * number of relays never block each other, and a double start is harmless
- * anyway (see startOrderWorkflow). While tracing is on, each start runs in
+ * sweep does all the starting: it polls, and sweeps again at once after a
+ * batch that leased something. Rows are leased with FOR UPDATE SKIP LOCKED,
+ * so any number of relays never block each other, and a double start is
+ * harmless anyway (see startOrderWorkflow). While tracing is on, each start runs in
  * the trace of the request that accepted the order (its context travels in
  * the row), so the workflow, its activities and the Kafka event join it.
+ * In the relay process, `wake()` (a notification from the intake statement,
+ * see OutboxListener) makes it sweep at once instead of at the next poll.
+ *
+ * Backpressure: with `maxInFlight` set, a sweep starts no more than the bound
+ * leaves free of orders in flight (counted in PostgreSQL, so across all
+ * relays), and a kick is dropped while the bound is reached (its row waits for
+ * a sweep); a spike waits in the outbox instead of inside Temporal. An order
+ * counts only for `inFlightWindowMs` after its start: one still unfinished
+ * after that is waiting on a retry timer, which costs Temporal nothing, so a
+ * subscriber that keeps failing does not stall every start.
  */
 import { context, type Context } from '@opentelemetry/api';
 import type { Client } from '@temporalio/client';
@@ -31,6 +41,13 @@ export interface RelayOptions {
   sweep?: boolean;
   /** Retry budgets passed to each workflow (defaults when absent). */
   retryPolicies?: RetryPolicies;
+  /**
+   * Orders in flight (see countInFlight) above which no workflow is started;
+   * 0 or absent: no bound. The processes pass OUTBOX_MAX_IN_FLIGHT.
+   */
+  maxInFlight?: number;
+  /** How long after its start an unfinished order counts as in flight (OUTBOX_IN_FLIGHT_WINDOW_MS). */
+  inFlightWindowMs: number;
 }
 
 export const defaultRelayOptions: RelayOptions = {
@@ -38,13 +55,88 @@ export const defaultRelayOptions: RelayOptions = {
   intervalMs: 1000,
   batchSize: 100,
   concurrency: 32,
+  inFlightWindowMs: 60_000,
 };
+
+/** What countInFlight and the lease statement need: the client or a transaction's. */
+type Sql = Pick<Db, '$queryRaw'>;
+
+/** The advisory lock relays take turns on to count and lease (an id no other lock uses). */
+const LEASE_LOCK = 72707370;
+
+/**
+ * Orders in flight, for every relay alike: those being actively processed,
+ * i.e. not finished (RECEIVED or PROCESSING; PARKED ones wait for an operator)
+ * with their workflow started less than `windowMs` ago (by a sweep or a kick),
+ * plus the starts a relay is making (leased rows: attempts > 0, not due, not
+ * confirmed; a start that failed counts until its retry is due). An order
+ * still unfinished after the window is waiting on a retry timer and no longer
+ * counts. The window's starts are joined to the unfinished orders, index-only
+ * on both sides (workflow_starts_started_idx, orders_unfinished_idx), driven
+ * from the smaller side, so a large outbox backlog costs little (see the
+ * migration 20261128060000_outbox_in_flight_indexes). `due` is how many starts
+ * are waiting now, counted up to `dueCap`.
+ */
+export async function countInFlight(
+  db: Sql,
+  windowMs: number,
+  dueCap = 1,
+): Promise<{ inFlight: number; due: number }> {
+  const [row] = await db.$queryRaw<{ started: number; leased: number; due: number }[]>`
+    SELECT
+      (SELECT count(*) FROM workflow_starts s JOIN orders o ON o.id = s.order_id
+        WHERE s.started_at > now() - ${windowMs}::int * interval '1 millisecond'
+          AND o.status IN ('RECEIVED', 'PROCESSING'))::int AS started,
+      (SELECT count(*) FROM workflow_starts
+        WHERE started_at IS NULL AND attempts > 0 AND next_attempt_at > now())::int AS leased,
+      (SELECT count(*) FROM (SELECT FROM workflow_starts
+        WHERE started_at IS NULL AND next_attempt_at <= now() LIMIT ${dueCap}) d)::int AS due`;
+  const { started = 0, leased = 0, due = 0 } = row ?? {};
+  return { inFlight: started + leased, due };
+}
+
+/** Whether any start is due now (one index probe). */
+async function anyDue(db: Sql): Promise<boolean> {
+  const [row] = await db.$queryRaw<{ due: boolean }[]>`
+    SELECT EXISTS (SELECT FROM workflow_starts
+      WHERE started_at IS NULL AND next_attempt_at <= now()) AS due`;
+  return row?.due ?? false;
+}
+
+/**
+ * Leases up to `limit` due, unconfirmed starts: pushes next_attempt_at out
+ * (exponential backoff, capped at a minute) so concurrent relays skip them
+ * while this one works on them.
+ */
+function leaseDue(db: Sql, limit: number) {
+  return db.$queryRaw<
+    { order_id: string; traceparent: string | null; tracestate: string | null }[]
+  >`
+    UPDATE workflow_starts SET
+      attempts = attempts + 1,
+      next_attempt_at = now() + LEAST(interval '60 seconds', interval '1 second' * power(2, LEAST(attempts, 6)))
+    WHERE order_id IN (
+      SELECT order_id FROM workflow_starts
+      WHERE started_at IS NULL AND next_attempt_at <= now()
+      ORDER BY next_attempt_at
+      LIMIT ${limit}
+      FOR UPDATE SKIP LOCKED
+    )
+    RETURNING order_id, traceparent, tracestate`;
+}
 
 export class OutboxRelay {
   private timer: NodeJS.Timeout | undefined;
+  /** Between run() and stop(). */
+  private running = false;
   /** Set by stop(): no new starts, so a shutdown waits for one start, not a whole batch. */
   private stopping = false;
   private sweeping: Promise<void> | undefined;
+  /** A wake-up arrived during a sweep: sweep again right after it. */
+  private wokenWhileSweeping = false;
+  private lastProbe = 0;
+  /** Set by the first kick: kicks are admitted against the count, so every sweep keeps it fresh. */
+  private kicked = false;
   /** Kicked starts, with the trace context of the request that kicked them (tracing on). */
   private readonly queue: { orderId: string; trace?: Context }[] = [];
   private active = 0;
@@ -53,6 +145,12 @@ export class OutboxRelay {
   temporalReachable = true;
   started = 0;
   failed = 0;
+  /** True while the last bounded sweep left due starts in the outbox because of the bound. */
+  holdingBack = false;
+  /** Kicks admitted so far (bounded: each one is in flight until the next count sees it). */
+  private kicksAdmitted = 0;
+  /** In flight at the last count (with this process's starts it could not see), and kicksAdmitted then. */
+  private counted = { inFlight: 0, kicksAdmitted: 0 };
 
   constructor(
     private readonly db: Db,
@@ -63,30 +161,74 @@ export class OutboxRelay {
     private readonly ping?: () => Promise<boolean>,
   ) {}
 
+  private get maxInFlight(): number {
+    return this.opts.maxInFlight ?? 0;
+  }
+
+  /** Kicked starts not confirmed yet: invisible to countInFlight (their rows are never attempted). */
+  private get kicksInHand(): number {
+    return this.active + this.queue.length;
+  }
+
   /** Starts the periodic sweep (and health probe). */
   run(): void {
+    // Kicks are admitted against the last count: take one now rather than after the first interval.
+    if (this.opts.sweep !== false && this.maxInFlight > 0)
+      this.countForBound(this.db).catch(() => {});
+    this.running = true;
+    this.timer = setTimeout(() => this.tick(), this.opts.intervalMs);
+  }
+
+  /**
+   * Sweeps at once instead of at the next poll (a start was committed); at
+   * most one sweep runs, and a wake-up during a sweep makes it sweep again
+   * right after. Ignored while the bound holds starts back (room comes from
+   * orders finishing, and the poll takes it) and while Temporal is
+   * unreachable (the poll's probe finds out when it is back).
+   */
+  wake(): void {
+    const ignore = this.opts.sweep === false || this.holdingBack || !this.temporalReachable;
+    if (!this.running || this.stopping || ignore) return;
+    if (this.sweeping) {
+      this.wokenWhileSweeping = true;
+      return;
+    }
+    clearTimeout(this.timer);
+    this.tick(true);
+  }
+
+  /**
+   * One probe (at most once per interval, never ahead of a woken sweep) and
+   * one sweep batch, then the next tick: at once after a batch that leased
+   * something or a wake-up during it, otherwise after the poll interval. The
+   * intake notifies only when no other start is due, so an order committed
+   * while a batch was leased may have sent none: the sweep after that batch
+   * takes it.
+   */
+  private tick(woken = false): void {
+    this.timer = undefined;
     const sweeps = this.opts.sweep !== false;
-    let full = false;
-    let lastProbe = 0;
-    const tick = () => {
-      // While full batches keep coming the probe runs once per interval, not per batch.
-      const probe = Date.now() - lastProbe >= this.opts.intervalMs;
-      if (probe) lastProbe = Date.now();
-      this.sweeping = (probe ? this.probe() : Promise.resolve())
-        .then(() => (sweeps && this.temporalReachable ? this.sweepBatch() : { due: 0 }))
-        .then(({ due }) => {
-          full = due >= this.opts.batchSize;
-        })
-        .catch((err: unknown) => {
-          full = false;
-          this.log.warn({ err: (err as Error).message }, 'outbox sweep failed');
-        })
-        .finally(() => {
-          this.sweeping = undefined;
-          if (this.timer) this.timer = setTimeout(tick, full ? 0 : this.opts.intervalMs);
-        });
-    };
-    this.timer = setTimeout(tick, this.opts.intervalMs);
+    const probe = !woken && Date.now() - this.lastProbe >= this.opts.intervalMs;
+    if (probe) this.lastProbe = Date.now();
+    let again = false;
+    this.sweeping = (probe ? this.probe() : Promise.resolve())
+      .then(() => (sweeps && this.temporalReachable ? this.sweepBatch() : { due: 0 }))
+      .then(({ due }) => {
+        again = due > 0;
+      })
+      .catch((err: unknown) => {
+        this.log.warn({ err: (err as Error).message }, 'outbox sweep failed');
+      })
+      .finally(() => {
+        this.sweeping = undefined;
+        const wokenMeanwhile = this.wokenWhileSweeping;
+        this.wokenWhileSweeping = false;
+        if (!this.running || this.stopping) return;
+        this.timer = setTimeout(
+          () => this.tick(wokenMeanwhile),
+          again || wokenMeanwhile ? 0 : this.opts.intervalMs,
+        );
+      });
   }
 
   /** Keeps `temporalReachable` current, so POST /orders answers 202 during an outage. */
@@ -102,8 +244,19 @@ export class OutboxRelay {
     this.temporalReachable = reachable;
   }
 
-  /** Starts an order's workflow soon, in the background (after the commit). */
+  /**
+   * Starts an order's workflow soon, in the background (after the commit).
+   * While the in-flight bound is reached (at the last count, plus the starts
+   * made since) it starts nothing: the row is due after its grace period and a
+   * sweep starts it within the bound.
+   */
   kick(orderId: string): void {
+    this.kicked = true;
+    if (this.maxInFlight > 0) {
+      const estimate = this.counted.inFlight + this.kicksAdmitted - this.counted.kicksAdmitted;
+      if (estimate >= this.maxInFlight) return;
+      this.kicksAdmitted++;
+    }
     this.queue.push({ orderId, trace: tracingEnabled() ? context.active() : undefined });
     this.drain();
   }
@@ -166,28 +319,16 @@ export class OutboxRelay {
   }
 
   /**
-   * One batch: lease up to batchSize due rows, start them `concurrency` at a
-   * time, confirm the started ones in one statement. The first start that
-   * cannot reach Temporal ends the batch: the rest keep their lease and come
-   * back later (here or in another relay).
+   * One batch: lease up to batchSize due rows (fewer when the in-flight bound
+   * leaves less room), start them `concurrency` at a time, confirm the started
+   * ones in one statement. The first start that cannot reach Temporal ends the
+   * batch: the rest keep their lease and come back later (here or in another relay).
    */
   private async sweepBatch(): Promise<{ due: number; confirmed: number }> {
-    // Lease: push next_attempt_at out (exponential backoff, capped at a minute)
-    // so concurrent relays skip these rows while this one works on them.
-    const due = await this.db.$queryRaw<
-      { order_id: string; traceparent: string | null; tracestate: string | null }[]
-    >`
-      UPDATE workflow_starts SET
-        attempts = attempts + 1,
-        next_attempt_at = now() + LEAST(interval '60 seconds', interval '1 second' * power(2, LEAST(attempts, 6)))
-      WHERE order_id IN (
-        SELECT order_id FROM workflow_starts
-        WHERE started_at IS NULL AND next_attempt_at <= now()
-        ORDER BY next_attempt_at
-        LIMIT ${this.opts.batchSize}
-        FOR UPDATE SKIP LOCKED
-      )
-      RETURNING order_id, traceparent, tracestate`;
+    const due =
+      this.maxInFlight > 0
+        ? await this.leaseWithinBound()
+        : await leaseDue(this.db, this.opts.batchSize);
     const ids = due.map((r) => r.order_id);
     const started: string[] = [];
     let next = 0;
@@ -212,6 +353,69 @@ export class OutboxRelay {
     return { due: ids.length, confirmed: started.length };
   }
 
+  /**
+   * Counts and leases in one transaction, under an advisory lock held for
+   * those two statements only: relays take turns, so two never fill the same
+   * room. A leased row counts as in flight from the commit on. With nothing
+   * due there is nothing to count for (an idle poll, or the check after a
+   * woken sweep), unless kicks are admitted against the count.
+   */
+  private async leaseWithinBound() {
+    if (!this.kicked && !this.holdingBack && !(await anyDue(this.db))) return [];
+    return this.db.$transaction(async (tx) => {
+      await tx.$executeRaw`SELECT pg_advisory_xact_lock(${LEASE_LOCK}::bigint)`;
+      const { inFlight, due } = await this.countForBound(tx, this.opts.batchSize + 1);
+      const room = this.maxInFlight - inFlight;
+      const limit = Math.max(0, Math.min(this.opts.batchSize, room));
+      this.noteHoldingBack(room < this.opts.batchSize && due > limit, inFlight);
+      const leased = limit > 0 ? await leaseDue(tx, limit) : [];
+      this.counted.inFlight += leased.length;
+      return leased;
+    });
+  }
+
+  /**
+   * countInFlight plus this process's kicks it cannot see (not confirmed when
+   * counted, or admitted since); kept as the base kicks are admitted against.
+   */
+  private async countForBound(db: Sql, dueCap = 1): Promise<{ inFlight: number; due: number }> {
+    const inHand = this.kicksInHand;
+    const admitted = this.kicksAdmitted;
+    const counted = await countInFlight(db, this.opts.inFlightWindowMs, dueCap);
+    const inFlight = counted.inFlight + inHand + this.kicksAdmitted - admitted;
+    this.counted = { inFlight, kicksAdmitted: this.kicksAdmitted };
+    return { inFlight, due: counted.due };
+  }
+
+  /** Logs when the relay starts and stops holding starts back (not on every sweep). */
+  private noteHoldingBack(holding: boolean, inFlight: number): void {
+    if (holding === this.holdingBack) return;
+    this.holdingBack = holding;
+    const fields = { inFlight, maxInFlight: this.maxInFlight };
+    if (holding)
+      this.log.info(fields, 'in-flight bound reached: workflow starts wait in the outbox');
+    else this.log.info(fields, 'below the in-flight bound again: starts no longer held back');
+  }
+
+  /**
+   * Orders in flight (countInFlight) plus this process's kicks not confirmed
+   * yet; with `timeoutMs` the server gives up too (statement_timeout), so a
+   * blocked count does not hold a pooled connection (metrics).
+   */
+  async ordersInFlight(timeoutMs?: number): Promise<number> {
+    const window = this.opts.inFlightWindowMs;
+    const { inFlight } =
+      timeoutMs === undefined
+        ? await countInFlight(this.db, window)
+        : await this.db.$transaction(async (tx) => {
+            await tx.$executeRawUnsafe(
+              `SET LOCAL statement_timeout = ${Math.max(1, Math.round(timeoutMs))}`,
+            );
+            return countInFlight(tx, window);
+          });
+    return inFlight + this.kicksInHand;
+  }
+
   /** Rows waiting for their workflow start, and the age of the oldest. */
   async backlog(): Promise<{ pending: number; oldestAgeSeconds: number }> {
     const [row] = await this.db.$queryRaw<{ pending: bigint; oldest: number | null }[]>`
@@ -223,6 +427,7 @@ export class OutboxRelay {
   /** Stops sweeping and waits for in-flight starts (bounded by the caller). */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.running = false;
     clearTimeout(this.timer);
     this.timer = undefined;
     await this.sweeping;

@@ -2,8 +2,11 @@
  * The outbox relay as a process of its own (`npm run relay`): starts the
  * workflows of accepted orders, so the API (WORKFLOW_START_MODE=relay) only
  * validates and commits. Any number of relays may run: they lease rows with
- * FOR UPDATE SKIP LOCKED. On SIGINT/SIGTERM it finishes the starts in hand
- * (their rows are confirmed or keep their lease) and exits.
+ * FOR UPDATE SKIP LOCKED and together keep the orders in flight within
+ * OUTBOX_MAX_IN_FLIGHT (counted in PostgreSQL). It polls every OUTBOX_POLL_MS
+ * and sweeps at once when the intake statement notifies OUTBOX_CHANNEL (a
+ * LISTEN connection of its own). On SIGINT/SIGTERM it finishes the starts in
+ * hand (their rows are confirmed or keep their lease) and exits.
  */
 import { inspect } from 'node:util';
 import { loadConfig, retryPoliciesOf } from '../config/env.ts';
@@ -13,6 +16,7 @@ import { startTracing } from '../observability/tracing.ts';
 import { configForLog, createLogger, scrubUrlCredentials } from '../shared/logger.ts';
 import { startMetricsServer } from '../shared/metrics-server.ts';
 import { createRelayMetrics } from './metrics.ts';
+import { OUTBOX_CHANNEL, OutboxListener } from './outbox-listener.ts';
 import { OutboxRelay, defaultRelayOptions } from './outbox-relay.ts';
 import { LazyTemporalClient } from './temporal-client.ts';
 
@@ -32,6 +36,8 @@ async function main(): Promise<void> {
       ...defaultRelayOptions,
       intervalMs: config.OUTBOX_POLL_MS,
       concurrency: config.OUTBOX_START_CONCURRENCY,
+      maxInFlight: config.OUTBOX_MAX_IN_FLIGHT,
+      inFlightWindowMs: config.OUTBOX_IN_FLIGHT_WINDOW_MS,
       retryPolicies: retryPoliciesOf(config),
     },
     () => temporal.ping(),
@@ -39,6 +45,12 @@ async function main(): Promise<void> {
   // Fail fast on a wrong DATABASE_URL instead of logging sweep errors forever.
   await db.$queryRaw`SELECT 1`;
   relay.run();
+  const wakeups = new OutboxListener({
+    connectionString: config.DATABASE_URL,
+    onWake: () => relay.wake(),
+    log,
+  });
+  wakeups.start();
   const metrics = await startMetricsServer(
     createRelayMetrics(relay).registry,
     config.HOST,
@@ -48,6 +60,9 @@ async function main(): Promise<void> {
     {
       pollMs: config.OUTBOX_POLL_MS,
       concurrency: config.OUTBOX_START_CONCURRENCY,
+      maxInFlight: config.OUTBOX_MAX_IN_FLIGHT,
+      inFlightWindowMs: config.OUTBOX_IN_FLIGHT_WINDOW_MS,
+      wakeUpChannel: OUTBOX_CHANNEL,
       metricsUrl: metrics.url,
     },
     'relay running',
@@ -62,8 +77,9 @@ async function main(): Promise<void> {
       log.error('relay stop timed out');
       process.exit(1);
     }, 15_000).unref();
-    void relay
-      .stop()
+    void wakeups
+      .close()
+      .then(() => relay.stop())
       .then(() => Promise.allSettled([db.$disconnect(), temporal.close(), metrics.close()]))
       .then(() => tracing.shutdown())
       .then(() => {

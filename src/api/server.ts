@@ -31,6 +31,9 @@ async function main(): Promise<void> {
     {
       ...defaultRelayOptions,
       concurrency: config.OUTBOX_START_CONCURRENCY,
+      // async: kicks and sweeps keep within it; inline starts in the request, unbounded.
+      maxInFlight: config.OUTBOX_MAX_IN_FLIGHT,
+      inFlightWindowMs: config.OUTBOX_IN_FLIGHT_WINDOW_MS,
       retryPolicies: retryPoliciesOf(config),
       sweep: config.WORKFLOW_START_MODE !== 'relay',
     },

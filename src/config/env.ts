@@ -113,6 +113,21 @@ const envSchema = z.object({
   WORKFLOW_START_MODE: z.enum(['async', 'inline', 'relay']).default('async'),
   /** Relay process: how often it looks for due starts while the outbox is empty (ms). */
   OUTBOX_POLL_MS: z.coerce.number().int().min(10).max(60_000).default(100),
+  /**
+   * Started-but-unfinished orders (RECEIVED or PROCESSING, workflow started) above which the relay
+   * starts no more: a spike waits in the outbox, not inside Temporal; 0: no bound. 200 is ~7-10 s
+   * of work at the measured 20-30 orders/s (an order takes 0.3-1 s), so the workers never starve
+   * between sweeps, and it is what the sustained bench keeps in flight without a collapse.
+   */
+  OUTBOX_MAX_IN_FLIGHT: z.coerce.number().int().min(0).max(1_000_000).default(200),
+  /**
+   * How long after its workflow start an unfinished order counts toward OUTBOX_MAX_IN_FLIGHT (ms).
+   * A healthy order finishes in well under 10 s even with 200 in flight at ~25 orders/s; one that
+   * takes longer is waiting on a retry timer (a subscriber down), which costs Temporal and the
+   * workers nothing, so it stops holding a place. Past the window the bound caps the start rate
+   * instead: at most OUTBOX_MAX_IN_FLIGHT starts per window.
+   */
+  OUTBOX_IN_FLIGHT_WINDOW_MS: z.coerce.number().int().min(1000).max(3_600_000).default(60_000),
   /** Port of a consumer process's /metrics; 0 picks a free one (logged at start). */
   CONSUMER_METRICS_PORT: port.default(0),
   /** per-batch: one transaction per fetched batch of a partition (up to CONSUMER_BATCH_MAX_EVENTS); per-event: one per event. */

@@ -13,6 +13,7 @@ import {
 import { currentTraceContext, inSpan } from '../../observability/tracing.ts';
 import { orderTotalCents, type CreateOrderRequest, type OrderStatus } from '../../shared/orders.ts';
 import { orderWorkflowId } from '../../shared/task-queues.ts';
+import { OUTBOX_CHANNEL } from '../outbox-listener.ts';
 import { ProblemError } from '../problems.ts';
 
 export interface OrderView {
@@ -139,8 +140,14 @@ export class OrderService {
           SELECT o.id, now() + ${this.startGraceMs}::int * interval '1 millisecond',
                  ${trace?.traceparent ?? null}, ${trace?.tracestate ?? null}
           FROM o
+        ), wake AS (
+          -- Wakes the relay process when this start is due at once and no other one is
+          -- (relay mode): a busy relay sweeps again anyway, and NOTIFY serializes commits.
+          SELECT pg_notify(${OUTBOX_CHANNEL}, '') FROM o
+          WHERE ${this.startGraceMs}::int = 0 AND NOT EXISTS (
+            SELECT FROM workflow_starts WHERE started_at IS NULL AND next_attempt_at <= now())
         )
-        SELECT status, created_at, updated_at FROM o`,
+        SELECT status, created_at, updated_at FROM o LEFT JOIN wake ON true`,
     );
     const row = rows[0];
     if (!row) {
