@@ -259,7 +259,8 @@ describe('tracing on', () => {
     const workflowStart = byWorkflow('StartWorkflow:orderWorkflow');
     const activities = [
       'sendConfirmationEmail',
-      'webhookTargets',
+      // PROCESSING and the subscriber read, one local activity (patch lean-bookkeeping).
+      'beginOrderProcessing',
       'deliverWebhook',
       'publishOrderPlaced',
     ].map((a) => byWorkflow(`RunActivity:${a}`));
