@@ -2,7 +2,8 @@
  * bench/intake: load on `POST /orders` over loopback, side by side with a floor.
  *
  * One run starts its own stack (PostgreSQL with fsync on, Temporal, Kafka,
- * maildev) in a temporary folder, the orders worker, one API per
+ * maildev) in a temporary folder, the orders worker (with BENCH_NPM_START=1
+ * every worker and consumer, as `npm start` runs them), one API per
  * WORKFLOW_START_MODE (relay, with the relay process beside it, as `npm start`
  * runs it; async; inline) and the floor server (bench/floor-server.ts: the same
  * request doing only the validated insert). Then, for each rate and finally at
@@ -22,9 +23,15 @@
  *   BENCH_WARMUP_S=3           warm-up per target, at BENCH_WARMUP_RATE (300) req/s
  *   BENCH_RATES=100,300,1000   fixed rates, req/s ("none": saturation only)
  *   BENCH_TARGETS=floor,api-relay,api-async,api-inline
- *   BENCH_BACKGROUND_PRIORITY=idle  CPU priority of Temporal, Kafka, maildev, the orders worker
- *                              and the relay, as `npm start` runs them (BACKGROUND_PRIORITY:
- *                              idle | a niceness 1-19 | normal)
+ *   BENCH_NPM_START=0          1: the APIs, the relay and the workers get only what `npm start`
+ *                              gives them (no LOG_LEVEL, NODE_ENV, DATABASE_POOL_SIZE or
+ *                              API_KEYS: their defaults info, development, 10, none), and the
+ *                              whole stack runs as under `npm start` (the four workers and the
+ *                              two consumers process every order); 0: the APIs at LOG_LEVEL=warn
+ *                              and NODE_ENV=production, only the orders worker running
+ *   BENCH_BACKGROUND_PRIORITY=idle  CPU priority of Temporal, Kafka, maildev, the relay, the
+ *                              workers and the consumers, as `npm start` runs them
+ *                              (BACKGROUND_PRIORITY: idle | a niceness 1-19 | normal)
  *   BENCH_SATURATION=1         0 skips the saturation round
  *   BENCH_RATE_CONNECTIONS=50  connections at fixed rates (autocannon caps them at the rate)
  *   BENCH_SAT_CONNECTIONS=64   connections at saturation
@@ -60,7 +67,7 @@ import {
   tailFile,
   type ManagedProcess,
 } from '../scripts/lib/process.ts';
-import { Stack, ephemeralPorts } from '../scripts/lib/stack.ts';
+import { APP_PROCESSES, RUNNING_LOG_LINE, Stack, ephemeralPorts } from '../scripts/lib/stack.ts';
 import { projectRoot, provisionAll } from '../scripts/lib/tools.ts';
 
 // ---------------------------------------------------------------- settings
@@ -78,8 +85,14 @@ function intEnv(name: string, def: number, min: number, max: number): number {
 const TARGET_NAMES = ['floor', 'api-relay', 'api-async', 'api-inline'] as const;
 /** The APIs measured against the floor. */
 const API_TARGETS = ['api-relay', 'api-async', 'api-inline'] as const;
-/** Off the request path: run at BENCH_BACKGROUND_NICE, as scripts/stack.ts does. */
-const BACKGROUND = new Set(['temporal', 'kafka', 'maildev', 'worker-orders', 'relay']);
+/** Off the request path: run at BENCH_BACKGROUND_PRIORITY, as scripts/stack.ts does. */
+const BACKGROUND = new Set([
+  'temporal',
+  'kafka',
+  'maildev',
+  'relay',
+  ...APP_PROCESSES.filter((a) => a.name !== 'api' && a.name !== 'relay').map((a) => a.name),
+]);
 type TargetName = (typeof TARGET_NAMES)[number];
 
 const settings = {
@@ -135,6 +148,8 @@ const settings = {
   ),
   label: (process.env.BENCH_LABEL ?? '').replace(/[^\w.-]/g, ''),
   keepData: process.env.BENCH_KEEP_DATA === '1',
+  /** The APIs and the stack as `npm start` runs them (see BENCH_NPM_START above). */
+  npmStart: process.env.BENCH_NPM_START === '1',
 };
 
 /** Goals from the issue. */
@@ -668,7 +683,7 @@ function renderReport(machine: MachineInfo, results: LoadResult[], verdictRows: 
       .join(', ')}`,
     `- code measured: ${machine.gitCommit}${machine.gitDirty.length ? ` + uncommitted changes in ${machine.gitDirty.join(', ')}` : ''}`,
     `- load average at start: ${machine.loadavgAtStart.map((x) => x.toFixed(2)).join(' ')}; cores busy before the load (stack idle): ${machine.idleCpuCoresBeforeLoad.total} (outside this bench: ${machine.idleCpuCoresBeforeLoad.other})`,
-    `- settings: ${settings.durationS} s per measurement, warm-up ${settings.warmupS} s at ${settings.warmupRate} req/s per target, ${settings.rateConnections} connections at fixed rates (capped at the rate), ${settings.satConnections} at saturation, DATABASE_POOL_SIZE=${settings.poolSize}, NODE_ENV=production, API LOG_LEVEL=warn; Temporal, Kafka, maildev, the orders worker and the relay at CPU priority ${describeCpuPriority(settings.backgroundPriority)} (as \`npm start\`)${settings.freeze.length ? `; **frozen (SIGSTOP) during each load: ${settings.freeze.join(', ')}**` : ''}${settings.nice.length ? `; **at the lowest CPU priority (nice 19): ${settings.nice.join(', ')}**` : ''}`,
+    `- settings: ${settings.durationS} s per measurement, warm-up ${settings.warmupS} s at ${settings.warmupRate} req/s per target, ${settings.rateConnections} connections at fixed rates (capped at the rate), ${settings.satConnections} at saturation, ${settings.npmStart ? `**as \`npm start\`** (BENCH_NPM_START=1): the APIs, the relay and the workers with npm start's environment (LOG_LEVEL, NODE_ENV, DATABASE_POOL_SIZE, API_KEYS unset: info, development, 10, none; the floor: DATABASE_POOL_SIZE=${settings.poolSize}), the whole stack running (relay, the four workers, the two consumers)` : `DATABASE_POOL_SIZE=${settings.poolSize}, NODE_ENV=production, API LOG_LEVEL=warn, only the orders worker and the relay running`}; Temporal, Kafka, maildev, the relay, workers and consumers at CPU priority ${describeCpuPriority(settings.backgroundPriority)} (as \`npm start\`)${settings.freeze.length ? `; **frozen (SIGSTOP) during each load: ${settings.freeze.join(', ')}**` : ''}${settings.nice.length ? `; **at the lowest CPU priority (nice 19): ${settings.nice.join(', ')}**` : ''}`,
     '',
     'Latency percentiles are computed from every response (unrounded); "errors" = non-2xx + socket errors + timeouts; 202 = accepted while Temporal was unreachable.',
     '',
@@ -792,9 +807,20 @@ async function main(): Promise<void> {
       DATABASE_POOL_SIZE: String(settings.poolSize),
       API_KEYS: '',
     };
-    await stack.startApp('worker-orders', 'src/workers/orders.ts', { ...common }, async (p) =>
-      /"msg":"worker running"/.test(tailFile(p.spec.logFile, 200)),
-    );
+    // What the orders worker, the relay and the APIs get besides the stack's addresses.
+    const appEnv = settings.npmStart ? {} : common;
+    const running = async (p: ManagedProcess) =>
+      RUNNING_LOG_LINE.test(tailFile(p.spec.logFile, 200));
+    await stack.startApp('worker-orders', 'src/workers/orders.ts', { ...appEnv }, running);
+    if (settings.npmStart) {
+      // The rest of npm start's background, each process as npm start starts it.
+      for (const a of APP_PROCESSES.filter(
+        (x) =>
+          x.name.startsWith('consumer-') ||
+          (x.name.startsWith('worker-') && x.name !== 'worker-orders'),
+      ))
+        await stack.startApp(a.name, a.entry, {}, running);
+    }
 
     const targets: Target[] = [];
     for (const name of settings.targets) {
@@ -802,7 +828,11 @@ async function main(): Promise<void> {
       const url = `http://127.0.0.1:${port}`;
       const entry = name === 'floor' ? 'bench/floor-server.ts' : 'src/api/server.ts';
       const extra =
-        name === 'floor' ? {} : { LOG_LEVEL: 'warn', WORKFLOW_START_MODE: name.slice(4) };
+        name === 'floor'
+          ? common
+          : settings.npmStart
+            ? { WORKFLOW_START_MODE: name.slice(4) }
+            : { ...common, LOG_LEVEL: 'warn', WORKFLOW_START_MODE: name.slice(4) };
       // CPU profiles of the APIs and the floor, written when they stop.
       const profiling = process.env.BENCH_PROFILE_DIR
         ? {
@@ -814,7 +844,7 @@ async function main(): Promise<void> {
       const proc = await stack.startApp(
         name,
         entry,
-        { ...common, ...extra, ...profiling, PORT: String(port) },
+        { ...extra, ...profiling, PORT: String(port) },
         () => httpOk(name === 'floor' ? `${url}/healthz` : `${url}/readyz`),
       );
       const companions =
@@ -823,8 +853,8 @@ async function main(): Promise<void> {
               await stack.startApp(
                 'relay',
                 'src/api/relay.ts',
-                { ...common, LOG_LEVEL: 'info' },
-                async (p) => /"msg":"relay running"/.test(tailFile(p.spec.logFile, 200)),
+                settings.npmStart ? {} : { ...common, LOG_LEVEL: 'info' },
+                running,
               ),
             ]
           : [];

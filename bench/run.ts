@@ -2,16 +2,25 @@
  * bench/run.ts (`npm run bench`): the whole benchmark in one unattended run,
  * over loopback only, with every loop bounded in count and time.
  *
- *  1. intake: bench/intake.ts as it is (its own stack, its own settings), with
- *     short defaults; its tables (API vs the insert-only floor, async vs inline
- *     start) are copied into this report.
+ *  1. intake: bench/intake.ts (its own stack) with npm start's settings
+ *     (BENCH_NPM_START=1: the APIs at the default LOG_LEVEL, the whole stack
+ *     busy) and short defaults, the API as npm start runs it (relay) against the
+ *     insert-only floor; its tables are copied into this report.
  *  2. One fresh stack (PostgreSQL with fsync on, Temporal, Kafka, maildev, the
- *     API and the four workers; test/e2e/app-stack.ts) and, beside it, the
- *     BullMQ peer (bench/peers/bullmq: Redis, its API and four workers) on the
- *     same PostgreSQL, Kafka and maildev. On it, in turn:
+ *     API, the relay, the four workers and the two consumers, as npm start runs
+ *     them; test/e2e/app-stack.ts) and, beside it, the BullMQ peer
+ *     (bench/peers/bullmq: Redis, its API and four workers) on the same
+ *     PostgreSQL, Kafka and maildev. On it, in turn:
  *     - peer intake: POST /orders at a paced rate and at saturation, orderflow vs peer;
  *     - sustained: orders kept in flight for a while, orders/s reaching COMPLETED,
- *       CPU (/proc) and VmRSS per process, orderflow vs peer;
+ *       CPU (/proc) and VmRSS per process, CPU ms per completed order, orderflow vs peer;
+ *     - temporal-floor: no-op workflows of orderflow's shape (read from an order's
+ *       history) on the same Temporal server, in the same closed loop, through
+ *       four worker processes of their own (bench/parts/temporal-floor.ts);
+ *       orderflow's sustained rate against it;
+ *     - backlog: many orders posted at once, the completion rate over the first
+ *       minute against the sustained rate, the time until all completed, CPU ms
+ *       per order (bench/parts/backlog.ts);
  *     - priority: live-order POST→COMPLETED without and while a bulk backlog
  *       (`resendOrderEventsWorkflow` over seeded orders, task queue events-bulk) drains;
  *     - spike: many orders in a few seconds (open loop, paced), each with one
@@ -24,27 +33,31 @@
  *  prints where, and exits 1 on a harness error (a component that does not
  *  start, a phase that throws, the time bound), never on a missed goal.
  *
- * Environment (all optional; defaults are the full run, about 25 minutes on 2 quiet cores):
- *   BENCH_PARTS=intake,peer-intake,sustained,priority,spike,faults   parts to run
+ * Environment (all optional; defaults are the full run, about 35 minutes on 2 quiet cores):
+ *   BENCH_PARTS=intake,peer-intake,sustained,temporal-floor,backlog,priority,spike,faults
+ *                                      parts to run (temporal-floor uses the sustained settings)
  *   BENCH_SPIKE_ORDERS=5000  BENCH_SPIKE_S=10  BENCH_SPIKE_DRAIN_S=600
  *   BENCH_WEBHOOK_RATE=20              WEBHOOK_RATE_PER_SECOND of both systems
  *   BENCH_SUSTAINED_S=60  BENCH_SUSTAINED_WARMUP_S=5  BENCH_SUSTAINED_IN_FLIGHT=200
+ *   BENCH_BACKLOG_ORDERS=5000  BENCH_BACKLOG_WINDOW_S=60  BENCH_BACKLOG_CONNECTIONS=64
+ *                                      (the backlog's wait for all to complete is bounded by BENCH_DRAIN_S)
+ *   BENCH_CONSUMERS=1                  0: the stack without the two Kafka consumer groups
  *   BENCH_BULK_JOBS=10000  BENCH_LIVE_RATE=5  BENCH_LIVE_S=20  BENCH_BULK_DRAIN_S=60 (then the rest is terminated)
  *   BENCH_PEER_RATE=300  BENCH_PEER_S=5  BENCH_PEER_WARMUP_S=3  BENCH_PEER_SAT_CONNECTIONS=64
  *   BENCH_FAULT_ORDERS=300  BENCH_FAULT_RATE=20  BENCH_FAULT_DRAIN_S=240
  *   BENCH_REDIS_AOF=1                  1: appendonly yes, appendfsync everysec; 0: no persistence
  *   BENCH_DRAIN_S=300                  bound on waiting for a backlog between parts
- *   BENCH_RUN_MAX_MIN=45               bound on the whole run (exceeding it is a harness error)
+ *   BENCH_RUN_MAX_MIN=60               bound on the whole run (exceeding it is a harness error)
  *   BENCH_BACKGROUND_PRIORITY=idle     CPU priority of all but the APIs, PostgreSQL and Redis
  *                                      (idle | normal | a niceness 1-19; npm start's default)
  *   BENCH_LABEL=                       suffix of the result files
  *   BENCH_RESULTS_DIR=bench/results    where they are written
- *   bench/intake.ts's own variables (BENCH_DURATION_S, BENCH_RATES, BENCH_REF, ...) pass
- *   through to it; unset ones get short defaults here (see INTAKE_DEFAULTS).
+ *   bench/intake.ts's own variables (BENCH_DURATION_S, BENCH_RATES, BENCH_TARGETS, BENCH_REF,
+ *   ...) pass through to it; unset ones get short defaults (INTAKE_DEFAULTS in bench/parts/intake.ts).
  */
 import { Client, Connection } from '@temporalio/client';
 import autocannon from 'autocannon';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -60,15 +73,27 @@ import {
   signalGroup,
   waitUntilReady,
 } from '../scripts/lib/process.ts';
-import { FOREGROUND_PROCESSES, backgroundPriorityOf } from '../scripts/lib/stack.ts';
+import {
+  APP_PROCESSES,
+  FOREGROUND_PROCESSES,
+  RUNNING_LOG_LINE,
+  backgroundPriorityOf,
+} from '../scripts/lib/stack.ts';
 import { projectRoot, provisionAll, versions } from '../scripts/lib/tools.ts';
 import { ORDERS_PLACED_TOPIC, orderPlacedEventId, webhookMessageId } from '../src/shared/events.ts';
 import { TaskQueue } from '../src/shared/task-queues.ts';
 import { gateSpacingMs } from '../src/webhooks/rate-gate.ts';
 import { currentRunLog, startAppStack, type AppStack } from '../test/e2e/app-stack.ts';
+import { closedLoop } from './lib/closed-loop.ts';
+import {
+  cpuMsPerOrder,
+  cpuPerOrderTable,
+  isOrderflowApp,
+  isPeerApp,
+  type CpuPerOrder,
+} from './lib/cpu-per-order.ts';
 import {
   CompletionWatcher,
-  RssSampler,
   coresBetween,
   createEndpoint,
   deleteEndpoint,
@@ -85,12 +110,29 @@ import {
   summary,
   type Summary,
 } from './lib/e2e-kit.ts';
+import { coreLine, fmtNum as f, ratioCell } from './lib/report-format.ts';
 import { renderChart } from './lib/svg-chart.ts';
+import { backlog, renderBacklog, type BacklogResult } from './parts/backlog.ts';
+import { renderIntake, runIntake, stopIntake, type IntakePart } from './parts/intake.ts';
+import {
+  renderTemporalFloor,
+  temporalFloor,
+  type TemporalFloorResult,
+} from './parts/temporal-floor.ts';
 import { PEER_QUEUES, PEER_SCHEMA, PEER_TOPIC, peerWebhookId } from './peers/bullmq/common.ts';
 
 // ---------------------------------------------------------------- settings
 
-const PARTS = ['intake', 'peer-intake', 'sustained', 'priority', 'spike', 'faults'] as const;
+const PARTS = [
+  'intake',
+  'peer-intake',
+  'sustained',
+  'temporal-floor',
+  'backlog',
+  'priority',
+  'spike',
+  'faults',
+] as const;
 type Part = (typeof PARTS)[number];
 
 const settings = {
@@ -107,6 +149,10 @@ const settings = {
   sustainedS: intEnv('BENCH_SUSTAINED_S', 60, 1, 3600),
   sustainedWarmupS: intEnv('BENCH_SUSTAINED_WARMUP_S', 5, 0, 600),
   sustainedInFlight: intEnv('BENCH_SUSTAINED_IN_FLIGHT', 200, 1, 5000),
+  backlogOrders: intEnv('BENCH_BACKLOG_ORDERS', 5000, 1, 100_000),
+  backlogWindowS: intEnv('BENCH_BACKLOG_WINDOW_S', 60, 1, 3600),
+  backlogConnections: intEnv('BENCH_BACKLOG_CONNECTIONS', 64, 1, 1000),
+  consumers: process.env.BENCH_CONSUMERS !== '0',
   bulkJobs: intEnv('BENCH_BULK_JOBS', 10_000, 1, 1_000_000),
   liveRate: intEnv('BENCH_LIVE_RATE', 5, 1, 1000),
   liveS: intEnv('BENCH_LIVE_S', 20, 1, 600),
@@ -120,7 +166,7 @@ const settings = {
   faultDrainS: intEnv('BENCH_FAULT_DRAIN_S', 240, 10, 3600),
   redisAof: process.env.BENCH_REDIS_AOF !== '0',
   drainS: intEnv('BENCH_DRAIN_S', 300, 10, 3600),
-  maxMin: intEnv('BENCH_RUN_MAX_MIN', 45, 1, 480),
+  maxMin: intEnv('BENCH_RUN_MAX_MIN', 60, 1, 480),
   label: (process.env.BENCH_LABEL ?? '').replace(/[^\w.-]/g, ''),
   backgroundPriority: parseCpuPriority(
     process.env.BENCH_BACKGROUND_PRIORITY ?? 'idle',
@@ -128,17 +174,8 @@ const settings = {
   ),
 };
 
-/** Short settings for bench/intake.ts, used where the caller set none. */
-const INTAKE_DEFAULTS: Record<string, string> = {
-  BENCH_DURATION_S: '5',
-  BENCH_WARMUP_S: '2',
-  BENCH_RATES: '300',
-  BENCH_BURST_RATES: '',
-  BENCH_IDLE_WAIT_S: '20',
-  BENCH_RETRIES: '0',
-  BENCH_DRAIN_S: '60',
-  BENCH_MAX_MIN: '10',
-};
+/** Goals of issue 12: sustained ÷ the Temporal floor, backlog completion rate ÷ the steady rate. */
+const GOALS = { floorRatio: 0.85, backlogRatio: 0.9 };
 
 const orderBody = (email: string) =>
   JSON.stringify({
@@ -437,6 +474,14 @@ async function temporalReady(address: string): Promise<boolean> {
   }
 }
 
+/** The stack's Kafka consumer groups, as npm start runs them (test/e2e/app-stack.ts leaves them out). */
+async function startConsumers(app: AppStack): Promise<void> {
+  for (const c of APP_PROCESSES.filter((a) => a.name.startsWith('consumer-')))
+    await app.stack.startApp(c.name, c.entry, { ...app.env }, async (p) =>
+      RUNNING_LOG_LINE.test(currentRunLog(p.spec.logFile)),
+    );
+}
+
 // ---------------------------------------------------------------- parts
 
 interface PeerIntakeResult {
@@ -514,6 +559,8 @@ interface SustainedResult {
   latencyMs: Summary;
   cores: Record<string, number>;
   rssPeakKiB: Record<string, number>;
+  /** CPU ms per COMPLETED order over the counted window, per group of processes. */
+  cpuMsPerOrder: CpuPerOrder;
 }
 
 /**
@@ -527,66 +574,32 @@ async function sustained(
   apiUrl: string,
   db: pg.Pool,
 ): Promise<SustainedResult> {
-  const start = now();
-  const measureFrom = start + settings.sustainedWarmupS * 1000;
-  const stopAt = measureFrom + settings.sustainedS * 1000;
-  const perSecond = Array.from({ length: settings.sustainedS }, () => 0);
-  const latencies: number[] = [];
-  const sentAt = new Map<string, number>();
-  let postErrors = 0;
-  let seq = 0;
-  let inFlight = 0;
-  const rss = new RssSampler(() => app.stack.procs);
-  const send = () => {
-    if (now() >= stopAt || postErrors > 1000) return;
-    inFlight++;
-    const t = now();
-    postOrder(apiUrl, `sustained-${sys}-${++seq}@bench.local`)
-      .then((p) => {
-        sentAt.set(p.id, t);
-        watcher.add(p.id);
-      })
-      .catch(() => {
-        postErrors++;
-        inFlight--;
-        setTimeout(send, 100);
-      });
-  };
-  const watcher = new CompletionWatcher(db, 100, TABLE[sys], (id) => {
-    inFlight--;
-    const at = now();
-    if (at >= measureFrom && at < stopAt) {
-      perSecond[Math.floor((at - measureFrom) / 1000)]!++;
-      latencies.push(at - (sentAt.get(id) ?? at));
-    }
-    send();
-  });
   log(
     `sustained: ${sys}, ${settings.sustainedInFlight} orders in flight, ${settings.sustainedWarmupS} s warm-up + ${settings.sustainedS} s`,
   );
-  for (let i = 0; i < settings.sustainedInFlight; i++) send();
-  await delay(Math.max(0, measureFrom - now()));
-  const before = procSnapshot(false);
-  rss.start();
-  await delay(Math.max(0, stopAt - now()));
-  const rssPeakKiB = rss.stop();
-  const cores = coresBetween(before, procSnapshot(false), app.stack.procs);
-  await watcher.stop();
-  const completed = perSecond.reduce((a, b) => a + b, 0);
+  const loop = await closedLoop({
+    inFlight: settings.sustainedInFlight,
+    warmupS: settings.sustainedWarmupS,
+    seconds: settings.sustainedS,
+    procs: () => app.stack.procs,
+    start: async (seq) => (await postOrder(apiUrl, `sustained-${sys}-${seq}@bench.local`)).id,
+    completions: (onCompleted) => new CompletionWatcher(db, 100, TABLE[sys], onCompleted),
+  });
   const r: SustainedResult = {
     system: sys,
-    seconds: settings.sustainedS,
-    inFlight: settings.sustainedInFlight,
-    completed,
-    ordersPerS: round(completed / settings.sustainedS, 1),
-    perSecond,
-    postErrors,
-    latencyMs: summary(latencies),
-    cores,
-    rssPeakKiB,
+    seconds: loop.seconds,
+    inFlight: loop.inFlight,
+    completed: loop.completed,
+    ordersPerS: loop.rate,
+    perSecond: loop.perSecond,
+    postErrors: loop.startErrors,
+    latencyMs: loop.latencyMs,
+    cores: loop.cores,
+    rssPeakKiB: loop.rssPeakKiB,
+    cpuMsPerOrder: cpuMsPerOrder(sys, loop.cores, loop.seconds, loop.completed),
   };
   log(
-    `  ${r.ordersPerS} orders/s COMPLETED (${inFlight} still in flight), POST errors ${postErrors}`,
+    `  ${r.ordersPerS} orders/s COMPLETED (${loop.leftInFlight} still in flight), POST errors ${r.postErrors}`,
   );
   await drain(db, sys, settings.drainS);
   return r;
@@ -1066,54 +1079,6 @@ async function faultRun(
   return r;
 }
 
-// ---------------------------------------------------------------- intake (bench/intake.ts)
-
-interface IntakePart {
-  exitCode: number;
-  markdown: string | null;
-  json: unknown;
-  env: Record<string, string>;
-}
-
-/** Runs bench/intake.ts as it is, results into a temporary folder, and reads them back. */
-async function runIntake(): Promise<IntakePart> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orderflow-bench-intake-'));
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(INTAKE_DEFAULTS)) env[k] = process.env[k] ?? v;
-  log(
-    `intake: bench/intake.ts with ${Object.entries(env)
-      .map(([k, v]) => `${k}=${v}`)
-      .join(' ')}`,
-  );
-  try {
-    const exitCode = await new Promise<number>((resolve) => {
-      const child = spawn(
-        process.execPath,
-        ['--import', 'tsx', path.join(projectRoot, 'bench/intake.ts')],
-        {
-          cwd: projectRoot,
-          env: { ...process.env, ...env, BENCH_RESULTS_DIR: dir, BENCH_LABEL: '' },
-          stdio: ['ignore', 'inherit', 'inherit'],
-        },
-      );
-      stopIntake = () => child.kill('SIGINT');
-      child.once('exit', (code) => resolve(code ?? 1));
-    });
-    stopIntake = undefined;
-    const md = fs.readdirSync(dir).find((f) => f.endsWith('.md'));
-    const json = fs.readdirSync(dir).find((f) => f.endsWith('.json'));
-    return {
-      exitCode,
-      env,
-      markdown: md ? fs.readFileSync(path.join(dir, md), 'utf8') : null,
-      json: json ? JSON.parse(fs.readFileSync(path.join(dir, json), 'utf8')) : null,
-    };
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
-let stopIntake: (() => void) | undefined;
-
 // ---------------------------------------------------------------- report
 
 interface Machine {
@@ -1141,13 +1106,13 @@ interface Results {
   intake?: IntakePart;
   peerIntake?: PeerIntakeResult;
   sustained?: SustainedResult[];
+  temporalFloor?: TemporalFloorResult;
+  backlog?: BacklogResult;
   priority?: PriorityResult;
   spike?: SpikeResult;
   faults?: FaultResult[];
 }
 
-const f = (x: number | null | undefined, d = 0) =>
-  x === null || x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(d);
 const mib = (kib: number | undefined) => (kib === undefined ? '–' : (kib / 1024).toFixed(0));
 
 function comparisonTable(r: Results): string[] {
@@ -1172,14 +1137,17 @@ function comparisonTable(r: Results): string[] {
             .filter(([k]) => pick(k))
             .reduce((a, [, v]) => a + v, 0)
         : NaN;
-    const isOf = (k: string) => k === 'api' || k === 'relay' || k.startsWith('worker-');
-    const isPeer = (k: string) => k.startsWith('peer-');
+    const perOrder = (x: SustainedResult | undefined) =>
+      x
+        ? `${f(x.cpuMsPerOrder.app, 2)} + ${f(x.cpuMsPerOrder.broker, 2)} (with PostgreSQL and Kafka ${f(x.cpuMsPerOrder.total, 2)})`
+        : '–';
     rows.push(
       `| end-to-end: orders/s reaching COMPLETED (${settings.sustainedInFlight} in flight, ${settings.sustainedS} s) | ${f(s('orderflow')?.ordersPerS, 1)} | ${f(s('peer')?.ordersPerS, 1)} |`,
       `| end-to-end: POST → COMPLETED p50 / p99 ms at that load | ${f(s('orderflow')?.latencyMs.p50)} / ${f(s('orderflow')?.latencyMs.p99)} | ${f(s('peer')?.latencyMs.p50)} / ${f(s('peer')?.latencyMs.p99)} |`,
-      `| CPU cores: app processes + broker (Temporal / Redis) | ${f(sum(s('orderflow'), isOf, 'cores'), 2)} + ${f(s('orderflow')?.cores.temporal, 2)} | ${f(sum(s('peer'), isPeer, 'cores'), 2)} + ${f(s('peer')?.cores.redis, 2)} |`,
+      `| CPU cores: app processes + broker (Temporal / Redis) | ${f(sum(s('orderflow'), isOrderflowApp, 'cores'), 2)} + ${f(s('orderflow')?.cores.temporal, 2)} | ${f(sum(s('peer'), isPeerApp, 'cores'), 2)} + ${f(s('peer')?.cores.redis, 2)} |`,
+      `| CPU ms per completed order: app processes + broker | ${perOrder(s('orderflow'))} | ${perOrder(s('peer'))} |`,
       `| cores used outside this bench during the throughput run (of ${os.availableParallelism()}) | ${f(s('orderflow')?.cores.other, 2)} | ${f(s('peer')?.cores.other, 2)} |`,
-      `| peak RSS MiB: app processes + broker | ${mib(sum(s('orderflow'), isOf, 'rssPeakKiB'))} + ${mib(s('orderflow')?.rssPeakKiB.temporal)} | ${mib(sum(s('peer'), isPeer, 'rssPeakKiB'))} + ${mib(s('peer')?.rssPeakKiB.redis)} |`,
+      `| peak RSS MiB: app processes + broker | ${mib(sum(s('orderflow'), isOrderflowApp, 'rssPeakKiB'))} + ${mib(s('orderflow')?.rssPeakKiB.temporal)} | ${mib(sum(s('peer'), isPeerApp, 'rssPeakKiB'))} + ${mib(s('peer')?.rssPeakKiB.redis)} |`,
     );
   }
   const fr = (sys: System) => r.faults?.find((x) => x.system === sys);
@@ -1223,12 +1191,26 @@ function versionOf(pkg: string): string {
   }
 }
 
-function coreLine(c: Record<string, number>): string {
-  return Object.entries(c)
-    .filter(([, v]) => v >= 0.01)
-    .sort(([, x], [, y]) => y - x)
-    .map(([k, v]) => `${k} ${v}`)
-    .join(', ');
+/** orderflow's sustained orders/s in this run, or null when that part did not run. */
+const orderflowSustainedRate = (r: Results): number | null =>
+  r.sustained?.find((x) => x.system === 'orderflow')?.ordersPerS ?? null;
+
+/** The ceilings of issue 12, with their goals: orderflow ÷ the Temporal floor, backlog ÷ steady. */
+function ceilingTable(r: Results): string[] {
+  const rows: string[] = [];
+  if (r.temporalFloor)
+    rows.push(
+      `| sustained orders/s ÷ Temporal-floor workflows/s (same shape, same server) | ${r.temporalFloor.orderflowRate === null ? 'sustained did not run' : ratioCell(r.temporalFloor.orderflowRate, r.temporalFloor.workflowsPerS)} | ≥ ${GOALS.floorRatio * 100}% |`,
+    );
+  if (r.backlog) {
+    const b = r.backlog;
+    rows.push(
+      `| ${b.orders}-order backlog: orders/s COMPLETED over the first ${b.windowS} s ÷ sustained | ${b.steadyRate === null ? `${f(b.windowRate, 1)} ÷ – (sustained did not run)` : ratioCell(b.windowRate, b.steadyRate)} | ≥ ${GOALS.backlogRatio * 100}% |`,
+      `| ${b.orders}-order backlog: all COMPLETED after | ${b.allCompletedS === null ? `not within ${b.drainBoundS} s` : `${f(b.allCompletedS, 1)} s`} | |`,
+    );
+  }
+  if (!rows.length) return [];
+  return ['## Ceilings', '', '| measure | orderflow | goal |', '|---|--:|---|', ...rows, ''];
 }
 
 function render(r: Results, svgName: string): string {
@@ -1236,10 +1218,11 @@ function render(r: Results, svgName: string): string {
   const lines: string[] = [
     `# bench — ${m?.date ?? '?'}`,
     '',
-    '`npm run bench` (bench/run.ts): intake, spike, sustained throughput, priority under a bulk backlog, and a BullMQ peer, over loopback.',
+    '`npm run bench` (bench/run.ts): intake, spike, sustained throughput against the Temporal floor, a backlog, priority under a bulk backlog, and a BullMQ peer, over loopback.',
     ...(r.complete ? [] : ['', `**Incomplete run**${r.error ? `: ${r.error}` : ': interrupted'}.`]),
     '',
     ...comparisonTable(r),
+    ...ceilingTable(r),
   ];
   if (m) {
     lines.push(
@@ -1249,6 +1232,7 @@ function render(r: Results, svgName: string): string {
       `- Node ${m.node}; ${m.postgres}; Temporal CLI ${m.temporalCli} (dev server, SQLite); Kafka ${m.kafka}; ${m.redis}; BullMQ ${m.bullmq}`,
       `- code measured: ${m.git}`,
       `- load average at start ${m.loadavgStart.map((x) => x.toFixed(2)).join(' ')}; cores busy outside this bench before the stack started: ${m.otherCoresAtStart}`,
+      `- stack as \`npm start\` runs it: the API (WORKFLOW_START_MODE=relay, LOG_LEVEL=info, the default), the relay, the four workers${r.settings.consumers ? ' and the two Kafka consumers' : ' (**without the Kafka consumers**: BENCH_CONSUMERS=0)'}; the API and PostgreSQL at normal CPU priority, the rest at ${describeCpuPriority(r.settings.backgroundPriority)}`,
       `- settings: ${JSON.stringify(r.settings)}`,
       `- run took ${f(r.durationS)} s`,
       '',
@@ -1306,8 +1290,23 @@ function render(r: Results, svgName: string): string {
           `| ${n} | ${r.sustained!.map((x) => `${f(x.cores[n], 2)} | ${mib(x.rssPeakKiB[n])}`).join(' | ')} |`,
       ),
       '',
+      'CPU ms per completed order (cores × seconds × 1000 ÷ orders COMPLETED in the counted window); broker = the Temporal server / Redis, app processes = orderflow’s API, relay, workers and consumers / the peer’s API and workers; the load generator, maildev and the other system’s idle processes are left out:',
+      '',
+      ...cpuPerOrderTable(
+        r.sustained
+          .filter((x) => x.cpuMsPerOrder)
+          .map((x) => ({
+            name: `${x.system} sustained`,
+            system: x.system,
+            orders: x.completed,
+            perOrder: x.cpuMsPerOrder,
+          })),
+      ),
+      '',
     );
   }
+  if (r.temporalFloor) lines.push(...renderTemporalFloor(r.temporalFloor, GOALS.floorRatio));
+  if (r.backlog) lines.push(...renderBacklog(r.backlog, GOALS.backlogRatio));
   if (r.priority) {
     const p = r.priority;
     const row = (name: string, x: LiveResult) =>
@@ -1329,7 +1328,7 @@ function render(r: Results, svgName: string): string {
     lines.push(
       '## Intake, orderflow vs peer',
       '',
-      `Paced: ${pi.rate} req/s, arrivals evenly spread (open loop, latency from the scheduled time), ${pi.durationS} s. Saturation: autocannon, ${settings.peerSatConnections} connections, ${pi.durationS} s. orderflow = the API with WORKFLOW_START_MODE=${pi.startMode}, as npm start runs it. CPU priority of everything but the two APIs, PostgreSQL and Redis: ${describeCpuPriority(r.settings.backgroundPriority)}. Each backlog drained before the next measurement.`,
+      `Paced: ${pi.rate} req/s, arrivals evenly spread (open loop, latency from the scheduled time), ${pi.durationS} s. Saturation: autocannon, ${settings.peerSatConnections} connections, ${pi.durationS} s. orderflow = the API as npm start runs it: WORKFLOW_START_MODE=${pi.startMode}, LOG_LEVEL=info (the default), with the relay, the four workers${r.settings.consumers ? ' and the two consumers' : ''} running. CPU priority of everything but the two APIs, PostgreSQL and Redis: ${describeCpuPriority(r.settings.backgroundPriority)}. Each backlog drained before the next measurement.`,
       '',
       '| system | load | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | backlog drained in |',
       '|---|---|--:|--:|--:|--:|--:|--:|--:|',
@@ -1369,22 +1368,7 @@ function render(r: Results, svgName: string): string {
       '',
     );
   }
-  if (r.intake) {
-    lines.push(
-      '## Intake vs the insert-only floor, relay vs async vs inline start (bench/intake.ts)',
-      '',
-      `bench/intake.ts run as it is (its own stack), exit code ${r.intake.exitCode}, with ${Object.entries(
-        r.intake.env,
-      )
-        .map(([k, v]) => `${k}=${v || '""'}`)
-        .join(' ')}. Its report, unchanged but for the heading levels:`,
-      '',
-      ...(r.intake.markdown ?? '(no report written)')
-        .split('\n')
-        .map((l) => (l.startsWith('#') ? `##${l}` : l)),
-      '',
-    );
-  }
+  if (r.intake) lines.push(...renderIntake(r.intake));
   return lines.join('\n');
 }
 
@@ -1417,7 +1401,17 @@ async function main(): Promise<number> {
             accepted: results.spike.acceptedPerSecond,
           }
         : undefined,
-      sustained: results.sustained?.map((x) => ({ name: x.system, perSecond: x.perSecond })),
+      sustained: [
+        ...(results.sustained ?? []).map((x) => ({ name: x.system, perSecond: x.perSecond })),
+        ...(results.temporalFloor
+          ? [
+              {
+                name: 'Temporal floor (workflows)',
+                perSecond: results.temporalFloor.loop.perSecond,
+              },
+            ]
+          : []),
+      ],
     });
     fs.writeFileSync(`${base}.svg`, svg);
     fs.writeFileSync(`${base}.md`, render(results, path.basename(`${base}.svg`)));
@@ -1434,7 +1428,7 @@ async function main(): Promise<number> {
   let stopping: Promise<void> | undefined;
   const cleanup = () =>
     (stopping ??= (async () => {
-      stopIntake?.();
+      stopIntake();
       // The stack first: what still runs of a part then fails against it, not against a closed pool.
       if (app) {
         log('stopping the stack');
@@ -1493,6 +1487,7 @@ async function main(): Promise<number> {
         new Set([...FOREGROUND_PROCESSES, 'peer-api']),
       ),
     });
+    if (settings.consumers) await startConsumers(app);
     db = new pg.Pool({ connectionString: app.env.DATABASE_URL, max: 4 });
     receiver = await startReceiver();
     const peer = await startPeer(app, db);
@@ -1542,6 +1537,31 @@ async function main(): Promise<number> {
         );
         write();
       }
+    }
+    if (want('temporal-floor')) {
+      results.temporalFloor = await temporalFloor({
+        app,
+        db,
+        inFlight: settings.sustainedInFlight,
+        warmupS: settings.sustainedWarmupS,
+        seconds: settings.sustainedS,
+        drainS: settings.drainS,
+        orderflowRate: orderflowSustainedRate(results),
+      });
+      write();
+    }
+    if (want('backlog')) {
+      results.backlog = await backlog({
+        apiUrl: app.apiUrl,
+        db,
+        procs: () => app!.stack.procs,
+        orders: settings.backlogOrders,
+        connections: settings.backlogConnections,
+        windowS: settings.backlogWindowS,
+        drainS: settings.drainS,
+        steadyRate: orderflowSustainedRate(results),
+      });
+      write();
     }
     if (want('priority')) {
       results.priority = await priority(app, db);

@@ -13,6 +13,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { isOrderflowApp, isPeerApp, type CpuPerOrder } from './lib/cpu-per-order.ts';
 
 /** What this reads of a run's JSON: the fields bench/run.ts writes. */
 interface Latency {
@@ -41,7 +42,18 @@ interface Run {
     ordersPerS: number;
     latencyMs: Latency;
     cores: Record<string, number>;
+    /** Since the Temporal-floor part. */
+    cpuMsPerOrder?: CpuPerOrder;
   }[];
+  temporalFloor?: { workflowsPerS: number; shape: string; ratio: number | null };
+  backlog?: {
+    orders: number;
+    windowS: number;
+    windowRate: number;
+    ratio: number | null;
+    allCompletedS: number | null;
+    cpuMsPerOrder: CpuPerOrder;
+  };
   priority?: { without: { latencyMs: Latency }; during: { latencyMs: Latency } };
   spike?: {
     orders: number;
@@ -78,8 +90,13 @@ const intake =
   };
 const system = <T extends { system: string }>(list: T[] | undefined, s: string) =>
   list?.find((x) => x.system === s);
-const sum = (o: Record<string, number> | undefined, keys: string[]) =>
-  o ? keys.reduce((a, k) => a + (o[k] ?? 0), 0) : undefined;
+/** The cores of the processes `pick` selects. */
+const sum = (o: Record<string, number> | undefined, pick: (name: string) => boolean) =>
+  o
+    ? Object.entries(o)
+        .filter(([k]) => pick(k))
+        .reduce((a, [, v]) => a + v, 0)
+    : undefined;
 /** A fault run's API errors plus the effects (email, webhook, Kafka event) it never produced. */
 const faultLosses =
   (s: 'orderflow' | 'peer'): Pick =>
@@ -99,21 +116,6 @@ const bothSystems = (
     pick: (r: Run) => pick(r, s),
     digits,
   }));
-const ORDERFLOW_APPS = [
-  'api',
-  'relay',
-  'worker-orders',
-  'worker-email',
-  'worker-webhooks',
-  'worker-events',
-];
-const PEER_APPS = [
-  'peer-api',
-  'peer-worker-orders',
-  'peer-worker-email',
-  'peer-worker-webhooks',
-  'peer-worker-events',
-];
 
 const MEASURES: Measure[] = [
   // bench/intake.ts, as bench/run.ts runs it (short: 5 s per measurement).
@@ -213,15 +215,30 @@ const MEASURES: Measure[] = [
   {
     section: 'vs peer',
     name: 'orderflow cores: app processes (sustained)',
-    pick: (r) => sum(system(r.sustained, 'orderflow')?.cores, ORDERFLOW_APPS),
+    pick: (r) => sum(system(r.sustained, 'orderflow')?.cores, isOrderflowApp),
     digits: 2,
   },
   {
     section: 'vs peer',
     name: 'peer cores: Redis + app processes (sustained)',
-    pick: (r) => sum(system(r.sustained, 'peer')?.cores, ['redis', ...PEER_APPS]),
+    pick: (r) => sum(system(r.sustained, 'peer')?.cores, (k) => k === 'redis' || isPeerApp(k)),
     digits: 2,
   },
+  ...bothSystems(
+    'CPU ms per order: broker (Temporal / Redis) (sustained)',
+    2,
+    (r, s) => system(r.sustained, s)?.cpuMsPerOrder?.broker,
+  ),
+  ...bothSystems(
+    'CPU ms per order: app processes (sustained)',
+    2,
+    (r, s) => system(r.sustained, s)?.cpuMsPerOrder?.app,
+  ),
+  ...bothSystems(
+    'CPU ms per order: broker, app, PostgreSQL, Kafka (sustained)',
+    2,
+    (r, s) => system(r.sustained, s)?.cpuMsPerOrder?.total,
+  ),
   {
     section: 'vs peer',
     name: 'orderflow faults: API errors + lost effects (email, webhook, event)',
@@ -261,6 +278,50 @@ const MEASURES: Measure[] = [
       const x = system(r.faults, 'peer');
       return x && x.duplicated.email + x.duplicated.webhook + x.duplicated.event;
     },
+  },
+  {
+    section: 'ceilings',
+    name: 'Temporal floor: no-op workflows/s of orderflow’s shape',
+    pick: (r) => r.temporalFloor?.workflowsPerS,
+    digits: 1,
+  },
+  {
+    section: 'ceilings',
+    name: 'orderflow sustained ÷ Temporal floor',
+    pick: (r) => r.temporalFloor?.ratio ?? undefined,
+    digits: 2,
+    goal: '≥ 0.85',
+  },
+  {
+    section: 'ceilings',
+    name: 'backlog: orders/s COMPLETED over its first window (default 60 s)',
+    pick: (r) => r.backlog?.windowRate,
+    digits: 1,
+  },
+  {
+    section: 'ceilings',
+    name: 'backlog rate ÷ sustained rate',
+    pick: (r) => r.backlog?.ratio ?? undefined,
+    digits: 2,
+    goal: '≥ 0.90',
+  },
+  {
+    section: 'ceilings',
+    name: 'backlog: all COMPLETED after s',
+    pick: (r) => r.backlog?.allCompletedS ?? undefined,
+    digits: 0,
+  },
+  {
+    section: 'ceilings',
+    name: 'backlog: CPU ms per order, Temporal',
+    pick: (r) => r.backlog?.cpuMsPerOrder.broker,
+    digits: 2,
+  },
+  {
+    section: 'ceilings',
+    name: 'backlog: CPU ms per order, app processes',
+    pick: (r) => r.backlog?.cpuMsPerOrder.app,
+    digits: 2,
   },
   {
     section: 'priority',
