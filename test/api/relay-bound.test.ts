@@ -168,16 +168,22 @@ async function finishAll(ids: string[]): Promise<void> {
   );
 }
 
+/** An API that only commits (relay mode) and runs no relay of its own; closed after the test. */
+async function relayModeApi() {
+  const api = await startApi({
+    databaseUrl: stack.DATABASE_URL,
+    temporalAddress: stack.TEMPORAL_ADDRESS,
+    workflowStartMode: 'relay',
+    relay: { run: false },
+  });
+  cleanups.push(() => api.close());
+  return api;
+}
+
 describe('the outbox relay under an in-flight bound', () => {
   it('starts only as many workflows as the bound leaves room for, across two relays, and the rest as orders finish', async () => {
     const bound = await boundWithRoom();
-    const api = await startApi({
-      databaseUrl: stack.DATABASE_URL,
-      temporalAddress: stack.TEMPORAL_ADDRESS,
-      workflowStartMode: 'relay',
-      relay: { run: false },
-    });
-    cleanups.push(() => api.close());
+    const api = await relayModeApi();
     const ids = await placeOrders(api.url, ORDERS);
     const relays = [relayWithBound(bound), relayWithBound(bound)];
     for (const r of relays) r.run();
@@ -204,13 +210,7 @@ describe('the outbox relay under an in-flight bound', () => {
 
   it('stops counting an order still PROCESSING once its start is older than the window, so a stuck subscriber stalls nothing', async () => {
     const bound = await boundWithRoom();
-    const api = await startApi({
-      databaseUrl: stack.DATABASE_URL,
-      temporalAddress: stack.TEMPORAL_ADDRESS,
-      workflowStartMode: 'relay',
-      relay: { run: false },
-    });
-    cleanups.push(() => api.close());
+    const api = await relayModeApi();
     const ids = await placeOrders(api.url, ROOM + 3);
     const windowMs = 5000;
     const relay = relayWithBound(bound, 100, windowMs);
@@ -242,13 +242,7 @@ describe('the outbox relay under an in-flight bound', () => {
 
   it('waits at the bound one count per interval, not in a loop', async () => {
     const bound = await boundWithRoom();
-    const api = await startApi({
-      databaseUrl: stack.DATABASE_URL,
-      temporalAddress: stack.TEMPORAL_ADDRESS,
-      workflowStartMode: 'relay',
-      relay: { run: false },
-    });
-    cleanups.push(() => api.close());
+    const api = await relayModeApi();
     const ids = await placeOrders(api.url, ROOM + 3);
     const relay = relayWithBound(bound, 200);
     relay.run();
@@ -302,13 +296,7 @@ describe('the outbox relay under an in-flight bound', () => {
 
   it('the relay process holds back at OUTBOX_MAX_IN_FLIGHT, logs it once and shows it in /metrics', async () => {
     const bound = await boundWithRoom();
-    const api = await startApi({
-      databaseUrl: stack.DATABASE_URL,
-      temporalAddress: stack.TEMPORAL_ADDRESS,
-      workflowStartMode: 'relay',
-      relay: { run: false },
-    });
-    cleanups.push(() => api.close());
+    const api = await relayModeApi();
     const relay = startAppProcess('relay', 'src/api/relay.ts', {
       ...stackEnvOf(stack),
       OUTBOX_POLL_MS: '50',
