@@ -20,6 +20,10 @@ COPY . .
 # here from prisma/schema.prisma so the image never carries a stale one.
 RUN npx prisma generate
 
+# The orders worker's workflow bundle, built once here instead of by webpack at
+# every worker start (the worker checks that it matches its sources).
+RUN node --import tsx scripts/build-workflow-bundle.ts
+
 # Set after `npm ci` (which would otherwise skip devDependencies).
 ENV NODE_ENV=production
 

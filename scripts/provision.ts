@@ -1,12 +1,14 @@
 /**
  * Installs the external tools (see scripts/lib/tools.ts), the headless browser
- * of the Web UI tests, and generates the Prisma client when the schema
- * changed. Idempotent: a second run only checks.
+ * of the Web UI tests, generates the Prisma client when the schema changed,
+ * and bundles the workflow code when it changed (the orders worker then
+ * starts without webpack). Idempotent: a second run only checks.
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { buildWorkflowBundle } from '../src/workers/workflow-bundle.ts';
 import { ProvisionError, projectRoot, provisionAll, provisionChromium } from './lib/tools.ts';
 
 const log = (m: string) => console.error(`[setup] ${m}`);
@@ -52,11 +54,24 @@ function provisionBrowser(): void {
   }
 }
 
+/** Without a prebuilt bundle the orders worker bundles at start-up (slower), so warn instead of failing. */
+async function provisionWorkflowBundle(): Promise<void> {
+  try {
+    const { built } = await buildWorkflowBundle(undefined, (m) => log(m));
+    if (!built && process.argv.includes('--verbose')) log('workflow bundle is current');
+  } catch (e) {
+    log(
+      `WARNING workflow bundle not built, the orders worker will bundle at start-up: ${(e as Error).message}`,
+    );
+  }
+}
+
 try {
   const started = Date.now();
   provisionAll((m) => log(m));
   provisionBrowser();
   generatePrismaClient();
+  await provisionWorkflowBundle();
   const s = ((Date.now() - started) / 1000).toFixed(1);
   if (process.argv.includes('--verbose')) log(`ready in ${s} s`);
 } catch (e) {

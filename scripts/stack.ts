@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
   ComponentError,
+  IDLE_BUSY_NICENESS,
   parseCpuPriority,
   signalGroup,
   sinceLastStart,
@@ -28,10 +29,12 @@ const pidFile = path.join(dataDir, 'run', 'pids.json');
 const log = (m: string) => console.error(`[stack] ${m}`);
 
 /**
- * CPU priority of everything off the request path (BACKGROUND_PRIORITY:
- * `idle`, the default, runs it only on CPU time the API and PostgreSQL leave
- * free; a niceness 1-19; `normal`): on one machine a spike queues up as
- * workflow-start and activity backlog instead of slowing `POST /orders`.
+ * CPU priority of everything off the request path once the stack is up
+ * (BACKGROUND_PRIORITY: `idle`, the default, nice 10 and nice 19 while the
+ * API works; a niceness 1-19; `normal`): on one machine a spike queues up as
+ * workflow-start and activity backlog instead of slowing `POST /orders`,
+ * while the stack still starts and drains when something else keeps the CPU
+ * busy (see CpuPriority and PriorityGovernor).
  */
 const backgroundPriority = (() => {
   try {
@@ -66,6 +69,16 @@ function recordPids(procs: ManagedProcess[]): void {
   fs.writeFileSync(pidFile, JSON.stringify(procs.map((p) => ({ pid: p.pid, name: p.name }))));
 }
 
+/** One line per priority the background took, e.g. "temporal, kafka, ...: background: nice 19, autogroup nice 19". */
+function logLowered(lines: string[]): void {
+  const byNote = new Map<string, string[]>();
+  for (const line of lines) {
+    const [name = '', note = ''] = line.split(/ \((.*)\)$/);
+    byNote.set(note, [...(byNote.get(note) ?? []), name]);
+  }
+  for (const [note, names] of byNote) log(`${note}: ${names.join(', ')}`);
+}
+
 async function isReady(url: string): Promise<boolean> {
   const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
   return res.ok;
@@ -82,6 +95,8 @@ async function main(): Promise<void> {
     tools,
     log,
     priorityOf: backgroundPriorityOf(backgroundPriority),
+    // Everything starts at normal priority, and the background drops once the whole stack is up.
+    lowerPriority: 'settled',
     external: {
       databaseUrl: process.env.DATABASE_URL || undefined,
       kafkaBrokers: process.env.KAFKA_BROKERS || undefined,
@@ -124,6 +139,9 @@ async function main(): Promise<void> {
       );
       recordPids(stack.procs);
     }
+    logLowered(await stack.settle());
+    if (backgroundPriority === 'idle')
+      log(`while the API works, the background's autogroups go to nice ${IDLE_BUSY_NICENESS}`);
   } catch (e) {
     const err = e as Error;
     console.error(`\n[stack] FAILED ${err.message}\n`);

@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 
 export class ComponentError extends Error {
@@ -27,16 +28,23 @@ export interface SpawnSpec {
   logFile: string;
   /** Signal for a graceful stop (PostgreSQL's "fast" shutdown is SIGINT). */
   stopSignal?: NodeJS.Signals;
-  /** CPU priority of the process and of every thread it creates (see CpuPriority). */
+  /** CPU priority of the process once it is ready; it starts at normal priority (see CpuPriority). */
   priority?: CpuPriority;
+  /** It serves requests (the API): an `idle` background yields to it while it works (PriorityGovernor). */
+  requestPath?: boolean;
 }
 
 /**
- * `idle`: Linux SCHED_IDLE (`chrt --idle 0`), the process runs only on CPU
- * time nothing else wants; a number 1-19: that niceness (`nice -n`);
- * `normal` or 0: unchanged. Set at exec time, so every thread inherits it
- * (niceness weighs each thread, which makes it weak for a many-threaded
- * server such as Temporal's or a JVM; SCHED_IDLE is not).
+ * A background CPU priority, taken once the process is ready (waitUntilReady)
+ * or once the whole stack is (Stack's `lowerPriority`): it starts at normal
+ * priority, so start-up (a JVM warming up, a worker bundling its workflows)
+ * gets its fair share even when something else keeps every core busy, and
+ * only then drops to a CPU weight. `idle`: nice IDLE_NICENESS, and the lowest
+ * weight, nice IDLE_BUSY_NICENESS, while the API works (PriorityGovernor);
+ * a number 1-19: that niceness, fixed; `normal` or 0: unchanged. Never
+ * SCHED_IDLE, and not from the start: with other processes keeping both cores
+ * busy, a SCHED_IDLE or nice-19 process got 2-3% of a core here, too little to
+ * start within the start-up budgets.
  */
 export type CpuPriority = 'normal' | 'idle' | number;
 
@@ -48,39 +56,151 @@ export function parseCpuPriority(raw: string, variable: string): CpuPriority {
   throw new Error(`${variable} must be "idle", "normal" or a niceness 0-19, got "${raw}"`);
 }
 
-/** A CpuPriority as reports print it. */
-export function describeCpuPriority(p: CpuPriority): string {
-  if (p === 'idle') return 'SCHED_IDLE, session autogroup at nice 19';
-  return p === 'normal' || p === 0 ? 'normal' : `nice ${p}`;
+/** The niceness of an `idle` background while the API is idle: enough to make progress on a busy machine. */
+export const IDLE_NICENESS = 10;
+/** The autogroup niceness of an `idle` background while the API works: the lowest weight. */
+export const IDLE_BUSY_NICENESS = 19;
+
+/** The niceness a ready process drops to (0: it stays at normal priority). */
+export function nicenessOf(p: CpuPriority | undefined): number {
+  return p === 'idle' ? IDLE_NICENESS : typeof p === 'number' ? p : 0;
 }
 
-const CHRT = ['/usr/bin/chrt', '/bin/chrt'].find((p) => fs.existsSync(p));
+/** A CpuPriority as reports print it. */
+export function describeCpuPriority(p: CpuPriority): string {
+  const nice = nicenessOf(p);
+  if (nice === 0) return 'normal';
+  const governed =
+    p === 'idle' ? `, its autogroup at nice ${IDLE_BUSY_NICENESS} while the API works` : '';
+  return `nice ${nice} (every thread and the session's autogroup) once ready${governed}; normal while starting`;
+}
+
+/** What lowerCpuPriority did to a process group. */
+export interface PriorityChange {
+  /** Threads whose niceness was raised to the target. */
+  threads: number;
+  /** The autogroup's niceness after the change (undefined: the kernel has no autogroups). */
+  autogroup?: number;
+  /** What could not be changed (the process keeps running, at a higher priority than asked). */
+  errors: string[];
+}
 
 /**
- * The command line that runs `command` at `priority`. With the kernel's
- * autogroup scheduling on (the default of most desktop and server
- * distributions), CPU time is first shared between sessions, and every
- * process started here leads a session of its own (`detached`): a process's
- * niceness or SCHED_IDLE then only ranks its own threads. So a low priority
- * is also written to the session's autogroup (`/proc/self/autogroup`, from
- * inside the new session, before exec) to rank the whole process below the
- * others.
+ * Lowers process group `pgid` (led by the session leader `pgid`, as every
+ * ManagedProcess is) to niceness `nice`: every thread of every process in the
+ * group (threads created later inherit it from their creator) and the
+ * session's autogroup. With the kernel's autogroup scheduling on (the default
+ * of most distributions), CPU time is first shared between sessions, so the
+ * autogroup's niceness is what ranks the process against the API (nice 10:
+ * weight 110 against 1024, nice 19: 15); where autogroups do not apply (a process in a
+ * cgroup of its own, or autogroups off), the threads' niceness does. Both are
+ * weights: the process still gets a share of a CPU that others keep busy.
  */
-export function withPriority(
-  priority: CpuPriority | undefined,
-  command: string,
-  args: string[],
-): [string, string[]] {
-  const nice = priority === 'idle' ? 19 : typeof priority === 'number' ? priority : 0;
-  if (nice <= 0) return [command, args];
-  const inner =
-    priority === 'idle' && CHRT
-      ? [CHRT, '--idle', '0', command, ...args]
-      : ['nice', '-n', String(nice), command, ...args];
-  return [
-    'sh',
-    ['-c', `echo ${nice} > /proc/self/autogroup 2>/dev/null; exec "$0" "$@"`, ...inner],
-  ];
+export async function lowerCpuPriority(pgid: number, nice: number): Promise<PriorityChange> {
+  const change: PriorityChange = { threads: 0, errors: [] };
+  // A thread created during a pass by a thread not yet lowered starts at the old niceness: pass again.
+  for (let pass = 0; pass < 5; pass++) {
+    let lowered = 0;
+    for (const pid of groupMembers(pgid)) {
+      for (const tid of threadsOf(pid)) {
+        try {
+          if (os.getPriority(tid) >= nice) continue;
+          os.setPriority(tid, nice);
+          lowered++;
+        } catch (e) {
+          // ESRCH: the thread ended meanwhile.
+          if (!(e as Error).message.includes('ESRCH'))
+            change.errors.push(`thread ${tid}: ${(e as Error).message}`);
+        }
+      }
+    }
+    change.threads += lowered;
+    if (lowered === 0) break;
+  }
+  const autogroup = await setAutogroupNiceness(pgid, nice, { onlyLower: true });
+  if (typeof autogroup === 'string') change.errors.push(`autogroup: ${autogroup}`);
+  else if (autogroup !== undefined) change.autogroup = autogroup;
+  return change;
+}
+
+/** The autogroup niceness of `pid`'s session, or undefined without autogroups. */
+export function autogroupNiceness(pid: number): number | undefined {
+  try {
+    const m = /nice (-?\d+)/.exec(fs.readFileSync(`/proc/${pid}/autogroup`, 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Sets the autogroup of `pid`'s session to `nice` (to at least `nice` with
+ * `onlyLower`): the resulting niceness, undefined without autogroups, or the
+ * error. Any niceness 0-19 needs no privilege. The kernel accepts one such
+ * write per 100 ms from a process without CAP_SYS_ADMIN (EAGAIN otherwise),
+ * so a busy moment is waited out.
+ */
+export async function setAutogroupNiceness(
+  pid: number,
+  nice: number,
+  { onlyLower = false }: { onlyLower?: boolean } = {},
+): Promise<number | string | undefined> {
+  for (let attempt = 0; ; attempt++) {
+    const current = autogroupNiceness(pid);
+    if (current === undefined) return undefined;
+    if (current === nice || (onlyLower && current > nice)) return current;
+    try {
+      fs.writeFileSync(`/proc/${pid}/autogroup`, String(nice));
+      return autogroupNiceness(pid) ?? nice;
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      if (err.code === 'ENOENT' || err.code === 'ESRCH') return undefined;
+      if (err.code !== 'EAGAIN' || attempt >= 20) return err.message;
+      await delay(120);
+    }
+  }
+}
+
+/** The fields of /proc/<pid>/stat after the command name: [state, ppid, pgrp, ...]. */
+function statFields(pid: number): string[] | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
+/** The live processes of process group `pgid`. */
+export function groupMembers(pgid: number): number[] {
+  let entries: string[];
+  try {
+    entries = fs.readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  return entries
+    .filter((e) => /^\d+$/.test(e))
+    .map(Number)
+    .filter((pid) => {
+      const f = statFields(pid);
+      return f !== undefined && f[0] !== 'Z' && Number(f[2]) === pgid;
+    });
+}
+
+/** CPU time (user + system, seconds, all threads) used so far by process `pid`; undefined once it is gone. */
+export function cpuSeconds(pid: number): number | undefined {
+  const f = statFields(pid);
+  // utime and stime, fields 14 and 15 of /proc/<pid>/stat, in clock ticks (USER_HZ, 100 on Linux).
+  return f ? (Number(f[11]) + Number(f[12])) / 100 : undefined;
+}
+
+function threadsOf(pid: number): number[] {
+  try {
+    return fs.readdirSync(`/proc/${pid}/task`).map(Number);
+  } catch {
+    return [];
+  }
 }
 
 /** What each start of a process writes to its (appended) log before the process's own output. */
@@ -97,6 +217,10 @@ export class ManagedProcess {
   exitCode: number | null = null;
   exitSignal: NodeJS.Signals | null = null;
   readonly exited: Promise<void>;
+  /** What dropping to spec.priority did, once the process was ready (undefined until then). */
+  priorityChange?: PriorityChange;
+  /** While true, readiness does not lower the priority (Stack's `lowerPriority: 'settled'`). */
+  holdPriority = false;
   private stopping = false;
 
   constructor(readonly spec: SpawnSpec) {
@@ -106,8 +230,7 @@ export class ManagedProcess {
       fd,
       `${START_MARKER}${new Date().toISOString()} ${spec.command} ${spec.args.join(' ')}\n`,
     );
-    const [command, args] = withPriority(spec.priority, spec.command, spec.args);
-    this.child = spawn(command, args, {
+    this.child = spawn(spec.command, spec.args, {
       cwd: spec.cwd,
       env: spec.env ?? process.env,
       stdio: ['ignore', fd, fd],
@@ -147,6 +270,30 @@ export class ManagedProcess {
 
   tail(lines = 30): string {
     return tailFile(this.spec.logFile, lines);
+  }
+
+  /**
+   * Drops the process from normal priority to spec.priority (once; a no-op at
+   * normal priority or while held). waitUntilReady calls it when the process
+   * is ready.
+   */
+  async enterRunPriority(): Promise<void> {
+    const nice = nicenessOf(this.spec.priority);
+    if (nice === 0 || this.holdPriority || this.pid === undefined || !this.running) return;
+    if (this.priorityChange) return;
+    this.priorityChange = { threads: 0, errors: [] };
+    this.priorityChange = await lowerCpuPriority(this.pid, nice);
+  }
+
+  /** The priority the process runs at, for a log line ("" at normal priority). */
+  get priorityNote(): string {
+    const c = this.priorityChange;
+    if (!c) return '';
+    const nice = nicenessOf(this.spec.priority);
+    const autogroup = c.autogroup === undefined ? 'no autogroups' : `autogroup nice ${c.autogroup}`;
+    return c.errors.length
+      ? ` (background priority nice ${nice} not fully applied: ${c.errors.slice(0, 3).join('; ')})`
+      : ` (background: nice ${nice}, ${autogroup})`;
   }
 
   /** Stops the whole process group: the stop signal, then SIGKILL after graceMs. */
@@ -195,6 +342,7 @@ export const delay = (ms: number): Promise<void> => new Promise((r) => setTimeou
 /**
  * Polls `check` until it resolves truthy, the process dies, or the timeout
  * passes; the error names the component and carries the tail of its log.
+ * A process found ready drops to its run priority (spec.priority).
  */
 export async function waitUntilReady(
   proc: ManagedProcess | undefined,
@@ -222,7 +370,10 @@ export async function waitUntilReady(
       );
     });
     try {
-      if (await Promise.race([check(), timeout])) return;
+      if (await Promise.race([check(), timeout])) {
+        await proc?.enterRunPriority();
+        return;
+      }
     } catch (e) {
       lastError = (e as Error).message;
     } finally {

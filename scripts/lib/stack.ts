@@ -13,12 +13,16 @@ import path from 'node:path';
 import pg from 'pg';
 import { ensureDatabase, migrate } from '../../src/db/migrate.ts';
 import { ORDER_STATUS_SEARCH_ATTRIBUTE } from '../../src/shared/task-queues.ts';
+import { PriorityGovernor } from './priority-governor.ts';
 import {
   ComponentError,
+  IDLE_BUSY_NICENESS,
+  IDLE_NICENESS,
   ManagedProcess,
   assertPortFree,
   delay,
   isListening,
+  nicenessOf,
   waitUntilReady,
   type CpuPriority,
 } from './process.ts';
@@ -73,8 +77,8 @@ export const FOREGROUND_PROCESSES: ReadonlySet<string> = new Set([
 /**
  * Stack's `priorityOf` as `npm start` sets it: the foreground at normal
  * priority, everything else (Temporal, Kafka, maildev, the relay, workers,
- * consumers) at `background`, so a spike queues up as backlog instead of
- * slowing `POST /orders`.
+ * consumers) at `background` once ready, so a spike queues up as backlog
+ * instead of slowing `POST /orders`.
  */
 export function backgroundPriorityOf(
   background: CpuPriority,
@@ -93,12 +97,20 @@ export interface StackOptions {
   /** Test stacks trade durability for speed (no fsync). */
   ephemeral?: boolean;
   /**
-   * CPU priority per component name (absent: normal). `npm start` runs
-   * everything off the request path (Temporal, Kafka, maildev, workers, relay,
-   * consumers) below the API and PostgreSQL, so a spike becomes backlog
-   * instead of request latency.
+   * CPU priority per component name, taken once the component is ready
+   * (absent: normal). `npm start` runs everything off the request path
+   * (Temporal, Kafka, maildev, workers, relay, consumers) below the API and
+   * PostgreSQL, so a spike becomes backlog instead of request latency.
    */
   priorityOf?: (name: string) => CpuPriority;
+  /**
+   * When a process takes its priority: `ready` (the default), as soon as it
+   * is ready; `settled`, when `settle()` says the whole stack is up (`npm
+   * start`), so that start-up work that needs another component (a consumer
+   * group's first join, a topic's creation) never waits for one already lowered.
+   * A process started after settle() takes it when ready.
+   */
+  lowerPriority?: 'ready' | 'settled';
   /** Peers given from outside (DATABASE_URL, KAFKA_BROKERS, TEMPORAL_ADDRESS) are used, not started. */
   external?: { databaseUrl?: string; kafkaBrokers?: string; temporalAddress?: string };
   log?: (msg: string) => void;
@@ -129,9 +141,25 @@ export class Stack {
   env!: StackEnv;
   private readonly log: (msg: string) => void;
   private stopped = false;
+  private settled = false;
+  /** Keeps an `idle` background below the request path while it works (no-op without one). */
+  private readonly governor = new PriorityGovernor({
+    watched: () => this.running((p) => p.spec.requestPath === true),
+    background: () => this.running((p) => p.spec.priority === 'idle' && !!p.priorityChange),
+    quiet: IDLE_NICENESS,
+    busy: IDLE_BUSY_NICENESS,
+  });
 
   constructor(readonly opts: StackOptions) {
     this.log = opts.log ?? (() => {});
+    if (opts.priorityOf) this.governor.start();
+  }
+
+  /** Pids (process group leaders) of the stack's running processes that match. */
+  private running(match: (p: ManagedProcess) => boolean): number[] {
+    return this.procs
+      .filter((p) => p.running && p.pid !== undefined && match(p))
+      .map((p) => p.pid!);
   }
 
   logFile(name: string): string {
@@ -194,8 +222,25 @@ export class Stack {
       ...(priority !== undefined ? { priority } : {}),
       ...extra,
     });
+    proc.holdPriority = this.opts.lowerPriority === 'settled' && !this.settled;
     this.procs.push(proc);
     return proc;
+  }
+
+  /**
+   * The stack is up: every process held at normal priority (`lowerPriority:
+   * 'settled'`) takes its own now. Returns one line per lowered process.
+   */
+  async settle(): Promise<string[]> {
+    this.settled = true;
+    const lines: string[] = [];
+    for (const proc of this.procs) {
+      if (!proc.holdPriority) continue;
+      proc.holdPriority = false;
+      await proc.enterRunPriority();
+      if (proc.priorityNote) lines.push(`${proc.name}${proc.priorityNote}`);
+    }
+    return lines;
   }
 
   private async useExternalDatabase(url: string): Promise<string> {
@@ -305,7 +350,7 @@ export class Stack {
       async () => (await fetch(`http://127.0.0.1:${ports.temporalUi}/`)).ok,
       TIMEOUT.temporal,
     );
-    this.log(`temporal ready on ${address}, Web UI on ${ports.temporalUi}`);
+    this.log(`temporal ready on ${address}, Web UI on ${ports.temporalUi}${proc.priorityNote}`);
     return address;
   }
 
@@ -353,7 +398,7 @@ export class Stack {
     const proc = this.spawn('kafka', java, [...jvm, 'kafka.Kafka', props]);
     const brokers = `127.0.0.1:${ports.kafka}`;
     await waitUntilReady(proc, 'kafka', () => kafkaReady(brokers), TIMEOUT.kafka);
-    this.log(`kafka ready on ${brokers}`);
+    this.log(`kafka ready on ${brokers}${proc.priorityNote}`);
     return brokers;
   }
 
@@ -381,7 +426,7 @@ export class Stack {
         (await fetch(`http://127.0.0.1:${ports.mailUi}/email`)).ok,
       TIMEOUT.maildev,
     );
-    this.log(`maildev ready: SMTP ${ports.smtp}, UI ${ports.mailUi}`);
+    this.log(`maildev ready: SMTP ${ports.smtp}, UI ${ports.mailUi}${proc.priorityNote}`);
   }
 
   /**
@@ -399,13 +444,14 @@ export class Stack {
       process.execPath,
       ['--import', 'tsx', path.join(projectRoot, entry)],
       {
+        requestPath: nicenessOf(this.opts.priorityOf?.(name)) === 0,
         cwd: projectRoot,
         // Log files hold JSON lines (readiness is read from them), whatever LOG_FORMAT the shell has.
         env: { ...process.env, ...this.env, ...env, LOG_FORMAT: 'json' },
       },
     );
     await waitUntilReady(proc, name, () => ready(proc), TIMEOUT.app);
-    this.log(`${name} ready`);
+    this.log(`${name} ready${proc.priorityNote}`);
     return proc;
   }
 
@@ -413,6 +459,7 @@ export class Stack {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    await this.governor.stop();
     // A test stack's data is thrown away: no need to wait for clean shutdowns.
     const grace = (name: string) =>
       this.opts.ephemeral ? 2_000 : name === 'kafka' ? 30_000 : 10_000;
@@ -506,6 +553,9 @@ function kafkaProperties(ports: StackPorts, logDir: string): string {
     'share.coordinator.state.topic.replication.factor=1',
     'share.coordinator.state.topic.min.isr=1',
     'group.initial.rebalance.delay.ms=0',
+    // Fencing its only broker helps nothing and stops the broker's partitions: a controller
+    // short of CPU (a busy machine, the low background priority) is given a minute, not 9 s.
+    'broker.session.timeout.ms=60000',
     // Topics are created explicitly, with their partition count, by the code that owns them.
     'auto.create.topics.enable=false',
     '',

@@ -7,10 +7,16 @@ import {
   ComponentError,
   ManagedProcess,
   assertPortFree,
+  autogroupNiceness,
   delay,
+  describeCpuPriority,
   freePort,
+  groupMembers,
+  IDLE_NICENESS,
+  parseCpuPriority,
   signalGroup,
   waitUntilReady,
+  type CpuPriority,
 } from '../../scripts/lib/process.ts';
 
 let scratch: string;
@@ -32,12 +38,13 @@ afterAll(() => {
   fs.rmSync(scratch, { recursive: true, force: true });
 });
 
-function spawnSh(name: string, script: string): ManagedProcess {
+function spawnSh(name: string, script: string, priority?: CpuPriority): ManagedProcess {
   const proc = new ManagedProcess({
     name,
     command: 'sh',
     args: ['-c', script],
     logFile: path.join(scratch, `${name}-${started.length}.log`),
+    ...(priority !== undefined ? { priority } : {}),
   });
   started.push(proc);
   return proc;
@@ -61,18 +68,6 @@ function statFields(pid: number): string[] | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** Live (non-zombie) members of a process group. */
-function groupMembers(pgid: number): number[] {
-  return fs
-    .readdirSync('/proc')
-    .filter((e) => /^\d+$/.test(e))
-    .map(Number)
-    .filter((pid) => {
-      const f = statFields(pid);
-      return f !== undefined && f[0] !== 'Z' && Number(f[2]) === pgid;
-    });
 }
 
 /**
@@ -238,5 +233,75 @@ describe('ManagedProcess.stop', () => {
 
     await proc.stop(300);
     expect(await waitFor(() => members.every((pid) => !alive(pid)), 3_000)).toBe(true);
+  });
+});
+
+describe('CPU priority', () => {
+  /** The niceness of every thread of every process in the group, as tid -> nice. */
+  const threadNiceness = (pgid: number): Map<number, number> =>
+    new Map(
+      groupMembers(pgid).flatMap((pid) =>
+        fs
+          .readdirSync(`/proc/${pid}/task`)
+          .map((tid) => [Number(tid), os.getPriority(Number(tid))] as const),
+      ),
+    );
+  // A process with several threads (node) and a child in its group (sleep).
+  const script = `sleep 300 & exec ${JSON.stringify(process.execPath)} -e "setInterval(() => {}, 1000)"`;
+  const hasAutogroups = autogroupNiceness(process.pid) !== undefined;
+
+  it('starts a background process at normal priority and lowers every thread and its autogroup once it is ready', async () => {
+    const ownAutogroup = autogroupNiceness(process.pid);
+    const proc = spawnSh('background', script, 'idle');
+    const pgid = proc.pid!;
+    expect(await waitFor(() => threadNiceness(pgid).size >= 4, 5_000)).toBe(true);
+    // While it starts: normal, so a busy machine cannot keep it from getting ready.
+    expect([...new Set(threadNiceness(pgid).values())]).toEqual([0]);
+    if (hasAutogroups) expect(autogroupNiceness(pgid)).toBe(0);
+
+    await waitUntilReady(proc, 'background', async () => true, 5_000);
+    const after = threadNiceness(pgid);
+    expect(after.size).toBeGreaterThanOrEqual(4);
+    expect([...new Set(after.values())]).toEqual([IDLE_NICENESS]);
+    if (hasAutogroups) expect(autogroupNiceness(pgid)).toBe(IDLE_NICENESS);
+    expect(proc.priorityChange?.errors).toEqual([]);
+    expect(proc.priorityNote).toContain(`nice ${IDLE_NICENESS}`);
+    // The runner's own session is untouched.
+    expect(autogroupNiceness(process.pid)).toBe(ownAutogroup);
+  });
+
+  it('keeps a held process at normal priority through readiness until it is released', async () => {
+    const proc = spawnSh('held', script, 'idle');
+    proc.holdPriority = true;
+    const pgid = proc.pid!;
+    await waitUntilReady(proc, 'held', async () => true, 5_000);
+    expect(await waitFor(() => threadNiceness(pgid).size >= 4, 5_000)).toBe(true);
+    expect([...new Set(threadNiceness(pgid).values())]).toEqual([0]);
+    expect(proc.priorityNote).toBe('');
+
+    proc.holdPriority = false;
+    await proc.enterRunPriority();
+    expect([...new Set(threadNiceness(pgid).values())]).toEqual([IDLE_NICENESS]);
+    if (hasAutogroups) expect(autogroupNiceness(pgid)).toBe(IDLE_NICENESS);
+  });
+
+  it('leaves a process at normal priority alone', async () => {
+    const proc = spawnSh('foreground', script, 'normal');
+    const pgid = proc.pid!;
+    await waitUntilReady(proc, 'foreground', async () => true, 5_000);
+    expect(await waitFor(() => threadNiceness(pgid).size >= 4, 5_000)).toBe(true);
+    expect([...new Set(threadNiceness(pgid).values())]).toEqual([0]);
+    if (hasAutogroups) expect(autogroupNiceness(pgid)).toBe(0);
+    expect(proc.priorityNote).toBe('');
+  });
+
+  it('parses BACKGROUND_PRIORITY and describes it as a weight taken once ready', () => {
+    expect(parseCpuPriority(' IDLE ', 'BACKGROUND_PRIORITY')).toBe('idle');
+    expect(parseCpuPriority('10', 'BACKGROUND_PRIORITY')).toBe(10);
+    expect(parseCpuPriority('normal', 'BACKGROUND_PRIORITY')).toBe('normal');
+    expect(() => parseCpuPriority('-1', 'BACKGROUND_PRIORITY')).toThrow(/BACKGROUND_PRIORITY/);
+    expect(describeCpuPriority('idle')).toMatch(new RegExp(`^nice ${IDLE_NICENESS} .*once ready`));
+    expect(describeCpuPriority(19)).toMatch(/^nice 19 /);
+    expect(describeCpuPriority(0)).toBe('normal');
   });
 });
