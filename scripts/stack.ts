@@ -22,6 +22,7 @@ import {
   backgroundPriorityOf,
   configuredPorts,
 } from './lib/stack.ts';
+import { STACK_SUPERVISION, Supervisor } from './lib/supervisor.ts';
 import { ProvisionError, projectRoot, provisionAll } from './lib/tools.ts';
 
 const dataDir = path.resolve(process.env.ORDERFLOW_DATA_DIR ?? path.join(projectRoot, '.data'));
@@ -105,10 +106,12 @@ async function main(): Promise<void> {
   });
 
   let stopping = false;
+  let supervisor: Supervisor | undefined;
   const stop = async (code: number) => {
     if (stopping) return;
     stopping = true;
     log('stopping…');
+    supervisor?.stop();
     await stack.stop();
     fs.rmSync(pidFile, { force: true });
     log('stopped');
@@ -150,16 +153,20 @@ async function main(): Promise<void> {
     return;
   }
 
-  // Any process that dies on its own stops the stack, loudly.
-  for (const proc of stack.procs) {
-    void proc.exited.then(() => {
-      if (stopping || proc.isStopping) return;
-      console.error(
-        `\n[stack] ${proc.name} exited unexpectedly (code ${proc.exitCode}, signal ${proc.exitSignal}). Last lines of ${proc.spec.logFile}:\n${proc.tail()}`,
-      );
+  // A process that dies on its own is named and started again after a backoff while the rest
+  // keep serving; only a crash loop stops the stack, saying which process and why.
+  supervisor = new Supervisor({
+    ...STACK_SUPERVISION,
+    respawn: (dead) => stack.respawn(dead),
+    ready: (proc) => stack.waitReady(proc),
+    onRestarted: () => recordPids(stack.procs),
+    onCrashLoop: (message) => {
+      console.error(`\n[stack] FAILED ${message}\n`);
       void stop(1);
-    });
-  }
+    },
+    log,
+  });
+  for (const proc of stack.procs) supervisor.watch(proc);
 
   const rows: [string, string][] = [
     ['API', `http://127.0.0.1:${ports.api}  (GET /healthz, /readyz, /metrics)`],

@@ -136,10 +136,17 @@ const TIMEOUT = {
   app: 90_000,
 };
 
+/** How a process is judged ready: kept so a process found dead can be started again the same way. */
+interface Readiness {
+  check: (proc: ManagedProcess) => Promise<boolean>;
+  timeoutMs: number;
+}
+
 export class Stack {
   readonly procs: ManagedProcess[] = [];
   env!: StackEnv;
   private readonly log: (msg: string) => void;
+  private readonly readiness = new Map<string, Readiness>();
   private stopped = false;
   private settled = false;
   /** Keeps an `idle` background below the request path while it works (no-op without one). */
@@ -228,6 +235,41 @@ export class Stack {
   }
 
   /**
+   * Waits until `proc` is ready (see waitUntilReady) and remembers how, so
+   * `respawn` and `waitReady` can start it again after it died.
+   */
+  private async awaitReady(
+    proc: ManagedProcess,
+    check: (proc: ManagedProcess) => Promise<boolean>,
+    timeoutMs: number,
+  ): Promise<void> {
+    this.readiness.set(proc.name, { check, timeoutMs });
+    await waitUntilReady(proc, proc.name, () => check(proc), timeoutMs);
+  }
+
+  /**
+   * A new process in place of `dead` (same command, environment, log file and
+   * priority; same place in the stop order). It starts at normal priority and
+   * takes its own once ready (waitReady), also after settle().
+   */
+  respawn(dead: ManagedProcess): ManagedProcess {
+    const { name, command, args, ...extra } = dead.spec;
+    const proc = this.spawn(name, command, args, extra);
+    this.procs.pop();
+    const at = this.procs.indexOf(dead);
+    if (at >= 0) this.procs[at] = proc;
+    else this.procs.push(proc);
+    return proc;
+  }
+
+  /** Waits until a respawned process is ready, as it was judged at its first start. */
+  async waitReady(proc: ManagedProcess): Promise<void> {
+    const readiness = this.readiness.get(proc.name);
+    if (!readiness) throw new ComponentError(proc.name, 'no readiness check known for a restart');
+    await waitUntilReady(proc, proc.name, () => readiness.check(proc), readiness.timeoutMs);
+  }
+
+  /**
    * The stack is up: every process held at normal priority (`lowerPriority:
    * 'settled'`) takes its own now. Returns one line per lowered process.
    */
@@ -302,7 +344,7 @@ export class Stack {
     ]);
     const proc = this.spawn('postgresql', cmd, args, { stopSignal: 'SIGINT' });
     const url = `postgresql://postgres@127.0.0.1:${ports.postgres}/orderflow`;
-    await waitUntilReady(proc, 'postgresql', () => pgReady(url, 'postgres'), TIMEOUT.postgres);
+    await this.awaitReady(proc, () => pgReady(url, 'postgres'), TIMEOUT.postgres);
     await ensureDatabase(url);
     const { applied } = await migrate(url, undefined, (m) => this.log(m));
     this.log(
@@ -344,12 +386,13 @@ export class Stack {
     ]);
     const address = `127.0.0.1:${ports.temporal}`;
     await waitUntilReady(proc, 'temporal', () => temporalReady(address), TIMEOUT.temporal);
-    await waitUntilReady(
-      proc,
-      'temporal-ui',
-      async () => (await fetch(`http://127.0.0.1:${ports.temporalUi}/`)).ok,
-      TIMEOUT.temporal,
-    );
+    const uiReady = async () => (await fetch(`http://127.0.0.1:${ports.temporalUi}/`)).ok;
+    await waitUntilReady(proc, 'temporal-ui', uiReady, TIMEOUT.temporal);
+    // A restart is ready when both answer.
+    this.readiness.set(proc.name, {
+      check: async () => (await temporalReady(address)) && (await uiReady()),
+      timeoutMs: TIMEOUT.temporal,
+    });
     this.log(`temporal ready on ${address}, Web UI on ${ports.temporalUi}${proc.priorityNote}`);
     return address;
   }
@@ -397,7 +440,7 @@ export class Stack {
     }
     const proc = this.spawn('kafka', java, [...jvm, 'kafka.Kafka', props]);
     const brokers = `127.0.0.1:${ports.kafka}`;
-    await waitUntilReady(proc, 'kafka', () => kafkaReady(brokers), TIMEOUT.kafka);
+    await this.awaitReady(proc, () => kafkaReady(brokers), TIMEOUT.kafka);
     this.log(`kafka ready on ${brokers}${proc.priorityNote}`);
     return brokers;
   }
@@ -418,9 +461,8 @@ export class Stack {
       dir,
       '--silent',
     ]);
-    await waitUntilReady(
+    await this.awaitReady(
       proc,
-      'maildev',
       async () =>
         (await isListening(ports.smtp)) &&
         (await fetch(`http://127.0.0.1:${ports.mailUi}/email`)).ok,
@@ -450,7 +492,7 @@ export class Stack {
         env: { ...process.env, ...this.env, ...env, LOG_FORMAT: 'json' },
       },
     );
-    await waitUntilReady(proc, name, () => ready(proc), TIMEOUT.app);
+    await this.awaitReady(proc, ready, TIMEOUT.app);
     this.log(`${name} ready${proc.priorityNote}`);
     return proc;
   }
