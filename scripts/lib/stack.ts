@@ -36,6 +36,8 @@ export interface StackPorts {
   temporalMetrics: number;
   kafka: number;
   kafkaController: number;
+  /** The SASL_PLAINTEXT listener, when the stack opens one (StackOptions.kafkaSasl). */
+  kafkaSasl: number;
   smtp: number;
   mailUi: number;
   api: number;
@@ -50,6 +52,7 @@ export const defaultPorts: Record<keyof StackPorts, [number, string]> = {
   temporalMetrics: [7239, 'TEMPORAL_METRICS_PORT'],
   kafka: [9092, 'KAFKA_PORT'],
   kafkaController: [9093, 'KAFKA_CONTROLLER_PORT'],
+  kafkaSasl: [9094, 'KAFKA_SASL_PORT'],
   smtp: [1025, 'SMTP_PORT'],
   mailUi: [1080, 'MAIL_UI_PORT'],
   api: [3000, 'PORT'],
@@ -111,6 +114,14 @@ export interface StackOptions {
    * A process started after settle() takes it when ready.
    */
   lowerPriority?: 'ready' | 'settled';
+  /**
+   * Kafka also listens on `ports.kafkaSasl` with SASL_PLAINTEXT, for the users
+   * of KAFKA_SASL_USERS (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512); the plaintext
+   * listener stays as it is. SCRAM users are written when the storage is
+   * formatted, so a data folder formatted without them has none (test stacks
+   * always start from an empty folder).
+   */
+  kafkaSasl?: boolean;
   /** Peers given from outside (DATABASE_URL, KAFKA_BROKERS, TEMPORAL_ADDRESS) are used, not started. */
   external?: { databaseUrl?: string; kafkaBrokers?: string; temporalAddress?: string };
   log?: (msg: string) => void;
@@ -126,6 +137,13 @@ export interface StackEnv {
   MAIL_API_URL: string;
   TEMPORAL_UI_URL: string;
 }
+
+/** The users of the broker's SASL listener (StackOptions.kafkaSasl), one per mechanism. */
+export const KAFKA_SASL_USERS = {
+  plain: { username: 'orderflow-plain', password: 'plain-secret' },
+  'scram-sha-256': { username: 'orderflow-scram256', password: 'scram256-secret' },
+  'scram-sha-512': { username: 'orderflow-scram512', password: 'scram512-secret' },
+} as const;
 
 /** Start-up budgets: generous for a cold JVM on two busy cores. */
 const TIMEOUT = {
@@ -189,6 +207,7 @@ export class Stack {
     if (!ext.kafkaBrokers) {
       await assertPortFree('kafka', ports.kafka, 'KAFKA_PORT');
       await assertPortFree('kafka', ports.kafkaController, 'KAFKA_CONTROLLER_PORT');
+      if (this.opts.kafkaSasl) await assertPortFree('kafka', ports.kafkaSasl, 'KAFKA_SASL_PORT');
     }
     await assertPortFree('maildev', ports.smtp, 'SMTP_PORT');
     await assertPortFree('maildev', ports.mailUi, 'MAIL_UI_PORT');
@@ -403,7 +422,8 @@ export class Stack {
     const logs = path.join(dir, 'data');
     fs.mkdirSync(logs, { recursive: true });
     const props = path.join(dir, 'server.properties');
-    fs.writeFileSync(props, kafkaProperties(ports, logs));
+    const sasl = this.opts.kafkaSasl === true;
+    fs.writeFileSync(props, kafkaProperties(ports, logs, sasl));
     const java = process.env.JAVA_HOME ? path.join(process.env.JAVA_HOME, 'bin', 'java') : 'java';
     const jvm = [
       '-Xms256m',
@@ -432,6 +452,7 @@ export class Stack {
         '-c',
         props,
         '--ignore-formatted',
+        ...(sasl ? scramCredentialArgs() : []),
       ]);
       await format.exited;
       this.procs.splice(this.procs.indexOf(format), 1);
@@ -575,16 +596,37 @@ async function kafkaReady(brokers: string): Promise<boolean> {
   }
 }
 
-function kafkaProperties(ports: StackPorts, logDir: string): string {
+/** `kafka-storage format` arguments that create the SCRAM users of KAFKA_SASL_USERS. */
+function scramCredentialArgs(): string[] {
+  return (['scram-sha-256', 'scram-sha-512'] as const).flatMap((mechanism) => {
+    const { username, password } = KAFKA_SASL_USERS[mechanism];
+    return ['--add-scram', `${mechanism.toUpperCase()}=[name=${username},password=${password}]`];
+  });
+}
+
+/** The SASL_PLAINTEXT listener's settings: PLAIN users in its JAAS entry, SCRAM users in the metadata log. */
+function saslListenerProperties(): string[] {
+  const plain = KAFKA_SASL_USERS.plain;
+  return [
+    'sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512',
+    `listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_${plain.username}="${plain.password}";`,
+    'listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
+    'listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
+  ];
+}
+
+function kafkaProperties(ports: StackPorts, logDir: string, sasl = false): string {
+  const saslListener = sasl ? `,SASL_PLAINTEXT://127.0.0.1:${ports.kafkaSasl}` : '';
   return [
     '# Written by the stack runner on every start; edit scripts/lib/stack.ts instead.',
     'process.roles=broker,controller',
     'node.id=1',
     `controller.quorum.voters=1@127.0.0.1:${ports.kafkaController}`,
-    `listeners=PLAINTEXT://127.0.0.1:${ports.kafka},CONTROLLER://127.0.0.1:${ports.kafkaController}`,
-    `advertised.listeners=PLAINTEXT://127.0.0.1:${ports.kafka}`,
+    `listeners=PLAINTEXT://127.0.0.1:${ports.kafka},CONTROLLER://127.0.0.1:${ports.kafkaController}${saslListener}`,
+    `advertised.listeners=PLAINTEXT://127.0.0.1:${ports.kafka}${saslListener}`,
     'controller.listener.names=CONTROLLER',
-    'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+    `listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${sasl ? ',SASL_PLAINTEXT:SASL_PLAINTEXT' : ''}`,
+    ...(sasl ? saslListenerProperties() : []),
     'inter.broker.listener.name=PLAINTEXT',
     `log.dirs=${logDir}`,
     'num.partitions=6',

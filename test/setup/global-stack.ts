@@ -5,13 +5,21 @@
 import fs from 'node:fs';
 import type { TestProject } from 'vitest/node';
 import { freePort } from '../../scripts/lib/process.ts';
-import { Stack, ephemeralPorts, tmpStackDir, type StackEnv } from '../../scripts/lib/stack.ts';
+import {
+  KAFKA_SASL_USERS,
+  Stack,
+  ephemeralPorts,
+  tmpStackDir,
+  type StackEnv,
+} from '../../scripts/lib/stack.ts';
 import { provisionAll, type Tools } from '../../scripts/lib/tools.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
     stack: StackEnv;
     tools: Tools;
+    /** The broker's SASL_PLAINTEXT listener and its users (one per mechanism). */
+    kafkaSasl: { brokers: string; users: typeof KAFKA_SASL_USERS };
   }
 }
 
@@ -20,11 +28,16 @@ let stack: Stack | undefined;
 export async function setup(project: TestProject): Promise<void> {
   const tools = provisionAll();
   const dataDir = tmpStackDir();
-  stack = new Stack({ dataDir, ports: await ephemeralPorts(freePort), tools, ephemeral: true });
+  const ports = await ephemeralPorts(freePort);
+  stack = new Stack({ dataDir, ports, tools, ephemeral: true, kafkaSasl: true });
   try {
     const env = await stack.startInfrastructure();
     project.provide('stack', env);
     project.provide('tools', tools);
+    project.provide('kafkaSasl', {
+      brokers: `127.0.0.1:${ports.kafkaSasl}`,
+      users: KAFKA_SASL_USERS,
+    });
   } catch (e) {
     await stack.stop();
     throw e;
