@@ -7,9 +7,11 @@
  */
 import { Connection } from '@temporalio/client';
 import { Kafka, logLevel } from 'kafkajs';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import pg from 'pg';
 import { ensureDatabase, migrate } from '../../src/db/migrate.ts';
 import { ORDER_STATUS_SEARCH_ATTRIBUTE } from '../../src/shared/task-queues.ts';
@@ -28,6 +30,8 @@ import {
 } from './process.ts';
 import { projectRoot, type Tools } from './tools.ts';
 
+const execFileAsync = promisify(execFile);
+
 export interface StackPorts {
   postgres: number;
   temporal: number;
@@ -36,8 +40,9 @@ export interface StackPorts {
   temporalMetrics: number;
   kafka: number;
   kafkaController: number;
-  /** The SASL_PLAINTEXT listener, when the stack opens one (StackOptions.kafkaSasl). */
+  /** The SASL_PLAINTEXT and SASL_SSL listeners, when the stack opens them (StackOptions.kafkaSasl). */
   kafkaSasl: number;
+  kafkaSaslSsl: number;
   smtp: number;
   mailUi: number;
   api: number;
@@ -53,6 +58,7 @@ export const defaultPorts: Record<keyof StackPorts, [number, string]> = {
   kafka: [9092, 'KAFKA_PORT'],
   kafkaController: [9093, 'KAFKA_CONTROLLER_PORT'],
   kafkaSasl: [9094, 'KAFKA_SASL_PORT'],
+  kafkaSaslSsl: [9095, 'KAFKA_SASL_SSL_PORT'],
   smtp: [1025, 'SMTP_PORT'],
   mailUi: [1080, 'MAIL_UI_PORT'],
   api: [3000, 'PORT'],
@@ -115,11 +121,13 @@ export interface StackOptions {
    */
   lowerPriority?: 'ready' | 'settled';
   /**
-   * Kafka also listens on `ports.kafkaSasl` with SASL_PLAINTEXT, for the users
-   * of KAFKA_SASL_USERS (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512); the plaintext
-   * listener stays as it is. SCRAM users are written when the storage is
-   * formatted, so a data folder formatted without them has none (test stacks
-   * always start from an empty folder).
+   * Kafka also listens on `ports.kafkaSasl` with SASL_PLAINTEXT and on
+   * `ports.kafkaSaslSsl` with SASL_SSL (a self-signed certificate for
+   * 127.0.0.1 made with the JDK's keytool), for the users of KAFKA_SASL_USERS
+   * (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512); the plaintext listener stays as it
+   * is. SCRAM users are written when the storage is formatted, so a data
+   * folder formatted without them has none (test stacks always start from an
+   * empty folder). Addresses and the certificate: Stack.kafkaSecure.
    */
   kafkaSasl?: boolean;
   /** Peers given from outside (DATABASE_URL, KAFKA_BROKERS, TEMPORAL_ADDRESS) are used, not started. */
@@ -160,9 +168,19 @@ interface Readiness {
   timeoutMs: number;
 }
 
+/** The broker's SASL listeners (StackOptions.kafkaSasl), once Kafka runs. */
+export interface KafkaSecureListeners {
+  /** SASL_PLAINTEXT. */
+  saslBrokers: string;
+  /** SASL_SSL: TLS with the certificate in `caFile` (PEM, self-signed, for 127.0.0.1). */
+  saslSslBrokers: string;
+  caFile: string;
+}
+
 export class Stack {
   readonly procs: ManagedProcess[] = [];
   env!: StackEnv;
+  kafkaSecure?: KafkaSecureListeners;
   private readonly log: (msg: string) => void;
   private readonly readiness = new Map<string, Readiness>();
   private stopped = false;
@@ -207,7 +225,10 @@ export class Stack {
     if (!ext.kafkaBrokers) {
       await assertPortFree('kafka', ports.kafka, 'KAFKA_PORT');
       await assertPortFree('kafka', ports.kafkaController, 'KAFKA_CONTROLLER_PORT');
-      if (this.opts.kafkaSasl) await assertPortFree('kafka', ports.kafkaSasl, 'KAFKA_SASL_PORT');
+      if (this.opts.kafkaSasl) {
+        await assertPortFree('kafka', ports.kafkaSasl, 'KAFKA_SASL_PORT');
+        await assertPortFree('kafka', ports.kafkaSaslSsl, 'KAFKA_SASL_SSL_PORT');
+      }
     }
     await assertPortFree('maildev', ports.smtp, 'SMTP_PORT');
     await assertPortFree('maildev', ports.mailUi, 'MAIL_UI_PORT');
@@ -423,8 +444,9 @@ export class Stack {
     fs.mkdirSync(logs, { recursive: true });
     const props = path.join(dir, 'server.properties');
     const sasl = this.opts.kafkaSasl === true;
-    fs.writeFileSync(props, kafkaProperties(ports, logs, sasl));
     const java = process.env.JAVA_HOME ? path.join(process.env.JAVA_HOME, 'bin', 'java') : 'java';
+    const keystore = sasl ? await brokerCertificate(path.join(dir, 'tls'), java) : undefined;
+    fs.writeFileSync(props, kafkaProperties(ports, logs, keystore));
     const jvm = [
       '-Xms256m',
       '-Xmx512m',
@@ -462,6 +484,13 @@ export class Stack {
     const proc = this.spawn('kafka', java, [...jvm, 'kafka.Kafka', props]);
     const brokers = `127.0.0.1:${ports.kafka}`;
     await this.awaitReady(proc, () => kafkaReady(brokers), TIMEOUT.kafka);
+    if (keystore) {
+      this.kafkaSecure = {
+        saslBrokers: `127.0.0.1:${ports.kafkaSasl}`,
+        saslSslBrokers: `127.0.0.1:${ports.kafkaSaslSsl}`,
+        caFile: keystore.caFile,
+      };
+    }
     this.log(`kafka ready on ${brokers}${proc.priorityNote}`);
     return brokers;
   }
@@ -604,29 +633,101 @@ function scramCredentialArgs(): string[] {
   });
 }
 
-/** The SASL_PLAINTEXT listener's settings: PLAIN users in its JAAS entry, SCRAM users in the metadata log. */
-function saslListenerProperties(): string[] {
+/** The broker's TLS identity for its SASL_SSL listener. */
+interface BrokerKeystore {
+  /** PKCS#12 keystore with the key and its self-signed certificate. */
+  keystore: string;
+  password: string;
+  /** The certificate as PEM, for clients to trust (KAFKA_TLS_CA_FILE). */
+  caFile: string;
+}
+
+/**
+ * A self-signed certificate for 127.0.0.1 made with keytool (the JDK's, which
+ * Kafka runs on anyway), once per data folder: the broker's keystore and the
+ * PEM file clients trust.
+ */
+async function brokerCertificate(dir: string, java: string): Promise<BrokerKeystore> {
+  const keystore = path.join(dir, 'broker.p12');
+  const caFile = path.join(dir, 'broker-ca.pem');
+  const password = 'orderflow-test-keystore';
+  if (fs.existsSync(caFile)) return { keystore, password, caFile };
+  fs.mkdirSync(dir, { recursive: true });
+  fs.rmSync(keystore, { force: true });
+  const keytool = java === 'java' ? 'keytool' : path.join(path.dirname(java), 'keytool');
+  const store = ['-keystore', keystore, '-storetype', 'PKCS12', '-storepass', password];
+  try {
+    await execFileAsync(
+      keytool,
+      [
+        '-genkeypair',
+        '-alias',
+        'broker',
+        '-keyalg',
+        'RSA',
+        '-keysize',
+        '2048',
+        '-dname',
+        'CN=127.0.0.1',
+        '-ext',
+        'SAN=IP:127.0.0.1,DNS:localhost',
+        '-validity',
+        '3650',
+        '-keypass',
+        password,
+        ...store,
+      ],
+      { timeout: 60_000 },
+    );
+    await execFileAsync(
+      keytool,
+      ['-exportcert', '-rfc', '-alias', 'broker', '-file', caFile, ...store],
+      { timeout: 60_000 },
+    );
+  } catch (e) {
+    fs.rmSync(caFile, { force: true });
+    throw new ComponentError('kafka', `could not make the broker's TLS certificate with ${keytool}: ${(e as Error).message}`);
+  }
+  return { keystore, password, caFile };
+}
+
+/**
+ * The SASL listeners' settings: PLAIN users in each listener's JAAS entry,
+ * SCRAM users in the metadata log (scramCredentialArgs); the SASL_SSL one
+ * with the broker's keystore.
+ */
+function saslListenerProperties(tls: BrokerKeystore): string[] {
   const plain = KAFKA_SASL_USERS.plain;
+  const jaas = (listener: string) => [
+    `listener.name.${listener}.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_${plain.username}="${plain.password}";`,
+    `listener.name.${listener}.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;`,
+    `listener.name.${listener}.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;`,
+  ];
   return [
     'sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512',
-    `listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_${plain.username}="${plain.password}";`,
-    'listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
-    'listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
+    ...jaas('sasl_plaintext'),
+    ...jaas('sasl_ssl'),
+    'listener.name.sasl_ssl.ssl.keystore.type=PKCS12',
+    `listener.name.sasl_ssl.ssl.keystore.location=${tls.keystore}`,
+    `listener.name.sasl_ssl.ssl.keystore.password=${tls.password}`,
+    `listener.name.sasl_ssl.ssl.key.password=${tls.password}`,
   ];
 }
 
-function kafkaProperties(ports: StackPorts, logDir: string, sasl = false): string {
-  const saslListener = sasl ? `,SASL_PLAINTEXT://127.0.0.1:${ports.kafkaSasl}` : '';
+function kafkaProperties(ports: StackPorts, logDir: string, tls?: BrokerKeystore): string {
+  const saslListeners = tls
+    ? `,SASL_PLAINTEXT://127.0.0.1:${ports.kafkaSasl},SASL_SSL://127.0.0.1:${ports.kafkaSaslSsl}`
+    : '';
   return [
     '# Written by the stack runner on every start; edit scripts/lib/stack.ts instead.',
     'process.roles=broker,controller',
     'node.id=1',
     `controller.quorum.voters=1@127.0.0.1:${ports.kafkaController}`,
-    `listeners=PLAINTEXT://127.0.0.1:${ports.kafka},CONTROLLER://127.0.0.1:${ports.kafkaController}${saslListener}`,
-    `advertised.listeners=PLAINTEXT://127.0.0.1:${ports.kafka}${saslListener}`,
+    `listeners=PLAINTEXT://127.0.0.1:${ports.kafka},CONTROLLER://127.0.0.1:${ports.kafkaController}${saslListeners}`,
+    `advertised.listeners=PLAINTEXT://127.0.0.1:${ports.kafka}${saslListeners}`,
     'controller.listener.names=CONTROLLER',
-    `listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${sasl ? ',SASL_PLAINTEXT:SASL_PLAINTEXT' : ''}`,
-    ...(sasl ? saslListenerProperties() : []),
+    `listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${tls ? ',SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL' : ''}`,
+    ...(tls ? saslListenerProperties(tls) : []),
     'inter.broker.listener.name=PLAINTEXT',
     `log.dirs=${logDir}`,
     'num.partitions=6',

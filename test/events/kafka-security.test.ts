@@ -1,8 +1,10 @@
 /**
  * Kafka SASL and TLS settings (KAFKA_SASL_*, KAFKA_TLS*) against the test
- * stack's broker, which also listens with SASL_PLAINTEXT (PLAIN users in its
- * JAAS entry, SCRAM-SHA-256/512 users written when its storage was formatted):
- * every mechanism produces, consumes in a group and administers topics; a wrong
+ * stack's broker, which also listens with SASL_PLAINTEXT and SASL_SSL (PLAIN
+ * users in the listeners' JAAS entries, SCRAM-SHA-256/512 users written when
+ * its storage was formatted, a self-signed certificate for 127.0.0.1): every
+ * mechanism produces, consumes in a group and administers topics; TLS works
+ * with the broker's CA file and refuses an untrusted certificate; a wrong
  * password is refused; the events worker, a consumer process and the CLI all
  * work through it; the password never reaches a log; bad settings stop the
  * process with a message naming the variable.
@@ -106,6 +108,40 @@ describe('SASL against the broker', () => {
     },
     60_000,
   );
+
+  it('connects over TLS (SASL_SSL) trusting the broker\'s certificate through KAFKA_TLS_CA_FILE', async () => {
+    const config = loadConfig({
+      ...saslEnv('scram-sha-512'),
+      KAFKA_BROKERS: sasl.tlsBrokers,
+      KAFKA_TLS: 'true',
+      KAFKA_TLS_CA_FILE: sasl.caFile,
+    });
+    const { log } = capturedLogger();
+    expect(await roundTrip(createKafka(config, { logger: log, clientId: 'security-tls' }))).toEqual(
+      ['one', 'two'],
+    );
+  }, 60_000);
+
+  it('refuses the broker\'s certificate when it is not trusted (the system CAs only), and plaintext on a TLS listener', async () => {
+    const { log } = capturedLogger();
+    const untrusted = createKafka(
+      loadConfig({ ...saslEnv('plain'), KAFKA_BROKERS: sasl.tlsBrokers, KAFKA_TLS: 'true' }),
+      { logger: log, retry: { retries: 0 }, connectionTimeout: 3000 },
+    );
+    const admin = untrusted.admin();
+    cleanups.push(() => admin.disconnect());
+    await expect(admin.connect()).rejects.toThrow(/self[- ]signed certificate/i);
+
+    const plaintext = createKafka(loadConfig({ ...saslEnv('plain'), KAFKA_BROKERS: sasl.tlsBrokers }), {
+      logger: log,
+      retry: { retries: 0 },
+      connectionTimeout: 1000,
+      requestTimeout: 2000,
+    });
+    const plainAdmin = plaintext.admin();
+    cleanups.push(() => plainAdmin.disconnect());
+    await expect(plainAdmin.connect()).rejects.toThrow();
+  }, 60_000);
 
   it('is refused with a wrong password, and without credentials, and the password is not logged', async () => {
     const wrong = `wrong-${randomUUID()}`;

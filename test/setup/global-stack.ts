@@ -18,8 +18,11 @@ declare module 'vitest' {
   export interface ProvidedContext {
     stack: StackEnv;
     tools: Tools;
-    /** The broker's SASL_PLAINTEXT listener and its users (one per mechanism). */
-    kafkaSasl: { brokers: string; users: typeof KAFKA_SASL_USERS };
+    /**
+     * The broker's SASL listeners and their users (one per mechanism): `brokers`
+     * SASL_PLAINTEXT, `tlsBrokers` SASL_SSL with the certificate in `caFile`.
+     */
+    kafkaSasl: { brokers: string; tlsBrokers: string; caFile: string; users: typeof KAFKA_SASL_USERS };
   }
 }
 
@@ -28,14 +31,22 @@ let stack: Stack | undefined;
 export async function setup(project: TestProject): Promise<void> {
   const tools = provisionAll();
   const dataDir = tmpStackDir();
-  const ports = await ephemeralPorts(freePort);
-  stack = new Stack({ dataDir, ports, tools, ephemeral: true, kafkaSasl: true });
+  stack = new Stack({
+    dataDir,
+    ports: await ephemeralPorts(freePort),
+    tools,
+    ephemeral: true,
+    kafkaSasl: true,
+  });
   try {
     const env = await stack.startInfrastructure();
     project.provide('stack', env);
     project.provide('tools', tools);
+    const secure = stack.kafkaSecure!;
     project.provide('kafkaSasl', {
-      brokers: `127.0.0.1:${ports.kafkaSasl}`,
+      brokers: secure.saslBrokers,
+      tlsBrokers: secure.saslSslBrokers,
+      caFile: secure.caFile,
       users: KAFKA_SASL_USERS,
     });
   } catch (e) {
