@@ -77,8 +77,8 @@ export class Supervisor {
     const windowS = Math.round(this.opts.windowMs / 1000);
     if (recent.length > this.opts.maxRestarts) {
       this.opts.onCrashLoop(
-        `${name} is in a crash loop: it ${how}, its ${recent.length}th death within ${windowS} s ` +
-          `(at most ${this.opts.maxRestarts} restarts within ${windowS} s). Last lines of ${proc.spec.logFile}:\n${proc.tail()}`,
+        `${name} is in a crash loop: it ${how}, and died ${recent.length} times within ${windowS} s ` +
+          `(at most ${this.opts.maxRestarts} restarts allowed). Last lines of ${proc.spec.logFile}:\n${proc.tail()}`,
       );
       return;
     }

@@ -54,7 +54,9 @@ async function setReadOnly(on: boolean): Promise<void> {
     await admin.end();
   }
   await waitFor(`read-only ${on ? 'on' : 'off'}`, async () => {
-    const [row] = await db.$queryRaw<{ ro: string }[]>`SHOW default_transaction_read_only`;
+    const [row] = await db.$queryRaw<
+      { ro: string }[]
+    >`SELECT current_setting('default_transaction_read_only') AS ro`;
     return row?.ro === (on ? 'on' : 'off');
   }, 10_000);
 }

@@ -152,9 +152,7 @@ describe('SASL against the broker', () => {
     });
     const admin = kafka.admin();
     cleanups.push(() => admin.disconnect());
-    await expect(admin.connect()).rejects.toMatchObject({
-      name: 'KafkaJSSASLAuthenticationError',
-    });
+    await expect(admin.connect()).rejects.toThrow(/SASL SCRAM SHA512 authentication failed/);
     expect(lines.join('')).not.toContain(wrong);
 
     const anonymous = createKafka(loadConfig({ KAFKA_BROKERS: sasl.brokers }), {

@@ -78,6 +78,7 @@ async function until(what: string, check: () => boolean, timeoutMs = 10_000): Pr
 describe('Supervisor', () => {
   it('restarts a process killed with SIGKILL after naming it and the signal, and watches the new one', async () => {
     const { first, logs, restarted, crashLoops } = supervised('echo serving; sleep 60');
+    await until('it serves', () => first.tail().includes('serving'));
     signalGroup(first.pid!, 'SIGKILL');
     await until('a restart', () => restarted.length === 1);
     expect(logs[0]).toMatch(
@@ -103,7 +104,7 @@ describe('Supervisor', () => {
     expect(restarted).toEqual([]);
     expect(logs.filter((l) => l.includes('restarting it in'))).toHaveLength(3);
     expect(crashLoops[0]).toMatch(
-      /^worker-test is in a crash loop: it did not start again \(exited during start-up \(code 3, signal null\)\), its 4th death within 10 s \(at most 3 restarts within 10 s\)/,
+      /^worker-test is in a crash loop: it did not start again \(exited during start-up \(code 3, signal null\)\), and died 4 times within 10 s \(at most 3 restarts allowed\)/,
     );
     expect(crashLoops[0]).toContain('cannot bind 0.0.0.0:80');
     // Nothing is restarted after a crash loop.

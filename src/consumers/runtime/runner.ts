@@ -3,7 +3,9 @@
  * concurrently, the records of one partition strictly in order (so per-key
  * order holds). Each event's effect and its processed-events row commit in one
  * database transaction; the offset is committed only after that. Records that
- * cannot be processed go to the dead-letter topic and the partition moves on.
+ * cannot be processed go to the dead-letter topic and the partition moves on;
+ * failures that are not the record's fault (the database or the broker
+ * unavailable, read-only, failing over) are waited out instead.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type {
