@@ -106,10 +106,10 @@ export class Supervisor {
       return this.died(next, `did not start again (${firstLine((e as Error).message)})`);
     }
     if (this.stopped) return;
+    this.opts.onRestarted?.(next);
     this.opts.log(
       `${name} restarted (pid ${next.pid ?? '?'}), ready in ${((Date.now() - started) / 1000).toFixed(1)} s${next.priorityNote}`,
     );
-    this.opts.onRestarted?.(next);
     this.watch(next);
   }
 }
