@@ -4,18 +4,29 @@
  * the database turns read-only (what a failover to a standby looks like to a
  * client: reads answer, writes fail with 25006) while a group has records to
  * apply; the group retries, dead-letters nothing, and applies every record
- * once when writes are back. The classifiers are checked on real errors of
- * the real database and kafkajs' own error types.
+ * once when writes are back. On the real broker: the dead-letter topic
+ * refuses writes (too few in-sync replicas, as while a broker fails over); the
+ * group waits without crashing, then dead-letters the bad record once and
+ * moves on. The classifiers are checked on real errors of the real database
+ * and kafkajs' own error types.
  */
-import { KafkaJSBrokerNotFound, KafkaJSNumberOfRetriesExceeded, KafkaJSProtocolError } from 'kafkajs';
+import {
+  ConfigResourceTypes,
+  KafkaJSBrokerNotFound,
+  KafkaJSNumberOfRetriesExceeded,
+  KafkaJSProtocolError,
+} from 'kafkajs';
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { analyticsProjection } from '../../src/consumers/projections/analytics.ts';
+import { deadLetterTopicOf } from '../../src/consumers/runtime/dead-letters.ts';
 import { isTransientFailure } from '../../src/consumers/runtime/runner.ts';
 import { createDb } from '../../src/db/client.ts';
 import { isTransientDatabaseError } from '../../src/db/errors.ts';
 import { isTransientKafkaError } from '../../src/events/kafka.ts';
 import {
+  admin,
   analyticsRows,
   caughtUp,
   closeClients,
@@ -96,6 +107,74 @@ describe.each(['per-event', 'per-batch'] as const)('with a transaction %s', (tra
     expect(await outcomes(runner.metrics, 'processed')).toBe(3);
   }, 90_000);
 });
+
+it('waits while the broker refuses the dead letter (too few in-sync replicas), then dead-letters it once and moves on', async () => {
+  const topic = `consumers-test-${randomUUID()}`;
+  const deadLetters = deadLetterTopicOf(topic);
+  const keep = { name: 'retention.ms', value: '-1' };
+  // One broker, two in-sync replicas required: every acks=all write is refused with
+  // NOT_ENOUGH_REPLICAS (retriable), as on a cluster that has lost a broker.
+  await admin.createTopics({
+    topics: [
+      { topic, numPartitions: 1, configEntries: [keep] },
+      {
+        topic: deadLetters,
+        numPartitions: 1,
+        configEntries: [keep, { name: 'min.insync.replicas', value: '2' }],
+      },
+    ],
+    waitForLeaders: true,
+  });
+  const groupId = uniqueGroupId('analytics');
+  const currency = uniqueCurrency();
+  const day = '2008-10-01';
+  const notJson = { ...recordOf(orderPlaced()), value: '{"orderId": ' };
+  const after = orderPlaced({ currency, day, totalCents: 400 });
+  await produce(topic, [notJson, recordOf(after)]);
+
+  const runner = await startRunner({
+    groupId,
+    topic,
+    projection: analyticsProjection,
+    consumerConfig: {
+      // A refused send blocks for the producer's own retries (about 10 s) between heartbeats.
+      sessionTimeout: 30_000,
+      heartbeatInterval: 1_000,
+      rebalanceTimeout: 60_000,
+      maxWaitTimeInMs: 500,
+      // A failure that reaches kafkajs crashes the consumer at once: the runner must wait it out itself.
+      retry: { retries: 0 },
+    },
+  });
+  const crashes: unknown[] = [];
+  runner.consumer.on(runner.consumer.events.CRASH, ({ payload }) => crashes.push(payload.error));
+
+  // Each refused send takes the producer's own bounded retries first.
+  await waitFor('the dead letter refused twice', async () => (await retries(runner.metrics)) >= 2, 60_000);
+  expect(crashes).toEqual([]);
+  expect(await outcomes(runner.metrics, 'dead_lettered')).toBe(0);
+  // The partition does not move past the bad record while its dead letter is not written.
+  expect(await analyticsRows([currency])).toEqual([]);
+
+  await admin.alterConfigs({
+    validateOnly: false,
+    resources: [
+      {
+        type: ConfigResourceTypes.TOPIC,
+        name: deadLetters,
+        configEntries: [keep, { name: 'min.insync.replicas', value: '1' }],
+      },
+    ],
+  });
+  await waitFor('all records committed', () => caughtUp(groupId, topic), 60_000);
+  expect(crashes).toEqual([]);
+  expect(await outcomes(runner.metrics, 'dead_lettered')).toBe(1);
+  const [written] = await admin.fetchTopicOffsets(deadLetters);
+  expect(written).toMatchObject({ low: '0', high: '1' });
+  expect(await analyticsRows([currency])).toEqual([
+    { day, currency, orderCount: 1, revenueCents: 400n },
+  ]);
+}, 120_000);
 
 /** The error a promise rejects with. */
 async function rejectionOf(p: Promise<unknown>): Promise<unknown> {
