@@ -2,7 +2,8 @@
  * `npm start`: the whole system on one machine. Starts PostgreSQL, the
  * Temporal dev server and Web UI, Kafka and maildev (data under .data/), then
  * the API and one process per worker task queue and consumer group; prints the
- * addresses; stops everything on Ctrl-C / SIGTERM.
+ * addresses; restarts a process that dies (with backoff; a crash loop stops the
+ * stack, see Supervisor); stops everything on Ctrl-C / SIGTERM.
  */
 import fs from 'node:fs';
 import path from 'node:path';
