@@ -148,9 +148,9 @@ export interface StackEnv {
 
 /** The users of the broker's SASL listener (StackOptions.kafkaSasl), one per mechanism. */
 export const KAFKA_SASL_USERS = {
-  plain: { username: 'orderflow-plain', password: 'plain-secret' },
-  'scram-sha-256': { username: 'orderflow-scram256', password: 'scram256-secret' },
-  'scram-sha-512': { username: 'orderflow-scram512', password: 'scram512-secret' },
+  plain: { username: 'orderflow_plain', password: 'plain-secret' },
+  'scram-sha-256': { username: 'orderflow_scram256', password: 'scram256-secret' },
+  'scram-sha-512': { username: 'orderflow_scram512', password: 'scram512-secret' },
 } as const;
 
 /** Start-up budgets: generous for a cold JVM on two busy cores. */

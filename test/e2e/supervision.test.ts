@@ -103,7 +103,7 @@ afterAll(async () => {
     await Promise.race([exited, sleep(60_000)]);
     if (child.exitCode === null) {
       // The runner did not stop in time: its processes go with it.
-      for (const name of APP_PROCESSES.map((a) => a.name).concat('maildev')) {
+      for (const name of [...APP_PROCESSES.map((a): string => a.name), 'maildev']) {
         try {
           signalGroup(pidOf(name), 'SIGKILL');
         } catch {
