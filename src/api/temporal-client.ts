@@ -42,15 +42,15 @@ export class LazyTemporalClient {
 
   /**
    * Answers whether the frontend responds now, within `timeoutMs` (default
-   * the connect timeout): a frontend that accepts the connection but never
+   * the connect timeout) once connected: a frontend that accepts the connection but never
    * answers (stopped, overloaded, a half-open link) reads as unreachable
    * instead of holding the relay's poll or /readyz forever.
    */
   async ping(timeoutMs = this.connectTimeoutMs): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
     try {
+      // Connecting has its own limit (connectTimeoutMs); the deadline is the call's.
       const client = await this.get();
-      await client.connection.withDeadline(deadline, () =>
+      await client.connection.withDeadline(Date.now() + timeoutMs, () =>
         client.connection.workflowService.getSystemInfo({}),
       );
       return true;
