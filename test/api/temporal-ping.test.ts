@@ -2,10 +2,12 @@
  * The relay's Temporal health check has a deadline: a frontend that accepted
  * the connection and then stops answering (a stopped process, a half-open
  * link) reads as unreachable within the deadline, so the relay's poll goes on
- * and POST /orders answers 202, instead of a probe that never returns. The
+ * and POST /orders answers 202, instead of a probe that never returns; a
+ * workflow start has a deadline too, so a sweep never hangs on one. The
  * real Temporal frontend sits behind a TCP relay on 127.0.0.1 that can stop
  * passing bytes on.
  */
+import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import pino from 'pino';
 import { afterEach, expect, inject, it } from 'vitest';
@@ -94,5 +96,30 @@ it("keeps the relay's poll going: the relay marks Temporal unreachable once the 
   while (relay.temporalReachable && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 100));
   }
+  expect(relay.temporalReachable).toBe(false);
+}, 30_000);
+
+it('gives up a workflow start within its deadline when the frontend stops answering, so the sweep goes on', async () => {
+  const frontend = await stallableFrontend();
+  const temporal = client(frontend.address);
+  const db = createDb(stack.DATABASE_URL, 2);
+  cleanups.push(() => db.$disconnect());
+  const relay = new OutboxRelay(db, () => temporal.get(), log, {
+    ...defaultRelayOptions,
+    startTimeoutMs: 1000,
+  });
+  cleanups.push(() => relay.stop());
+  expect(await temporal.ping()).toBe(true);
+
+  frontend.stall();
+  const started = Date.now();
+  // An order id without a row: the start itself is what is measured (the row update is skipped).
+  const answer = await Promise.race([
+    relay.startOne(randomUUID()),
+    new Promise((resolve) => setTimeout(() => resolve('no answer after 10 s'), 10_000)),
+  ]);
+  expect(answer).toBe(false);
+  expect(Date.now() - started).toBeLessThan(4_000);
+  expect(relay.failed).toBe(1);
   expect(relay.temporalReachable).toBe(false);
 }, 30_000);
