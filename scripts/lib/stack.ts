@@ -686,7 +686,10 @@ async function brokerCertificate(dir: string, java: string): Promise<BrokerKeyst
     );
   } catch (e) {
     fs.rmSync(caFile, { force: true });
-    throw new ComponentError('kafka', `could not make the broker's TLS certificate with ${keytool}: ${(e as Error).message}`);
+    throw new ComponentError(
+      'kafka',
+      `could not make the broker's TLS certificate with ${keytool}: ${(e as Error).message}`,
+    );
   }
   return { keystore, password, caFile };
 }

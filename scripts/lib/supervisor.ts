@@ -44,7 +44,10 @@ export function restartBackoffMs(
   deaths: number,
   opts: Pick<SupervisorOptions, 'initialBackoffMs' | 'maxBackoffMs'>,
 ): number {
-  return Math.min(opts.initialBackoffMs * 2 ** Math.max(0, Math.min(deaths - 1, 20)), opts.maxBackoffMs);
+  return Math.min(
+    opts.initialBackoffMs * 2 ** Math.max(0, Math.min(deaths - 1, 20)),
+    opts.maxBackoffMs,
+  );
 }
 
 export class Supervisor {
@@ -72,7 +75,10 @@ export class Supervisor {
   private async died(proc: ManagedProcess, how: string): Promise<void> {
     const { name } = proc;
     const now = Date.now();
-    const recent = [...(this.deaths.get(name) ?? []).filter((t) => now - t < this.opts.windowMs), now];
+    const recent = [
+      ...(this.deaths.get(name) ?? []).filter((t) => now - t < this.opts.windowMs),
+      now,
+    ];
     this.deaths.set(name, recent);
     const windowS = Math.round(this.opts.windowMs / 1000);
     if (recent.length > this.opts.maxRestarts) {
@@ -94,7 +100,8 @@ export class Supervisor {
     try {
       next = this.opts.respawn(proc);
     } catch (e) {
-      if (!this.stopped) this.opts.onCrashLoop(`${name} could not be started again: ${(e as Error).message}`);
+      if (!this.stopped)
+        this.opts.onCrashLoop(`${name} could not be started again: ${(e as Error).message}`);
       return;
     }
     try {

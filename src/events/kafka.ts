@@ -180,7 +180,8 @@ export function isTransientKafkaError(error: unknown): boolean {
   return errorChain(error).some(
     (e) =>
       (typeof e.name === 'string' && TRANSIENT_KAFKAJS_ERRORS.has(e.name)) ||
-      (typeof e.type === 'string' && (e.retriable === true || TRANSIENT_PROTOCOL_TYPES.has(e.type))),
+      (typeof e.type === 'string' &&
+        (e.retriable === true || TRANSIENT_PROTOCOL_TYPES.has(e.type))),
   );
 }
 
@@ -215,7 +216,9 @@ export async function ensureTopic(
     } catch (err) {
       if (!isTransientKafkaError(err) || Date.now() >= until) throw err;
       onRetry?.(err, attempt);
-      await sleep(Math.min(200 * 2 ** Math.min(attempt - 1, 10), 5_000, Math.max(until - Date.now(), 0)));
+      await sleep(
+        Math.min(200 * 2 ** Math.min(attempt - 1, 10), 5_000, Math.max(until - Date.now(), 0)),
+      );
     }
   }
 }

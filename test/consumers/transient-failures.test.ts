@@ -64,12 +64,16 @@ async function setReadOnly(on: boolean): Promise<void> {
   } finally {
     await admin.end();
   }
-  await waitFor(`read-only ${on ? 'on' : 'off'}`, async () => {
-    const [row] = await db.$queryRaw<
-      { ro: string }[]
-    >`SELECT current_setting('default_transaction_read_only') AS ro`;
-    return row?.ro === (on ? 'on' : 'off');
-  }, 10_000);
+  await waitFor(
+    `read-only ${on ? 'on' : 'off'}`,
+    async () => {
+      const [row] = await db.$queryRaw<
+        { ro: string }[]
+      >`SELECT current_setting('default_transaction_read_only') AS ro`;
+      return row?.ro === (on ? 'on' : 'off');
+    },
+    10_000,
+  );
 }
 
 async function retries(metrics: Awaited<ReturnType<typeof startRunner>>['metrics']) {
@@ -84,14 +88,21 @@ describe.each(['per-event', 'per-batch'] as const)('with a transaction %s', (tra
     const currency = uniqueCurrency();
     const day = '2006-08-01';
     const orders = [100, 200, 300].map((totalCents) => orderPlaced({ currency, day, totalCents }));
-    await produce(topic, orders.map((o) => recordOf(o)));
+    await produce(
+      topic,
+      orders.map((o) => recordOf(o)),
+    );
 
     await setReadOnly(true);
     let runner!: Awaited<ReturnType<typeof startRunner>>;
     try {
       // maxAttempts 3 at 50 ms: without the wait, the records would be dead-lettered within a second.
       runner = await startRunner({ groupId, topic, projection: analyticsProjection, transaction });
-      await waitFor('retries while read-only', async () => (await retries(runner.metrics)) >= 6, 30_000);
+      await waitFor(
+        'retries while read-only',
+        async () => (await retries(runner.metrics)) >= 6,
+        30_000,
+      );
       expect(await outcomes(runner.metrics, 'dead_lettered')).toBe(0);
       expect(await processedCount(groupId)).toBe(0);
     } finally {
@@ -150,7 +161,11 @@ it('waits while the broker refuses the dead letter (too few in-sync replicas), t
   runner.consumer.on(runner.consumer.events.CRASH, ({ payload }) => crashes.push(payload.error));
 
   // Each refused send takes the producer's own bounded retries first.
-  await waitFor('the dead letter refused twice', async () => (await retries(runner.metrics)) >= 2, 60_000);
+  await waitFor(
+    'the dead letter refused twice',
+    async () => (await retries(runner.metrics)) >= 2,
+    60_000,
+  );
   expect(crashes).toEqual([]);
   expect(await outcomes(runner.metrics, 'dead_lettered')).toBe(0);
   // The partition does not move past the bad record while its dead letter is not written.
@@ -207,9 +222,7 @@ describe('telling transient failures from bad records', () => {
 
     // A record's own fault: bad data, a broken invariant.
     expect(isTransientDatabaseError(await rejectionOf(db.$queryRaw`SELECT 1 / 0`))).toBe(false);
-    expect(
-      isTransientDatabaseError(await rejectionOf(db.$queryRaw`SELECT 'x'::int`)),
-    ).toBe(false);
+    expect(isTransientDatabaseError(await rejectionOf(db.$queryRaw`SELECT 'x'::int`))).toBe(false);
     expect(isTransientDatabaseError(new Error('projection bug'))).toBe(false);
   });
 

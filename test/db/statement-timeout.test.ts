@@ -100,7 +100,9 @@ describe('DATABASE_STATEMENT_TIMEOUT_MS', () => {
     expect(() => loadConfig({ DATABASE_STATEMENT_TIMEOUT_MS: '-1' })).toThrow(
       /DATABASE_STATEMENT_TIMEOUT_MS/,
     );
-    expect(loadConfig({ DATABASE_STATEMENT_TIMEOUT_MS: '0' }).DATABASE_STATEMENT_TIMEOUT_MS).toBe(0);
+    expect(loadConfig({ DATABASE_STATEMENT_TIMEOUT_MS: '0' }).DATABASE_STATEMENT_TIMEOUT_MS).toBe(
+      0,
+    );
   });
 });
 

@@ -175,7 +175,11 @@ it('restarts each application process killed with SIGKILL under load, and loses 
       const from = output.length;
       process.kill(pid, 'SIGKILL');
       const escaped = name.replace(/[-]/g, '\\-');
-      await outputMatch(new RegExp(`${escaped} \\(pid ${pid}\\) was killed by SIGKILL; restarting it`), from, 15_000);
+      await outputMatch(
+        new RegExp(`${escaped} \\(pid ${pid}\\) was killed by SIGKILL; restarting it`),
+        from,
+        15_000,
+      );
       const restarted = await outputMatch(
         new RegExp(`${escaped} restarted \\(pid (\\d+)\\)`),
         from,

@@ -59,7 +59,10 @@ function capturedLogger() {
       done();
     },
   });
-  return { log: createLogger('kafka-security-test', 'info', { format: 'json', destination }), lines };
+  return {
+    log: createLogger('kafka-security-test', 'info', { format: 'json', destination }),
+    lines,
+  };
 }
 
 async function roundTrip(kafka: Kafka): Promise<string[]> {
@@ -81,7 +84,10 @@ async function roundTrip(kafka: Kafka): Promise<string[]> {
     ],
   });
 
-  const consumer = kafka.consumer({ groupId: `security-test-${randomUUID()}`, maxWaitTimeInMs: 200 });
+  const consumer = kafka.consumer({
+    groupId: `security-test-${randomUUID()}`,
+    maxWaitTimeInMs: 200,
+  });
   await consumer.connect();
   cleanups.push(() => consumer.disconnect());
   await consumer.subscribe({ topics: [topic], fromBeginning: true });
@@ -109,7 +115,7 @@ describe('SASL against the broker', () => {
     60_000,
   );
 
-  it('connects over TLS (SASL_SSL) trusting the broker\'s certificate through KAFKA_TLS_CA_FILE', async () => {
+  it("connects over TLS (SASL_SSL) trusting the broker's certificate through KAFKA_TLS_CA_FILE", async () => {
     const config = loadConfig({
       ...saslEnv('scram-sha-512'),
       KAFKA_BROKERS: sasl.tlsBrokers,
@@ -122,7 +128,7 @@ describe('SASL against the broker', () => {
     );
   }, 60_000);
 
-  it('refuses the broker\'s certificate when it is not trusted (the system CAs only), and plaintext on a TLS listener', async () => {
+  it("refuses the broker's certificate when it is not trusted (the system CAs only), and plaintext on a TLS listener", async () => {
     const { log } = capturedLogger();
     const untrusted = createKafka(
       loadConfig({ ...saslEnv('plain'), KAFKA_BROKERS: sasl.tlsBrokers, KAFKA_TLS: 'true' }),
@@ -132,12 +138,15 @@ describe('SASL against the broker', () => {
     cleanups.push(() => admin.disconnect());
     await expect(admin.connect()).rejects.toThrow(/self[- ]signed certificate/i);
 
-    const plaintext = createKafka(loadConfig({ ...saslEnv('plain'), KAFKA_BROKERS: sasl.tlsBrokers }), {
-      logger: log,
-      retry: { retries: 0 },
-      connectionTimeout: 1000,
-      requestTimeout: 2000,
-    });
+    const plaintext = createKafka(
+      loadConfig({ ...saslEnv('plain'), KAFKA_BROKERS: sasl.tlsBrokers }),
+      {
+        logger: log,
+        retry: { retries: 0 },
+        connectionTimeout: 1000,
+        requestTimeout: 2000,
+      },
+    );
     const plainAdmin = plaintext.admin();
     cleanups.push(() => plainAdmin.disconnect());
     await expect(plainAdmin.connect()).rejects.toThrow();
@@ -163,7 +172,9 @@ describe('SASL against the broker', () => {
     });
     const anonymousAdmin = anonymous.admin();
     cleanups.push(() => anonymousAdmin.disconnect());
-    await expect(anonymousAdmin.connect().then(() => anonymousAdmin.listTopics())).rejects.toThrow();
+    await expect(
+      anonymousAdmin.connect().then(() => anonymousAdmin.listTopics()),
+    ).rejects.toThrow();
   }, 60_000);
 
   it('logs the configuration with the password redacted', () => {
@@ -238,9 +249,9 @@ describe('configuration', () => {
   it('refuses TLS files that cannot be read or are given without KAFKA_TLS, naming the variable', () => {
     const ca = path.join(scratch, 'ca.pem');
     fs.writeFileSync(ca, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
-    expect(fail({ KAFKA_TLS: 'true', KAFKA_TLS_CA_FILE: path.join(scratch, 'missing.pem') })).toMatch(
-      /KAFKA_TLS_CA_FILE: no readable file at this path/,
-    );
+    expect(
+      fail({ KAFKA_TLS: 'true', KAFKA_TLS_CA_FILE: path.join(scratch, 'missing.pem') }),
+    ).toMatch(/KAFKA_TLS_CA_FILE: no readable file at this path/);
     expect(fail({ KAFKA_TLS: 'true', KAFKA_TLS_CA_FILE: scratch })).toMatch(/KAFKA_TLS_CA_FILE/);
     expect(fail({ KAFKA_TLS_CA_FILE: ca })).toMatch(
       /KAFKA_TLS_CA_FILE: only used with TLS; set KAFKA_TLS=true/,

@@ -56,7 +56,9 @@ function supervised(script: string, opts: Partial<SupervisorOptions> = {}) {
     ready: async (proc) => {
       await delay(300);
       if (!proc.running)
-        throw new Error(`exited during start-up (code ${proc.exitCode}, signal ${proc.exitSignal})`);
+        throw new Error(
+          `exited during start-up (code ${proc.exitCode}, signal ${proc.exitSignal})`,
+        );
     },
     onRestarted: (proc) => restarted.push(proc),
     onCrashLoop: (message) => crashLoops.push(message),
@@ -82,7 +84,9 @@ describe('Supervisor', () => {
     signalGroup(first.pid!, 'SIGKILL');
     await until('a restart', () => restarted.length === 1);
     expect(logs[0]).toMatch(
-      new RegExp(`^worker-test \\(pid ${first.pid}\\) was killed by SIGKILL; restarting it in 50 ms`),
+      new RegExp(
+        `^worker-test \\(pid ${first.pid}\\) was killed by SIGKILL; restarting it in 50 ms`,
+      ),
     );
     expect(logs[0]).toContain('serving');
     expect(logs[1]).toMatch(/^worker-test restarted \(pid \d+\), ready in/);
@@ -93,7 +97,9 @@ describe('Supervisor', () => {
     // The new process is watched too; the second death within the window waits longer.
     signalGroup(second.pid!, 'SIGKILL');
     await until('a second restart', () => restarted.length === 2);
-    expect(logs[2]).toMatch(/was killed by SIGKILL; restarting it in 100 ms \(death 2 of at most 3/);
+    expect(logs[2]).toMatch(
+      /was killed by SIGKILL; restarting it in 100 ms \(death 2 of at most 3/,
+    );
     expect(restarted[1]!.running).toBe(true);
     expect(crashLoops).toEqual([]);
   });

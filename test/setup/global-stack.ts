@@ -22,7 +22,12 @@ declare module 'vitest' {
      * The broker's SASL listeners and their users (one per mechanism): `brokers`
      * SASL_PLAINTEXT, `tlsBrokers` SASL_SSL with the certificate in `caFile`.
      */
-    kafkaSasl: { brokers: string; tlsBrokers: string; caFile: string; users: typeof KAFKA_SASL_USERS };
+    kafkaSasl: {
+      brokers: string;
+      tlsBrokers: string;
+      caFile: string;
+      users: typeof KAFKA_SASL_USERS;
+    };
   }
 }
 

@@ -47,7 +47,13 @@ export function runConsumer(group: ConsumerGroupDefinition): void {
           log.warn({ err, attempt }, 'topic not ready yet; retrying'),
       };
       await ensureTopic(admin, topic, config.KAFKA_TOPIC_PARTITIONS, undefined, retrying);
-      await ensureTopic(admin, deadLetterTopicOf(topic), DEAD_LETTER_PARTITIONS, undefined, retrying);
+      await ensureTopic(
+        admin,
+        deadLetterTopicOf(topic),
+        DEAD_LETTER_PARTITIONS,
+        undefined,
+        retrying,
+      );
       await producer.connect();
       closers.push(
         () => producer.disconnect(),

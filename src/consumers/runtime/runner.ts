@@ -199,9 +199,15 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
         break;
       } catch (err) {
         if (!isTransientKafkaError(err)) throw err;
-        const delay = Math.min(opts.retryInitialMs * 2 ** Math.min(n - 1, 20), TRANSIENT_MAX_BACKOFF_MS);
+        const delay = Math.min(
+          opts.retryInitialMs * 2 ** Math.min(n - 1, 20),
+          TRANSIENT_MAX_BACKOFF_MS,
+        );
         metrics.retries.inc({ group: groupId });
-        log.warn({ groupId, ...origin, attempt: n, delayMs: delay, err }, 'dead letter not sent yet; retrying');
+        log.warn(
+          { groupId, ...origin, attempt: n, delayMs: delay, err },
+          'dead letter not sent yet; retrying',
+        );
         // Stopping: the record is not finished; its offset stays for the next owner.
         if (!(await pause(delay, ctx))) throw err;
       }
