@@ -107,12 +107,24 @@ async function main(): Promise<void> {
   });
 
   let stopping = false;
-  let supervisor: Supervisor | undefined;
+  // Once the stack is up, a process that dies on its own is named and started again after a
+  // backoff while the rest keep serving; only a crash loop stops the stack, saying which and why.
+  const supervisor = new Supervisor({
+    ...STACK_SUPERVISION,
+    respawn: (dead) => stack.respawn(dead),
+    ready: (proc) => stack.waitReady(proc),
+    onRestarted: () => recordPids(stack.procs),
+    onCrashLoop: (message) => {
+      console.error(`\n[stack] FAILED ${message}\n`);
+      void stop(1);
+    },
+    log,
+  });
   const stop = async (code: number) => {
     if (stopping) return;
     stopping = true;
     log('stopping…');
-    supervisor?.stop();
+    supervisor.stop();
     await stack.stop();
     fs.rmSync(pidFile, { force: true });
     log('stopped');
@@ -154,19 +166,6 @@ async function main(): Promise<void> {
     return;
   }
 
-  // A process that dies on its own is named and started again after a backoff while the rest
-  // keep serving; only a crash loop stops the stack, saying which process and why.
-  supervisor = new Supervisor({
-    ...STACK_SUPERVISION,
-    respawn: (dead) => stack.respawn(dead),
-    ready: (proc) => stack.waitReady(proc),
-    onRestarted: () => recordPids(stack.procs),
-    onCrashLoop: (message) => {
-      console.error(`\n[stack] FAILED ${message}\n`);
-      void stop(1);
-    },
-    log,
-  });
   for (const proc of stack.procs) supervisor.watch(proc);
 
   const rows: [string, string][] = [

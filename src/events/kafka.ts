@@ -128,7 +128,7 @@ function errorChain(error: unknown): { name?: unknown; type?: unknown; retriable
     if (typeof e !== 'object' || e === null || seen.has(e)) return;
     seen.add(e);
     const { cause, errors } = e as { cause?: unknown; errors?: unknown };
-    chain.push(e as { name?: unknown; type?: unknown; retriable?: unknown });
+    chain.push(e);
     visit(cause);
     if (Array.isArray(errors)) errors.forEach(visit);
   };

@@ -161,11 +161,18 @@ it('waits while the broker refuses the dead letter (too few in-sync replicas), t
   runner.consumer.on(runner.consumer.events.CRASH, ({ payload }) => crashes.push(payload.error));
 
   // Each refused send takes the producer's own bounded retries first.
-  await waitFor(
-    'the dead letter refused twice',
-    async () => (await retries(runner.metrics)) >= 2,
-    60_000,
-  );
+  const refusedUntil = Date.now() + 60_000;
+  while ((await retries(runner.metrics)) < 2) {
+    if (Date.now() > refusedUntil) {
+      const state = {
+        deadLettered: await outcomes(runner.metrics, 'dead_lettered'),
+        crashes: crashes.map(String),
+        high: await admin.fetchTopicOffsets(deadLetters),
+      };
+      throw new Error(`the dead letter was not refused twice: ${JSON.stringify(state)}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
   expect(crashes).toEqual([]);
   expect(await outcomes(runner.metrics, 'dead_lettered')).toBe(0);
   // The partition does not move past the bad record while its dead letter is not written.

@@ -18,10 +18,13 @@ import {
 
 let scratch: string;
 const started: ManagedProcess[] = [];
+const supervisors: Supervisor[] = [];
 beforeAll(() => {
   scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'orderflow-supervisor-test-'));
 });
 afterEach(async () => {
+  // Stopped first: the kills below must not be restarted into the next test.
+  for (const supervisor of supervisors.splice(0)) supervisor.stop();
   for (const proc of started.splice(0)) {
     if (proc.pid !== undefined) signalGroup(proc.pid, 'SIGKILL');
     await proc.exited;
@@ -66,6 +69,7 @@ function supervised(script: string, opts: Partial<SupervisorOptions> = {}) {
     ...opts,
   });
   supervisor.watch(first);
+  supervisors.push(supervisor);
   return { first, supervisor, logs, crashLoops, restarted };
 }
 
