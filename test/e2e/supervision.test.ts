@@ -79,7 +79,9 @@ beforeAll(async () => {
       PORT: String(port),
       SMTP_PORT: String(await freePort()),
       MAIL_UI_PORT: String(await freePort()),
-      BACKGROUND_PRIORITY: 'idle',
+      // A fixed, slight lowering: the test checks a restarted process takes it again, while
+      // `idle` (nice 19 while the API works) starves the workers on a machine busy with other work.
+      BACKGROUND_PRIORITY: '1',
       WEBHOOK_ALLOWED_TARGETS: 'loopback',
       // An attempt whose worker was killed is retried after this, not after the default 30 s.
       RETRY_EMAIL: 'attempt=8s',
@@ -188,10 +190,9 @@ it('restarts each application process killed with SIGKILL under load, and loses 
       const newPid = Number(restarted[1]);
       expect(newPid).not.toBe(pid);
       expect(pidOf(name)).toBe(newPid);
-      // A background process takes its lowered priority again once ready (nice 10, `idle`); the
-      // API stays at the runner's.
+      // A background process takes its lowered priority again once ready; the API stays at the runner's.
       const runnerNice = os.getPriority(child!.pid);
-      expect(os.getPriority(newPid)).toBe(name === 'api' ? runnerNice : Math.max(10, runnerNice));
+      expect(os.getPriority(newPid)).toBe(name === 'api' ? runnerNice : Math.max(1, runnerNice));
       await sleep(2_000);
     }
   } finally {
@@ -234,7 +235,7 @@ it('restarts each application process killed with SIGKILL under load, and loses 
     await sleep(1_000);
     ({ statuses, consumed } = await progress());
   }
-  expect(statuses).toEqual({ COMPLETED: ids.length });
+  expect(statuses, `stack output:\n${output.slice(-4000)}`).toEqual({ COMPLETED: ids.length });
   expect(consumed).toEqual(Object.fromEntries(groupIds.map((g) => [g, ids.length])));
   // Every completed order's webhook reached the subscriber.
   const delivered = new Set(subscriber!.receiver.requests.map((r) => r.headers['webhook-id']));
