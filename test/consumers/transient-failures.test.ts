@@ -42,6 +42,7 @@ import {
   uniqueGroupId,
   waitFor,
 } from './support.ts';
+import { rejectionOf } from '../support/rejection.ts';
 
 beforeAll(connectClients);
 afterAll(closeClients);
@@ -180,16 +181,6 @@ it('waits while the broker cannot take the dead letter (its topic has no leader 
     { day, currency, orderCount: 1, revenueCents: 400n },
   ]);
 }, 120_000);
-
-/** The error a promise rejects with. */
-async function rejectionOf(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (e) {
-    return e;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('telling transient failures from bad records', () => {
   it('classifies real database errors by their codes', async () => {

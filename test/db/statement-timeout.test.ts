@@ -12,6 +12,7 @@ import { loadConfig } from '../../src/config/env.ts';
 import { createDb, createDbFromConfig, type Db } from '../../src/db/client.ts';
 import { isTransientDatabaseError } from '../../src/db/errors.ts';
 import { migrate } from '../../src/db/migrate.ts';
+import { rejectionOf } from '../support/rejection.ts';
 
 const serverUrl = inject('stack').DATABASE_URL;
 const clients: Db[] = [];
@@ -42,16 +43,6 @@ function db(statementTimeoutMs?: number): Db {
       : createDb(serverUrl, 1, { statementTimeoutMs });
   clients.push(client);
   return client;
-}
-
-/** The error a promise rejects with (fails the test when it resolves). */
-async function rejectionOf(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (e) {
-    return e;
-  }
-  throw new Error('expected a rejection');
 }
 
 /** PostgreSQL's SQLSTATE inside a Prisma error (driver adapter error). */
