@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { z } from 'zod';
 import { defaultRetryPolicies, type StepName, type StepRetryPolicy } from '../shared/steps.ts';
 
@@ -62,6 +63,47 @@ const retryPolicy = (step: StepName) =>
         ctx.addIssue({ code: 'custom', message: 'backoff must be >= 1' });
       return policy;
     });
+
+/** The SASL mechanisms kafkajs offers that a broker's SASL listener may ask for. */
+export const KAFKA_SASL_MECHANISMS = ['plain', 'scram-sha-256', 'scram-sha-512'] as const;
+export type KafkaSaslMechanism = (typeof KAFKA_SASL_MECHANISMS)[number];
+
+/** A path to a file this process can read (checked at start-up, read by the client that needs it). */
+const readableFile = z.string().refine(
+  (file) => {
+    try {
+      fs.accessSync(file, fs.constants.R_OK);
+      return fs.statSync(file).isFile();
+    } catch {
+      return false;
+    }
+  },
+  { message: 'no readable file at this path' },
+);
+
+/** What the Kafka SASL/TLS variables require of each other: each problem with the variable it names. */
+function kafkaSecurityIssues(c: Config): string[] {
+  const issues: string[] = [];
+  const hasCredentials = c.KAFKA_SASL_USERNAME !== undefined || c.KAFKA_SASL_PASSWORD !== undefined;
+  if (c.KAFKA_SASL_MECHANISM) {
+    if (!c.KAFKA_SASL_USERNAME)
+      issues.push('KAFKA_SASL_USERNAME: required when KAFKA_SASL_MECHANISM is set');
+    if (!c.KAFKA_SASL_PASSWORD)
+      issues.push('KAFKA_SASL_PASSWORD: required when KAFKA_SASL_MECHANISM is set');
+  } else if (hasCredentials) {
+    issues.push(
+      `KAFKA_SASL_MECHANISM: required when KAFKA_SASL_USERNAME or KAFKA_SASL_PASSWORD is set (${KAFKA_SASL_MECHANISMS.join(', ')})`,
+    );
+  }
+  for (const key of ['KAFKA_TLS_CA_FILE', 'KAFKA_TLS_CERT_FILE', 'KAFKA_TLS_KEY_FILE'] as const) {
+    if (c[key] && !c.KAFKA_TLS) issues.push(`${key}: only used with TLS; set KAFKA_TLS=true`);
+  }
+  if (!c.KAFKA_TLS_CERT_FILE !== !c.KAFKA_TLS_KEY_FILE) {
+    const missing = c.KAFKA_TLS_CERT_FILE ? 'KAFKA_TLS_KEY_FILE' : 'KAFKA_TLS_CERT_FILE';
+    issues.push(`${missing}: mutual TLS needs both KAFKA_TLS_CERT_FILE and KAFKA_TLS_KEY_FILE`);
+  }
+  return issues;
+}
 
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -175,6 +217,32 @@ const envSchema = z.object({
     .optional(),
   /** Defaults per process: orderflow-api, orderflow-relay, orderflow-worker-orders, ... */
   OTEL_SERVICE_NAME: z.string().min(1).optional(),
+  // Timeouts and Kafka security: one statement's limit on the services' database connections,
+  // and SASL/TLS for every Kafka client (workers, consumers, CLI); cross-checked in loadConfig.
+  /** PostgreSQL cancels a statement of the pooled connections after this long (ms); 0: no limit. */
+  DATABASE_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(0).max(3_600_000).default(30_000),
+  KAFKA_SASL_MECHANISM: z
+    .string()
+    .transform((v) => v.trim().toLowerCase())
+    .pipe(
+      z.enum(
+        KAFKA_SASL_MECHANISMS,
+        `must be one of ${KAFKA_SASL_MECHANISMS.join(', ')} (case does not matter)`,
+      ),
+    )
+    .optional(),
+  KAFKA_SASL_USERNAME: z.string().optional(),
+  KAFKA_SASL_PASSWORD: z.string().optional(),
+  /** TLS to the brokers (SASL_SSL or SSL listeners); off by default. */
+  KAFKA_TLS: z
+    .enum(['true', 'false', '1', '0'], 'must be true or false')
+    .optional()
+    .transform((v) => v === 'true' || v === '1'),
+  /** PEM CA bundle that signed the brokers' certificates (default: the system's CAs). */
+  KAFKA_TLS_CA_FILE: readableFile.optional(),
+  /** PEM client certificate and key, for brokers that require mutual TLS (both or neither). */
+  KAFKA_TLS_CERT_FILE: readableFile.optional(),
+  KAFKA_TLS_KEY_FILE: readableFile.optional(),
 });
 
 export type Config = z.infer<typeof envSchema>;
@@ -193,6 +261,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
+  }
+  const issues = kafkaSecurityIssues(parsed.data);
+  if (issues.length) {
+    throw new ConfigError(`Invalid configuration:\n${issues.map((i) => `  ${i}`).join('\n')}`);
   }
   return parsed.data;
 }

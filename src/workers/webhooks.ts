@@ -7,7 +7,7 @@
  * WEBHOOKS_WORKER_CONCURRENCY bounds the requests in flight in this process.
  */
 import { createWebhookActivities } from '../activities/webhooks.ts';
-import { createDb } from '../db/client.ts';
+import { createDbFromConfig } from '../db/client.ts';
 import { createRateGate } from '../webhooks/rate-gate.ts';
 import { TaskQueue } from '../shared/task-queues.ts';
 import { webhookDeliveriesCounter } from './metrics.ts';
@@ -17,7 +17,7 @@ runWorker({
   name: 'worker-webhooks',
   taskQueue: TaskQueue.webhooks,
   async build(config, log, registry) {
-    const db = createDb(config.DATABASE_URL, Math.min(config.WEBHOOKS_WORKER_CONCURRENCY, 10));
+    const db = createDbFromConfig(config, Math.min(config.WEBHOOKS_WORKER_CONCURRENCY, 10));
     log.info(
       {
         ratePerSecond: config.WEBHOOK_RATE_PER_SECOND,
