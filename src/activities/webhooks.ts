@@ -201,7 +201,9 @@ export function createWebhookActivities(deps: WebhookActivityDeps) {
     if (disabled)
       throw failure(
         FailureType.EndpointDisabled,
-        `${message}; the endpoint is disabled after ${disableAfter} permanent failures in a row`,
+        disabledNow
+          ? `${message}; the endpoint is disabled after ${disableAfter} permanent failures in a row`
+          : `${message}; the endpoint is disabled or deleted`,
         true,
       );
     throw failure(type, message, true);

@@ -140,6 +140,20 @@ export function isAllowedAddress(ip: string, policy: TargetPolicy): boolean {
 const neverAllowed = (cls: AddressClass): boolean =>
   !Object.values(allowedClasses).some((allowed) => allowed.has(cls));
 
+/** Why an address is refused, naming the host it came from and the policy when one could allow it. */
+function refusalMessage(
+  host: string,
+  address: string,
+  addressClass: AddressClass,
+  policy: TargetPolicy,
+): string {
+  const what = addressClass === 'metadata' ? 'cloud metadata' : addressClass;
+  const why = neverAllowed(addressClass)
+    ? 'which webhooks may never reach'
+    : `which the "${policy}" webhook target policy refuses (WEBHOOK_ALLOWED_TARGETS)`;
+  return `${host === address ? address : `${host} resolves to ${address}`}, a ${what} address, ${why}`;
+}
+
 /** A webhook target the SSRF guard refuses; never worth retrying. */
 export class TargetForbiddenError extends Error {
   override name = 'TargetForbiddenError';
@@ -150,14 +164,7 @@ export class TargetForbiddenError extends Error {
     readonly addressClass: AddressClass,
     policy: TargetPolicy,
   ) {
-    const what = addressClass === 'metadata' ? 'cloud metadata' : addressClass;
-    super(
-      `${host === address ? address : `${host} resolves to ${address}`}, a ${what} address, ${
-        neverAllowed(addressClass)
-          ? 'which webhooks may never reach'
-          : `which the "${policy}" webhook target policy refuses (WEBHOOK_ALLOWED_TARGETS)`
-      }`,
-    );
+    super(refusalMessage(host, address, addressClass, policy));
   }
 }
 
