@@ -16,11 +16,7 @@ import {
   type WebhookResponse,
 } from '../webhooks/http-delivery.ts';
 import type { RateGate } from '../webhooks/rate-gate.ts';
-import {
-  TargetForbiddenError,
-  type Resolver,
-  type TargetPolicy,
-} from '../webhooks/ssrf-guard.ts';
+import { TargetForbiddenError, type Resolver, type TargetPolicy } from '../webhooks/ssrf-guard.ts';
 
 export const WEBHOOK_USER_AGENT = 'orderflow-webhooks/0.1';
 /** Send times one attempt may miss (its connection came up too late) before it is retried later. */
@@ -373,7 +369,11 @@ export function createWebhookActivities(deps: WebhookActivityDeps) {
       const verdict = verdictOf(res, attemptAt);
       const delivered = verdict.kind === 'delivered';
       const outcome = describeResponse(res.status, verdict.kind);
-      await recordAttempt(key, { status: res.status, error: delivered ? null : outcome, delivered });
+      await recordAttempt(key, {
+        status: res.status,
+        error: delivered ? null : outcome,
+        delivered,
+      });
       if (verdict.kind === 'delivered') {
         log.info('webhook delivered', { orderId, webhookId, endpointId, status: res.status });
         count('delivered');

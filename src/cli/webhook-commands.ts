@@ -145,7 +145,10 @@ ${examplesHelp([['webhooks remove 5c0e2b7a-91d4-4f8e-b6a3-0d2c8e4f1a77']])}`,
     webhooks
       .command(`${name} <id>`)
       .description(description)
-      .option('--json', 'the endpoint as JSON on stdout (the fields of GET /webhook-endpoints/{id})')
+      .option(
+        '--json',
+        'the endpoint as JSON on stdout (the fields of GET /webhook-endpoints/{id})',
+      )
       .addHelpText(
         'after',
         `

@@ -40,7 +40,7 @@ async function settle(orderId: string, statuses: OrderStatus[], timeoutMs = 45_0
   while (Date.now() < deadline) {
     const row = await api.db.order.findUniqueOrThrow({ where: { id: orderId } });
     last = row.failedStep ? `${row.status} (${row.failedStep}: ${row.lastError})` : row.status;
-    if ((statuses as string[]).includes(row.status)) return row.status as OrderStatus;
+    if ((statuses as string[]).includes(row.status)) return row.status;
     await sleep(100);
   }
   throw new Error(`order ${orderId} stayed ${last}, expected ${statuses.join(' or ')}`);
@@ -89,9 +89,7 @@ afterAll(async () => {
 describe('a subscriber that keeps refusing', () => {
   it('parks 4 orders, is disabled by the 5th refusal, and later orders skip it and complete; bodies never reach callers', async () => {
     const { receiver, endpointId } = subscriber;
-    receiver.respondWith(
-      ...Array.from({ length: 10 }, () => ({ status: 404, body: SECRET_BODY })),
-    );
+    receiver.respondWith(...Array.from({ length: 10 }, () => ({ status: 404, body: SECRET_BODY })));
 
     // One at a time, so each refusal is counted before the next order asks.
     const results = [];

@@ -153,7 +153,10 @@ describe('POST /webhook-endpoints', () => {
     const linkLocal = await call('POST', '/webhook-endpoints', { url: 'http://169.254.1.1/x' });
     expect(linkLocal.status).toBe(400);
     expect(linkLocal.body.errors).toEqual([
-      { field: 'url', message: expect.stringMatching(/link-local address, which webhooks may never reach/) },
+      {
+        field: 'url',
+        message: expect.stringMatching(/link-local address, which webhooks may never reach/),
+      },
     ]);
     const rfc1918 = await call('POST', '/webhook-endpoints', { url: 'http://10.0.0.5:8080/x' });
     expect(rfc1918.status).toBe(400);
@@ -164,7 +167,12 @@ describe('POST /webhook-endpoints', () => {
     expect(refused.body.errors).toEqual([
       { field: 'url', message: expect.stringMatching(/loopback address.*"public"/) },
     ]);
-    const v6 = await call('POST', '/webhook-endpoints', { url: 'http://[::1]:9/x' }, urlOf('public'));
+    const v6 = await call(
+      'POST',
+      '/webhook-endpoints',
+      { url: 'http://[::1]:9/x' },
+      urlOf('public'),
+    );
     expect(v6.status).toBe(400);
     // The tests' setting (npm start's too) allows loopback.
     expect((await call('POST', '/webhook-endpoints', { url: loopback })).status).toBe(201);
@@ -190,7 +198,9 @@ describe('POST /webhook-endpoints', () => {
         expect(res.body.errors).toEqual([
           {
             field: 'url',
-            message: expect.stringMatching(/a cloud metadata address, which webhooks may never reach/),
+            message: expect.stringMatching(
+              /a cloud metadata address, which webhooks may never reach/,
+            ),
           },
         ]);
       }
@@ -226,7 +236,10 @@ describe('POST /webhook-endpoints', () => {
     });
     expect(unknown.status).toBe(400);
     expect(unknown.body.errors).toEqual([
-      { field: 'url', message: 'nowhere.attacker.test does not resolve to any address (ENOTFOUND)' },
+      {
+        field: 'url',
+        message: 'nowhere.attacker.test does not resolve to any address (ENOTFOUND)',
+      },
     ]);
     const down = await call('POST', '/webhook-endpoints', {
       url: 'https://dns-down.attacker.test/webhook-endpoints-test',
@@ -235,7 +248,8 @@ describe('POST /webhook-endpoints', () => {
     expect(down.headers.get('retry-after')).toBe('5');
     expect(down.body).toMatchObject({
       type: 'urn:orderflow:problem:service-unavailable',
-      detail: 'Cannot check the url now: the DNS lookup of dns-down.attacker.test failed (EAI_AGAIN)',
+      detail:
+        'Cannot check the url now: the DNS lookup of dns-down.attacker.test failed (EAI_AGAIN)',
     });
     expect(await api.db.webhookEndpoint.count()).toBe(before);
   });
@@ -266,9 +280,9 @@ describe('POST /webhook-endpoints', () => {
       // Room again once one is deleted.
       const one = answers.find((a) => a.status === 201)!;
       expect((await call('DELETE', `/webhook-endpoints/${one.body.id}`)).status).toBe(204);
-      expect((await call('POST', '/webhook-endpoints', { url: hookUrl() }, capped.url)).status).toBe(
-        201,
-      );
+      expect(
+        (await call('POST', '/webhook-endpoints', { url: hookUrl() }, capped.url)).status,
+      ).toBe(201);
     } finally {
       await stop(capped);
     }
@@ -347,7 +361,9 @@ describe('PATCH /webhook-endpoints/{id}', () => {
       expect(res.status).toBe(400);
       expect((res.body.errors as { field: string }[]).map((e) => e.field)).toEqual(fields);
     }
-    const unknown = await call('PATCH', `/webhook-endpoints/${randomUUID()}`, { status: 'ENABLED' });
+    const unknown = await call('PATCH', `/webhook-endpoints/${randomUUID()}`, {
+      status: 'ENABLED',
+    });
     expect([unknown.status, unknown.body.type]).toEqual([404, 'urn:orderflow:problem:not-found']);
     expect((await call('PATCH', '/webhook-endpoints/nope', { status: 'ENABLED' })).status).toBe(
       400,

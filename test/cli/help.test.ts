@@ -23,8 +23,14 @@ const commands: [command: string[], options: string[]][] = [
     ['--event <type>', '--json', 'WEBHOOK_ALLOWED_TARGETS'],
   ],
   [['webhooks', 'remove'], ['<id>']],
-  [['webhooks', 'enable'], ['<id>', '--json']],
-  [['webhooks', 'disable'], ['<id>', '--json']],
+  [
+    ['webhooks', 'enable'],
+    ['<id>', '--json'],
+  ],
+  [
+    ['webhooks', 'disable'],
+    ['<id>', '--json'],
+  ],
   [
     ['events', 'resend'],
     ['--since <time>', '--until <time>', '--no-wait', '--json'],

@@ -146,7 +146,9 @@ describe('orderflow webhooks', () => {
       WEBHOOK_ALLOWED_TARGETS: '',
     });
     expect(byDefault.code).toBe(2);
-    expect(byDefault.stderr).toMatch(/invalid url: 127\.0\.0\.1, a loopback address, which the "public"/);
+    expect(byDefault.stderr).toMatch(
+      /invalid url: 127\.0\.0\.1, a loopback address, which the "public"/,
+    );
 
     // Cloud metadata stays out of reach under the most open policy.
     const metadata = await cli(['webhooks', 'add', 'http://100.100.100.200/latest'], {
@@ -161,7 +163,9 @@ describe('orderflow webhooks', () => {
       WEBHOOK_ALLOWED_TARGETS: 'public',
     });
     expect(run.code).toBe(2);
-    expect(run.stderr).toMatch(/invalid url: localhost resolves to 127\.0\.0\.1, a loopback address/);
+    expect(run.stderr).toMatch(
+      /invalid url: localhost resolves to 127\.0\.0\.1, a loopback address/,
+    );
   });
 
   it('refuses an endpoint beyond WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE with exit code 1, writing nothing', async () => {
@@ -198,7 +202,9 @@ describe('orderflow webhooks', () => {
       consecutiveFailures: 2,
     });
     const table = await cli(['webhooks', 'list']);
-    expect(table.stdout).toMatch(new RegExp(`^${id}\\s.*\\sno \\(disabled by an operator\\)\\s+2\\s`, 'm'));
+    expect(table.stdout).toMatch(
+      new RegExp(`^${id}\\s.*\\sno \\(disabled by an operator\\)\\s+2\\s`, 'm'),
+    );
 
     const enable = await cli(['webhooks', 'enable', id]);
     expect(enable.code, enable.stderr).toBe(0);
@@ -214,7 +220,8 @@ describe('orderflow webhooks', () => {
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toMatch(/Webhook endpoint .* does not exist/);
     expect((await cli(['webhooks', 'disable', 'nope'])).code).toBe(2);
-  });
+    // Six CLI processes: up to 15 s each on the shared 2-core machine.
+  }, 180_000);
 
   it('exits 2 naming the id when remove gets something that is not a UUID', async () => {
     const run = await cli(['webhooks', 'remove', 'nope']);

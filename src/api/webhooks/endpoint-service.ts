@@ -118,8 +118,17 @@ export class WebhookEndpointService {
   async changeEndpoint(id: string, change: EndpointChange): Promise<WebhookEndpointView> {
     const data =
       change.status === 'ENABLED'
-        ? { status: 'ENABLED' as const, disabledReason: null, disabledAt: null, consecutiveFailures: 0 }
-        : { status: 'DISABLED' as const, disabledReason: 'disabled by an operator', disabledAt: new Date() };
+        ? {
+            status: 'ENABLED' as const,
+            disabledReason: null,
+            disabledAt: null,
+            consecutiveFailures: 0,
+          }
+        : {
+            status: 'DISABLED' as const,
+            disabledReason: 'disabled by an operator',
+            disabledAt: new Date(),
+          };
     await this.db.webhookEndpoint.updateMany({
       // Disabling a disabled endpoint keeps its first reason.
       where: change.status === 'DISABLED' ? { id, status: 'ENABLED' } : { id },

@@ -1,11 +1,7 @@
 import { Router } from 'express';
 import { z } from 'zod';
 import { ORDER_PLACED } from '../../shared/steps.ts';
-import {
-  checkWebhookTarget,
-  type Resolver,
-  type TargetPolicy,
-} from '../../webhooks/ssrf-guard.ts';
+import { checkWebhookTarget, type Resolver, type TargetPolicy } from '../../webhooks/ssrf-guard.ts';
 import { orderIdSchema, parseOrThrow } from '../orders/routes.ts';
 import { ProblemError } from '../problems.ts';
 import type { WebhookEndpointService } from './endpoint-service.ts';
