@@ -146,7 +146,11 @@ async function main(): Promise<void> {
           : async (p: ManagedProcess) =>
               RUNNING_LOG_LINE.test(sinceLastStart(tailFile(p.spec.logFile, 200)));
       // The API only commits; the relay process starts the workflows (unless told otherwise).
-      const mode = { WORKFLOW_START_MODE: process.env.WORKFLOW_START_MODE || 'relay' };
+      // On one machine, webhooks may target loopback receivers (the default elsewhere: public only).
+      const mode = {
+        WORKFLOW_START_MODE: process.env.WORKFLOW_START_MODE || 'relay',
+        WEBHOOK_ALLOWED_TARGETS: process.env.WEBHOOK_ALLOWED_TARGETS || 'loopback',
+      };
       await stack.startApp(
         app.name,
         app.entry,

@@ -48,6 +48,7 @@ async function main(): Promise<void> {
     apiKeys: config.API_KEYS,
     workflowStartMode: config.WORKFLOW_START_MODE,
     webhookAllowedTargets: config.WEBHOOK_ALLOWED_TARGETS,
+    webhookMaxEndpointsPerEventType: config.WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE,
   });
   const server = app.listen(config.PORT, config.HOST, () => {
     log.info({ url: `http://${config.HOST}:${config.PORT}` }, 'api listening');

@@ -8,6 +8,14 @@ export class ConfigError extends Error {
 }
 
 const port = z.coerce.number().int().min(0).max(65535);
+
+/** Permanent webhook failures in a row after which an endpoint is disabled (WEBHOOK_DISABLE_AFTER_FAILURES). */
+export const WEBHOOK_DISABLE_AFTER_FAILURES_DEFAULT = 5;
+/**
+ * Endpoints one event type may have (WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE): each is one delivery
+ * per order, so 20 keep an order's fan-out within a second of the default WEBHOOK_RATE_PER_SECOND.
+ */
+export const WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE_DEFAULT = 20;
 const csv = z
   .string()
   .transform((s) =>
@@ -133,8 +141,27 @@ const envSchema = z.object({
   API_KEYS: csv.optional(),
   WEBHOOK_RATE_PER_SECOND: z.coerce.number().positive().default(20),
   WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
-  /** Which webhook targets the SSRF guard lets through besides public addresses. */
-  WEBHOOK_ALLOWED_TARGETS: z.enum(['public', 'loopback', 'private']).default('loopback'),
+  /**
+   * Which webhook targets the SSRF guard lets through besides public addresses. `npm start`
+   * and the tests set loopback; everywhere else only public addresses are reachable.
+   */
+  WEBHOOK_ALLOWED_TARGETS: z.enum(['public', 'loopback', 'private']).default('public'),
+  /**
+   * An endpoint whose deliveries fail permanently (a 4xx, a refused target) this many times
+   * in a row is disabled, so one broken subscriber parks at most this many orders less one.
+   */
+  WEBHOOK_DISABLE_AFTER_FAILURES: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(1000)
+    .default(WEBHOOK_DISABLE_AFTER_FAILURES_DEFAULT),
+  WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(10_000)
+    .default(WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE_DEFAULT),
   KAFKA_TOPIC_PARTITIONS: z.coerce.number().int().min(1).max(1000).default(6),
   ORDERS_WORKER_CONCURRENCY: z.coerce.number().int().min(1).default(100),
   EMAIL_WORKER_CONCURRENCY: z.coerce.number().int().min(1).default(20),

@@ -22,6 +22,7 @@ runWorker({
       {
         ratePerSecond: config.WEBHOOK_RATE_PER_SECOND,
         allowedTargets: config.WEBHOOK_ALLOWED_TARGETS,
+        disableAfterFailures: config.WEBHOOK_DISABLE_AFTER_FAILURES,
       },
       'webhook delivery limits',
     );
@@ -31,6 +32,7 @@ runWorker({
           db,
           timeoutMs: config.WEBHOOK_TIMEOUT_MS,
           allowedTargets: config.WEBHOOK_ALLOWED_TARGETS,
+          disableAfterFailures: config.WEBHOOK_DISABLE_AFTER_FAILURES,
           rateGate: createRateGate(db, config.WEBHOOK_RATE_PER_SECOND),
           deliveries: webhookDeliveriesCounter(registry),
         }),
