@@ -112,34 +112,39 @@ export function registerOutboxMetrics(
       timeoutMs,
     );
 
-  if (ordersByStatus) {
+  /** A gauge of rows by status, every known status reported (0 when none), from a scrape-time read. */
+  const countsByStatus = (
+    name: string,
+    help: string,
+    statuses: readonly string[],
+    read: () => Promise<{ status: string; count: bigint }[] | undefined>,
+  ) =>
     new client.Gauge({
-      name: 'orderflow_orders_by_status',
-      help: 'Orders in the database by status (read at scrape time; every API replica reports the same totals)',
+      name,
+      help,
       labelNames: ['status'] as const,
       registers: [registry],
       async collect() {
-        const rows = await ordersByStatus();
+        const rows = await read();
         if (!rows) return;
-        for (const status of ORDER_STATUSES) this.set({ status }, 0);
+        for (const status of statuses) this.set({ status }, 0);
         for (const { status, count } of rows) this.set({ status }, Number(count));
       },
     });
-  }
-  if (endpointsByStatus) {
-    new client.Gauge({
-      name: 'orderflow_webhook_endpoints',
-      help: 'Webhook endpoints by status (ENABLED, DISABLED: by a 410, WEBHOOK_DISABLE_AFTER_FAILURES permanent failures in a row, or an operator); read at scrape time',
-      labelNames: ['status'] as const,
-      registers: [registry],
-      async collect() {
-        const rows = await endpointsByStatus();
-        if (!rows) return;
-        for (const status of ['ENABLED', 'DISABLED']) this.set({ status }, 0);
-        for (const { status, count } of rows) this.set({ status }, Number(count));
-      },
-    });
-  }
+  if (ordersByStatus)
+    countsByStatus(
+      'orderflow_orders_by_status',
+      'Orders in the database by status (read at scrape time; every API replica reports the same totals)',
+      ORDER_STATUSES,
+      ordersByStatus,
+    );
+  if (endpointsByStatus)
+    countsByStatus(
+      'orderflow_webhook_endpoints',
+      'Webhook endpoints by status (ENABLED, DISABLED: by a 410, WEBHOOK_DISABLE_AFTER_FAILURES permanent failures in a row, or an operator); read at scrape time',
+      ['ENABLED', 'DISABLED'],
+      endpointsByStatus,
+    );
   new client.Gauge({
     name: 'orderflow_outbox_pending',
     help: 'Accepted orders whose workflow start is not confirmed yet',
