@@ -448,7 +448,12 @@ async function main(): Promise<void> {
   const app = await startAppStack({
     tools,
     ephemeral: false,
-    appEnv: { WEBHOOK_RATE_PER_SECOND: String(settings.webhookRate), LOG_LEVEL: 'info' },
+    appEnv: {
+      WEBHOOK_RATE_PER_SECOND: String(settings.webhookRate),
+      LOG_LEVEL: 'info',
+      // Room for the rate phase's endpoints (BENCH_E2E_RATE_ENDPOINTS, up to 50) and the latency one.
+      WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE: String(Math.max(20, settings.rateEndpoints + 1)),
+    },
     log: (m) => log(`stack: ${m}`),
   });
   const startupS = (Date.now() - started) / 1000;

@@ -2,7 +2,8 @@
  * `npm start`: the whole system on one machine. Starts PostgreSQL, the
  * Temporal dev server and Web UI, Kafka and maildev (data under .data/), then
  * the API and one process per worker task queue and consumer group; prints the
- * addresses; stops everything on Ctrl-C / SIGTERM.
+ * addresses; restarts a process that dies (with backoff; a crash loop stops the
+ * stack, see Supervisor); stops everything on Ctrl-C / SIGTERM.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -22,6 +23,7 @@ import {
   backgroundPriorityOf,
   configuredPorts,
 } from './lib/stack.ts';
+import { STACK_SUPERVISION, Supervisor } from './lib/supervisor.ts';
 import { ProvisionError, projectRoot, provisionAll } from './lib/tools.ts';
 
 const dataDir = path.resolve(process.env.ORDERFLOW_DATA_DIR ?? path.join(projectRoot, '.data'));
@@ -105,10 +107,24 @@ async function main(): Promise<void> {
   });
 
   let stopping = false;
+  // Once the stack is up, a process that dies on its own is named and started again after a
+  // backoff while the rest keep serving; only a crash loop stops the stack, saying which and why.
+  const supervisor = new Supervisor({
+    ...STACK_SUPERVISION,
+    respawn: (dead) => stack.respawn(dead),
+    ready: (proc) => stack.waitReady(proc),
+    onRestarted: () => recordPids(stack.procs),
+    onCrashLoop: (message) => {
+      console.error(`\n[stack] FAILED ${message}\n`);
+      void stop(1);
+    },
+    log,
+  });
   const stop = async (code: number) => {
     if (stopping) return;
     stopping = true;
     log('stopping…');
+    supervisor.stop();
     await stack.stop();
     fs.rmSync(pidFile, { force: true });
     log('stopped');
@@ -130,7 +146,11 @@ async function main(): Promise<void> {
           : async (p: ManagedProcess) =>
               RUNNING_LOG_LINE.test(sinceLastStart(tailFile(p.spec.logFile, 200)));
       // The API only commits; the relay process starts the workflows (unless told otherwise).
-      const mode = { WORKFLOW_START_MODE: process.env.WORKFLOW_START_MODE || 'relay' };
+      // On one machine, webhooks may target loopback receivers (the default elsewhere: public only).
+      const mode = {
+        WORKFLOW_START_MODE: process.env.WORKFLOW_START_MODE || 'relay',
+        WEBHOOK_ALLOWED_TARGETS: process.env.WEBHOOK_ALLOWED_TARGETS || 'loopback',
+      };
       await stack.startApp(
         app.name,
         app.entry,
@@ -150,16 +170,7 @@ async function main(): Promise<void> {
     return;
   }
 
-  // Any process that dies on its own stops the stack, loudly.
-  for (const proc of stack.procs) {
-    void proc.exited.then(() => {
-      if (stopping || proc.isStopping) return;
-      console.error(
-        `\n[stack] ${proc.name} exited unexpectedly (code ${proc.exitCode}, signal ${proc.exitSignal}). Last lines of ${proc.spec.logFile}:\n${proc.tail()}`,
-      );
-      void stop(1);
-    });
-  }
+  for (const proc of stack.procs) supervisor.watch(proc);
 
   const rows: [string, string][] = [
     ['API', `http://127.0.0.1:${ports.api}  (GET /healthz, /readyz, /metrics)`],

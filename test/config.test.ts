@@ -16,6 +16,23 @@ describe('configuration', () => {
     expect(c.RETRY_WEBHOOKS).toEqual(defaultRetryPolicies.webhooks);
   });
 
+  it('lets webhooks reach public addresses only by default, disables an endpoint after 5 permanent failures and allows 20 per event type', () => {
+    expect(loadConfig({})).toMatchObject({
+      WEBHOOK_ALLOWED_TARGETS: 'public',
+      WEBHOOK_DISABLE_AFTER_FAILURES: 5,
+      WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE: 20,
+    });
+    expect(loadConfig({ WEBHOOK_ALLOWED_TARGETS: 'loopback' }).WEBHOOK_ALLOWED_TARGETS).toBe(
+      'loopback',
+    );
+    for (const [name, value] of [
+      ['WEBHOOK_ALLOWED_TARGETS', 'anything'],
+      ['WEBHOOK_DISABLE_AFTER_FAILURES', '0'],
+      ['WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE', 'many'],
+    ] as const)
+      expect(() => loadConfig({ [name]: value }), name).toThrow(name);
+  });
+
   it('bounds the orders in flight at 200 by default; 0 turns the bound off; a negative bound stops', () => {
     expect(loadConfig({}).OUTBOX_MAX_IN_FLIGHT).toBe(200);
     expect(loadConfig({ OUTBOX_MAX_IN_FLIGHT: '0' }).OUTBOX_MAX_IN_FLIGHT).toBe(0);

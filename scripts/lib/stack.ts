@@ -7,9 +7,11 @@
  */
 import { Connection } from '@temporalio/client';
 import { Kafka, logLevel } from 'kafkajs';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import pg from 'pg';
 import { ensureDatabase, migrate } from '../../src/db/migrate.ts';
 import { ORDER_STATUS_SEARCH_ATTRIBUTE } from '../../src/shared/task-queues.ts';
@@ -28,6 +30,8 @@ import {
 } from './process.ts';
 import { projectRoot, type Tools } from './tools.ts';
 
+const execFileAsync = promisify(execFile);
+
 export interface StackPorts {
   postgres: number;
   temporal: number;
@@ -36,6 +40,9 @@ export interface StackPorts {
   temporalMetrics: number;
   kafka: number;
   kafkaController: number;
+  /** The SASL_PLAINTEXT and SASL_SSL listeners, when the stack opens them (StackOptions.kafkaSasl). */
+  kafkaSasl: number;
+  kafkaSaslSsl: number;
   smtp: number;
   mailUi: number;
   api: number;
@@ -50,6 +57,8 @@ export const defaultPorts: Record<keyof StackPorts, [number, string]> = {
   temporalMetrics: [7239, 'TEMPORAL_METRICS_PORT'],
   kafka: [9092, 'KAFKA_PORT'],
   kafkaController: [9093, 'KAFKA_CONTROLLER_PORT'],
+  kafkaSasl: [9094, 'KAFKA_SASL_PORT'],
+  kafkaSaslSsl: [9095, 'KAFKA_SASL_SSL_PORT'],
   smtp: [1025, 'SMTP_PORT'],
   mailUi: [1080, 'MAIL_UI_PORT'],
   api: [3000, 'PORT'],
@@ -111,6 +120,16 @@ export interface StackOptions {
    * A process started after settle() takes it when ready.
    */
   lowerPriority?: 'ready' | 'settled';
+  /**
+   * Kafka also listens on `ports.kafkaSasl` with SASL_PLAINTEXT and on
+   * `ports.kafkaSaslSsl` with SASL_SSL (a self-signed certificate for
+   * 127.0.0.1 made with the JDK's keytool), for the users of KAFKA_SASL_USERS
+   * (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512); the plaintext listener stays as it
+   * is. SCRAM users are written when the storage is formatted, so a data
+   * folder formatted without them has none (test stacks always start from an
+   * empty folder). Addresses and the certificate: Stack.kafkaSecure.
+   */
+  kafkaSasl?: boolean;
   /** Peers given from outside (DATABASE_URL, KAFKA_BROKERS, TEMPORAL_ADDRESS) are used, not started. */
   external?: { databaseUrl?: string; kafkaBrokers?: string; temporalAddress?: string };
   log?: (msg: string) => void;
@@ -127,6 +146,13 @@ export interface StackEnv {
   TEMPORAL_UI_URL: string;
 }
 
+/** The users of the broker's SASL listener (StackOptions.kafkaSasl), one per mechanism. */
+export const KAFKA_SASL_USERS = {
+  plain: { username: 'orderflow_plain', password: 'plain-secret' },
+  'scram-sha-256': { username: 'orderflow_scram256', password: 'scram256-secret' },
+  'scram-sha-512': { username: 'orderflow_scram512', password: 'scram512-secret' },
+} as const;
+
 /** Start-up budgets: generous for a cold JVM on two busy cores. */
 const TIMEOUT = {
   postgres: 60_000,
@@ -136,10 +162,27 @@ const TIMEOUT = {
   app: 90_000,
 };
 
+/** How a process is judged ready: kept so a process found dead can be started again the same way. */
+interface Readiness {
+  check: (proc: ManagedProcess) => Promise<boolean>;
+  timeoutMs: number;
+}
+
+/** The broker's SASL listeners (StackOptions.kafkaSasl), once Kafka runs. */
+export interface KafkaSecureListeners {
+  /** SASL_PLAINTEXT. */
+  saslBrokers: string;
+  /** SASL_SSL: TLS with the certificate in `caFile` (PEM, self-signed, for 127.0.0.1). */
+  saslSslBrokers: string;
+  caFile: string;
+}
+
 export class Stack {
   readonly procs: ManagedProcess[] = [];
   env!: StackEnv;
+  kafkaSecure?: KafkaSecureListeners;
   private readonly log: (msg: string) => void;
+  private readonly readiness = new Map<string, Readiness>();
   private stopped = false;
   private settled = false;
   /** Keeps an `idle` background below the request path while it works (no-op without one). */
@@ -182,6 +225,10 @@ export class Stack {
     if (!ext.kafkaBrokers) {
       await assertPortFree('kafka', ports.kafka, 'KAFKA_PORT');
       await assertPortFree('kafka', ports.kafkaController, 'KAFKA_CONTROLLER_PORT');
+      if (this.opts.kafkaSasl) {
+        await assertPortFree('kafka', ports.kafkaSasl, 'KAFKA_SASL_PORT');
+        await assertPortFree('kafka', ports.kafkaSaslSsl, 'KAFKA_SASL_SSL_PORT');
+      }
     }
     await assertPortFree('maildev', ports.smtp, 'SMTP_PORT');
     await assertPortFree('maildev', ports.mailUi, 'MAIL_UI_PORT');
@@ -225,6 +272,41 @@ export class Stack {
     proc.holdPriority = this.opts.lowerPriority === 'settled' && !this.settled;
     this.procs.push(proc);
     return proc;
+  }
+
+  /**
+   * Waits until `proc` is ready (see waitUntilReady) and remembers how, so
+   * `respawn` and `waitReady` can start it again after it died.
+   */
+  private async awaitReady(
+    proc: ManagedProcess,
+    check: (proc: ManagedProcess) => Promise<boolean>,
+    timeoutMs: number,
+  ): Promise<void> {
+    this.readiness.set(proc.name, { check, timeoutMs });
+    await waitUntilReady(proc, proc.name, () => check(proc), timeoutMs);
+  }
+
+  /**
+   * A new process in place of `dead` (same command, environment, log file and
+   * priority; same place in the stop order). It starts at normal priority and
+   * takes its own once ready (waitReady), also after settle().
+   */
+  respawn(dead: ManagedProcess): ManagedProcess {
+    const { name, command, args, ...extra } = dead.spec;
+    const proc = this.spawn(name, command, args, extra);
+    this.procs.pop();
+    const at = this.procs.indexOf(dead);
+    if (at >= 0) this.procs[at] = proc;
+    else this.procs.push(proc);
+    return proc;
+  }
+
+  /** Waits until a respawned process is ready, as it was judged at its first start. */
+  async waitReady(proc: ManagedProcess): Promise<void> {
+    const readiness = this.readiness.get(proc.name);
+    if (!readiness) throw new ComponentError(proc.name, 'no readiness check known for a restart');
+    await waitUntilReady(proc, proc.name, () => readiness.check(proc), readiness.timeoutMs);
   }
 
   /**
@@ -302,7 +384,7 @@ export class Stack {
     ]);
     const proc = this.spawn('postgresql', cmd, args, { stopSignal: 'SIGINT' });
     const url = `postgresql://postgres@127.0.0.1:${ports.postgres}/orderflow`;
-    await waitUntilReady(proc, 'postgresql', () => pgReady(url, 'postgres'), TIMEOUT.postgres);
+    await this.awaitReady(proc, () => pgReady(url, 'postgres'), TIMEOUT.postgres);
     await ensureDatabase(url);
     const { applied } = await migrate(url, undefined, (m) => this.log(m));
     this.log(
@@ -344,12 +426,13 @@ export class Stack {
     ]);
     const address = `127.0.0.1:${ports.temporal}`;
     await waitUntilReady(proc, 'temporal', () => temporalReady(address), TIMEOUT.temporal);
-    await waitUntilReady(
-      proc,
-      'temporal-ui',
-      async () => (await fetch(`http://127.0.0.1:${ports.temporalUi}/`)).ok,
-      TIMEOUT.temporal,
-    );
+    const uiReady = async () => (await fetch(`http://127.0.0.1:${ports.temporalUi}/`)).ok;
+    await waitUntilReady(proc, 'temporal-ui', uiReady, TIMEOUT.temporal);
+    // A restart is ready when both answer.
+    this.readiness.set(proc.name, {
+      check: async () => (await temporalReady(address)) && (await uiReady()),
+      timeoutMs: TIMEOUT.temporal,
+    });
     this.log(`temporal ready on ${address}, Web UI on ${ports.temporalUi}${proc.priorityNote}`);
     return address;
   }
@@ -360,8 +443,10 @@ export class Stack {
     const logs = path.join(dir, 'data');
     fs.mkdirSync(logs, { recursive: true });
     const props = path.join(dir, 'server.properties');
-    fs.writeFileSync(props, kafkaProperties(ports, logs));
+    const sasl = this.opts.kafkaSasl === true;
     const java = process.env.JAVA_HOME ? path.join(process.env.JAVA_HOME, 'bin', 'java') : 'java';
+    const keystore = sasl ? await brokerCertificate(path.join(dir, 'tls'), java) : undefined;
+    fs.writeFileSync(props, kafkaProperties(ports, logs, keystore));
     const jvm = [
       '-Xms256m',
       '-Xmx512m',
@@ -389,6 +474,7 @@ export class Stack {
         '-c',
         props,
         '--ignore-formatted',
+        ...(sasl ? scramCredentialArgs() : []),
       ]);
       await format.exited;
       this.procs.splice(this.procs.indexOf(format), 1);
@@ -397,7 +483,14 @@ export class Stack {
     }
     const proc = this.spawn('kafka', java, [...jvm, 'kafka.Kafka', props]);
     const brokers = `127.0.0.1:${ports.kafka}`;
-    await waitUntilReady(proc, 'kafka', () => kafkaReady(brokers), TIMEOUT.kafka);
+    await this.awaitReady(proc, () => kafkaReady(brokers), TIMEOUT.kafka);
+    if (keystore) {
+      this.kafkaSecure = {
+        saslBrokers: `127.0.0.1:${ports.kafkaSasl}`,
+        saslSslBrokers: `127.0.0.1:${ports.kafkaSaslSsl}`,
+        caFile: keystore.caFile,
+      };
+    }
     this.log(`kafka ready on ${brokers}${proc.priorityNote}`);
     return brokers;
   }
@@ -418,9 +511,8 @@ export class Stack {
       dir,
       '--silent',
     ]);
-    await waitUntilReady(
+    await this.awaitReady(
       proc,
-      'maildev',
       async () =>
         (await isListening(ports.smtp)) &&
         (await fetch(`http://127.0.0.1:${ports.mailUi}/email`)).ok,
@@ -450,7 +542,7 @@ export class Stack {
         env: { ...process.env, ...this.env, ...env, LOG_FORMAT: 'json' },
       },
     );
-    await waitUntilReady(proc, name, () => ready(proc), TIMEOUT.app);
+    await this.awaitReady(proc, ready, TIMEOUT.app);
     this.log(`${name} ready${proc.priorityNote}`);
     return proc;
   }
@@ -533,16 +625,112 @@ async function kafkaReady(brokers: string): Promise<boolean> {
   }
 }
 
-function kafkaProperties(ports: StackPorts, logDir: string): string {
+/** `kafka-storage format` arguments that create the SCRAM users of KAFKA_SASL_USERS. */
+function scramCredentialArgs(): string[] {
+  return (['scram-sha-256', 'scram-sha-512'] as const).flatMap((mechanism) => {
+    const { username, password } = KAFKA_SASL_USERS[mechanism];
+    return ['--add-scram', `${mechanism.toUpperCase()}=[name=${username},password=${password}]`];
+  });
+}
+
+/** The broker's TLS identity for its SASL_SSL listener. */
+interface BrokerKeystore {
+  /** PKCS#12 keystore with the key and its self-signed certificate. */
+  keystore: string;
+  password: string;
+  /** The certificate as PEM, for clients to trust (KAFKA_TLS_CA_FILE). */
+  caFile: string;
+}
+
+/**
+ * A self-signed certificate for 127.0.0.1 made with keytool (the JDK's, which
+ * Kafka runs on anyway), once per data folder: the broker's keystore and the
+ * PEM file clients trust.
+ */
+async function brokerCertificate(dir: string, java: string): Promise<BrokerKeystore> {
+  const keystore = path.join(dir, 'broker.p12');
+  const caFile = path.join(dir, 'broker-ca.pem');
+  const password = 'orderflow-test-keystore';
+  if (fs.existsSync(caFile)) return { keystore, password, caFile };
+  fs.mkdirSync(dir, { recursive: true });
+  fs.rmSync(keystore, { force: true });
+  const keytool = java === 'java' ? 'keytool' : path.join(path.dirname(java), 'keytool');
+  const store = ['-keystore', keystore, '-storetype', 'PKCS12', '-storepass', password];
+  try {
+    await execFileAsync(
+      keytool,
+      [
+        '-genkeypair',
+        '-alias',
+        'broker',
+        '-keyalg',
+        'RSA',
+        '-keysize',
+        '2048',
+        '-dname',
+        'CN=127.0.0.1',
+        '-ext',
+        'SAN=IP:127.0.0.1,DNS:localhost',
+        '-validity',
+        '3650',
+        '-keypass',
+        password,
+        ...store,
+      ],
+      { timeout: 60_000 },
+    );
+    await execFileAsync(
+      keytool,
+      ['-exportcert', '-rfc', '-alias', 'broker', '-file', caFile, ...store],
+      { timeout: 60_000 },
+    );
+  } catch (e) {
+    fs.rmSync(caFile, { force: true });
+    throw new ComponentError(
+      'kafka',
+      `could not make the broker's TLS certificate with ${keytool}: ${(e as Error).message}`,
+    );
+  }
+  return { keystore, password, caFile };
+}
+
+/**
+ * The SASL listeners' settings: PLAIN users in each listener's JAAS entry,
+ * SCRAM users in the metadata log (scramCredentialArgs); the SASL_SSL one
+ * with the broker's keystore.
+ */
+function saslListenerProperties(tls: BrokerKeystore): string[] {
+  const plain = KAFKA_SASL_USERS.plain;
+  const jaas = (listener: string) => [
+    `listener.name.${listener}.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_${plain.username}="${plain.password}";`,
+    `listener.name.${listener}.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;`,
+    `listener.name.${listener}.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;`,
+  ];
+  return [
+    'sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512',
+    ...jaas('sasl_plaintext'),
+    ...jaas('sasl_ssl'),
+    'listener.name.sasl_ssl.ssl.keystore.type=PKCS12',
+    `listener.name.sasl_ssl.ssl.keystore.location=${tls.keystore}`,
+    `listener.name.sasl_ssl.ssl.keystore.password=${tls.password}`,
+    `listener.name.sasl_ssl.ssl.key.password=${tls.password}`,
+  ];
+}
+
+function kafkaProperties(ports: StackPorts, logDir: string, tls?: BrokerKeystore): string {
+  const saslListeners = tls
+    ? `,SASL_PLAINTEXT://127.0.0.1:${ports.kafkaSasl},SASL_SSL://127.0.0.1:${ports.kafkaSaslSsl}`
+    : '';
   return [
     '# Written by the stack runner on every start; edit scripts/lib/stack.ts instead.',
     'process.roles=broker,controller',
     'node.id=1',
     `controller.quorum.voters=1@127.0.0.1:${ports.kafkaController}`,
-    `listeners=PLAINTEXT://127.0.0.1:${ports.kafka},CONTROLLER://127.0.0.1:${ports.kafkaController}`,
-    `advertised.listeners=PLAINTEXT://127.0.0.1:${ports.kafka}`,
+    `listeners=PLAINTEXT://127.0.0.1:${ports.kafka},CONTROLLER://127.0.0.1:${ports.kafkaController}${saslListeners}`,
+    `advertised.listeners=PLAINTEXT://127.0.0.1:${ports.kafka}${saslListeners}`,
     'controller.listener.names=CONTROLLER',
-    'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+    `listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${tls ? ',SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL' : ''}`,
+    ...(tls ? saslListenerProperties(tls) : []),
     'inter.broker.listener.name=PLAINTEXT',
     `log.dirs=${logDir}`,
     'num.partitions=6',

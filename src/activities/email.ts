@@ -96,32 +96,46 @@ export function createEmailActivities(deps: { db: Db; mailer: Transporter; from:
 
 export type EmailActivities = ReturnType<typeof createEmailActivities>;
 
-/** What nodemailer attaches to SMTP and connection errors. */
+/**
+ * What nodemailer (10.x) attaches to SMTP and connection errors: `code` is one of
+ * its own (ECONNECTION, ESOCKET, ETIMEDOUT, EDNS, ETLS, EENVELOPE, EMESSAGE,
+ * EAUTH, ENOAUTH, ...; the system error's code moves to `originalCode`), and
+ * `permanent` says whether a reply code is a permanent rejection (every 5yz but
+ * 503, which only says the session was in the wrong state).
+ */
 interface SmtpErrorFields {
   code?: string;
+  originalCode?: string;
   responseCode?: number;
+  permanent?: boolean;
   command?: string;
   response?: string;
 }
 
+/** A reply code refusing the message for good, by nodemailer's flag or (without one) RFC 5321 less 503. */
+const isPermanentRefusal = ({ responseCode, permanent }: SmtpErrorFields): boolean =>
+  typeof responseCode === 'number' &&
+  (permanent ?? (responseCode >= 500 && responseCode < 600 && responseCode !== 503));
+
 /**
- * Maps a nodemailer error to a typed failure: a 5xx answer is permanent (a
- * refused recipient means the address is bad), a 4xx answer or a broken
- * connection is transient. Errors nodemailer did not classify (no `code`) are
- * returned unchanged, so Temporal retries them under their own name.
+ * Maps a nodemailer error to a typed failure: a permanent refusal (5xx but 503)
+ * is permanent (a refused recipient means the address is bad), any other reply
+ * or a broken connection is transient. Errors nodemailer did not classify (no
+ * `code`) are returned unchanged, so Temporal retries them under their own name.
  */
-function classifySmtpError(err: unknown, orderId: string): ApplicationFailure | Error {
+export function classifySmtpError(err: unknown, orderId: string): ApplicationFailure | Error {
   if (!(err instanceof Error)) return new Error(String(err));
-  const { code, responseCode, command } = err as Error & SmtpErrorFields;
-  const details = [{ orderId, code, responseCode, command }];
+  const fields = err as Error & SmtpErrorFields;
+  const { code, originalCode, responseCode, command } = fields;
+  const details = [{ orderId, code, originalCode, responseCode, command }];
   const message = `SMTP ${command ?? 'send'} failed: ${err.message}`;
 
-  if (typeof responseCode === 'number' && responseCode >= 500) {
+  if (isPermanentRefusal(fields)) {
     const type = command === 'RCPT TO' ? FailureType.InvalidAddress : FailureType.SmtpRejected;
     return ApplicationFailure.create({ type, message, nonRetryable: true, cause: err, details });
   }
   if (typeof responseCode !== 'number' && code === 'EENVELOPE') {
-    // nodemailer refused the envelope itself (an unparseable recipient); no server was asked.
+    // nodemailer refused the envelope itself (no or an unparseable recipient); no server was asked.
     return ApplicationFailure.create({
       type: FailureType.InvalidAddress,
       message,
@@ -131,7 +145,10 @@ function classifySmtpError(err: unknown, orderId: string): ApplicationFailure | 
     });
   }
   if (typeof responseCode === 'number' || typeof code === 'string') {
-    // 4xx (greylisting, rate limits, full queues) and ECONNECTION/ESOCKET/ETIMEDOUT/EDNS/ETLS/...
+    // 4xx and 503 (greylisting, rate limits, full queues, session state) and
+    // ECONNECTION/ESOCKET/ETIMEDOUT/EDNS/ETLS/... Configuration errors (EAUTH
+    // without a reply, ENOAUTH, ECONFIG, EREQUIRETLS) are retried too: an operator
+    // who fixes SMTP_URL within the budget lets the order go on without a retry.
     return ApplicationFailure.create({
       type: FailureType.SmtpUnavailable,
       message,
@@ -145,8 +162,8 @@ function classifySmtpError(err: unknown, orderId: string): ApplicationFailure | 
 
 function describeError(err: unknown): string {
   if (!(err instanceof Error)) return String(err);
-  const { code, responseCode } = err as Error & SmtpErrorFields;
-  const tags = [code, responseCode].filter((x) => x !== undefined).join(' ');
+  const { code, originalCode, responseCode } = err as Error & SmtpErrorFields;
+  const tags = [code, originalCode, responseCode].filter((x) => x !== undefined).join(' ');
   return (tags ? `${tags}: ${err.message}` : err.message).slice(0, 1000);
 }
 

@@ -1,5 +1,7 @@
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
+import { STATUS_CODES } from 'node:http';
 import { Webhook } from 'standardwebhooks';
+import { WEBHOOK_DISABLE_AFTER_FAILURES_DEFAULT } from '../config/env.ts';
 import type { Db } from '../db/client.ts';
 import { loadOrder, orderPlacedData } from './order-data.ts';
 import { orderPlacedEventId, webhookMessageId } from '../shared/events.ts';
@@ -7,13 +9,14 @@ import { FailureType, ORDER_PLACED } from '../shared/steps.ts';
 import {
   DeliveryTimeoutError,
   SendTimeMissedError,
+  bodyForLog,
   parseRetryAfter,
   postWebhook,
   type WebhookRequest,
   type WebhookResponse,
 } from '../webhooks/http-delivery.ts';
 import type { RateGate } from '../webhooks/rate-gate.ts';
-import { TargetForbiddenError, type TargetPolicy } from '../webhooks/ssrf-guard.ts';
+import { TargetForbiddenError, type Resolver, type TargetPolicy } from '../webhooks/ssrf-guard.ts';
 
 export const WEBHOOK_USER_AGENT = 'orderflow-webhooks/0.1';
 /** Send times one attempt may miss (its connection came up too late) before it is retried later. */
@@ -24,6 +27,10 @@ export interface WebhookActivityDeps {
   /** One attempt's whole HTTP exchange. */
   timeoutMs: number;
   allowedTargets: TargetPolicy;
+  /** DNS for the guarded lookup at connect time (default: the system's). */
+  resolve?: Resolver;
+  /** Permanent failures in a row after which an endpoint is disabled (WEBHOOK_DISABLE_AFTER_FAILURES). */
+  disableAfterFailures?: number;
   now?: () => Date;
   /** Spaces the sends of all workers to WEBHOOK_RATE_PER_SECOND (none: unlimited, for tests). */
   rateGate?: RateGate;
@@ -37,6 +44,7 @@ export type WebhookDeliveryOutcome =
   | 'duplicate'
   | 'retryable_failure'
   | 'permanent_failure'
+  | 'disabled'
   | 'gone'
   | 'skipped'
   | 'throttled';
@@ -68,7 +76,7 @@ const failure = (
   });
 
 /** How one HTTP response ends an attempt. */
-type Verdict =
+export type Verdict =
   | { kind: 'delivered' }
   | { kind: 'gone' }
   | { kind: 'retry'; nextRetryDelayMs?: number }
@@ -89,14 +97,113 @@ export function verdictOf(res: Pick<WebhookResponse, 'status' | 'headers'>, now:
   return { kind: 'reject' };
 }
 
-const describeResponse = (res: WebhookResponse): string =>
-  `HTTP ${res.status}${res.body.trim() ? `: ${res.body.trim()}` : ''}`;
+const VERDICT_TEXT: Record<Verdict['kind'], string> = {
+  delivered: 'delivered',
+  gone: 'gone, endpoint disabled',
+  retry: 'receiver unavailable, retried',
+  reject: 'rejected, not retried',
+};
+
+/**
+ * What the delivery log and the order's error say about a response: its
+ * status, the standard reason phrase and the verdict. Never the receiver's
+ * body or reason phrase, which an API caller must not read.
+ */
+export function describeResponse(status: number, verdict: Verdict['kind']): string {
+  const reason = STATUS_CODES[status];
+  const what =
+    verdict === 'reject' && status >= 300 && status < 400
+      ? 'redirect not followed, not retried'
+      : VERDICT_TEXT[verdict];
+  return `HTTP ${status}${reason ? ` ${reason}` : ''} (${what})`;
+}
+
+/** A failed request in a line of our own words (the error's code), never the peer's text. */
+function describeSendError(err: unknown): string {
+  // Our own messages: the SSRF guard's verdict, a bad URL, the deadline.
+  if (
+    err instanceof TargetForbiddenError ||
+    err instanceof TypeError ||
+    err instanceof DeliveryTimeoutError
+  )
+    return err.message;
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code) return `network error (${code})`;
+  return `network error: ${bodyForLog(err instanceof Error ? err.message : String(err))}`;
+}
 
 /** Webhook delivery activities (task queue `webhooks`). */
 export function createWebhookActivities(deps: WebhookActivityDeps) {
   const { db } = deps;
   const now = deps.now ?? (() => new Date());
+  const disableAfter = deps.disableAfterFailures ?? WEBHOOK_DISABLE_AFTER_FAILURES_DEFAULT;
   const count = (outcome: WebhookDeliveryOutcome) => deps.deliveries?.inc({ outcome });
+
+  /**
+   * Counts a permanent failure against the endpoint and disables it at
+   * `disableAfter` in a row, so one broken subscriber parks a bounded number
+   * of orders. Returns whether the endpoint is now disabled (or deleted): the
+   * order then skips it instead of parking.
+   */
+  async function countPermanentFailure(
+    key: DeliverWebhookInput & { webhookId: string },
+    why: string,
+  ): Promise<{ disabled: boolean; disabledNow: boolean }> {
+    const { endpointId } = key;
+    const { count: found } = await db.webhookEndpoint.updateMany({
+      where: { id: endpointId },
+      data: { consecutiveFailures: { increment: 1 } },
+    });
+    const row =
+      found > 0
+        ? await db.webhookEndpoint.findUnique({
+            where: { id: endpointId },
+            select: { status: true, consecutiveFailures: true },
+          })
+        : null;
+    if (!row) return { disabled: true, disabledNow: false };
+    if (row.status !== 'ENABLED') return { disabled: true, disabledNow: false };
+    if (row.consecutiveFailures < disableAfter) return { disabled: false, disabledNow: false };
+    const at = now();
+    const { count: disabledNow } = await db.webhookEndpoint.updateMany({
+      where: { id: endpointId, status: 'ENABLED' },
+      data: {
+        status: 'DISABLED',
+        disabledAt: at,
+        disabledReason: `${row.consecutiveFailures} permanent failures in a row; the last at ${at.toISOString()} (webhook ${key.webhookId}): ${why}`,
+      },
+    });
+    if (disabledNow > 0)
+      log.warn('webhook endpoint disabled after permanent failures in a row', {
+        ...key,
+        consecutiveFailures: row.consecutiveFailures,
+        lastFailure: why,
+      });
+    return { disabled: true, disabledNow: disabledNow > 0 };
+  }
+
+  /**
+   * Ends an attempt that failed for good: counted against the endpoint, and
+   * thrown as `type`, or as EndpointDisabled once that disabled the endpoint.
+   */
+  async function failPermanently(
+    key: DeliverWebhookInput & { webhookId: string },
+    type: FailureType,
+    message: string,
+    why: string,
+  ): Promise<never> {
+    const { disabled, disabledNow } = await countPermanentFailure(key, why);
+    count(disabledNow ? 'disabled' : 'permanent_failure');
+    if (disabled)
+      throw failure(
+        FailureType.EndpointDisabled,
+        disabledNow
+          ? `${message}; the endpoint is disabled after ${disableAfter} permanent failures in a row`
+          : `${message}; the endpoint is disabled or deleted`,
+        true,
+      );
+    throw failure(type, message, true);
+  }
 
   /** Counts the attempt in the delivery log; the row is keyed by the stable webhook id. */
   async function recordAttempt(
@@ -156,8 +263,9 @@ export function createWebhookActivities(deps: WebhookActivityDeps) {
   }
 
   /**
-   * One POST. A network failure or timeout is counted and recorded, and thrown
-   * as the attempt's failure; a SendTimeMissedError (nothing sent) is thrown as it is.
+   * One POST. A network failure or timeout is recorded and thrown as the
+   * attempt's failure (a refused target or bad URL for good, counted against
+   * the endpoint); a SendTimeMissedError (nothing sent) is thrown as it is.
    */
   async function send(
     key: DeliverWebhookInput & { webhookId: string },
@@ -169,18 +277,19 @@ export function createWebhookActivities(deps: WebhookActivityDeps) {
         ...req,
         timeoutMs: deps.timeoutMs,
         policy: deps.allowedTargets,
+        ...(deps.resolve ? { resolve: deps.resolve } : {}),
         signal: Context.current().cancellationSignal,
       });
     } catch (err) {
       if (err instanceof SendTimeMissedError) throw err;
-      const message = err instanceof Error ? err.message : String(err);
+      const message = describeSendError(err);
       await recordAttempt(key, { status: null, error: message, delivered: false });
       log.warn('webhook not delivered', { orderId, webhookId, endpointId, error: message });
-      const permanent = err instanceof TargetForbiddenError || err instanceof TypeError;
-      count(permanent ? 'permanent_failure' : 'retryable_failure');
       if (err instanceof TargetForbiddenError)
-        throw failure(FailureType.TargetForbidden, message, true);
-      if (err instanceof TypeError) throw failure(FailureType.WebhookRejected, message, true);
+        return failPermanently(key, FailureType.TargetForbidden, message, message);
+      if (err instanceof TypeError)
+        return failPermanently(key, FailureType.WebhookRejected, message, message);
+      count('retryable_failure');
       const what = err instanceof DeliveryTimeoutError ? 'timed out' : 'failed';
       throw failure(FailureType.WebhookUnavailable, `Webhook POST ${what}: ${message}`, false);
     }
@@ -259,44 +368,50 @@ export function createWebhookActivities(deps: WebhookActivityDeps) {
 
       const verdict = verdictOf(res, attemptAt);
       const delivered = verdict.kind === 'delivered';
+      const outcome = describeResponse(res.status, verdict.kind);
       await recordAttempt(key, {
         status: res.status,
-        error: delivered ? null : describeResponse(res),
+        error: delivered ? null : outcome,
         delivered,
       });
-      log.info(delivered ? 'webhook delivered' : 'webhook refused', {
+      if (verdict.kind === 'delivered') {
+        log.info('webhook delivered', { orderId, webhookId, endpointId, status: res.status });
+        count('delivered');
+        // A success ends a run of permanent failures.
+        if (endpoint.consecutiveFailures > 0)
+          await db.webhookEndpoint.updateMany({
+            where: { id: endpointId, consecutiveFailures: { gt: 0 } },
+            data: { consecutiveFailures: 0 },
+          });
+        return { webhookId, status: res.status, alreadyDelivered: false };
+      }
+      // The body is the receiver's: logged truncated and sanitized, never stored or returned.
+      log.warn('webhook refused', {
         orderId,
         webhookId,
         endpointId,
         status: res.status,
+        verdict: verdict.kind,
+        body: bodyForLog(res.body),
       });
-      count(
-        (
-          {
-            delivered: 'delivered',
-            gone: 'gone',
-            retry: 'retryable_failure',
-            reject: 'permanent_failure',
-          } as const
-        )[verdict.kind],
-      );
-      const refused = `Webhook endpoint ${endpointId} answered ${describeResponse(res)}`;
+      const refused = `Webhook endpoint ${endpointId} answered ${outcome}`;
       switch (verdict.kind) {
-        case 'delivered':
-          return { webhookId, status: res.status, alreadyDelivered: false };
         case 'gone':
+          count('gone');
           await db.webhookEndpoint.updateMany({
             where: { id: endpointId },
             data: {
               status: 'DISABLED',
+              disabledAt: attemptAt,
               disabledReason: `answered 410 Gone at ${attemptAt.toISOString()} (webhook ${webhookId})`,
             },
           });
           throw failure(FailureType.EndpointGone, refused, true);
         case 'retry':
+          count('retryable_failure');
           throw failure(FailureType.WebhookUnavailable, refused, false, verdict.nextRetryDelayMs);
         case 'reject':
-          throw failure(FailureType.WebhookRejected, refused, true);
+          return failPermanently(key, FailureType.WebhookRejected, refused, outcome);
       }
     },
 

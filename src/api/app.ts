@@ -17,7 +17,7 @@ import { ProblemError, problemMiddleware } from './problems.ts';
 import type { LazyTemporalClient } from './temporal-client.ts';
 import { WebhookEndpointService } from './webhooks/endpoint-service.ts';
 import { webhookEndpointRoutes } from './webhooks/routes.ts';
-import type { TargetPolicy } from '../webhooks/ssrf-guard.ts';
+import type { Resolver, TargetPolicy } from '../webhooks/ssrf-guard.ts';
 
 export interface AppDeps {
   db: Db;
@@ -26,8 +26,12 @@ export interface AppDeps {
   log: Logger;
   apiKeys?: readonly string[];
   workflowStartMode?: WorkflowStartMode;
-  /** SSRF policy for registered webhook URLs (WEBHOOK_ALLOWED_TARGETS); default 'loopback'. */
+  /** SSRF policy for registered webhook URLs (WEBHOOK_ALLOWED_TARGETS); default 'public'. */
   webhookAllowedTargets?: TargetPolicy;
+  /** WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE (default 20). */
+  webhookMaxEndpointsPerEventType?: number;
+  /** DNS for registered webhook hosts (default: the system's; tests answer for made-up names). */
+  webhookResolver?: Resolver;
 }
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -107,9 +111,10 @@ export function createApp(deps: AppDeps): Express {
     ),
   );
   app.use(
-    webhookEndpointRoutes(new WebhookEndpointService(deps.db), {
-      allowedTargets: deps.webhookAllowedTargets ?? 'loopback',
-    }),
+    webhookEndpointRoutes(
+      new WebhookEndpointService(deps.db, deps.webhookMaxEndpointsPerEventType),
+      { allowedTargets: deps.webhookAllowedTargets ?? 'public', resolve: deps.webhookResolver },
+    ),
   );
 
   app.use((req, _res, next) =>

@@ -8,6 +8,7 @@
 import type { RequestHandler } from 'express';
 import client from 'prom-client';
 import type { Db } from '../db/client.ts';
+import type { Prisma } from '../generated/prisma/client.ts';
 import { ORDER_STATUSES, type OrderStatus } from '../shared/orders.ts';
 import type { OutboxRelay } from './outbox-relay.ts';
 
@@ -65,7 +66,7 @@ export function registerOutboxMetrics(
     registers: [registry],
     // Waits for this scrape's reads (shared with the gauges), so a failure shows in the same scrape.
     async collect() {
-      await Promise.all([backlog(), inFlight(), ordersByStatus?.()]);
+      await Promise.all([backlog(), inFlight(), ordersByStatus?.(), endpointsByStatus?.()]);
     },
   });
 
@@ -77,36 +78,73 @@ export function registerOutboxMetrics(
     timeoutMs,
   );
   // The server gives up too (statement_timeout), so a blocked query does not hold a pooled connection.
+  const bounded = async <T>(db: Db, query: Prisma.PrismaPromise<T>): Promise<T> => {
+    const [, rows] = await db.$transaction([
+      db.$executeRawUnsafe(`SET LOCAL statement_timeout = ${Math.max(1, timeoutMs)}`),
+      query,
+    ]);
+    return rows;
+  };
   const ordersByStatus =
     db &&
     scrapeRead(
       'orders_by_status',
-      async () => {
-        const [, rows] = await db.$transaction([
-          db.$executeRawUnsafe(`SET LOCAL statement_timeout = ${Math.max(1, timeoutMs)}`),
+      () =>
+        bounded(
+          db,
           db.$queryRaw<{ status: OrderStatus; count: bigint }[]>`
             SELECT status, count(*) AS count FROM orders GROUP BY status`,
-        ]);
-        return rows;
-      },
+        ),
+      failures,
+      timeoutMs,
+    );
+  const endpointsByStatus =
+    db &&
+    scrapeRead(
+      'webhook_endpoints_by_status',
+      () =>
+        bounded(
+          db,
+          db.$queryRaw<{ status: 'ENABLED' | 'DISABLED'; count: bigint }[]>`
+            SELECT status, count(*) AS count FROM webhook_endpoints GROUP BY status`,
+        ),
       failures,
       timeoutMs,
     );
 
-  if (ordersByStatus) {
+  /** A gauge of rows by status, every known status reported (0 when none), from a scrape-time read. */
+  const countsByStatus = (
+    name: string,
+    help: string,
+    statuses: readonly string[],
+    read: () => Promise<{ status: string; count: bigint }[] | undefined>,
+  ) =>
     new client.Gauge({
-      name: 'orderflow_orders_by_status',
-      help: 'Orders in the database by status (read at scrape time; every API replica reports the same totals)',
+      name,
+      help,
       labelNames: ['status'] as const,
       registers: [registry],
       async collect() {
-        const rows = await ordersByStatus();
+        const rows = await read();
         if (!rows) return;
-        for (const status of ORDER_STATUSES) this.set({ status }, 0);
+        for (const status of statuses) this.set({ status }, 0);
         for (const { status, count } of rows) this.set({ status }, Number(count));
       },
     });
-  }
+  if (ordersByStatus)
+    countsByStatus(
+      'orderflow_orders_by_status',
+      'Orders in the database by status (read at scrape time; every API replica reports the same totals)',
+      ORDER_STATUSES,
+      ordersByStatus,
+    );
+  if (endpointsByStatus)
+    countsByStatus(
+      'orderflow_webhook_endpoints',
+      'Webhook endpoints by status (ENABLED, DISABLED: by a 410, WEBHOOK_DISABLE_AFTER_FAILURES permanent failures in a row, or an operator); read at scrape time',
+      ['ENABLED', 'DISABLED'],
+      endpointsByStatus,
+    );
   new client.Gauge({
     name: 'orderflow_outbox_pending',
     help: 'Accepted orders whose workflow start is not confirmed yet',

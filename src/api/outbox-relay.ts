@@ -48,7 +48,16 @@ export interface RelayOptions {
   maxInFlight?: number;
   /** How long after its start an unfinished order counts as in flight (OUTBOX_IN_FLIGHT_WINDOW_MS). */
   inFlightWindowMs: number;
+  /**
+   * Deadline of one workflow start (default START_TIMEOUT_MS): a frontend that
+   * stops answering fails the start, which stays in the outbox, instead of
+   * holding the sweep, and with it every later start, forever.
+   */
+  startTimeoutMs?: number;
 }
+
+/** A start takes milliseconds; seconds mean Temporal is overloaded or gone. */
+export const START_TIMEOUT_MS = 10_000;
 
 export const defaultRelayOptions: RelayOptions = {
   graceMs: 3000,
@@ -291,10 +300,10 @@ export class OutboxRelay {
   /** Starts one workflow without confirming it; on failure records the error on its row. */
   private async startOnly(orderId: string): Promise<boolean> {
     try {
-      const outcome = await startOrderWorkflow(
-        await this.client(),
-        orderId,
-        this.opts.retryPolicies,
+      const client = await this.client();
+      const deadline = Date.now() + (this.opts.startTimeoutMs ?? START_TIMEOUT_MS);
+      const outcome = await client.connection.withDeadline(deadline, () =>
+        startOrderWorkflow(client, orderId, this.opts.retryPolicies),
       );
       this.temporalReachable = true;
       this.started++;

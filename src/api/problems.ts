@@ -16,6 +16,10 @@ const kinds = {
   unauthorized: { status: 401, title: 'Missing or invalid API key' },
   'not-found': { status: 404, title: 'Not found' },
   'not-parked': { status: 409, title: 'The order is not in a state that allows this' },
+  'endpoint-limit-reached': {
+    status: 409,
+    title: 'An event type already has the most webhook endpoints allowed',
+  },
   'payload-too-large': { status: 413, title: 'The body is too large' },
   'unsupported-media-type': { status: 415, title: 'The body must be application/json' },
   'idempotency-key-reused': {

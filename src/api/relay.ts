@@ -11,7 +11,7 @@
 import { inspect } from 'node:util';
 import { loadConfig, retryPoliciesOf } from '../config/env.ts';
 import { temporalConnectSettings } from '../config/temporal.ts';
-import { createDb } from '../db/client.ts';
+import { createDbFromConfig } from '../db/client.ts';
 import { startTracing } from '../observability/tracing.ts';
 import { configForLog, createLogger, scrubUrlCredentials } from '../shared/logger.ts';
 import { startMetricsServer } from '../shared/metrics-server.ts';
@@ -26,7 +26,7 @@ async function main(): Promise<void> {
   const tracing = startTracing(config, 'orderflow-relay');
   const log = createLogger('relay', config.LOG_LEVEL, { format: config.LOG_FORMAT });
   log.info({ config: configForLog(config) }, 'configuration');
-  const db = createDb(config.DATABASE_URL, 4);
+  const db = createDbFromConfig(config, 4);
   const temporal = new LazyTemporalClient(temporalConnectSettings(config));
   const relay = new OutboxRelay(
     db,

@@ -7,7 +7,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { loadConfig, retryPoliciesOf } from '../config/env.ts';
 import { temporalConnectSettings } from '../config/temporal.ts';
-import { createDb } from '../db/client.ts';
+import { createDbFromConfig } from '../db/client.ts';
 import { startTracing } from '../observability/tracing.ts';
 import { configForLog, createLogger, scrubUrlCredentials } from '../shared/logger.ts';
 import { createApp } from './app.ts';
@@ -22,7 +22,7 @@ async function main(): Promise<void> {
   log.info({ config: configForLog(config) }, 'configuration');
   if (!config.API_KEYS?.length)
     log.warn('API_KEYS is not set: every route is open to anyone who can reach it');
-  const db = createDb(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
+  const db = createDbFromConfig(config, config.DATABASE_POOL_SIZE);
   const temporal = new LazyTemporalClient(temporalConnectSettings(config));
   const relay = new OutboxRelay(
     db,
@@ -48,6 +48,7 @@ async function main(): Promise<void> {
     apiKeys: config.API_KEYS,
     workflowStartMode: config.WORKFLOW_START_MODE,
     webhookAllowedTargets: config.WEBHOOK_ALLOWED_TARGETS,
+    webhookMaxEndpointsPerEventType: config.WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE,
   });
   const server = app.listen(config.PORT, config.HOST, () => {
     log.info({ url: `http://${config.HOST}:${config.PORT}` }, 'api listening');

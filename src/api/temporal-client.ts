@@ -40,11 +40,19 @@ export class LazyTemporalClient {
     return this.pending;
   }
 
-  /** Answers whether the frontend responds now. */
-  async ping(): Promise<boolean> {
+  /**
+   * Answers whether the frontend responds now, within `timeoutMs` (default
+   * the connect timeout) once connected: a frontend that accepts the connection but never
+   * answers (stopped, overloaded, a half-open link) reads as unreachable
+   * instead of holding the relay's poll or /readyz forever.
+   */
+  async ping(timeoutMs = this.connectTimeoutMs): Promise<boolean> {
     try {
+      // Connecting has its own limit (connectTimeoutMs); the deadline is the call's.
       const client = await this.get();
-      await client.connection.workflowService.getSystemInfo({});
+      await client.connection.withDeadline(Date.now() + timeoutMs, () =>
+        client.connection.workflowService.getSystemInfo({}),
+      );
       return true;
     } catch {
       return false;

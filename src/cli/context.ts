@@ -9,7 +9,7 @@ import pino, { type Logger } from 'pino';
 import { ProblemError } from '../api/problems.ts';
 import { loadConfig, type Config } from '../config/env.ts';
 import { temporalConnectSettings } from '../config/temporal.ts';
-import { createDb, type Db } from '../db/client.ts';
+import { createDbFromConfig, type Db } from '../db/client.ts';
 import { createKafka } from '../events/kafka.ts';
 import { ExitCode } from './output.ts';
 
@@ -22,7 +22,7 @@ export interface Ctx {
 
 function context(): Ctx {
   const config = loadConfig();
-  const db = createDb(config.DATABASE_URL, 4);
+  const db = createDbFromConfig(config, 4);
   let connection: Connection | undefined;
   let client: Client | undefined;
   return {

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { z } from 'zod';
 import { defaultRetryPolicies, type StepName, type StepRetryPolicy } from '../shared/steps.ts';
 
@@ -7,6 +8,14 @@ export class ConfigError extends Error {
 }
 
 const port = z.coerce.number().int().min(0).max(65535);
+
+/** Permanent webhook failures in a row after which an endpoint is disabled (WEBHOOK_DISABLE_AFTER_FAILURES). */
+export const WEBHOOK_DISABLE_AFTER_FAILURES_DEFAULT = 5;
+/**
+ * Endpoints one event type may have (WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE): each is one delivery
+ * per order, so 20 keep an order's fan-out within a second of the default WEBHOOK_RATE_PER_SECOND.
+ */
+export const WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE_DEFAULT = 20;
 const csv = z
   .string()
   .transform((s) =>
@@ -63,6 +72,47 @@ const retryPolicy = (step: StepName) =>
       return policy;
     });
 
+/** The SASL mechanisms kafkajs offers that a broker's SASL listener may ask for. */
+export const KAFKA_SASL_MECHANISMS = ['plain', 'scram-sha-256', 'scram-sha-512'] as const;
+export type KafkaSaslMechanism = (typeof KAFKA_SASL_MECHANISMS)[number];
+
+/** A path to a file this process can read (checked at start-up, read by the client that needs it). */
+const readableFile = z.string().refine(
+  (file) => {
+    try {
+      fs.accessSync(file, fs.constants.R_OK);
+      return fs.statSync(file).isFile();
+    } catch {
+      return false;
+    }
+  },
+  { message: 'no readable file at this path' },
+);
+
+/** What the Kafka SASL/TLS variables require of each other: each problem with the variable it names. */
+function kafkaSecurityIssues(c: Config): string[] {
+  const issues: string[] = [];
+  const hasCredentials = c.KAFKA_SASL_USERNAME !== undefined || c.KAFKA_SASL_PASSWORD !== undefined;
+  if (c.KAFKA_SASL_MECHANISM) {
+    if (!c.KAFKA_SASL_USERNAME)
+      issues.push('KAFKA_SASL_USERNAME: required when KAFKA_SASL_MECHANISM is set');
+    if (!c.KAFKA_SASL_PASSWORD)
+      issues.push('KAFKA_SASL_PASSWORD: required when KAFKA_SASL_MECHANISM is set');
+  } else if (hasCredentials) {
+    issues.push(
+      `KAFKA_SASL_MECHANISM: required when KAFKA_SASL_USERNAME or KAFKA_SASL_PASSWORD is set (${KAFKA_SASL_MECHANISMS.join(', ')})`,
+    );
+  }
+  for (const key of ['KAFKA_TLS_CA_FILE', 'KAFKA_TLS_CERT_FILE', 'KAFKA_TLS_KEY_FILE'] as const) {
+    if (c[key] && !c.KAFKA_TLS) issues.push(`${key}: only used with TLS; set KAFKA_TLS=true`);
+  }
+  if (!c.KAFKA_TLS_CERT_FILE !== !c.KAFKA_TLS_KEY_FILE) {
+    const missing = c.KAFKA_TLS_CERT_FILE ? 'KAFKA_TLS_KEY_FILE' : 'KAFKA_TLS_CERT_FILE';
+    issues.push(`${missing}: mutual TLS needs both KAFKA_TLS_CERT_FILE and KAFKA_TLS_KEY_FILE`);
+  }
+  return issues;
+}
+
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -91,8 +141,27 @@ const envSchema = z.object({
   API_KEYS: csv.optional(),
   WEBHOOK_RATE_PER_SECOND: z.coerce.number().positive().default(20),
   WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
-  /** Which webhook targets the SSRF guard lets through besides public addresses. */
-  WEBHOOK_ALLOWED_TARGETS: z.enum(['public', 'loopback', 'private']).default('loopback'),
+  /**
+   * Which webhook targets the SSRF guard lets through besides public addresses. `npm start`
+   * and the tests set loopback; everywhere else only public addresses are reachable.
+   */
+  WEBHOOK_ALLOWED_TARGETS: z.enum(['public', 'loopback', 'private']).default('public'),
+  /**
+   * An endpoint whose deliveries fail permanently (a 4xx, a refused target) this many times
+   * in a row is disabled, so one broken subscriber parks at most this many orders less one.
+   */
+  WEBHOOK_DISABLE_AFTER_FAILURES: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(1000)
+    .default(WEBHOOK_DISABLE_AFTER_FAILURES_DEFAULT),
+  WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(10_000)
+    .default(WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE_DEFAULT),
   KAFKA_TOPIC_PARTITIONS: z.coerce.number().int().min(1).max(1000).default(6),
   ORDERS_WORKER_CONCURRENCY: z.coerce.number().int().min(1).default(100),
   EMAIL_WORKER_CONCURRENCY: z.coerce.number().int().min(1).default(20),
@@ -175,6 +244,32 @@ const envSchema = z.object({
     .optional(),
   /** Defaults per process: orderflow-api, orderflow-relay, orderflow-worker-orders, ... */
   OTEL_SERVICE_NAME: z.string().min(1).optional(),
+  // Timeouts and Kafka security: one statement's limit on the services' database connections,
+  // and SASL/TLS for every Kafka client (workers, consumers, CLI); cross-checked in loadConfig.
+  /** PostgreSQL cancels a statement of the pooled connections after this long (ms); 0: no limit. */
+  DATABASE_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(0).max(3_600_000).default(30_000),
+  KAFKA_SASL_MECHANISM: z
+    .string()
+    .transform((v) => v.trim().toLowerCase())
+    .pipe(
+      z.enum(
+        KAFKA_SASL_MECHANISMS,
+        `must be one of ${KAFKA_SASL_MECHANISMS.join(', ')} (case does not matter)`,
+      ),
+    )
+    .optional(),
+  KAFKA_SASL_USERNAME: z.string().optional(),
+  KAFKA_SASL_PASSWORD: z.string().optional(),
+  /** TLS to the brokers (SASL_SSL or SSL listeners); off by default. */
+  KAFKA_TLS: z
+    .enum(['true', 'false', '1', '0'], 'must be true or false')
+    .optional()
+    .transform((v) => v === 'true' || v === '1'),
+  /** PEM CA bundle that signed the brokers' certificates (default: the system's CAs). */
+  KAFKA_TLS_CA_FILE: readableFile.optional(),
+  /** PEM client certificate and key, for brokers that require mutual TLS (both or neither). */
+  KAFKA_TLS_CERT_FILE: readableFile.optional(),
+  KAFKA_TLS_KEY_FILE: readableFile.optional(),
 });
 
 export type Config = z.infer<typeof envSchema>;
@@ -193,6 +288,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
+  }
+  const issues = kafkaSecurityIssues(parsed.data);
+  if (issues.length) {
+    throw new ConfigError(`Invalid configuration:\n${issues.map((i) => `  ${i}`).join('\n')}`);
   }
   return parsed.data;
 }

@@ -30,6 +30,9 @@ export async function migrate(
   await client.connect();
   const result: MigrateResult = { applied: [], skipped: [] };
   try {
+    // Migrations wait for the lock and may run long: a statement_timeout set on the database or
+    // role (as operators do for services) must not cut them off halfway.
+    await client.query('SET statement_timeout = 0; SET lock_timeout = 0');
     await client.query('SELECT pg_advisory_lock($1)', [PRISMA_MIGRATE_LOCK]);
     await client.query(`CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
       "id" VARCHAR(36) PRIMARY KEY NOT NULL,

@@ -12,7 +12,10 @@ import {
   type LogEntry,
   type Producer,
   type ProducerConfig,
+  type SASLOptions,
 } from 'kafkajs';
+import fs from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config/env.ts';
 import type { Logger } from '../shared/logger.ts';
 
@@ -37,15 +40,58 @@ function pinoLogCreator(logger: Logger): KafkaConfig['logCreator'] {
     };
 }
 
-/** A kafkajs client for `KAFKA_BROKERS`; warnings and errors only, to `logger` when given. */
+/** The configuration keys of Kafka authentication and encryption (all optional). */
+export type KafkaSecuritySettings = Partial<
+  Pick<
+    Config,
+    | 'KAFKA_SASL_MECHANISM'
+    | 'KAFKA_SASL_USERNAME'
+    | 'KAFKA_SASL_PASSWORD'
+    | 'KAFKA_TLS'
+    | 'KAFKA_TLS_CA_FILE'
+    | 'KAFKA_TLS_CERT_FILE'
+    | 'KAFKA_TLS_KEY_FILE'
+  >
+>;
+
+/**
+ * kafkajs' `sasl` and `ssl` options from the configuration (validated by
+ * loadConfig): SASL PLAIN or SCRAM-SHA-256/512 with a username and password,
+ * TLS with the system's CAs or a CA file, and a client certificate for mutual TLS.
+ */
+export function kafkaSecurity(config: KafkaSecuritySettings): Pick<KafkaConfig, 'sasl' | 'ssl'> {
+  const security: Pick<KafkaConfig, 'sasl' | 'ssl'> = {};
+  if (config.KAFKA_SASL_MECHANISM) {
+    security.sasl = {
+      mechanism: config.KAFKA_SASL_MECHANISM,
+      username: config.KAFKA_SASL_USERNAME ?? '',
+      password: config.KAFKA_SASL_PASSWORD ?? '',
+    } as SASLOptions;
+  }
+  if (config.KAFKA_TLS) {
+    const read = (file: string | undefined) => (file ? fs.readFileSync(file, 'utf8') : undefined);
+    const ca = read(config.KAFKA_TLS_CA_FILE);
+    const cert = read(config.KAFKA_TLS_CERT_FILE);
+    const key = read(config.KAFKA_TLS_KEY_FILE);
+    security.ssl =
+      ca || cert ? { ...(ca ? { ca: [ca] } : {}), ...(cert && key ? { cert, key } : {}) } : true;
+  }
+  return security;
+}
+
+/**
+ * A kafkajs client for `KAFKA_BROKERS`, authenticated and encrypted as
+ * configured (kafkaSecurity); warnings and errors only, to `logger` when given.
+ */
 export function createKafka(
-  config: Pick<Config, 'KAFKA_BROKERS' | 'KAFKA_CLIENT_ID'>,
+  config: Pick<Config, 'KAFKA_BROKERS' | 'KAFKA_CLIENT_ID'> & KafkaSecuritySettings,
   { logger, ...overrides }: { logger?: Logger } & Partial<KafkaConfig> = {},
 ): Kafka {
   return new Kafka({
     clientId: config.KAFKA_CLIENT_ID,
     brokers: config.KAFKA_BROKERS,
     logLevel: logLevel.WARN,
+    ...kafkaSecurity(config),
     ...(logger ? { logCreator: pinoLogCreator(logger) } : {}),
     ...overrides,
   });
@@ -74,33 +120,85 @@ export function createOrderEventsProducer(
   });
 }
 
+/** An error, its causes and aggregated errors (kafkajs wraps the broker's error in retry and aggregate errors). */
+function errorChain(error: unknown): { name?: unknown; type?: unknown; retriable?: unknown }[] {
+  const chain: { name?: unknown; type?: unknown; retriable?: unknown }[] = [];
+  const seen = new Set<unknown>();
+  const visit = (e: unknown): void => {
+    if (typeof e !== 'object' || e === null || seen.has(e)) return;
+    seen.add(e);
+    const { cause, errors } = e as { cause?: unknown; errors?: unknown };
+    chain.push(e);
+    visit(cause);
+    if (Array.isArray(errors)) errors.forEach(visit);
+  };
+  visit(error);
+  return chain;
+}
+
 /**
  * Every KafkaJS protocol error type in an error, its causes and aggregated
  * errors (kafkajs wraps the broker's error in retry and aggregate errors).
  */
 export function kafkaErrorTypes(error: unknown): string[] {
-  const types: string[] = [];
-  const seen = new Set<unknown>();
-  const visit = (e: unknown): void => {
-    if (typeof e !== 'object' || e === null || seen.has(e)) return;
-    seen.add(e);
-    const { type, cause, errors } = e as { type?: unknown; cause?: unknown; errors?: unknown };
-    if (typeof type === 'string') types.push(type);
-    visit(cause);
-    if (Array.isArray(errors)) errors.forEach(visit);
-  };
-  visit(error);
-  return types;
+  return errorChain(error).flatMap((e) => (typeof e.type === 'string' ? [e.type] : []));
 }
 
 /** True for kafkajs' own errors (connection, protocol, timeouts, retries exhausted). */
 export const isKafkaJsError = (error: unknown): error is Error =>
   error instanceof Error && error.name.startsWith('KafkaJS');
 
+/** kafkajs errors that say a broker could not be reached or answered in time, not that the request was wrong. */
+const TRANSIENT_KAFKAJS_ERRORS: ReadonlySet<string> = new Set([
+  'KafkaJSConnectionError',
+  'KafkaJSConnectionClosedError',
+  'KafkaJSRequestTimeoutError',
+  'KafkaJSBrokerNotFound',
+  'KafkaJSMetadataNotLoaded',
+  'KafkaJSLockTimeout',
+]);
+
+/**
+ * Broker errors a later attempt outlives although Kafka does not flag them
+ * retriable: a cluster that is starting (or has lost a broker) has fewer
+ * brokers registered than the replication factor asks for.
+ */
+const TRANSIENT_PROTOCOL_TYPES: ReadonlySet<string> = new Set([
+  'INVALID_REPLICATION_FACTOR',
+  'BROKER_NOT_AVAILABLE',
+  'KAFKA_STORAGE_ERROR',
+]);
+
+/**
+ * True when the error is the cluster's state, not the request's fault: a
+ * broker unreachable or not yet registered, leadership or a coordinator
+ * moving (failover, NOT_LEADER_OR_FOLLOWER, NOT_COORDINATOR,
+ * COORDINATOR_LOAD_IN_PROGRESS...), too few in-sync replicas, a timeout. Kafka
+ * marks its retriable protocol errors itself (kafkajs keeps that flag).
+ */
+export function isTransientKafkaError(error: unknown): boolean {
+  return errorChain(error).some(
+    (e) =>
+      (typeof e.name === 'string' && TRANSIENT_KAFKAJS_ERRORS.has(e.name)) ||
+      (typeof e.type === 'string' &&
+        (e.retriable === true || TRANSIENT_PROTOCOL_TYPES.has(e.type))),
+  );
+}
+
+export interface EnsureTopicOptions {
+  /** How long transient errors are retried (a broker that has just said it is ready may not be registered yet). */
+  retryForMs?: number;
+  /** Told about each transient failure before the retry. */
+  onRetry?: (error: unknown, attempt: number) => void;
+}
+
 /**
  * Creates `topic` with `numPartitions` partitions unless it exists (also when
  * another process creates it at the same moment), and returns whether this
- * call created it and how many partitions the topic has.
+ * call created it and how many partitions the topic has. Transient errors
+ * (isTransientKafkaError: KafkaJSBrokerNotFound, INVALID_REPLICATION_FACTOR
+ * right after the broker came up...) are retried with backoff for
+ * `retryForMs` (60 s); other errors are thrown at once.
  */
 export async function ensureTopic(
   admin: Admin,
@@ -109,6 +207,27 @@ export async function ensureTopic(
   // The event log is what projections are rebuilt from, and records carry the order's
   // placedAt as their timestamp: time-based deletion would drop old orders within minutes.
   configEntries: { name: string; value: string }[] = [{ name: 'retention.ms', value: '-1' }],
+  { retryForMs = 60_000, onRetry }: EnsureTopicOptions = {},
+): Promise<{ created: boolean; partitions: number }> {
+  const until = Date.now() + retryForMs;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await createOrDescribeTopic(admin, topic, numPartitions, configEntries);
+    } catch (err) {
+      if (!isTransientKafkaError(err) || Date.now() >= until) throw err;
+      onRetry?.(err, attempt);
+      await sleep(
+        Math.min(200 * 2 ** Math.min(attempt - 1, 10), 5_000, Math.max(until - Date.now(), 0)),
+      );
+    }
+  }
+}
+
+async function createOrDescribeTopic(
+  admin: Admin,
+  topic: string,
+  numPartitions: number,
+  configEntries: { name: string; value: string }[],
 ): Promise<{ created: boolean; partitions: number }> {
   let created: boolean;
   try {

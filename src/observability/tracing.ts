@@ -22,6 +22,7 @@ import {
   type Span,
   type Tracer,
 } from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { Resource, envDetectorSync } from '@opentelemetry/resources';
 import {
@@ -93,8 +94,11 @@ export function startTracing(
     ? new SimpleSpanProcessor(opts.exporter)
     : new BatchSpanProcessor(new OTLPTraceExporter({ url }));
   const provider = new NodeTracerProvider({ resource, spanProcessors: [spanProcessor] });
-  // Registers the provider, the W3C trace-context (+ baggage) propagator and the AsyncLocalStorage context manager.
-  provider.register();
+  // Registers the provider, the W3C trace-context propagator and the AsyncLocalStorage context
+  // manager. Not the baggage propagator: orderflow carries no baggage, and @opentelemetry/core
+  // 1.x parses an incoming `baggage` header without size limits (GHSA-8988-4f7v-96qf, fixed
+  // only in 2.8.0, which @temporalio/interceptors-opentelemetry 1.24 cannot use).
+  provider.register({ propagator: new W3CTraceContextPropagator() });
   const tracing: Tracing = {
     enabled: true,
     serviceName,

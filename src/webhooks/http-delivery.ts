@@ -1,7 +1,8 @@
 /**
  * One webhook POST over node:http/https (not fetch: the socket's `lookup` is
  * the SSRF guard). No redirects are followed, the whole exchange has one
- * deadline, and at most 4 KiB of the response body is read.
+ * deadline, and at most 4 KiB of the response body is read; the body is only
+ * ever logged (truncated and sanitized), never stored or returned to callers.
  */
 import http, { type IncomingHttpHeaders } from 'node:http';
 import https from 'node:https';
@@ -12,10 +13,13 @@ import {
   guardedLookup,
   hostOf,
   isAllowedAddress,
+  type Resolver,
   type TargetPolicy,
 } from './ssrf-guard.ts';
 
 export const MAX_RESPONSE_BODY_BYTES = 4096;
+/** How much of a receiver's response body a log line carries. */
+export const LOGGED_BODY_CHARS = 200;
 
 export interface WebhookRequest {
   url: string;
@@ -24,6 +28,8 @@ export interface WebhookRequest {
   /** Connect, send and receive the response head and (capped) body within this time. */
   timeoutMs: number;
   policy: TargetPolicy;
+  /** DNS for the guarded lookup (default: the system's, as any HTTP client). */
+  resolve?: Resolver;
   signal?: AbortSignal;
   /**
    * Asked once the connection is up, right before the request is written: false
@@ -35,7 +41,7 @@ export interface WebhookRequest {
 export interface WebhookResponse {
   status: number;
   headers: IncomingHttpHeaders;
-  /** The first 4 KiB of the body, as UTF-8. */
+  /** The first 4 KiB of the body, as UTF-8: for logs only, through `bodyForLog`. */
   body: string;
 }
 
@@ -67,7 +73,7 @@ export function postWebhook(req: WebhookRequest): Promise<WebhookResponse> {
     const request = client.request(url, {
       method: 'POST',
       headers: { ...req.headers, 'content-length': String(Buffer.byteLength(req.body)) },
-      lookup: guardedLookup(req.policy),
+      lookup: guardedLookup(req.policy, req.resolve),
       // A fresh connection per delivery: pooled sockets would skip the guarded lookup's re-check.
       agent: false,
       signal: req.signal,
@@ -134,4 +140,20 @@ export function parseRetryAfter(value: string | undefined, now: Date): number | 
   if (Number.isNaN(at)) return undefined;
   const ms = at - now.getTime();
   return ms > 0 ? ms : undefined;
+}
+
+/**
+ * A receiver's response body as a log may carry it: control and format
+ * characters (newlines, ANSI escapes, bidi overrides) become spaces, runs of
+ * whitespace one space, and at most LOGGED_BODY_CHARS characters are kept.
+ */
+export function bodyForLog(body: string): string {
+  const flat = body
+    .replace(/[\p{Cc}\p{Cf}\p{Co}\p{Cs}\p{Zl}\p{Zp}]/gu, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
+  const chars = [...flat];
+  return chars.length > LOGGED_BODY_CHARS
+    ? `${chars.slice(0, LOGGED_BODY_CHARS).join('')}… (${chars.length} characters)`
+    : flat;
 }

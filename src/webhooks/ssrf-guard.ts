@@ -1,8 +1,11 @@
 /**
  * SSRF guard for webhook targets: classifies IP addresses and refuses the
- * classes a policy does not allow. Registration checks literal IPs in the URL;
- * delivery checks every address DNS returns, inside the socket's own `lookup`,
- * so the address connected to is the address checked (no DNS-rebinding gap).
+ * classes a policy does not allow. Registration resolves the URL's host and
+ * checks every address; delivery checks every address DNS returns again,
+ * inside the socket's own `lookup`, so the address connected to is the
+ * address checked (no DNS-rebinding gap). Both refuse an answer that holds
+ * any forbidden address: a name that mixes a public address with a private
+ * one is a known rebinding trick, not a subscriber.
  */
 import dns from 'node:dns';
 import { BlockList, isIP, type LookupFunction } from 'node:net';
@@ -12,9 +15,16 @@ export type TargetPolicy = 'public' | 'loopback' | 'private';
 export const TARGET_POLICIES = ['public', 'loopback', 'private'] as const;
 
 export type AddressClass =
-  'public' | 'loopback' | 'private' | 'link-local' | 'unspecified' | 'multicast' | 'reserved';
+  | 'public'
+  | 'loopback'
+  | 'private'
+  | 'metadata'
+  | 'link-local'
+  | 'unspecified'
+  | 'multicast'
+  | 'reserved';
 
-/** Link-local (incl. cloud metadata 169.254.169.254), unspecified, multicast and reserved are never allowed. */
+/** Cloud metadata, link-local, unspecified, multicast and reserved are never allowed, under any policy. */
 const allowedClasses: Record<TargetPolicy, ReadonlySet<AddressClass>> = {
   public: new Set(['public']),
   loopback: new Set(['public', 'loopback']),
@@ -23,6 +33,21 @@ const allowedClasses: Record<TargetPolicy, ReadonlySet<AddressClass>> = {
 
 /** Checked in this order; the first class whose ranges hold the address wins. */
 const ranges: [AddressClass, string[]][] = [
+  // Cloud metadata and credential services, first: some sit inside ranges the
+  // "private" policy allows (CGNAT, unique-local) or look public (Azure).
+  [
+    'metadata',
+    [
+      '169.254.169.254/32', // AWS, GCP, Azure, OCI, OpenStack, DigitalOcean, Hetzner...
+      '169.254.170.2/32', // AWS ECS task metadata and credentials
+      '169.254.170.23/32', // AWS EKS Pod Identity agent
+      '169.254.0.23/32', // Tencent Cloud
+      '100.100.100.200/32', // Alibaba Cloud (inside CGNAT 100.64.0.0/10)
+      '168.63.129.16/32', // Azure WireServer (a public address)
+      '192.0.0.192/32', // Oracle Cloud (legacy)
+      'fd00:ec2::/32', // AWS Nitro IPv6 services: IMDS fd00:ec2::254, DNS ::253, NTP ::123, EKS ::23
+    ],
+  ],
   ['unspecified', ['0.0.0.0/8', '::/128']],
   ['loopback', ['127.0.0.0/8', '::1/128']],
   ['link-local', ['169.254.0.0/16', 'fe80::/10']],
@@ -111,6 +136,24 @@ export function isAllowedAddress(ip: string, policy: TargetPolicy): boolean {
   return allowedClasses[policy].has(classifyAddress(ip));
 }
 
+/** The classes no policy allows (kept in step with `allowedClasses`). */
+const neverAllowed = (cls: AddressClass): boolean =>
+  !Object.values(allowedClasses).some((allowed) => allowed.has(cls));
+
+/** Why an address is refused, naming the host it came from and the policy when one could allow it. */
+function refusalMessage(
+  host: string,
+  address: string,
+  addressClass: AddressClass,
+  policy: TargetPolicy,
+): string {
+  const what = addressClass === 'metadata' ? 'cloud metadata' : addressClass;
+  const why = neverAllowed(addressClass)
+    ? 'which webhooks may never reach'
+    : `which the "${policy}" webhook target policy refuses (WEBHOOK_ALLOWED_TARGETS)`;
+  return `${host === address ? address : `${host} resolves to ${address}`}, a ${what} address, ${why}`;
+}
+
 /** A webhook target the SSRF guard refuses; never worth retrying. */
 export class TargetForbiddenError extends Error {
   override name = 'TargetForbiddenError';
@@ -121,9 +164,7 @@ export class TargetForbiddenError extends Error {
     readonly addressClass: AddressClass,
     policy: TargetPolicy,
   ) {
-    super(
-      `${host === address ? address : `${host} resolves to ${address}`}, a ${addressClass} address, which the "${policy}" webhook target policy refuses`,
-    );
+    super(refusalMessage(host, address, addressClass, policy));
   }
 }
 
@@ -134,49 +175,104 @@ export const hostOf = (url: URL): string => url.hostname.replace(/^\[(.*)\]$/, '
 const LOOPBACK_NAME = /^(localhost|.+\.localhost)\.?$/i;
 
 /**
- * Why the URL's host is refused at registration, or undefined when it may be
- * registered. Only literal IPs and localhost names are decided here; other
- * names are checked after resolution, on every delivery.
+ * Why the URL's host is refused without asking DNS, or undefined: decides
+ * literal IPs and localhost names only (see `checkWebhookTarget` for names).
  */
 export function refusalOfUrl(url: string | URL, policy: TargetPolicy): string | undefined {
   const host = hostOf(typeof url === 'string' ? new URL(url) : url);
-  if (isIP(host)) {
-    const cls = classifyAddress(host);
-    return allowedClasses[policy].has(cls)
-      ? undefined
-      : new TargetForbiddenError(host, host, cls, policy).message;
-  }
+  if (isIP(host)) return refusalOfAnswer(host, [{ address: host }], policy)?.message;
   if (LOOPBACK_NAME.test(host) && !allowedClasses[policy].has('loopback'))
     return new TargetForbiddenError(host, '127.0.0.1', 'loopback', policy).message;
   return undefined;
 }
 
-type Resolver = (hostname: string, family: number) => Promise<dns.LookupAddress[]>;
-const systemResolver: Resolver = (hostname, family) =>
+/**
+ * The error for the first address of a DNS answer that `policy` refuses, or
+ * undefined when it allows them all. One forbidden address refuses the whole
+ * answer, at registration and at delivery alike.
+ */
+export function refusalOfAnswer(
+  host: string,
+  addresses: readonly { address: string }[],
+  policy: TargetPolicy,
+): TargetForbiddenError | undefined {
+  const refused = addresses.find((a) => !isAllowedAddress(a.address, policy));
+  return refused
+    ? new TargetForbiddenError(host, refused.address, classifyAddress(refused.address), policy)
+    : undefined;
+}
+
+/** Resolves a host name to all its addresses, as the HTTP client does before it connects. */
+export type Resolver = (hostname: string, family: number) => Promise<dns.LookupAddress[]>;
+export const systemResolver: Resolver = (hostname, family) =>
   dns.promises.lookup(hostname, { all: true, family });
+
+/** How long registration waits for DNS. */
+export const REGISTRATION_LOOKUP_TIMEOUT_MS = 5000;
+
+/** Why a webhook URL may not be registered. */
+export type TargetRefusal =
+  /** An address the policy refuses (or none at all): the caller's URL is at fault. */
+  | { kind: 'forbidden' | 'unresolvable'; message: string }
+  /** DNS did not answer in time or failed for now: worth trying again later. */
+  | { kind: 'lookup-failed'; message: string };
+
+/**
+ * Checks a URL's host for registration: literal IPs and localhost names at
+ * once, other names after resolving them (bounded by `timeoutMs`). Undefined
+ * when every address is allowed. Delivery checks again at connect time.
+ */
+export async function checkWebhookTarget(
+  url: string | URL,
+  policy: TargetPolicy,
+  resolve: Resolver = systemResolver,
+  timeoutMs = REGISTRATION_LOOKUP_TIMEOUT_MS,
+): Promise<TargetRefusal | undefined> {
+  const literal = refusalOfUrl(url, policy);
+  if (literal) return { kind: 'forbidden', message: literal };
+  const host = hostOf(typeof url === 'string' ? new URL(url) : url);
+  if (isIP(host) || LOOPBACK_NAME.test(host)) return undefined;
+
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(Object.assign(new Error('timed out'), { code: 'ETIMEOUT' })),
+      timeoutMs,
+    );
+  });
+  let addresses: dns.LookupAddress[];
+  try {
+    addresses = await Promise.race([resolve(host, 0), timeout]);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'ERROR';
+    return code === 'ENOTFOUND' || code === 'ENODATA'
+      ? { kind: 'unresolvable', message: `${host} does not resolve to any address (${code})` }
+      : { kind: 'lookup-failed', message: `the DNS lookup of ${host} failed (${code})` };
+  } finally {
+    clearTimeout(timer);
+  }
+  if (addresses.length === 0)
+    return { kind: 'unresolvable', message: `${host} does not resolve to any address` };
+  const refused = refusalOfAnswer(host, addresses, policy);
+  return refused ? { kind: 'forbidden', message: refused.message } : undefined;
+}
 
 /**
  * A `lookup` for net/http/https that resolves as usual, then fails with a
  * TargetForbiddenError when any address is one the policy refuses.
  */
-export function guardedLookup(policy: TargetPolicy, resolve = systemResolver): LookupFunction {
+export function guardedLookup(
+  policy: TargetPolicy,
+  resolve: Resolver = systemResolver,
+): LookupFunction {
   return (hostname, options, callback) => {
     const family =
       options.family === 'IPv4' ? 4 : options.family === 'IPv6' ? 6 : Number(options.family ?? 0);
     resolve(hostname, family).then(
       (addresses) => {
-        const refused = addresses.find((a) => !isAllowedAddress(a.address, policy));
+        const refused = refusalOfAnswer(hostname, addresses, policy);
         const first = addresses[0];
-        if (refused)
-          callback(
-            new TargetForbiddenError(
-              hostname,
-              refused.address,
-              classifyAddress(refused.address),
-              policy,
-            ),
-            '',
-          );
+        if (refused) callback(refused, '');
         else if (!first)
           callback(
             Object.assign(new Error(`${hostname} has no address`), { code: 'ENOTFOUND' }),

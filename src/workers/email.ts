@@ -5,7 +5,7 @@
 import nodemailer from 'nodemailer';
 import SMTPPool from 'nodemailer/lib/smtp-pool/index.js';
 import { createEmailActivities } from '../activities/email.ts';
-import { createDb } from '../db/client.ts';
+import { createDbFromConfig } from '../db/client.ts';
 import { scrubUrlCredentials } from '../shared/logger.ts';
 import { TaskQueue } from '../shared/task-queues.ts';
 import { runWorker } from './run-worker.ts';
@@ -14,7 +14,7 @@ runWorker({
   name: 'worker-email',
   taskQueue: TaskQueue.email,
   async build(config, log) {
-    const db = createDb(config.DATABASE_URL, Math.min(config.EMAIL_WORKER_CONCURRENCY, 10));
+    const db = createDbFromConfig(config, Math.min(config.EMAIL_WORKER_CONCURRENCY, 10));
     // A pool built explicitly: createTransport({ url, pool: true, ... }) would keep only the URL's
     // settings and silently drop the pool and the timeouts.
     const pool = new SMTPPool({

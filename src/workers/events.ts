@@ -4,7 +4,7 @@
  * process, after making sure the topic exists.
  */
 import { createEventActivities } from '../activities/events.ts';
-import { createDb } from '../db/client.ts';
+import { createDbFromConfig } from '../db/client.ts';
 import { createKafka, createOrderEventsProducer, ensureTopic } from '../events/kafka.ts';
 import { ORDERS_PLACED_TOPIC } from '../shared/events.ts';
 import { TaskQueue } from '../shared/task-queues.ts';
@@ -19,7 +19,14 @@ runWorker({
     const admin = kafka.admin();
     await admin.connect();
     try {
-      const topic = await ensureTopic(admin, ORDERS_PLACED_TOPIC, config.KAFKA_TOPIC_PARTITIONS);
+      // Right after the broker reports ready it may not be registered yet: transient errors are retried.
+      const topic = await ensureTopic(
+        admin,
+        ORDERS_PLACED_TOPIC,
+        config.KAFKA_TOPIC_PARTITIONS,
+        undefined,
+        { onRetry: (err, attempt) => log.warn({ err, attempt }, 'topic not ready yet; retrying') },
+      );
       if (topic.partitions !== config.KAFKA_TOPIC_PARTITIONS) {
         // Adding partitions would move keys to other partitions, breaking per-order ordering: an operator's call.
         log.warn(
@@ -38,7 +45,7 @@ runWorker({
 
     const producer = createOrderEventsProducer(kafka);
     await producer.connect();
-    const db = createDb(config.DATABASE_URL, Math.min(config.EVENTS_WORKER_CONCURRENCY, 10));
+    const db = createDbFromConfig(config, Math.min(config.EVENTS_WORKER_CONCURRENCY, 10));
     const activities = createEventActivities({
       db,
       producer,

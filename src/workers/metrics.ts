@@ -9,7 +9,7 @@ import client from 'prom-client';
 export function webhookDeliveriesCounter(registry: client.Registry): client.Counter<'outcome'> {
   return new client.Counter({
     name: 'orderflow_webhook_deliveries_total',
-    help: 'Webhook delivery attempts by outcome: delivered, duplicate (delivered before, nothing sent), retryable_failure, permanent_failure, gone (410, endpoint disabled), skipped (endpoint deleted or disabled), throttled (no free send time within the attempt under WEBHOOK_RATE_PER_SECOND; retried)',
+    help: 'Webhook delivery attempts by outcome: delivered, duplicate (delivered before, nothing sent), retryable_failure, permanent_failure, disabled (the permanent failure that disabled the endpoint: WEBHOOK_DISABLE_AFTER_FAILURES in a row), gone (410, endpoint disabled), skipped (endpoint deleted or disabled), throttled (no free send time within the attempt under WEBHOOK_RATE_PER_SECOND; retried)',
     labelNames: ['outcome'] as const,
     registers: [registry],
   });

@@ -4,7 +4,7 @@
  */
 import { createOrderRecordActivities } from '../activities/order-records.ts';
 import { createWebhookActivities } from '../activities/webhooks.ts';
-import { createDb } from '../db/client.ts';
+import { createDbFromConfig } from '../db/client.ts';
 import { tracingEnabled } from '../observability/tracing.ts';
 import { TaskQueue } from '../shared/task-queues.ts';
 import { runWorker } from './run-worker.ts';
@@ -14,7 +14,7 @@ runWorker({
   name: 'worker-orders',
   taskQueue: TaskQueue.orders,
   async build(config, log) {
-    const db = createDb(config.DATABASE_URL, 5);
+    const db = createDbFromConfig(config, 5);
     const webhooks = createWebhookActivities({
       db,
       timeoutMs: config.WEBHOOK_TIMEOUT_MS,

@@ -7,7 +7,7 @@
  * WEBHOOKS_WORKER_CONCURRENCY bounds the requests in flight in this process.
  */
 import { createWebhookActivities } from '../activities/webhooks.ts';
-import { createDb } from '../db/client.ts';
+import { createDbFromConfig } from '../db/client.ts';
 import { createRateGate } from '../webhooks/rate-gate.ts';
 import { TaskQueue } from '../shared/task-queues.ts';
 import { webhookDeliveriesCounter } from './metrics.ts';
@@ -17,11 +17,12 @@ runWorker({
   name: 'worker-webhooks',
   taskQueue: TaskQueue.webhooks,
   async build(config, log, registry) {
-    const db = createDb(config.DATABASE_URL, Math.min(config.WEBHOOKS_WORKER_CONCURRENCY, 10));
+    const db = createDbFromConfig(config, Math.min(config.WEBHOOKS_WORKER_CONCURRENCY, 10));
     log.info(
       {
         ratePerSecond: config.WEBHOOK_RATE_PER_SECOND,
         allowedTargets: config.WEBHOOK_ALLOWED_TARGETS,
+        disableAfterFailures: config.WEBHOOK_DISABLE_AFTER_FAILURES,
       },
       'webhook delivery limits',
     );
@@ -31,6 +32,7 @@ runWorker({
           db,
           timeoutMs: config.WEBHOOK_TIMEOUT_MS,
           allowedTargets: config.WEBHOOK_ALLOWED_TARGETS,
+          disableAfterFailures: config.WEBHOOK_DISABLE_AFTER_FAILURES,
           rateGate: createRateGate(db, config.WEBHOOK_RATE_PER_SECOND),
           deliveries: webhookDeliveriesCounter(registry),
         }),

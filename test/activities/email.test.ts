@@ -256,6 +256,31 @@ describe('sendConfirmationEmail', () => {
     expect(row?.lastError).toContain('554');
   });
 
+  it('fails retryably with SmtpUnavailable on 503 after DATA (bad sequence: the session, not the message)', async () => {
+    const orderId = await createOrder();
+    const { mailer } = await stubRefusing({
+      data: { code: 503, message: '5.5.1 bad sequence of commands' },
+    });
+
+    const failure = await failureOf(sendConfirmation(mailer, orderId));
+
+    expect(failure.type).toBe(FailureType.SmtpUnavailable);
+    expect(failure.nonRetryable).toBe(false);
+    expect((await delivery(orderId))?.lastError).toContain('503');
+  });
+
+  it('fails non-retryably with InvalidAddress when nodemailer refuses the envelope itself (EENVELOPE: no recipient), sending nothing', async () => {
+    const orderId = await createOrder({ customerEmail: '' });
+    const { mailer, stub } = await stubRefusing({});
+
+    const failure = await failureOf(sendConfirmation(mailer, orderId));
+
+    expect(failure.type).toBe(FailureType.InvalidAddress);
+    expect(failure.nonRetryable).toBe(true);
+    expect(stub.dataCount).toBe(0);
+    expect((await delivery(orderId))?.lastError).toMatch(/^EENVELOPE: /);
+  });
+
   it.each([
     ['RCPT TO', 'rcptTo'],
     ['DATA', 'data'],

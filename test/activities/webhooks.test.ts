@@ -14,13 +14,19 @@ import { createDb, type Db } from '../../src/db/client.ts';
 import { orderPlacedEventId, webhookMessageId } from '../../src/shared/events.ts';
 import { FailureType, ORDER_PLACED } from '../../src/shared/steps.ts';
 import { orderWorkflowId } from '../../src/shared/task-queues.ts';
-import { MAX_RESPONSE_BODY_BYTES, parseRetryAfter } from '../../src/webhooks/http-delivery.ts';
+import {
+  LOGGED_BODY_CHARS,
+  bodyForLog,
+  parseRetryAfter,
+} from '../../src/webhooks/http-delivery.ts';
 import { LATE_TOLERANCE_MS, createRateGate, type RateGate } from '../../src/webhooks/rate-gate.ts';
 import {
+  checkWebhookTarget,
   classifyAddress,
   guardedLookup,
   isAllowedAddress,
   refusalOfUrl,
+  type Resolver,
   type TargetPolicy,
 } from '../../src/webhooks/ssrf-guard.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
@@ -167,7 +173,7 @@ describe('deliverWebhook', () => {
     expect(await f.row()).toMatchObject({
       attempts: 1,
       lastStatus: 500,
-      lastError: 'HTTP 500: database is down',
+      lastError: 'HTTP 500 Internal Server Error (receiver unavailable, retried)',
       deliveredAt: null,
     });
 
@@ -232,16 +238,69 @@ describe('deliverWebhook', () => {
     expect(failure.nextRetryDelay).toBeUndefined();
   });
 
-  it('rejects a 404 for good (WebhookRejected) and keeps at most 4 KiB of the body', async () => {
+  it('rejects a 404 for good (WebhookRejected): the log and the failure say the status and verdict, never the body, which is only logged truncated and sanitized', async () => {
     const f = await fixture();
-    receiver.respondWith({ status: 404, body: 'x'.repeat(20_000) });
+    const body = `root:x:0:0\u001b[2J\r\nFAKE LOG LINE level=error\u202e${'x'.repeat(20_000)}`;
+    receiver.respondWith({ status: 404, body });
     const failure = await failureOf(f.deliver());
     expect([failure.type, failure.nonRetryable]).toEqual([FailureType.WebhookRejected, true]);
-    const row = await f.row();
-    expect(row).toMatchObject({ attempts: 1, lastStatus: 404, deliveredAt: null });
-    expect(row!.lastError!.length).toBeLessThanOrEqual(
-      MAX_RESPONSE_BODY_BYTES + 'HTTP 404: '.length,
+    expect(failure.message).toBe(
+      `Webhook endpoint ${f.endpoint.id} answered HTTP 404 Not Found (rejected, not retried)`,
     );
+    expect(await f.row()).toMatchObject({
+      attempts: 1,
+      lastStatus: 404,
+      lastError: 'HTTP 404 Not Found (rejected, not retried)',
+      deliveredAt: null,
+    });
+    const logged = logs.find((l) => l.message === 'webhook refused')?.meta as { body: string };
+    expect(logged).toMatchObject({ endpointId: f.endpoint.id, status: 404, verdict: 'reject' });
+    expect(logged.body.startsWith('root:x:0:0 [2J FAKE LOG LINE level=error x')).toBe(true);
+    expect(logged.body).not.toMatch(/[\p{Cc}\p{Cf}]/u);
+    expect(logged.body.length).toBeLessThanOrEqual(LOGGED_BODY_CHARS + ' characters)'.length + 10);
+  });
+
+  it('disables the endpoint after N permanent failures in a row (the Nth is EndpointDisabled, so the order skips it); a delivery starts the count again', async () => {
+    const acts = activities({ disableAfterFailures: 3 });
+    const endpoint = await createEndpoint();
+    const attempt = async () => {
+      const order = await createOrder();
+      const input = { orderId: order.id, endpointId: endpoint.id, eventType: ORDER_PLACED };
+      return runActivity(() => acts.deliverWebhook(input));
+    };
+    const failures = async () =>
+      (await db.webhookEndpoint.findUniqueOrThrow({ where: { id: endpoint.id } }))
+        .consecutiveFailures;
+
+    receiver.respondWith({ status: 404 }, { status: 400 }, { status: 204 });
+    expect((await failureOf(attempt())).type).toBe(FailureType.WebhookRejected);
+    expect((await failureOf(attempt())).type).toBe(FailureType.WebhookRejected);
+    expect(await failures()).toBe(2);
+    expect((await attempt()).status).toBe(204);
+    expect(await failures()).toBe(0);
+
+    // Retryable failures neither count nor reset.
+    receiver.respondWith({ status: 422 }, { status: 503 }, { status: 403 }, { status: 404 });
+    expect((await failureOf(attempt())).type).toBe(FailureType.WebhookRejected);
+    expect((await failureOf(attempt())).type).toBe(FailureType.WebhookUnavailable);
+    expect((await failureOf(attempt())).type).toBe(FailureType.WebhookRejected);
+    const third = await failureOf(attempt());
+    expect([third.type, third.nonRetryable]).toEqual([FailureType.EndpointDisabled, true]);
+    expect(third.message).toMatch(
+      /answered HTTP 404 Not Found \(rejected, not retried\); the endpoint is disabled after 3 permanent failures in a row$/,
+    );
+    const row = await db.webhookEndpoint.findUniqueOrThrow({ where: { id: endpoint.id } });
+    expect(row).toMatchObject({ status: 'DISABLED', consecutiveFailures: 3 });
+    expect(row.disabledAt).toBeInstanceOf(Date);
+    expect(row.disabledReason).toMatch(
+      /^3 permanent failures in a row; the last at .* \(webhook msg_[\w-]+\): HTTP 404 Not Found \(rejected, not retried\)$/,
+    );
+    expect(logs.some((l) => l.message.startsWith('webhook endpoint disabled'))).toBe(true);
+
+    // Later deliveries skip it without a request.
+    const sent = receiver.requests.length;
+    expect((await failureOf(attempt())).type).toBe(FailureType.EndpointDisabled);
+    expect(receiver.requests).toHaveLength(sent);
   });
 
   it('disables the endpoint on 410 Gone (EndpointGone) and refuses later deliveries to it', async () => {
@@ -252,6 +311,7 @@ describe('deliverWebhook', () => {
     const endpoint = await db.webhookEndpoint.findUniqueOrThrow({ where: { id: f.endpoint.id } });
     expect(endpoint.status).toBe('DISABLED');
     expect(endpoint.disabledReason).toMatch(/410 Gone/);
+    expect(endpoint.disabledAt).toBeInstanceOf(Date);
     const again = await failureOf(f.deliver());
     expect([again.type, again.nonRetryable]).toEqual([FailureType.EndpointDisabled, true]);
     expect(receiver.requests).toHaveLength(1);
@@ -283,7 +343,7 @@ describe('deliverWebhook', () => {
     const f = await fixture({}, `${closed.url}/gone`);
     const failure = await failureOf(f.deliver());
     expect([failure.type, failure.nonRetryable]).toEqual([FailureType.WebhookUnavailable, false]);
-    expect((await f.row())!.lastError).toMatch(/ECONNREFUSED/);
+    expect((await f.row())!.lastError).toBe('network error (ECONNREFUSED)');
   });
 
   it('refuses a loopback target under the "public" policy (TargetForbidden) without sending anything', async () => {
@@ -302,6 +362,37 @@ describe('deliverWebhook', () => {
     await new Promise((r) => setTimeout(r, 100));
     expect(receiver.requests).toHaveLength(0);
     expect((await named.row())!.lastError).toMatch(/refuses/);
+  });
+
+  it('checks the addresses DNS gives at connect time: a name that rebinds to a forbidden address sends nothing and counts against the endpoint', async () => {
+    const port = new URL(receiver.url).port;
+    let answer = ['127.0.0.1'];
+    const asked: string[] = [];
+    const resolve: Resolver = async (host) => {
+      asked.push(host);
+      return answer.map((address) => ({ address, family: address.includes(':') ? 6 : 4 }));
+    };
+    const url = `http://rebind.attacker.test:${port}/hooks/rebind`;
+    const first = await fixture({ resolve }, url);
+    // The answer it was checked against is the address it connects to.
+    expect((await first.deliver()).status).toBe(204);
+    expect(receiver.requests.map((r) => r.path)).toEqual(['/hooks/rebind']);
+
+    for (const rebound of [['169.254.169.254'], ['fd00:ec2::254'], ['127.0.0.1', '10.0.0.9']]) {
+      answer = rebound;
+      const f = await fixture({ resolve }, url);
+      const refused = await failureOf(f.deliver());
+      expect([refused.type, refused.nonRetryable]).toEqual([FailureType.TargetForbidden, true]);
+      expect(refused.message).toMatch(/^rebind\.attacker\.test resolves to /);
+      expect((await f.row())!.lastError).toBe(refused.message);
+      expect(
+        (await db.webhookEndpoint.findUniqueOrThrow({ where: { id: f.endpoint.id } }))
+          .consecutiveFailures,
+      ).toBe(1);
+    }
+    expect(asked.every((h) => h === 'rebind.attacker.test')).toBe(true);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(receiver.requests).toHaveLength(1);
   });
 
   it('fails for good when the order or the endpoint is gone', async () => {
@@ -536,7 +627,13 @@ describe('SSRF guard', () => {
     ['172.31.255.255', 'private'],
     ['192.168.1.1', 'private'],
     ['100.64.0.1', 'private'],
-    ['169.254.169.254', 'link-local'],
+    ['169.254.169.254', 'metadata'],
+    ['169.254.170.2', 'metadata'],
+    ['169.254.1.1', 'link-local'],
+    ['100.100.100.200', 'metadata'],
+    ['168.63.129.16', 'metadata'],
+    ['fd00:ec2::254', 'metadata'],
+    ['fd00:ec2::23', 'metadata'],
     ['0.0.0.0', 'unspecified'],
     ['224.0.0.1', 'multicast'],
     ['255.255.255.255', 'reserved'],
@@ -548,7 +645,8 @@ describe('SSRF guard', () => {
     ['ff02::1', 'multicast'],
     ['::ffff:127.0.0.1', 'loopback'],
     ['::ffff:7f00:1', 'loopback'],
-    ['::ffff:169.254.169.254', 'link-local'],
+    ['::ffff:169.254.169.254', 'metadata'],
+    ['64:ff9b::a9fe:a9fe', 'metadata'],
     ['::ffff:10.0.0.1', 'private'],
     ['64:ff9b::a00:1', 'private'],
     ['2002:c0a8:101::1', 'private'],
@@ -560,7 +658,7 @@ describe('SSRF guard', () => {
     expect(classifyAddress(ip)).toBe(cls);
   });
 
-  it('allows per policy: public only public; loopback adds loopback; private adds private; never link-local', () => {
+  it('allows per policy: public only public; loopback adds loopback; private adds private; never metadata or link-local', () => {
     const allowed = (policy: TargetPolicy) =>
       [
         '8.8.8.8',
@@ -569,6 +667,10 @@ describe('SSRF guard', () => {
         '10.0.0.1',
         'fc00::1',
         '169.254.169.254',
+        'fd00:ec2::254',
+        '100.100.100.200',
+        '::ffff:a9fe:a9fe',
+        '169.254.1.1',
         'fe80::1',
         '0.0.0.0',
         '224.0.0.1',
@@ -581,7 +683,11 @@ describe('SSRF guard', () => {
   it('refuses literal private hosts at registration and leaves names to delivery', () => {
     expect(refusalOfUrl('http://10.0.0.1/x', 'loopback')).toMatch(/private address/);
     expect(refusalOfUrl('http://[::1]:8080/x', 'public')).toMatch(/loopback/);
-    expect(refusalOfUrl('http://[::ffff:169.254.169.254]/', 'private')).toMatch(/link-local/);
+    expect(refusalOfUrl('http://[::ffff:169.254.169.254]/', 'private')).toMatch(
+      /a cloud metadata address, which webhooks may never reach/,
+    );
+    expect(refusalOfUrl('http://[fd00:ec2::254]/', 'private')).toMatch(/cloud metadata/);
+    expect(refusalOfUrl('http://100.100.100.200/', 'private')).toMatch(/cloud metadata/);
     expect(refusalOfUrl('http://localhost:3000/', 'public')).toMatch(/loopback/);
     expect(refusalOfUrl('http://127.0.0.1:3000/', 'loopback')).toBeUndefined();
     expect(refusalOfUrl('https://hooks.example.com/x', 'public')).toBeUndefined();
@@ -603,6 +709,28 @@ describe('SSRF guard', () => {
     await expect(lookupWith(['93.184.216.34', '10.0.0.7'], true)).rejects.toThrow(
       /hooks\.example\.com resolves to 10\.0\.0\.7, a private address/,
     );
+  });
+
+  it('gives up a registration lookup after its time limit as a failure for now, not a refusal', async () => {
+    const never: Resolver = () => new Promise(() => {});
+    const started = Date.now();
+    expect(await checkWebhookTarget('https://slow.attacker.test/', 'public', never, 50)).toEqual({
+      kind: 'lookup-failed',
+      message: 'the DNS lookup of slow.attacker.test failed (ETIMEOUT)',
+    });
+    expect(Date.now() - started).toBeLessThan(1000);
+    const empty: Resolver = async () => [];
+    expect(await checkWebhookTarget('https://empty.attacker.test/', 'public', empty)).toEqual({
+      kind: 'unresolvable',
+      message: 'empty.attacker.test does not resolve to any address',
+    });
+  });
+
+  it('keeps a log excerpt of a body short and free of control characters', () => {
+    expect(bodyForLog('  not\nfound\t\u0007 ')).toBe('not found');
+    expect(bodyForLog('\u202egnp.exe')).toBe('gnp.exe');
+    const long = bodyForLog('é'.repeat(LOGGED_BODY_CHARS + 50));
+    expect(long).toBe(`${'é'.repeat(LOGGED_BODY_CHARS)}… (${LOGGED_BODY_CHARS + 50} characters)`);
   });
 
   it('reads Retry-After as delta-seconds or an HTTP-date', () => {

@@ -131,6 +131,26 @@ describe('the relay wakes up on a new order', () => {
     expect(Math.max(...again), `start delays ${again.join(', ')} ms`).toBeLessThan(WOKEN_WITHIN_MS);
   }, 120_000);
 
+  it('keeps waking up and counting under its advisory lock with a statement timeout shorter than its idle time', async () => {
+    await drainDue();
+    const api = await relayModeApi();
+    // Every statement of the relay's pool is cut off after 1 s; LISTEN waits on a connection of its own.
+    const relay = startAppProcess('relay', 'src/api/relay.ts', {
+      ...stackEnvOf(stack),
+      OUTBOX_POLL_MS: '5000',
+      DATABASE_STATEMENT_TIMEOUT_MS: '1000',
+      RELAY_METRICS_PORT: '0',
+      LOG_LEVEL: 'info',
+    });
+    cleanups.push(() => relay.stop());
+    await relay.waitForLine('listening', (l) => l.msg === LISTENING, 60_000);
+    await startDelayMs(await placeOrder(api.url));
+    // Idle for longer than the statement timeout: the LISTEN connection is still there.
+    await sleep(2_500);
+    const woken = await startDelays(api.url, 3);
+    expect(Math.max(...woken), `start delays ${woken.join(', ')} ms`).toBeLessThan(WOKEN_WITHIN_MS);
+  }, 120_000);
+
   it('runs one sweep at a time however many wake-ups arrive, and one more for those that came during it', async () => {
     await drainDue();
     const temporal = new LazyTemporalClient({

@@ -24,6 +24,14 @@ const commands: [command: string[], options: string[]][] = [
   ],
   [['webhooks', 'remove'], ['<id>']],
   [
+    ['webhooks', 'enable'],
+    ['<id>', '--json'],
+  ],
+  [
+    ['webhooks', 'disable'],
+    ['<id>', '--json'],
+  ],
+  [
     ['events', 'resend'],
     ['--since <time>', '--until <time>', '--no-wait', '--json'],
   ],

@@ -32,6 +32,8 @@ export function cli(args: string[], env: Record<string, string> = {}): Promise<C
           TEMPORAL_NAMESPACE: 'default',
           KAFKA_BROKERS: stack.KAFKA_BROKERS,
           LOG_LEVEL: 'warn',
+          // As the services under the tests: webhooks may target loopback.
+          WEBHOOK_ALLOWED_TARGETS: 'loopback',
           ...env,
         },
       },

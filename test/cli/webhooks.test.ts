@@ -1,7 +1,8 @@
 /**
- * `orderflow webhooks list|add|remove` against the stack's PostgreSQL: the
- * same validation and SSRF policy as POST /webhook-endpoints, the signing
- * secret printed once at creation and never listed.
+ * `orderflow webhooks list|add|remove|enable|disable` against the stack's
+ * PostgreSQL: the same validation, SSRF policy (host names resolved with the
+ * system's resolver) and cap as POST /webhook-endpoints, the signing secret
+ * printed once at creation and never listed.
  */
 import { randomUUID } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
@@ -46,6 +47,8 @@ describe('orderflow webhooks', () => {
       eventTypes: ['order.placed'],
       status: 'ENABLED',
       disabledReason: null,
+      disabledAt: null,
+      consecutiveFailures: 0,
       createdAt: endpoint.createdAt,
       updatedAt: endpoint.updatedAt,
     });
@@ -54,10 +57,10 @@ describe('orderflow webhooks', () => {
 
     const table = await cli(['webhooks', 'list']);
     expect(table.code).toBe(0);
-    expect(table.stdout).toMatch(/^ID\s+URL\s+EVENTS\s+ENABLED\s+CREATED$/m);
+    expect(table.stdout).toMatch(/^ID\s+URL\s+EVENTS\s+ENABLED\s+FAILURES\s+CREATED$/m);
     expect(table.stdout).toMatch(
       new RegExp(
-        `^${endpoint.id}\\s+${url.replace(/[.]/g, '\\.')}\\s+order\\.placed\\s+yes\\s+${endpoint.createdAt}$`,
+        `^${endpoint.id}\\s+${url.replace(/[.]/g, '\\.')}\\s+order\\.placed\\s+yes\\s+0\\s+${endpoint.createdAt}$`,
         'm',
       ),
     );
@@ -95,7 +98,21 @@ describe('orderflow webhooks', () => {
     ['another scheme', ['ftp://127.0.0.1/x'], /invalid url: must be an absolute http/],
     ['credentials', ['http://user:pw@127.0.0.1:9/x'], /invalid url: must not contain credentials/],
     ['a private address (policy loopback)', ['http://10.1.2.3/x'], /invalid url: .*private/],
-    ['the metadata address', ['http://169.254.169.254/latest'], /invalid url: .*link-local/],
+    [
+      'the metadata address',
+      ['http://169.254.169.254/latest'],
+      /invalid url: 169\.254\.169\.254, a cloud metadata address, which webhooks may never reach/,
+    ],
+    [
+      'the IPv6 metadata address',
+      ['http://[fd00:ec2::254]/latest'],
+      /invalid url: .*cloud metadata/,
+    ],
+    [
+      'a name that does not exist (resolved by the system)',
+      ['http://orderflow-cli-test.invalid/hook'],
+      /invalid url: orderflow-cli-test\.invalid does not resolve to any address \(ENOTFOUND\)/,
+    ],
     [
       'an unknown event type',
       ['http://127.0.0.1:9/x', '--event', 'orders.placed'],
@@ -123,7 +140,88 @@ describe('orderflow webhooks', () => {
     });
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(/invalid url: .*loopback/);
+
+    // Unset (an empty value counts as unset), the policy is public: loopback is refused.
+    const byDefault = await cli(['webhooks', 'add', 'http://127.0.0.1:9/x'], {
+      WEBHOOK_ALLOWED_TARGETS: '',
+    });
+    expect(byDefault.code).toBe(2);
+    expect(byDefault.stderr).toMatch(
+      /invalid url: 127\.0\.0\.1, a loopback address, which the "public"/,
+    );
+
+    // Cloud metadata stays out of reach under the most open policy.
+    const metadata = await cli(['webhooks', 'add', 'http://100.100.100.200/latest'], {
+      WEBHOOK_ALLOWED_TARGETS: 'private',
+    });
+    expect(metadata.code).toBe(2);
+    expect(metadata.stderr).toMatch(/invalid url: 100\.100\.100\.200, a cloud metadata address/);
   });
+
+  it('refuses a name that resolves to loopback under the "public" policy', async () => {
+    const run = await cli(['webhooks', 'add', 'http://localhost:9/x'], {
+      WEBHOOK_ALLOWED_TARGETS: 'public',
+    });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(
+      /invalid url: localhost resolves to 127\.0\.0\.1, a loopback address/,
+    );
+  });
+
+  it('refuses an endpoint beyond WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE with exit code 1, writing nothing', async () => {
+    const add = await cli(['webhooks', 'add', hookUrl(), '--json']);
+    expect(add.code, add.stderr).toBe(0);
+    created.add(parseStdout<{ id: string }>(add).id);
+    const placed = { eventTypes: { has: 'order.placed' } };
+    const existing = await db.webhookEndpoint.count({ where: placed });
+    const run = await cli(['webhooks', 'add', hookUrl()], {
+      WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE: String(existing),
+    });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain(
+      `order.placed already has ${existing} webhook endpoints, the most allowed (WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE=${existing}); delete one first (endpoint-limit-reached)`,
+    );
+    expect(run.stdout).toBe('');
+    expect(await db.webhookEndpoint.count({ where: placed })).toBe(existing);
+  });
+
+  it('disables and enables an endpoint, as PATCH /webhook-endpoints/{id} does', async () => {
+    const add = await cli(['webhooks', 'add', hookUrl(), '--json']);
+    expect(add.code, add.stderr).toBe(0);
+    const { id } = parseStdout<{ id: string }>(add);
+    created.add(id);
+    // As deliveries leave it after failures (the count shows in the list).
+    await db.webhookEndpoint.update({ where: { id }, data: { consecutiveFailures: 2 } });
+
+    const disable = await cli(['webhooks', 'disable', id, '--json']);
+    expect(disable.code, disable.stderr).toBe(0);
+    expect(parseStdout(disable)).toMatchObject({
+      id,
+      status: 'DISABLED',
+      disabledReason: 'disabled by an operator',
+      consecutiveFailures: 2,
+    });
+    const table = await cli(['webhooks', 'list']);
+    expect(table.stdout).toMatch(
+      new RegExp(`^${id}\\s.*\\sno \\(disabled by an operator\\)\\s+2\\s`, 'm'),
+    );
+
+    const enable = await cli(['webhooks', 'enable', id]);
+    expect(enable.code, enable.stderr).toBe(0);
+    expect(enable.stderr).toContain(`webhook endpoint ${id} enabled`);
+    expect(await db.webhookEndpoint.findUniqueOrThrow({ where: { id } })).toMatchObject({
+      status: 'ENABLED',
+      disabledReason: null,
+      disabledAt: null,
+      consecutiveFailures: 0,
+    });
+
+    const unknown = await cli(['webhooks', 'enable', randomUUID()]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/Webhook endpoint .* does not exist/);
+    expect((await cli(['webhooks', 'disable', 'nope'])).code).toBe(2);
+    // Six CLI processes: up to 15 s each on the shared 2-core machine.
+  }, 180_000);
 
   it('exits 2 naming the id when remove gets something that is not a UUID', async () => {
     const run = await cli(['webhooks', 'remove', 'nope']);

@@ -103,8 +103,14 @@ export async function startAppStack(opts: {
   }
   const apiUrl = `http://127.0.0.1:${ports.api}`;
   const apps = new Map<AppName, ManagedProcess>();
-  // As `npm start`: the API commits, the relay process starts the workflows.
-  const env: AppStack['env'] = { ...stackEnv, WORKFLOW_START_MODE: 'relay', ...opts.appEnv };
+  // As `npm start`: the API commits, the relay process starts the workflows, and webhooks
+  // may target loopback (the subscribers of tests and benchmarks listen there).
+  const env: AppStack['env'] = {
+    ...stackEnv,
+    WORKFLOW_START_MODE: 'relay',
+    WEBHOOK_ALLOWED_TARGETS: 'loopback',
+    ...opts.appEnv,
+  };
 
   const start = async (name: AppName): Promise<ManagedProcess> => {
     const { entry } = APP_PROCESSES.find((a) => a.name === name)!;

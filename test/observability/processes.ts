@@ -28,13 +28,14 @@ export interface AppProcess {
   stop(graceMs?: number): Promise<void>;
 }
 
-/** The stack's addresses as an app process's environment. */
+/** The stack's addresses as an app process's environment (webhooks may target the tests' loopback receivers). */
 export const stackEnvOf = (stack: StackEnv): Record<string, string> => ({
   DATABASE_URL: stack.DATABASE_URL,
   TEMPORAL_ADDRESS: stack.TEMPORAL_ADDRESS,
   TEMPORAL_NAMESPACE: stack.TEMPORAL_NAMESPACE,
   KAFKA_BROKERS: stack.KAFKA_BROKERS,
   SMTP_URL: stack.SMTP_URL,
+  WEBHOOK_ALLOWED_TARGETS: 'loopback',
 });
 
 /** Starts `entry` (relative to the repository) with `env` on top of this process's environment. */

@@ -7,7 +7,7 @@
  * headers and the Kafka record's `traceparent` header; dropping any of them
  * splits the trace, and the assertions name the span that left it.
  */
-import { SpanKind, context, propagation, trace } from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanKind, context, propagation, trace } from '@opentelemetry/api';
 import {
   BasicTracerProvider,
   InMemorySpanExporter,
@@ -295,6 +295,21 @@ describe('tracing on', () => {
       'POST /orders',
     ]);
   }, 90_000);
+
+  it('propagates the W3C trace context only: an incoming baggage header is not parsed (GHSA-8988-4f7v-96qf)', async () => {
+    expect(propagation.fields()).toEqual(['traceparent', 'tracestate']);
+    const caller = newTraceparent();
+    const carrier = { traceparent: caller.header, baggage: `k=${'v'.repeat(8000)},a=1` };
+    const extracted = propagation.extract(ROOT_CONTEXT, carrier);
+    expect(trace.getSpanContext(extracted)?.traceId).toBe(caller.traceId);
+    expect(propagation.getBaggage(extracted)).toBeUndefined();
+    // The API takes such a request as any other.
+    const res = await postOrder(api.url, validOrder(), {
+      traceparent: caller.header,
+      baggage: carrier.baggage,
+    });
+    expect(res.status).toBe(201);
+  });
 
   it('gives each record of a per-batch transaction its own consumer span in its own trace', async () => {
     const traces = [newTraceparent(), newTraceparent()];

@@ -64,7 +64,7 @@ async function orderAndEndpoint(url = `${receiver.url}/hooks`) {
 }
 
 describe('orderflow_webhook_deliveries_total', () => {
-  it('counts delivered, duplicate, retryable, permanent, gone, skipped and throttled attempts', async () => {
+  it('counts delivered, duplicate, retryable, permanent, disabled, gone, skipped and throttled attempts', async () => {
     const registry = new client.Registry();
     const deliveries = webhookDeliveriesCounter(registry);
     const acts = createWebhookActivities({
@@ -95,6 +95,20 @@ describe('orderflow_webhook_deliveries_total', () => {
     // A target the SSRF guard refuses fails permanently without a request.
     expect(await attempt(await orderAndEndpoint('http://169.254.169.254/latest'))).toBe('failed');
 
+    // With WEBHOOK_DISABLE_AFTER_FAILURES=1 the first refusal disables the endpoint.
+    const strict = createWebhookActivities({
+      db,
+      timeoutMs: 2000,
+      allowedTargets: 'loopback',
+      deliveries,
+      disableAfterFailures: 1,
+    });
+    const disabledNow = await orderAndEndpoint();
+    receiver.respondWith({ status: 404 });
+    await expect(env.run(() => strict.deliverWebhook(disabledNow))).rejects.toThrow(
+      /disabled after 1 permanent failures in a row/,
+    );
+
     const deleted = await orderAndEndpoint();
     await db.webhookEndpoint.delete({ where: { id: deleted.endpointId } });
     expect(await attempt(deleted)).toBe('failed');
@@ -118,6 +132,7 @@ describe('orderflow_webhook_deliveries_total', () => {
       duplicate: 1,
       retryable_failure: 1,
       permanent_failure: 2,
+      disabled: 1,
       gone: 1,
       skipped: 1,
       throttled: 1,
@@ -129,6 +144,6 @@ describe('orderflow_webhook_deliveries_total', () => {
       ]),
     );
     expect(counted).toEqual(expected);
-    expect(receiver.requests).toHaveLength(4);
+    expect(receiver.requests).toHaveLength(5);
   });
 });

@@ -5,6 +5,7 @@ import { createApp } from '../../src/api/app.ts';
 import { OutboxRelay, defaultRelayOptions, type RelayOptions } from '../../src/api/outbox-relay.ts';
 import { LazyTemporalClient } from '../../src/api/temporal-client.ts';
 import { createDb, type Db } from '../../src/db/client.ts';
+import type { Resolver, TargetPolicy } from '../../src/webhooks/ssrf-guard.ts';
 
 export interface TestApi {
   url: string;
@@ -22,6 +23,12 @@ export async function startApi(opts: {
   relay?: Partial<RelayOptions> & { run?: boolean };
   /** The API's logger (e.g. one writing to a captured stream); silent by default. */
   log?: Logger;
+  /** WEBHOOK_ALLOWED_TARGETS: the tests' receivers listen on loopback, so loopback by default. */
+  webhookAllowedTargets?: TargetPolicy;
+  /** DNS for registered webhook hosts (default: the system's). */
+  webhookResolver?: Resolver;
+  /** WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE (default: the service's). */
+  webhookMaxEndpointsPerEventType?: number;
 }): Promise<TestApi> {
   const log = opts.log ?? pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const db = createDb(opts.databaseUrl, 10);
@@ -46,6 +53,9 @@ export async function startApi(opts: {
     log,
     apiKeys: opts.apiKeys,
     workflowStartMode: opts.workflowStartMode,
+    webhookAllowedTargets: opts.webhookAllowedTargets ?? 'loopback',
+    webhookResolver: opts.webhookResolver,
+    webhookMaxEndpointsPerEventType: opts.webhookMaxEndpointsPerEventType,
   });
   const server = await new Promise<Server>((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));

@@ -1,8 +1,10 @@
 /**
  * Webhook subscribers and their delivery log: the use cases behind the
- * /webhook-endpoints routes and GET /orders/{id}/webhook-deliveries.
+ * /webhook-endpoints routes, GET /orders/{id}/webhook-deliveries and the
+ * CLI's `webhooks` commands.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE_DEFAULT } from '../../config/env.ts';
 import type { Db } from '../../db/client.ts';
 import type { WebhookDelivery, WebhookEndpoint } from '../../generated/prisma/client.ts';
 import { ProblemError } from '../problems.ts';
@@ -12,8 +14,11 @@ export interface WebhookEndpointView {
   url: string;
   eventTypes: string[];
   status: 'ENABLED' | 'DISABLED';
-  /** Why it was disabled (e.g. the receiver answered 410 Gone). */
+  /** Why it was disabled: the receiver answered 410 Gone, kept failing for good, or an operator. */
   disabledReason: string | null;
+  disabledAt: string | null;
+  /** Permanent delivery failures since the last delivery; WEBHOOK_DISABLE_AFTER_FAILURES disables it. */
+  consecutiveFailures: number;
   createdAt: string;
   updatedAt: string;
 }
@@ -44,6 +49,8 @@ function toView(row: WebhookEndpoint): WebhookEndpointView {
     eventTypes: row.eventTypes,
     status: row.status,
     disabledReason: row.disabledReason,
+    disabledAt: row.disabledAt?.toISOString() ?? null,
+    consecutiveFailures: row.consecutiveFailures,
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
   };
@@ -60,23 +67,75 @@ const toDeliveryView = (row: WebhookDelivery): WebhookDeliveryView => ({
   updatedAt: row.updatedAt.toISOString(),
 });
 
-export class WebhookEndpointService {
-  constructor(private readonly db: Db) {}
+/** The advisory lock registrations take turns on, so the cap holds under concurrent requests. */
+const REGISTRATION_LOCK = 0x0f_1e_b0_0c;
 
-  /** Registers a subscriber with a fresh signing secret (returned here and never again). */
+/** What an operator may set on an endpoint (PATCH /webhook-endpoints/{id}, `webhooks enable|disable`). */
+export interface EndpointChange {
+  status: 'ENABLED' | 'DISABLED';
+}
+
+export class WebhookEndpointService {
+  constructor(
+    private readonly db: Db,
+    /** Endpoints one event type may have (WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE); disabled ones count. */
+    private readonly maxPerEventType = WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE_DEFAULT,
+  ) {}
+
+  /**
+   * Registers a subscriber with a fresh signing secret (returned here and never again);
+   * 409 when an event type already has its maximum of endpoints.
+   */
   async createEndpoint(input: {
     url: string;
     eventTypes: string[];
   }): Promise<CreatedWebhookEndpoint> {
-    const row = await this.db.webhookEndpoint.create({
-      data: {
-        id: randomUUID(),
-        url: input.url,
-        eventTypes: [...new Set(input.eventTypes)],
-        secret: newSigningSecret(),
-      },
+    const eventTypes = [...new Set(input.eventTypes)];
+    const row = await this.db.$transaction(async (tx) => {
+      await tx.$executeRaw`SELECT pg_advisory_xact_lock(${REGISTRATION_LOCK}::bigint)`;
+      for (const eventType of eventTypes) {
+        const existing = await tx.webhookEndpoint.count({
+          where: { eventTypes: { has: eventType } },
+        });
+        if (existing >= this.maxPerEventType)
+          throw new ProblemError(
+            'endpoint-limit-reached',
+            `${eventType} already has ${existing} webhook endpoints, the most allowed (WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE=${this.maxPerEventType}); delete one first`,
+            [{ field: 'eventTypes', message: `${eventType} has no room for another endpoint` }],
+          );
+      }
+      return tx.webhookEndpoint.create({
+        data: { id: randomUUID(), url: input.url, eventTypes, secret: newSigningSecret() },
+      });
     });
     return { ...toView(row), secret: row.secret };
+  }
+
+  /**
+   * Enables or disables an endpoint. Enabling clears the reason and the count of failures,
+   * so deliveries to it start again with later orders (parked ones on their retry).
+   */
+  async changeEndpoint(id: string, change: EndpointChange): Promise<WebhookEndpointView> {
+    const data =
+      change.status === 'ENABLED'
+        ? {
+            status: 'ENABLED' as const,
+            disabledReason: null,
+            disabledAt: null,
+            consecutiveFailures: 0,
+          }
+        : {
+            status: 'DISABLED' as const,
+            disabledReason: 'disabled by an operator',
+            disabledAt: new Date(),
+          };
+    await this.db.webhookEndpoint.updateMany({
+      // Disabling a disabled endpoint keeps its first reason.
+      where: change.status === 'DISABLED' ? { id, status: 'ENABLED' } : { id },
+      data,
+    });
+    // 404 when there is no such endpoint.
+    return this.getEndpoint(id);
   }
 
   /** Oldest first. */

@@ -3,15 +3,29 @@
  * same zod schemas that validate the requests.
  */
 import { z } from 'zod';
-import { MAX_RESPONSE_BODY_BYTES } from '../../webhooks/http-delivery.ts';
-import { WEBHOOK_EVENT_TYPES, createWebhookEndpointSchema } from './routes.ts';
+import {
+  WEBHOOK_EVENT_TYPES,
+  changeWebhookEndpointSchema,
+  createWebhookEndpointSchema,
+} from './routes.ts';
 
 const endpointSchema = z.object({
   id: z.uuid(),
   url: z.url(),
   eventTypes: z.array(z.enum(WEBHOOK_EVENT_TYPES)),
   status: z.enum(['ENABLED', 'DISABLED']),
-  disabledReason: z.string().nullable(),
+  disabledReason: z
+    .string()
+    .nullable()
+    .describe(
+      'Why it is disabled: the receiver answered 410 Gone, its deliveries failed for good WEBHOOK_DISABLE_AFTER_FAILURES times in a row, or an operator disabled it',
+    ),
+  disabledAt: z.iso.datetime().nullable(),
+  consecutiveFailures: z
+    .number()
+    .int()
+    .min(0)
+    .describe('Permanent delivery failures since the last delivery'),
   createdAt: z.iso.datetime(),
   updatedAt: z.iso.datetime(),
 });
@@ -32,7 +46,9 @@ const deliverySchema = z.object({
   lastError: z
     .string()
     .nullable()
-    .describe(`Why the last attempt failed (at most ${MAX_RESPONSE_BODY_BYTES} bytes of body)`),
+    .describe(
+      "Why the last attempt failed, in orderflow's words: the status and its verdict (e.g. `HTTP 404 Not Found (rejected, not retried)`), a network error code or the refused target; never the receiver's body",
+    ),
   deliveredAt: z.iso.datetime().nullable(),
   updatedAt: z.iso.datetime(),
 });
@@ -70,7 +86,7 @@ export function webhookPaths() {
         operationId: 'createWebhookEndpoint',
         summary: 'Subscribe a URL to order events',
         description:
-          'Deliveries are signed per Standard Webhooks with the returned secret, which is shown only here. URLs that target private, loopback or link-local addresses are refused unless WEBHOOK_ALLOWED_TARGETS allows them.',
+          "Deliveries are signed per Standard Webhooks with the returned secret, which is shown only here. The URL's host is resolved: a URL with any address that is private, loopback or link-local (unless WEBHOOK_ALLOWED_TARGETS allows it), a cloud metadata address (always), or none at all is refused. An event type has at most WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE endpoints.",
         requestBody: {
           required: true,
           content: { 'application/json': { schema: ref('CreateWebhookEndpointRequest') } },
@@ -81,7 +97,11 @@ export function webhookPaths() {
           }),
           '400': problem('Invalid body or a refused target (the problem lists each field)'),
           '401': unauthorized,
+          '409': problem(
+            'An event type already has WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE endpoints (type urn:orderflow:problem:endpoint-limit-reached)',
+          ),
           '415': problem('Not application/json'),
+          '503': problem("The URL's host could not be resolved now (DNS); retry after Retry-After"),
         },
       },
       get: {
@@ -103,6 +123,27 @@ export function webhookPaths() {
           '400': problem('The id is not a UUID'),
           '401': unauthorized,
           '404': problem('No such endpoint'),
+        },
+      },
+      patch: {
+        operationId: 'changeWebhookEndpoint',
+        summary: 'Enable or disable a subscriber',
+        description:
+          'ENABLED delivers to it again (later orders, and parked ones when retried) and clears its reason and failure count; DISABLED makes orders skip it.',
+        parameters: [idParam('Webhook endpoint id')],
+        requestBody: {
+          required: true,
+          content: {
+            'application/json': { schema: ref('ChangeWebhookEndpointRequest') },
+            'application/merge-patch+json': { schema: ref('ChangeWebhookEndpointRequest') },
+          },
+        },
+        responses: {
+          '200': json('The subscriber as it is now', ref('WebhookEndpoint')),
+          '400': problem('The id is not a UUID, or the body is invalid'),
+          '401': unauthorized,
+          '404': problem('No such endpoint'),
+          '415': problem('Not application/json'),
         },
       },
       delete: {
@@ -136,6 +177,7 @@ export function webhookPaths() {
 export function webhookSchemas() {
   return {
     CreateWebhookEndpointRequest: jsonSchema(createWebhookEndpointSchema, 'input'),
+    ChangeWebhookEndpointRequest: jsonSchema(changeWebhookEndpointSchema, 'input'),
     WebhookEndpoint: jsonSchema(endpointSchema),
     CreatedWebhookEndpoint: jsonSchema(createdEndpointSchema),
     WebhookDelivery: jsonSchema(deliverySchema),

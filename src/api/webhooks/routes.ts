@@ -1,7 +1,7 @@
 import { Router } from 'express';
 import { z } from 'zod';
 import { ORDER_PLACED } from '../../shared/steps.ts';
-import { refusalOfUrl, type TargetPolicy } from '../../webhooks/ssrf-guard.ts';
+import { checkWebhookTarget, type Resolver, type TargetPolicy } from '../../webhooks/ssrf-guard.ts';
 import { orderIdSchema, parseOrThrow } from '../orders/routes.ts';
 import { ProblemError } from '../problems.ts';
 import type { WebhookEndpointService } from './endpoint-service.ts';
@@ -41,33 +41,51 @@ export const createWebhookEndpointSchema = z.strictObject({
 });
 export const webhookEndpointIdSchema = z.uuid('must be a UUID');
 
+/** PATCH /webhook-endpoints/{id}: what an operator may change (enable after a fix, or disable). */
+export const changeWebhookEndpointSchema = z.strictObject({
+  status: z.enum(['ENABLED', 'DISABLED'], { error: 'must be ENABLED or DISABLED' }),
+});
+
+/** How registrations check a URL's target (the API's and the CLI's configuration). */
+export interface TargetRules {
+  /** WEBHOOK_ALLOWED_TARGETS; delivery checks again after its own DNS resolution. */
+  allowedTargets: TargetPolicy;
+  /** DNS for the host check (default: the system's). */
+  resolve?: Resolver;
+}
+
 /**
  * A registration as the API and the CLI accept it: the schema, then the SSRF
- * policy on the URL; invalid input is a validation problem naming each field.
+ * policy on every address the URL's host resolves to. Invalid input is a
+ * validation problem naming each field; DNS that fails for now is a 503.
  */
-export function parseNewWebhookEndpoint(
+export async function parseNewWebhookEndpoint(
   input: unknown,
-  allowedTargets: TargetPolicy,
-): z.infer<typeof createWebhookEndpointSchema> {
+  { allowedTargets, resolve }: TargetRules,
+): Promise<z.infer<typeof createWebhookEndpointSchema>> {
   const body = parseOrThrow(createWebhookEndpointSchema, input);
-  const refusal = refusalOfUrl(body.url, allowedTargets);
+  const refusal = await checkWebhookTarget(body.url, allowedTargets, resolve);
+  if (refusal?.kind === 'lookup-failed')
+    throw new ProblemError(
+      'service-unavailable',
+      `Cannot check the url now: ${refusal.message}`,
+      undefined,
+      { 'Retry-After': '5' },
+    );
   if (refusal) {
     throw new ProblemError('validation-error', 'Some fields are invalid', [
-      { field: 'url', message: refusal },
+      { field: 'url', message: refusal.message },
     ]);
   }
   return body;
 }
 
-export interface WebhookRoutesOptions {
-  /** The SSRF policy for registered URLs (delivery re-checks after DNS resolution). */
-  allowedTargets: TargetPolicy;
-}
+export type WebhookRoutesOptions = TargetRules;
 
 /** The /webhook-endpoints routes and an order's delivery log: parse, call the use case, map the result. */
 export function webhookEndpointRoutes(
   endpoints: WebhookEndpointService,
-  { allowedTargets }: WebhookRoutesOptions,
+  targets: WebhookRoutesOptions,
 ): Router {
   const router = Router();
 
@@ -78,7 +96,7 @@ export function webhookEndpointRoutes(
         `Content-Type ${req.get('content-type') ?? '(none)'} is not application/json`,
       );
     }
-    const body = parseNewWebhookEndpoint(req.body, allowedTargets);
+    const body = await parseNewWebhookEndpoint(req.body, targets);
     const created = await endpoints.createEndpoint(body);
     res.status(201).location(`/webhook-endpoints/${created.id}`).json(created);
   });
@@ -90,6 +108,18 @@ export function webhookEndpointRoutes(
   router.get('/webhook-endpoints/:id', async (req, res) => {
     const id = parseOrThrow(webhookEndpointIdSchema, req.params.id, 'id');
     res.json(await endpoints.getEndpoint(id));
+  });
+
+  router.patch('/webhook-endpoints/:id', async (req, res) => {
+    const id = parseOrThrow(webhookEndpointIdSchema, req.params.id, 'id');
+    if (!req.is(['application/json', 'application/merge-patch+json'])) {
+      throw new ProblemError(
+        'unsupported-media-type',
+        `Content-Type ${req.get('content-type') ?? '(none)'} is not application/json`,
+      );
+    }
+    const change = parseOrThrow(changeWebhookEndpointSchema, req.body);
+    res.json(await endpoints.changeEndpoint(id, change));
   });
 
   router.delete('/webhook-endpoints/:id', async (req, res) => {

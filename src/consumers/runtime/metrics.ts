@@ -27,7 +27,7 @@ export function createConsumerMetrics(registry = new client.Registry()) {
     }),
     retries: new client.Counter({
       name: 'orderflow_consumer_retries_total',
-      help: 'Failed attempts at an event or batch that were retried',
+      help: 'Failed attempts at an event, a batch or a dead-letter send that were retried',
       labelNames: ['group'] as const,
       registers: [registry],
     }),

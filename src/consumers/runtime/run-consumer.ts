@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { inspect } from 'node:util';
 import client from 'prom-client';
 import { loadConfig } from '../../config/env.ts';
-import { createDb } from '../../db/client.ts';
+import { createDbFromConfig } from '../../db/client.ts';
 import { createKafka, createOrderEventsProducer, ensureTopic } from '../../events/kafka.ts';
 import { startTracing } from '../../observability/tracing.ts';
 import { ORDERS_PLACED_TOPIC } from '../../shared/events.ts';
@@ -34,7 +34,7 @@ export function runConsumer(group: ConsumerGroupDefinition): void {
     const kafka = createKafka(config, { logger: log });
     const admin = kafka.admin();
     const producer = createOrderEventsProducer(kafka);
-    const db = createDb(config.DATABASE_URL, config.DATABASE_POOL_SIZE);
+    const db = createDbFromConfig(config, config.DATABASE_POOL_SIZE);
     const metrics = createConsumerMetrics();
     client.collectDefaultMetrics({ register: metrics.registry });
     const closers: (() => Promise<unknown>)[] = [];
@@ -42,8 +42,18 @@ export function runConsumer(group: ConsumerGroupDefinition): void {
       await admin.connect();
       closers.push(() => admin.disconnect());
       // The events worker creates the topic too; whoever starts first creates it with the same settings.
-      await ensureTopic(admin, topic, config.KAFKA_TOPIC_PARTITIONS);
-      await ensureTopic(admin, deadLetterTopicOf(topic), DEAD_LETTER_PARTITIONS);
+      const retrying = {
+        onRetry: (err: unknown, attempt: number) =>
+          log.warn({ err, attempt }, 'topic not ready yet; retrying'),
+      };
+      await ensureTopic(admin, topic, config.KAFKA_TOPIC_PARTITIONS, undefined, retrying);
+      await ensureTopic(
+        admin,
+        deadLetterTopicOf(topic),
+        DEAD_LETTER_PARTITIONS,
+        undefined,
+        retrying,
+      );
       await producer.connect();
       closers.push(
         () => producer.disconnect(),

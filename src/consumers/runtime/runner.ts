@@ -3,7 +3,9 @@
  * concurrently, the records of one partition strictly in order (so per-key
  * order holds). Each event's effect and its processed-events row commit in one
  * database transaction; the offset is committed only after that. Records that
- * cannot be processed go to the dead-letter topic and the partition moves on.
+ * cannot be processed go to the dead-letter topic and the partition moves on;
+ * failures that are not the record's fault (the database or the broker
+ * unavailable, read-only, failing over) are waited out instead.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type {
@@ -15,6 +17,8 @@ import type {
   Producer,
 } from 'kafkajs';
 import type { Db } from '../../db/client.ts';
+import { isTransientDatabaseError } from '../../db/errors.ts';
+import { isTransientKafkaError } from '../../events/kafka.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { Projection } from '../projections/projection.ts';
 import { deadLetterOf, deadLetterTopicOf, type Origin } from './dead-letters.ts';
@@ -62,6 +66,12 @@ export interface ConsumerRunner {
 /** Offsets are committed after each batch, and at least this often within a long one. */
 const COMMIT_INTERVAL_MS = 1_000;
 const MAX_BACKOFF_MS = 30_000;
+/** Waits through a transient failure are capped lower, so recovery is noticed within seconds. */
+const TRANSIENT_MAX_BACKOFF_MS = 5_000;
+
+/** A failure that is not the record's fault: the database's or the broker's state at the moment. */
+export const isTransientFailure = (err: unknown): boolean =>
+  isTransientDatabaseError(err) || isTransientKafkaError(err);
 
 type Attempt<T> =
   | { ok: true; value: T }
@@ -136,9 +146,13 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
   }
 
   /**
-   * Runs `fn` until it succeeds. While the database is unreachable it waits
-   * indefinitely (an outage is not the record's fault and must not empty the
-   * topic into the dead-letter topic); otherwise it gives up after `maxAttempts`.
+   * Runs `fn` until it succeeds. A failure that is not the record's fault
+   * waits and retries without limit: a transient database or broker error
+   * (isTransientFailure: read-only after a failover, connection lost, a
+   * serialization conflict, leadership moving...) or any error while the
+   * database is unreachable; an outage must not empty the topic into the
+   * dead-letter topic. Other failures count: after `maxAttempts` of them the
+   * record is given up (dead-lettered by the caller).
    */
   async function attempt<T>(
     fn: () => Promise<T>,
@@ -146,16 +160,20 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
     maxAttempts: number,
     about: Record<string, unknown>,
   ): Promise<Attempt<T>> {
+    let counted = 0;
     for (let n = 1; ; n++) {
       try {
         return { ok: true, value: await fn() };
       } catch (error) {
-        if (n >= maxAttempts && (await databaseReachable())) {
-          return { ok: false, error, attempts: n };
-        }
+        const transient = isTransientFailure(error) || !(await databaseReachable());
+        if (!transient && ++counted >= maxAttempts) return { ok: false, error, attempts: n };
         metrics.retries.inc({ group: groupId });
-        const delay = Math.min(opts.retryInitialMs * 2 ** Math.min(n - 1, 20), MAX_BACKOFF_MS);
-        log.warn({ ...about, groupId, attempt: n, delayMs: delay, err: error }, 'retrying');
+        const cap = transient ? TRANSIENT_MAX_BACKOFF_MS : MAX_BACKOFF_MS;
+        const delay = Math.min(opts.retryInitialMs * 2 ** Math.min(n - 1, 20), cap);
+        log.warn(
+          { ...about, groupId, attempt: n, transient, delayMs: delay, err: error },
+          transient ? 'waiting out a transient failure' : 'retrying',
+        );
         if (!(await pause(delay, ctx))) return { ok: false, stopping: true };
       }
     }
@@ -173,11 +191,27 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
       offset: message.offset,
       timestamp: message.timestamp,
     };
-    await producer.send({
-      topic: deadLetterTopic,
-      acks: -1,
-      messages: [deadLetterOf(message, { origin, groupId, error, attempts })],
-    });
+    const letter = deadLetterOf(message, { origin, groupId, error, attempts });
+    // A broker failing over (not leader, coordinator moving, too few replicas) is waited out here.
+    for (let n = 1; ; n++) {
+      try {
+        await producer.send({ topic: deadLetterTopic, acks: -1, messages: [letter] });
+        break;
+      } catch (err) {
+        if (!isTransientKafkaError(err)) throw err;
+        const delay = Math.min(
+          opts.retryInitialMs * 2 ** Math.min(n - 1, 20),
+          TRANSIENT_MAX_BACKOFF_MS,
+        );
+        metrics.retries.inc({ group: groupId });
+        log.warn(
+          { groupId, ...origin, attempt: n, delayMs: delay, err },
+          'dead letter not sent yet; retrying',
+        );
+        // Stopping: the record is not finished; its offset stays for the next owner.
+        if (!(await pause(delay, ctx))) throw err;
+      }
+    }
     count('dead_lettered');
     log.error(
       {
