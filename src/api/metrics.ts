@@ -215,3 +215,5 @@ export function createApiMetrics(
 
   return { registry, middleware, handler };
 }
+
+export type ApiMetrics = ReturnType<typeof createApiMetrics>;

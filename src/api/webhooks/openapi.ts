@@ -4,11 +4,23 @@
  */
 import { z } from 'zod';
 import { MAX_RESPONSE_BODY_BYTES } from '../../webhooks/http-delivery.ts';
-import { WEBHOOK_EVENT_TYPES, createWebhookEndpointSchema } from './routes.ts';
+import {
+  badIdProblem,
+  bodyProblems,
+  databaseProblems,
+  jsonSchema,
+  problem,
+  ref,
+} from '../openapi-parts.ts';
+import {
+  WEBHOOK_EVENT_TYPES,
+  createWebhookEndpointSchema,
+  webhookEndpointIdSchema,
+} from './routes.ts';
 
 const endpointSchema = z.object({
   id: z.uuid(),
-  url: z.url(),
+  url: z.string().describe('As registered, in its WHATWG URL serialization'),
   eventTypes: z.array(z.enum(WEBHOOK_EVENT_TYPES)),
   status: z.enum(['ENABLED', 'DISABLED']),
   disabledReason: z.string().nullable(),
@@ -37,17 +49,10 @@ const deliverySchema = z.object({
   updatedAt: z.iso.datetime(),
 });
 
-const jsonSchema = (schema: z.ZodType, io: 'input' | 'output' = 'output') =>
-  z.toJSONSchema(schema, { target: 'draft-2020-12', io, unrepresentable: 'any' });
-const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const json = (description: string, schema: object, headers = {}) => ({
   description,
   headers,
   content: { 'application/json': { schema } },
-});
-const problem = (description: string) => ({
-  description,
-  content: { 'application/problem+json': { schema: ref('Problem') } },
 });
 const list = (name: string) => ({
   type: 'object',
@@ -59,7 +64,7 @@ const idParam = (description: string) => ({
   in: 'path',
   required: true,
   description,
-  schema: { type: 'string', format: 'uuid' },
+  schema: jsonSchema(webhookEndpointIdSchema),
 });
 const unauthorized = problem('Missing or invalid API key');
 
@@ -79,9 +84,12 @@ export function webhookPaths() {
           '201': json('Created, with its signing secret', ref('CreatedWebhookEndpoint'), {
             Location: { schema: { type: 'string' } },
           }),
-          '400': problem('Invalid body or a refused target (the problem lists each field)'),
+          '400': problem(
+            'Invalid or missing body, or a refused target (the problem lists each field)',
+          ),
           '401': unauthorized,
-          '415': problem('Not application/json'),
+          ...bodyProblems,
+          ...databaseProblems,
         },
       },
       get: {
@@ -90,6 +98,7 @@ export function webhookPaths() {
         responses: {
           '200': json('The subscribers', list('WebhookEndpoint')),
           '401': unauthorized,
+          ...databaseProblems,
         },
       },
     },
@@ -100,8 +109,9 @@ export function webhookPaths() {
         parameters: [idParam('Webhook endpoint id')],
         responses: {
           '200': json('The subscriber', ref('WebhookEndpoint')),
-          '400': problem('The id is not a UUID'),
+          '400': badIdProblem,
           '401': unauthorized,
+          ...databaseProblems,
           '404': problem('No such endpoint'),
         },
       },
@@ -111,8 +121,9 @@ export function webhookPaths() {
         parameters: [idParam('Webhook endpoint id')],
         responses: {
           '204': { description: 'Deleted' },
-          '400': problem('The id is not a UUID'),
+          '400': badIdProblem,
           '401': unauthorized,
+          ...databaseProblems,
           '404': problem('No such endpoint'),
         },
       },
@@ -124,8 +135,9 @@ export function webhookPaths() {
         parameters: [idParam('Order id')],
         responses: {
           '200': json('The delivery log', list('WebhookDelivery')),
-          '400': problem('The id is not a UUID'),
+          '400': badIdProblem,
           '401': unauthorized,
+          ...databaseProblems,
           '404': problem('No such order'),
         },
       },
