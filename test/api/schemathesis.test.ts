@@ -101,7 +101,7 @@ describe('Schemathesis against the live API (keys on)', () => {
         '--header',
         `Authorization: Bearer ${KEY}`,
         '--phases',
-        'examples,coverage,fuzzing',
+        'examples,coverage,fuzzing,stateful',
         '--max-examples',
         '25',
         '--max-time',
