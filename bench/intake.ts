@@ -806,6 +806,8 @@ async function main(): Promise<void> {
       NODE_ENV: 'production',
       DATABASE_POOL_SIZE: String(settings.poolSize),
       API_KEYS: '',
+      // Loopback, measured without auth: the API refuses production without keys unless told.
+      API_ALLOW_ANONYMOUS: 'true',
     };
     // What the orders worker, the relay and the APIs get besides the stack's addresses.
     const appEnv = settings.npmStart ? {} : common;

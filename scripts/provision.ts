@@ -9,7 +9,13 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { buildWorkflowBundle } from '../src/workers/workflow-bundle.ts';
-import { ProvisionError, projectRoot, provisionAll, provisionChromium } from './lib/tools.ts';
+import {
+  ProvisionError,
+  projectRoot,
+  provisionAll,
+  provisionChromium,
+  provisionSchemathesis,
+} from './lib/tools.ts';
 
 const log = (m: string) => console.error(`[setup] ${m}`);
 
@@ -54,6 +60,16 @@ function provisionBrowser(): void {
   }
 }
 
+/** Only test/api/schemathesis.test.ts needs Schemathesis (it fails there, saying why, when missing). */
+function provisionFuzzer(): void {
+  try {
+    provisionSchemathesis((m) => log(m));
+  } catch (e) {
+    if (!(e instanceof ProvisionError)) throw e;
+    log(`WARNING ${e.message} (only test/api/schemathesis.test.ts needs it)`);
+  }
+}
+
 /** Without a prebuilt bundle the orders worker bundles at start-up (slower), so warn instead of failing. */
 async function provisionWorkflowBundle(): Promise<void> {
   try {
@@ -70,6 +86,7 @@ try {
   const started = Date.now();
   provisionAll((m) => log(m));
   provisionBrowser();
+  provisionFuzzer();
   generatePrismaClient();
   await provisionWorkflowBundle();
   const s = ((Date.now() - started) / 1000).toFixed(1);

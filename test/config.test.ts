@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, parseDuration } from '../src/config/env.ts';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  ConfigError,
+  apiAccessOf,
+  isLoopbackHost,
+  loadConfig,
+  parseDuration,
+} from '../src/config/env.ts';
 import { temporalConnectSettings } from '../src/config/temporal.ts';
 import { defaultRetryPolicies } from '../src/shared/steps.ts';
 
@@ -104,5 +113,82 @@ describe('configuration', () => {
       connectionOptions: { address: 'orders.abcd.tmprl.cloud:7233', apiKey: 'secret', tls: true },
       namespace: 'orders.abcd',
     });
+  });
+});
+
+describe('API access (secure defaults)', () => {
+  const accessOf = (env: Record<string, string>) => apiAccessOf(loadConfig(env));
+  const refusal = (env: Record<string, string>) => {
+    try {
+      accessOf(env);
+      return '';
+    } catch (e) {
+      expect(e).toBeInstanceOf(ConfigError);
+      return (e as Error).message;
+    }
+  };
+
+  it('stays keyless on loopback in development, as npm start and the tests run', () => {
+    for (const HOST of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', 'localhost', '::ffff:127.0.0.1'])
+      expect(accessOf({ HOST }), HOST).toEqual({ apiKeys: [], anonymous: true, metrics: 'open' });
+  });
+
+  it('refuses to start without API_KEYS in production or on a non-loopback address, saying why', () => {
+    expect(refusal({ NODE_ENV: 'production' })).toMatch(
+      /API_KEYS: is required because NODE_ENV=production/,
+    );
+    for (const HOST of ['0.0.0.0', '::', '192.168.1.10', 'api.internal'])
+      expect(refusal({ HOST }), HOST).toMatch(
+        new RegExp(`API_KEYS: .*HOST=${HOST.replace(/\./g, '\\.')} is not a loopback`),
+      );
+    expect(refusal({ NODE_ENV: 'production', HOST: '0.0.0.0' })).toMatch(
+      /API_ALLOW_ANONYMOUS=true/,
+    );
+  });
+
+  it('starts with keys, or open when API_ALLOW_ANONYMOUS=true says so (never both)', () => {
+    expect(accessOf({ NODE_ENV: 'production', HOST: '0.0.0.0', API_KEYS: 'a,b' })).toMatchObject({
+      apiKeys: ['a', 'b'],
+      anonymous: false,
+    });
+    expect(accessOf({ NODE_ENV: 'production', API_ALLOW_ANONYMOUS: 'TRUE' }).anonymous).toBe(true);
+    expect(refusal({ API_KEYS: 'a', API_ALLOW_ANONYMOUS: 'true' })).toMatch(/API_ALLOW_ANONYMOUS/);
+    expect(() => loadConfig({ API_ALLOW_ANONYMOUS: 'yes' })).toThrow(/API_ALLOW_ANONYMOUS/);
+  });
+
+  it('reads keys from API_KEYS_FILE (a Docker secret), one per line or comma', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orderflow-keys-'));
+    try {
+      const file = path.join(dir, 'keys');
+      fs.writeFileSync(file, 'first-key\nsecond-key, third-key\n');
+      expect(accessOf({ NODE_ENV: 'production', API_KEYS_FILE: file }).apiKeys).toEqual([
+        'first-key',
+        'second-key',
+        'third-key',
+      ]);
+      fs.writeFileSync(file, '\n  \n');
+      expect(refusal({ API_KEYS_FILE: file })).toMatch(/API_KEYS_FILE: .* holds no key/);
+      expect(refusal({ API_KEYS_FILE: path.join(dir, 'missing') })).toMatch(
+        /API_KEYS_FILE: cannot read .*ENOENT/,
+      );
+      expect(refusal({ API_KEYS_FILE: file, API_KEYS: 'x' })).toMatch(/not both/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('serves /metrics open, behind a key, or on a listener of its own', () => {
+    expect(accessOf({ API_KEYS: 'k', API_METRICS_REQUIRE_KEY: 'true' }).metrics).toBe('key');
+    expect(accessOf({ API_METRICS_PORT: '9464' }).metrics).toBe('elsewhere');
+    expect(refusal({ API_METRICS_REQUIRE_KEY: 'true' })).toMatch(
+      /API_METRICS_REQUIRE_KEY: .*API_KEYS/,
+    );
+  });
+
+  it('tells loopback hosts from others', () => {
+    expect(['127.0.0.1', '::1', 'LOCALHOST'].map(isLoopbackHost)).toEqual([true, true, true]);
+    expect(
+      ['0.0.0.0', '::', '10.0.0.1', '128.0.0.1', 'localhost.example'].map(isLoopbackHost),
+    ).toEqual([false, false, false, false, false]);
   });
 });

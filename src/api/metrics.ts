@@ -253,3 +253,5 @@ export function createApiMetrics(
 
   return { registry, middleware, handler };
 }
+
+export type ApiMetrics = ReturnType<typeof createApiMetrics>;

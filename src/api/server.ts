@@ -5,23 +5,32 @@
  * accepting, finishes in-flight requests, then closes its connections.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { loadConfig, retryPoliciesOf } from '../config/env.ts';
+import type { AddressInfo } from 'node:net';
+import { apiAccessOf, loadConfig, retryPoliciesOf } from '../config/env.ts';
 import { temporalConnectSettings } from '../config/temporal.ts';
 import { createDbFromConfig } from '../db/client.ts';
 import { startTracing } from '../observability/tracing.ts';
 import { configForLog, createLogger, scrubUrlCredentials } from '../shared/logger.ts';
 import { createApp } from './app.ts';
 import { OutboxRelay, defaultRelayOptions } from './outbox-relay.ts';
+import { createApiMetrics } from './metrics.ts';
+import { startMetricsServer } from '../shared/metrics-server.ts';
 import { LazyTemporalClient } from './temporal-client.ts';
 
 async function main(): Promise<void> {
   const config = loadConfig();
+  // Refused before anything starts: keys are required in production and off loopback.
+  const access = apiAccessOf(config);
   // Before the app is built: its server spans and the Temporal client's interceptor depend on it.
   const tracing = startTracing(config, 'orderflow-api');
   const log = createLogger('api', config.LOG_LEVEL, { format: config.LOG_FORMAT });
   log.info({ config: configForLog(config) }, 'configuration');
-  if (!config.API_KEYS?.length)
-    log.warn('API_KEYS is not set: every route is open to anyone who can reach it');
+  if (access.anonymous)
+    log.warn(
+      config.API_ALLOW_ANONYMOUS
+        ? 'API_ALLOW_ANONYMOUS=true: every route is open to anyone who can reach it'
+        : 'API_KEYS is not set: every route is open (to this machine only: HOST is loopback)',
+    );
   const db = createDbFromConfig(config, config.DATABASE_POOL_SIZE);
   const temporal = new LazyTemporalClient(temporalConnectSettings(config));
   const relay = new OutboxRelay(
@@ -40,18 +49,33 @@ async function main(): Promise<void> {
     () => temporal.ping(),
   );
   relay.run();
+  const metrics = createApiMetrics(relay, db);
+  const metricsServer =
+    config.API_METRICS_PORT === undefined
+      ? undefined
+      : await startMetricsServer(
+          metrics.registry,
+          config.API_METRICS_HOST,
+          config.API_METRICS_PORT,
+        );
+  if (metricsServer) log.info({ url: metricsServer.url }, 'metrics listening');
   const app = createApp({
     db,
     temporal,
     relay,
     log,
-    apiKeys: config.API_KEYS,
+    apiKeys: access.apiKeys,
+    metricsAccess: access.metrics,
+    metrics,
+    orderActionTimeoutMs: config.ORDER_ACTION_TIMEOUT_MS,
     workflowStartMode: config.WORKFLOW_START_MODE,
     webhookAllowedTargets: config.WEBHOOK_ALLOWED_TARGETS,
     webhookMaxEndpointsPerEventType: config.WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE,
   });
   const server = app.listen(config.PORT, config.HOST, () => {
-    log.info({ url: `http://${config.HOST}:${config.PORT}` }, 'api listening');
+    const { address, port } = server.address() as AddressInfo;
+    const host = address.includes(':') ? `[${address}]` : address;
+    log.info({ url: `http://${host}:${port}`, apiKeys: access.apiKeys.length }, 'api listening');
   });
   server.keepAliveTimeout = 65_000;
 
@@ -77,7 +101,9 @@ async function main(): Promise<void> {
     server.close(() => {
       void relay
         .stop()
-        .then(() => Promise.allSettled([db.$disconnect(), temporal.close()]))
+        .then(() =>
+          Promise.allSettled([db.$disconnect(), temporal.close(), metricsServer?.close()]),
+        )
         .then(() => tracing.shutdown())
         .then(() => {
           log.info('stopped');

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
 import { defaultRetryPolicies, type StepName, type StepRetryPolicy } from '../shared/steps.ts';
 
@@ -25,6 +26,14 @@ const csv = z
       .filter(Boolean),
   )
   .pipe(z.array(z.string()).min(1));
+/** "true" or "false" (any case); unset is false. */
+const flag = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .pipe(z.enum(['true', 'false'], { error: 'must be true or false' }))
+  .transform((v) => v === 'true')
+  .default(false);
 
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
 const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
@@ -138,7 +147,18 @@ const envSchema = z.object({
     .regex(/^smtps?:\/\//, 'must be an smtp:// or smtps:// URL')
     .default('smtp://127.0.0.1:1025'),
   MAIL_FROM: z.string().default('orderflow <orders@orderflow.local>'),
+  /** Bearer keys of the API (comma list); API_KEYS_FILE reads them from a file (a Docker secret). */
   API_KEYS: csv.optional(),
+  API_KEYS_FILE: z.string().min(1).optional(),
+  /** Serve every route without a key although NODE_ENV=production or HOST is not loopback. */
+  API_ALLOW_ANONYMOUS: flag,
+  /** The API's /metrics on a listener of its own (API_METRICS_HOST:API_METRICS_PORT) instead of PORT. */
+  API_METRICS_PORT: port.optional(),
+  API_METRICS_HOST: z.string().min(1).default('127.0.0.1'),
+  /** /metrics on PORT needs an API key like the order routes. */
+  API_METRICS_REQUIRE_KEY: flag,
+  /** How long POST /orders/{id}/retry and /cancel wait for Temporal and a worker before answering 504. */
+  ORDER_ACTION_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
   WEBHOOK_RATE_PER_SECOND: z.coerce.number().positive().default(20),
   WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
   /**
@@ -289,9 +309,93 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
   }
-  const issues = kafkaSecurityIssues(parsed.data);
+  const config = parsed.data;
+  const issues = kafkaSecurityIssues(config);
   if (issues.length) {
     throw new ConfigError(`Invalid configuration:\n${issues.map((i) => `  ${i}`).join('\n')}`);
   }
-  return parsed.data;
+  if (config.API_KEYS_FILE) {
+    if (config.API_KEYS) invalid('API_KEYS_FILE', 'set API_KEYS or API_KEYS_FILE, not both');
+    config.API_KEYS = readKeysFile(config.API_KEYS_FILE);
+  }
+  return config;
+}
+
+const invalid = (variable: string, why: string): never => {
+  throw new ConfigError(`Invalid configuration:\n  ${variable}: ${why}`);
+};
+
+/** Keys separated by commas, spaces or new lines (a Docker secret file). */
+function readKeysFile(file: string): string[] {
+  let text = '';
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    invalid(
+      'API_KEYS_FILE',
+      `cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
+  }
+  const keys = text.split(/[\s,]+/).filter(Boolean);
+  return keys.length ? keys : invalid('API_KEYS_FILE', `${file} holds no key`);
+}
+
+/** Addresses that only this machine reaches: 127.0.0.0/8, ::1 (also IPv4-mapped) and "localhost". */
+const loopback = new BlockList();
+loopback.addSubnet('127.0.0.0', 8, 'ipv4');
+loopback.addAddress('::1', 'ipv6');
+loopback.addSubnet('::ffff:127.0.0.0', 104, 'ipv6');
+
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  if (h === 'localhost') return true;
+  const family = isIP(h);
+  return family !== 0 && loopback.check(h, family === 4 ? 'ipv4' : 'ipv6');
+}
+
+/** Who may call the API: the keys it asks for, or nobody asked (anonymous). */
+export interface ApiAccess {
+  apiKeys: readonly string[];
+  /** True when every route is open; never by default in production or off loopback. */
+  anonymous: boolean;
+  /** Where the API serves /metrics: open on PORT, behind a key on PORT, or on its own listener. */
+  metrics: 'open' | 'key' | 'elsewhere';
+}
+
+/**
+ * The API's access rules, refused at start-up when they are not safe: in production
+ * (NODE_ENV=production) or bound to a non-loopback HOST, the API needs API_KEYS unless
+ * API_ALLOW_ANONYMOUS=true says open access is meant.
+ */
+export function apiAccessOf(config: Config): ApiAccess {
+  const apiKeys = config.API_KEYS ?? [];
+  if (apiKeys.length && config.API_ALLOW_ANONYMOUS)
+    invalid('API_ALLOW_ANONYMOUS', 'is true while API_KEYS is set: choose one');
+  if (config.API_METRICS_REQUIRE_KEY && !apiKeys.length)
+    invalid('API_METRICS_REQUIRE_KEY', 'is true but API_KEYS is not set');
+  if (config.API_METRICS_REQUIRE_KEY && config.API_METRICS_PORT !== undefined)
+    invalid(
+      'API_METRICS_REQUIRE_KEY',
+      'applies to /metrics on PORT; API_METRICS_PORT moves it away',
+    );
+  const exposedBy = [
+    config.NODE_ENV === 'production' ? 'NODE_ENV=production' : '',
+    isLoopbackHost(config.HOST) ? '' : `HOST=${config.HOST} is not a loopback address`,
+  ].filter(Boolean);
+  if (!apiKeys.length && exposedBy.length && !config.API_ALLOW_ANONYMOUS) {
+    invalid(
+      'API_KEYS',
+      `is required because ${exposedBy.join(' and ')}: set API_KEYS (or API_KEYS_FILE) to one or more keys, or API_ALLOW_ANONYMOUS=true to serve every route without a key`,
+    );
+  }
+  return {
+    apiKeys,
+    anonymous: !apiKeys.length,
+    metrics:
+      config.API_METRICS_PORT !== undefined
+        ? 'elsewhere'
+        : config.API_METRICS_REQUIRE_KEY
+          ? 'key'
+          : 'open',
+  };
 }

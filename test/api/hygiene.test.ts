@@ -429,24 +429,58 @@ describe('components.schemas.CreateOrderRequest', () => {
     }
   });
 
-  it('documents the limit on the total, which JSON Schema cannot express', async () => {
+  it('bounds the total by the item limits it states, so no order it calls valid is refused for its total', async () => {
     const doc = await fetchDoc(api.url);
     const schema = doc.components.schemas.CreateOrderRequest as Body;
-    const overTotal = {
-      ...validOrder(),
-      items: [
-        item({ quantity: 10_000, unitPriceCents: 1_000_000_000 }),
-        item({ sku: 'SKU-2', quantity: 1, unitPriceCents: 1 }),
-      ],
+    const itemSchema = schema.properties.items as Body;
+    const limits = {
+      items: itemSchema.maxItems as number,
+      quantity: itemSchema.items.properties.quantity.maximum as number,
+      price: itemSchema.items.properties.unitPriceCents.maximum as number,
     };
-    expect(newAjv().compile(schema)(overTotal)).toBe(true);
-    const res = await postOrder(api.url, overTotal);
-    expect([res.status, res.body.errors]).toEqual([
-      400,
-      [{ field: 'items', message: expect.any(String) }],
-    ]);
-    // So the document says it in words.
+    expect(limits.items * limits.quantity * limits.price).toBe(MAX_TOTAL_CENTS);
+    expect(MAX_TOTAL_CENTS).toBeLessThanOrEqual(Number.MAX_SAFE_INTEGER);
+    // The largest order the document allows: valid by the schema, accepted, its total exact.
+    const largest = {
+      ...validOrder(),
+      items: Array.from({ length: limits.items }, (_, i) =>
+        item({ sku: `MAX-${i}`, quantity: limits.quantity, unitPriceCents: limits.price }),
+      ),
+    };
+    expect(newAjv().compile(schema)(largest)).toBe(true);
+    const res = await postOrder(api.url, largest);
+    expect([res.status, res.body.totalCents]).toEqual([201, MAX_TOTAL_CENTS]);
+    const row = await api.db.order.findUniqueOrThrow({ where: { id: res.body.id as string } });
+    expect(row.totalCents).toBe(BigInt(MAX_TOTAL_CENTS));
     expect(JSON.stringify(schema)).toContain(String(MAX_TOTAL_CENTS));
+  });
+
+  it('states the email rule the API checks: what it calls an email is accepted, and only that', async () => {
+    const doc = await fetchDoc(api.url);
+    const validate = newAjv().compile(doc.components.schemas.CreateOrderRequest as object);
+    const emails = [
+      `${'a'.repeat(64)}@example.com`,
+      `${'a'.repeat(65)}@example.com`,
+      `${'a'.repeat(70)}'q@example.com`,
+      "o'brien@example.com",
+      'a!#$%&*+/=?^_`{|}~-z@example.com',
+      '"quoted"@example.com',
+      'a..b@example.com',
+      '.a@example.com',
+      'a@-example.com',
+      'a@example.c',
+      'a@example.com.',
+      'a@exa_mple.com',
+      'ü@example.com',
+    ];
+    for (const customerEmail of emails) {
+      const body = { ...validOrder(), customerEmail };
+      const res = await postOrder(api.url, body);
+      expect(res.status, customerEmail).toBe(validate(body) ? 201 : 400);
+    }
+    const schema = doc.components.schemas.CreateOrderRequest.properties.customerEmail as Body;
+    expect(schema.format).toBeUndefined(); // a pattern, not a format each validator reads its own way
+    expect(schema.pattern).toEqual(expect.any(String));
   });
 });
 
@@ -500,10 +534,34 @@ describe('API keys', () => {
     }
   });
 
-  it('leaves /healthz, /readyz and /openapi.json open', async () => {
-    for (const path of ['/healthz', '/readyz', '/openapi.json']) {
+  it('leaves /healthz, /readyz, /metrics and /openapi.json open', async () => {
+    for (const path of ['/healthz', '/readyz', '/metrics', '/openapi.json']) {
       const res = await fetch(`${secured.url}${path}`);
       expect(res.status, path).toBe(200);
+    }
+  });
+
+  it('documents per operation whether a key is needed, as each server enforces it', async () => {
+    for (const [server, keyed] of [
+      [secured, true],
+      [api, false],
+    ] as const) {
+      const doc = await fetchDoc(server.url);
+      expect(doc.security, 'no document-wide default').toBeUndefined();
+      const ops = documentedOperations(doc);
+      for (const op of ops) {
+        const [method, path] = op.split(' ') as [string, string];
+        const operation = doc.paths[path][method.toLowerCase()] as Body;
+        const needsKey = (operation.security as unknown[]).length > 0;
+        const res = await callOperation(server.url, op);
+        expect(res.status === 401, `${op} on the ${keyed ? 'keyed' : 'open'} API`).toBe(needsKey);
+        expect('401' in operation.responses, `${op} documents 401`).toBe(needsKey);
+      }
+      const protectedOps = ops.filter((op) => {
+        const [method, path] = op.split(' ') as [string, string];
+        return (doc.paths[path][method.toLowerCase()].security as unknown[]).length > 0;
+      });
+      expect(protectedOps.length).toBe(keyed ? ops.length - 4 : 0);
     }
   });
 

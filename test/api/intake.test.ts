@@ -87,6 +87,11 @@ describe('POST /orders', () => {
   const invalid: [string, unknown, string[]][] = [
     ['missing everything', {}, ['customerEmail', 'items', 'currency']],
     ['bad email', { ...validOrder(), customerEmail: 'not-an-email' }, ['customerEmail']],
+    [
+      'an email with a 65-character local part',
+      { ...validOrder(), customerEmail: `${'a'.repeat(65)}@example.com` },
+      ['customerEmail'],
+    ],
     ['no items', { ...validOrder(), items: [] }, ['items']],
     [
       '101 items',
@@ -137,18 +142,6 @@ describe('POST /orders', () => {
       'unknown item field',
       { ...validOrder(), items: [{ sku: 'A', quantity: 1, unitPriceCents: 1, note: 'x' }] },
       ['items[0].note'],
-    ],
-    [
-      'total over the limit',
-      {
-        ...validOrder(),
-        items: Array.from({ length: 2 }, (_, i) => ({
-          sku: `S${i}`,
-          quantity: 10_000,
-          unitPriceCents: 1_000_000_000,
-        })),
-      },
-      ['items'],
     ],
     ['array body', [validOrder()], ['(body)']],
   ];

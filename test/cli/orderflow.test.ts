@@ -224,7 +224,10 @@ describe('orderflow CLI', () => {
       new RegExp(`^${parkedForPartial}\\s+true\\s+retrying webhooks$`, 'm'),
     );
     expect(run.stdout).toMatch(
-      new RegExp(`^${unknown}\\s+false\\s+Order ${unknown} has no running workflow$`, 'm'),
+      new RegExp(
+        `^${unknown}\\s+false\\s+Order ${unknown} has no running workflow: it has not started yet$`,
+        'm',
+      ),
     );
     // stderr is not a terminal here: plain progress lines instead of a bar.
     expect(run.stderr).toMatch(/^retried: 0\/2 \(0%\)$/m);
@@ -244,7 +247,7 @@ describe('orderflow CLI', () => {
       results: ids.map((id) => ({
         id,
         ok: false,
-        detail: `Order ${id} has no running workflow`,
+        detail: `Order ${id} has no running workflow: it has not started yet`,
       })),
       retried: 0,
       failed: 2,

@@ -27,12 +27,14 @@
  * ships the spec's schema) and copy the file over; keep it unformatted.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { parseDocument } from 'yaml';
+import { apiAccessOf, loadConfig } from '../../src/config/env.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..');
@@ -314,6 +316,36 @@ describe('docker-compose.yml', () => {
     expect([...svc.keys()]).toEqual(
       expect.arrayContaining(['postgres', 'temporal', 'kafka', 'smtp']),
     );
+  });
+
+  it('runs the API with keys from a secret, which its own start-up check accepts', () => {
+    const api = new Map(services(compose)).get('api') ?? {};
+    const env = Object.fromEntries(
+      Object.entries(isRecord(api.environment) ? api.environment : {}).map(([k, v]) => [
+        k,
+        String(v),
+      ]),
+    );
+    // The secret is mounted where API_KEYS_FILE points, from a file of the project.
+    expect(api.secrets).toEqual(['api_keys']);
+    expect(env.API_KEYS_FILE).toBe('/run/secrets/api_keys');
+    expect(compose.secrets).toEqual({ api_keys: { file: './secrets/api-keys' } });
+    expect(env.API_ALLOW_ANONYMOUS).toBeUndefined();
+    // What the container sees, with a key in the secret file: the API starts.
+    const dir = mkdtempSync(path.join(tmpdir(), 'orderflow-compose-'));
+    try {
+      const secret = path.join(dir, 'api-keys');
+      writeFileSync(secret, `${'k'.repeat(32)}\n`);
+      const access = apiAccessOf(loadConfig({ ...env, API_KEYS_FILE: secret }));
+      expect(access).toMatchObject({ apiKeys: ['k'.repeat(32)], anonymous: false });
+      expect(access.metrics).toBe('elsewhere');
+      // Without the secret, the same environment is refused, naming API_KEYS.
+      const keyless = { ...env };
+      delete keyless.API_KEYS_FILE;
+      expect(() => apiAccessOf(loadConfig(keyless))).toThrow(/API_KEYS/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('references entry points that exist in the repository', () => {

@@ -5,8 +5,11 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
 import {
   cacheDir,
+  SCHEMATHESIS_REQUIREMENTS,
   findPostgresBin,
+  provisionSchemathesis,
   provisionTemporalCli,
+  schemathesisInstall,
   versions,
 } from '../../scripts/lib/tools.ts';
 
@@ -138,4 +141,59 @@ describe('findPostgresBin', () => {
     // The test stack's PostgreSQL was started from the same folder.
     expect(inject('tools').postgresBin).toBe(dir);
   });
+});
+
+describe('Schemathesis provisioning', () => {
+  const saved = {
+    ORDERFLOW_CACHE: process.env.ORDERFLOW_CACHE,
+    SCHEMATHESIS_PATH: process.env.SCHEMATHESIS_PATH,
+  };
+  afterEach(() => {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  });
+  const pinned = () =>
+    /^schemathesis==(\S+)$/m.exec(fs.readFileSync(SCHEMATHESIS_REQUIREMENTS, 'utf8'))![1]!;
+
+  it('pins schemathesis and every package it needs to exact versions', () => {
+    const lines = fs
+      .readFileSync(SCHEMATHESIS_REQUIREMENTS, 'utf8')
+      .split('\n')
+      .filter((l) => l.trim() && !l.startsWith('#'));
+    expect(lines.length).toBeGreaterThan(5);
+    for (const line of lines) expect(line).toMatch(/^[A-Za-z0-9._-]+==[\w.!+-]+$/);
+  });
+
+  it('answers from the cache, quickly and without logging, once installed', () => {
+    delete process.env.SCHEMATHESIS_PATH;
+    const st = provisionSchemathesis(() => {}); // installs if the setup did not
+    const logs: string[] = [];
+    const started = performance.now();
+    expect(provisionSchemathesis((m) => logs.push(m))).toBe(st);
+    expect(performance.now() - started).toBeLessThan(500);
+    expect(logs).toEqual([]);
+    const v = spawnSync(st, ['--version'], { encoding: 'utf8' });
+    expect(`${v.stdout}${v.stderr}`).toContain(pinned());
+  }, 300_000);
+
+  it('rebuilds a venv whose install was interrupted (no stamp)', () => {
+    delete process.env.SCHEMATHESIS_PATH;
+    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'orderflow-st-test-'));
+    try {
+      process.env.ORDERFLOW_CACHE = scratch;
+      // What a run killed mid-install leaves: a venv folder without the stamp.
+      const { dir } = schemathesisInstall();
+      fs.mkdirSync(path.join(dir, 'venv', 'bin'), { recursive: true });
+      fs.writeFileSync(path.join(dir, 'venv', 'bin', 'st'), '#!/bin/sh\nexit 1\n', { mode: 0o755 });
+      const logs: string[] = [];
+      const st = provisionSchemathesis((m) => logs.push(m));
+      expect(st).toBe(path.join(dir, 'venv', 'bin', 'st'));
+      expect(logs.some((l) => l.startsWith('installing Schemathesis'))).toBe(true);
+      expect(spawnSync(st, ['--version'], { encoding: 'utf8' }).status).toBe(0);
+    } finally {
+      fs.rmSync(scratch, { recursive: true, force: true });
+    }
+  }, 300_000);
 });

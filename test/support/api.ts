@@ -19,6 +19,8 @@ export async function startApi(opts: {
   databaseUrl: string;
   temporalAddress: string;
   apiKeys?: string[];
+  metricsAccess?: 'open' | 'key' | 'elsewhere';
+  orderActionTimeoutMs?: number;
   workflowStartMode?: 'async' | 'inline' | 'relay';
   relay?: Partial<RelayOptions> & { run?: boolean };
   /** The API's logger (e.g. one writing to a captured stream); silent by default. */
@@ -52,6 +54,8 @@ export async function startApi(opts: {
     relay,
     log,
     apiKeys: opts.apiKeys,
+    metricsAccess: opts.metricsAccess,
+    orderActionTimeoutMs: opts.orderActionTimeoutMs,
     workflowStartMode: opts.workflowStartMode,
     webhookAllowedTargets: opts.webhookAllowedTargets ?? 'loopback',
     webhookResolver: opts.webhookResolver,

@@ -1,41 +1,135 @@
 /**
  * Operator actions on an order's workflow: retry a parked order (the `retry`
- * update, which the workflow refuses unless parked) and cancel.
+ * update, which the workflow refuses unless parked) and cancel. Each has a
+ * deadline, and Temporal's answers are told apart by their gRPC status codes.
  */
-import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import {
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  WorkflowUpdateRPCTimeoutOrCancelledError,
+  isGrpcServiceError,
+  type Client,
+} from '@temporalio/client';
 import { NOT_PARKED, cancelSignal, retryUpdate, type RetryResult } from '../../shared/messages.ts';
 import { orderWorkflowId } from '../../shared/task-queues.ts';
 import { ProblemError } from '../problems.ts';
 
+/** gRPC status codes (https://grpc.github.io/grpc/core/md_doc_statuscodes.html) Temporal answers with. */
+export const GrpcStatus = {
+  CANCELLED: 1,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  UNAVAILABLE: 14,
+} as const;
+
+/** The gRPC status code of a Temporal client error, or of the error it wraps. */
+export function grpcStatusOf(err: unknown): number | undefined {
+  let e: unknown = err;
+  for (let depth = 0; e && depth < 5; depth++) {
+    if (isGrpcServiceError(e)) return e.code;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/** The default deadline of an action (ORDER_ACTION_TIMEOUT_MS). */
+export const DEFAULT_ORDER_ACTION_TIMEOUT_MS = 10_000;
+
 export class OrderOperations {
-  constructor(private readonly client: () => Promise<Client>) {}
+  constructor(
+    private readonly client: () => Promise<Client>,
+    private readonly timeoutMs = DEFAULT_ORDER_ACTION_TIMEOUT_MS,
+  ) {}
 
   /** Re-runs the failed steps of a parked order; 409 when it is not parked. */
   async retry(orderId: string): Promise<RetryResult> {
     const client = await this.connected();
+    const handle = client.workflow.getHandle(orderWorkflowId(orderId));
     try {
-      return await client.workflow.getHandle(orderWorkflowId(orderId)).executeUpdate(retryUpdate);
+      return await this.withinDeadline(client, () => handle.executeUpdate(retryUpdate));
     } catch (err) {
       if (err instanceof WorkflowUpdateFailedError && err.cause?.message === NOT_PARKED) {
         throw new ProblemError('not-parked', `Order ${orderId} is not parked`);
       }
-      // Closed or never started: nothing is parked either.
-      if (err instanceof WorkflowNotFoundError || isClosed(err)) {
-        throw new ProblemError('not-parked', `Order ${orderId} has no running workflow`);
-      }
-      throw err;
+      throw await this.problemOf(client, orderId, err);
     }
   }
 
   /** Ends the order's workflow as CANCELLED. */
   async cancel(orderId: string, reason: string): Promise<void> {
     const client = await this.connected();
+    const handle = client.workflow.getHandle(orderWorkflowId(orderId));
     try {
-      await client.workflow.getHandle(orderWorkflowId(orderId)).signal(cancelSignal, reason);
+      await this.withinDeadline(client, () => handle.signal(cancelSignal, reason));
     } catch (err) {
-      if (err instanceof WorkflowNotFoundError) {
-        throw new ProblemError('not-parked', `Order ${orderId} has no running workflow`);
-      }
+      throw await this.problemOf(client, orderId, err);
+    }
+  }
+
+  private withinDeadline<T>(client: Client, action: () => Promise<T>): Promise<T> {
+    return client.withDeadline(Date.now() + this.timeoutMs, action);
+  }
+
+  /** What a failed update or signal means for the caller, by its gRPC status code. */
+  private async problemOf(client: Client, orderId: string, err: unknown): Promise<unknown> {
+    const code = grpcStatusOf(err);
+    const retryIn = { 'Retry-After': String(Math.max(1, Math.ceil(this.timeoutMs / 1000))) };
+    if (
+      err instanceof WorkflowUpdateRPCTimeoutOrCancelledError ||
+      code === GrpcStatus.DEADLINE_EXCEEDED
+    ) {
+      return new ProblemError(
+        'upstream-timeout',
+        `No worker answered for order ${orderId} within ${this.timeoutMs} ms`,
+        undefined,
+        retryIn,
+      );
+    }
+    if (code === GrpcStatus.UNAVAILABLE || code === GrpcStatus.RESOURCE_EXHAUSTED) {
+      return new ProblemError('service-unavailable', 'Temporal is unavailable', undefined, retryIn);
+    }
+    // The update reached a workflow whose first task has not completed (it is starting).
+    if (code === GrpcStatus.FAILED_PRECONDITION) {
+      return new ProblemError(
+        'workflow-not-ready',
+        `Order ${orderId}'s workflow is still starting; try again in a moment`,
+        undefined,
+        { 'Retry-After': '1' },
+      );
+    }
+    if (err instanceof WorkflowNotFoundError || code === GrpcStatus.NOT_FOUND) {
+      const started = await this.hasStarted(client, orderId).catch(() => undefined);
+      if (started === undefined)
+        return new ProblemError(
+          'service-unavailable',
+          'Temporal is unavailable',
+          undefined,
+          retryIn,
+        );
+      return started
+        ? new ProblemError('not-parked', `Order ${orderId} has no running workflow: it has ended`)
+        : new ProblemError(
+            'workflow-not-ready',
+            `Order ${orderId} has no running workflow: it has not started yet`,
+            undefined,
+            { 'Retry-After': '1' },
+          );
+    }
+    return err;
+  }
+
+  /** Whether the order's workflow exists (running or closed). */
+  private async hasStarted(client: Client, orderId: string): Promise<boolean> {
+    try {
+      await this.withinDeadline(client, () =>
+        client.workflow.getHandle(orderWorkflowId(orderId)).describe(),
+      );
+      return true;
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError || grpcStatusOf(err) === GrpcStatus.NOT_FOUND)
+        return false;
       throw err;
     }
   }
@@ -50,6 +144,3 @@ export class OrderOperations {
     }
   }
 }
-
-const isClosed = (err: unknown): boolean =>
-  /workflow execution already completed|already completed/i.test((err as Error)?.message ?? '');

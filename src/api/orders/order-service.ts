@@ -15,6 +15,7 @@ import { orderTotalCents, type CreateOrderRequest, type OrderStatus } from '../.
 import { orderWorkflowId } from '../../shared/task-queues.ts';
 import { OUTBOX_CHANNEL } from '../outbox-listener.ts';
 import { ProblemError } from '../problems.ts';
+import { decodeOrderCursor, encodeOrderCursor } from './order-cursor.ts';
 
 export interface OrderView {
   id: string;
@@ -202,7 +203,7 @@ export class OrderService {
 
   /** Newest first; the cursor is opaque (created_at and id of the last row). */
   async listOrders(q: { status?: OrderStatus; limit: number; cursor?: string }) {
-    const after = q.cursor ? decodeCursor(q.cursor) : undefined;
+    const after = q.cursor ? decodeOrderCursor(q.cursor) : undefined;
     const rows = await this.db.order.findMany({
       where: {
         ...(q.status ? { status: q.status } : {}),
@@ -223,22 +224,7 @@ export class OrderService {
     const last = page.at(-1);
     return {
       items: page.map(toView),
-      nextCursor: rows.length > q.limit && last ? encodeCursor(last.createdAt, last.id) : null,
+      nextCursor: rows.length > q.limit && last ? encodeOrderCursor(last) : null,
     };
   }
-}
-
-function encodeCursor(createdAt: Date, id: string): string {
-  return Buffer.from(`${createdAt.toISOString()}|${id}`).toString('base64url');
-}
-
-function decodeCursor(cursor: string): { createdAt: Date; id: string } {
-  const [ts, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
-  const createdAt = new Date(ts ?? '');
-  if (!id || Number.isNaN(createdAt.getTime()) || !/^[0-9a-f-]{36}$/.test(id)) {
-    throw new ProblemError('validation-error', 'The cursor is invalid', [
-      { field: 'cursor', message: 'is not a cursor returned by this API' },
-    ]);
-  }
-  return { createdAt, id };
 }

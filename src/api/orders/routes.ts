@@ -8,6 +8,8 @@ export type WorkflowStartMode = 'async' | 'inline' | 'relay';
 import { ProblemError, type FieldError } from '../problems.ts';
 import type { OrderOperations } from './order-operations.ts';
 import type { OrderService } from './order-service.ts';
+import { ORDER_CURSOR_PATTERN } from './order-cursor.ts';
+import { requireJsonBody } from '../request-body.ts';
 
 export const idempotencyKeySchema = z
   .string()
@@ -17,7 +19,11 @@ export const idempotencyKeySchema = z
 export const listOrdersQuerySchema = z.strictObject({
   status: z.enum(ORDER_STATUSES).optional(),
   limit: z.coerce.number().int().min(1).max(200).default(50),
-  cursor: z.string().max(200).optional(),
+  cursor: z
+    .string()
+    .regex(ORDER_CURSOR_PATTERN, 'is not a cursor returned by this API')
+    .optional()
+    .describe('nextCursor of the previous page'),
 });
 export const orderIdSchema = z.uuid('must be a UUID');
 
@@ -66,13 +72,7 @@ export function orderRoutes(
   const router = Router();
 
   router.post('/orders', async (req, res) => {
-    if (!req.is('application/json')) {
-      throw new ProblemError(
-        'unsupported-media-type',
-        `Content-Type ${req.get('content-type') ?? '(none)'} is not application/json`,
-      );
-    }
-    const body = parseOrThrow(createOrderSchema, req.body);
+    const body = parseOrThrow(createOrderSchema, requireJsonBody(req));
     const rawKey = req.get('idempotency-key');
     const key =
       rawKey === undefined

@@ -4,14 +4,24 @@
  */
 import { z } from 'zod';
 import {
+  badIdProblem,
+  bodyProblems,
+  databaseProblems,
+  jsonSchema,
+  problem,
+  ref,
+  retryAfterHeader,
+} from '../openapi-parts.ts';
+import {
   WEBHOOK_EVENT_TYPES,
   changeWebhookEndpointSchema,
   createWebhookEndpointSchema,
+  webhookEndpointIdSchema,
 } from './routes.ts';
 
 const endpointSchema = z.object({
   id: z.uuid(),
-  url: z.url(),
+  url: z.string().describe('As registered, in its WHATWG URL serialization'),
   eventTypes: z.array(z.enum(WEBHOOK_EVENT_TYPES)),
   status: z.enum(['ENABLED', 'DISABLED']),
   disabledReason: z
@@ -53,17 +63,10 @@ const deliverySchema = z.object({
   updatedAt: z.iso.datetime(),
 });
 
-const jsonSchema = (schema: z.ZodType, io: 'input' | 'output' = 'output') =>
-  z.toJSONSchema(schema, { target: 'draft-2020-12', io, unrepresentable: 'any' });
-const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const json = (description: string, schema: object, headers = {}) => ({
   description,
   headers,
   content: { 'application/json': { schema } },
-});
-const problem = (description: string) => ({
-  description,
-  content: { 'application/problem+json': { schema: ref('Problem') } },
 });
 const list = (name: string) => ({
   type: 'object',
@@ -75,7 +78,7 @@ const idParam = (description: string) => ({
   in: 'path',
   required: true,
   description,
-  schema: { type: 'string', format: 'uuid' },
+  schema: jsonSchema(webhookEndpointIdSchema),
 });
 const unauthorized = problem('Missing or invalid API key');
 
@@ -95,13 +98,18 @@ export function webhookPaths() {
           '201': json('Created, with its signing secret', ref('CreatedWebhookEndpoint'), {
             Location: { schema: { type: 'string' } },
           }),
-          '400': problem('Invalid body or a refused target (the problem lists each field)'),
+          '400': problem(
+            'Invalid or missing body, or a refused target (the problem lists each field)',
+          ),
           '401': unauthorized,
           '409': problem(
             'An event type already has WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE endpoints (type urn:orderflow:problem:endpoint-limit-reached)',
           ),
-          '415': problem('Not application/json'),
-          '503': problem("The URL's host could not be resolved now (DNS); retry after Retry-After"),
+          ...bodyProblems,
+          '503': problem(
+            "The URL's host could not be resolved now (DNS), or the database is unreachable; retry after Retry-After",
+            retryAfterHeader,
+          ),
         },
       },
       get: {
@@ -110,6 +118,7 @@ export function webhookPaths() {
         responses: {
           '200': json('The subscribers', list('WebhookEndpoint')),
           '401': unauthorized,
+          ...databaseProblems,
         },
       },
     },
@@ -120,8 +129,9 @@ export function webhookPaths() {
         parameters: [idParam('Webhook endpoint id')],
         responses: {
           '200': json('The subscriber', ref('WebhookEndpoint')),
-          '400': problem('The id is not a UUID'),
+          '400': badIdProblem,
           '401': unauthorized,
+          ...databaseProblems,
           '404': problem('No such endpoint'),
         },
       },
@@ -140,10 +150,11 @@ export function webhookPaths() {
         },
         responses: {
           '200': json('The subscriber as it is now', ref('WebhookEndpoint')),
-          '400': problem('The id is not a UUID, or the body is invalid'),
+          '400': problem('The id is not a UUID, or the body is invalid or missing'),
           '401': unauthorized,
           '404': problem('No such endpoint'),
-          '415': problem('Not application/json'),
+          ...bodyProblems,
+          ...databaseProblems,
         },
       },
       delete: {
@@ -152,8 +163,9 @@ export function webhookPaths() {
         parameters: [idParam('Webhook endpoint id')],
         responses: {
           '204': { description: 'Deleted' },
-          '400': problem('The id is not a UUID'),
+          '400': badIdProblem,
           '401': unauthorized,
+          ...databaseProblems,
           '404': problem('No such endpoint'),
         },
       },
@@ -165,8 +177,9 @@ export function webhookPaths() {
         parameters: [idParam('Order id')],
         responses: {
           '200': json('The delivery log', list('WebhookDelivery')),
-          '400': problem('The id is not a UUID'),
+          '400': badIdProblem,
           '401': unauthorized,
+          ...databaseProblems,
           '404': problem('No such order'),
         },
       },

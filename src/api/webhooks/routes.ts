@@ -4,6 +4,7 @@ import { ORDER_PLACED } from '../../shared/steps.ts';
 import { checkWebhookTarget, type Resolver, type TargetPolicy } from '../../webhooks/ssrf-guard.ts';
 import { orderIdSchema, parseOrThrow } from '../orders/routes.ts';
 import { ProblemError } from '../problems.ts';
+import { requireJsonBody } from '../request-body.ts';
 import type { WebhookEndpointService } from './endpoint-service.ts';
 
 /** Event types a subscriber can ask for. */
@@ -11,24 +12,50 @@ export const WEBHOOK_EVENT_TYPES = [ORDER_PLACED] as const;
 
 export const MAX_WEBHOOK_URL_LENGTH = 2048;
 
-function hasNoCredentials(url: string): boolean {
-  try {
-    const u = new URL(url);
-    return !u.username && !u.password;
-  } catch {
-    return true; // the url format check reports it
-  }
+const LABEL = '[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
+const OCTET = '(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])';
+const PORT =
+  '(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})';
+const HOST = [
+  `(?:${LABEL}\\.)*[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?`, // a DNS name (its last label starts with a letter)
+  `(?:${OCTET}\\.){3}${OCTET}`, // an IPv4 address
+  '\\[[0-9A-Fa-f:.]{2,45}\\]', // an IPv6 address
+].join('|');
+// RFC 3986 path and query characters: unreserved, sub-delims, ":", "@", percent-escapes.
+const PCHAR = "(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})";
+
+/**
+ * What a webhook URL must look like, in the API and in the OpenAPI document alike:
+ * http or https, a host name or an IP address, an optional port, no credentials and
+ * no fragment. Which addresses it may reach is the target policy's say (WEBHOOK_ALLOWED_TARGETS).
+ */
+export const WEBHOOK_URL_PATTERN = new RegExp(
+  `^https?://(?:${HOST})(?::${PORT})?(?:/(?:${PCHAR}|/)*)?(?:\\?(?:${PCHAR}|[/?])*)?$`,
+);
+
+/** Why a URL does not match WEBHOOK_URL_PATTERN, in words. */
+function webhookUrlProblem(input: unknown): string {
+  const text = typeof input === 'string' ? input : '';
+  if (!/^https?:\/\//.test(text)) return 'must be an absolute http:// or https:// URL';
+  if (/^https?:\/\/[^/?#]*@/.test(text)) return 'must not contain credentials';
+  if (text.includes('#')) return 'must not have a fragment (#...)';
+  return 'must be http(s)://host[:port][/path][?query] with a host name or IP address, and URL-safe characters';
 }
 
 export const createWebhookEndpointSchema = z.strictObject({
   url: z
-    .url({
-      protocol: /^https?$/,
-      normalize: true,
-      error: 'must be an absolute http:// or https:// URL',
-    })
+    .string()
     .max(MAX_WEBHOOK_URL_LENGTH)
-    .refine(hasNoCredentials, 'must not contain credentials'),
+    .regex(WEBHOOK_URL_PATTERN, { error: (issue) => webhookUrlProblem(issue.input) })
+    // Stored as the WHATWG URL serializer writes it (lower-case host, "/" path).
+    .transform((url, ctx) => {
+      try {
+        return new URL(url).href;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'is not a valid URL' });
+        return z.NEVER;
+      }
+    }),
   eventTypes: z
     .array(
       z.enum(WEBHOOK_EVENT_TYPES, {
@@ -90,13 +117,7 @@ export function webhookEndpointRoutes(
   const router = Router();
 
   router.post('/webhook-endpoints', async (req, res) => {
-    if (!req.is('application/json')) {
-      throw new ProblemError(
-        'unsupported-media-type',
-        `Content-Type ${req.get('content-type') ?? '(none)'} is not application/json`,
-      );
-    }
-    const body = await parseNewWebhookEndpoint(req.body, targets);
+    const body = await parseNewWebhookEndpoint(requireJsonBody(req), targets);
     const created = await endpoints.createEndpoint(body);
     res.status(201).location(`/webhook-endpoints/${created.id}`).json(created);
   });
@@ -112,13 +133,7 @@ export function webhookEndpointRoutes(
 
   router.patch('/webhook-endpoints/:id', async (req, res) => {
     const id = parseOrThrow(webhookEndpointIdSchema, req.params.id, 'id');
-    if (!req.is(['application/json', 'application/merge-patch+json'])) {
-      throw new ProblemError(
-        'unsupported-media-type',
-        `Content-Type ${req.get('content-type') ?? '(none)'} is not application/json`,
-      );
-    }
-    const change = parseOrThrow(changeWebhookEndpointSchema, req.body);
+    const change = parseOrThrow(changeWebhookEndpointSchema, requireJsonBody(req));
     res.json(await endpoints.changeEndpoint(id, change));
   });
 
