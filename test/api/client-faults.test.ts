@@ -198,6 +198,11 @@ describe('retry and cancel before the workflow runs', () => {
     const created = await postOrder(parked.url);
     expect([201, 202]).toContain(created.status);
     const id = created.body.id as string;
+    // Other relays share this database: keep them off the order for the whole test.
+    await parked.db.workflowStart.update({
+      where: { orderId: id },
+      data: { nextAttemptAt: new Date(Date.now() + 3_600_000) },
+    });
     for (const action of ['retry', 'cancel']) {
       const res = await send(`${parked.url}/orders/${id}/${action}`, { method: 'POST' });
       const body = expectProblem(res, 409, 'workflow-not-ready');
