@@ -1,7 +1,8 @@
 import { ApplicationFailure, log } from '@temporalio/activity';
 import type { Transporter } from 'nodemailer';
 import type { Db } from '../db/client.ts';
-import { loadOrder } from './order-data.ts';
+import { ensureNotCancelledByTemporal, withHeartbeats } from './heartbeat.ts';
+import { ensureNotCancelled, loadOrder } from './order-data.ts';
 import { confirmationMessageId } from '../shared/events.ts';
 import { FailureType } from '../shared/steps.ts';
 
@@ -36,62 +37,68 @@ export function createEmailActivities(deps: { db: Db; mailer: Transporter; from:
      * A crash between the SMTP answer and the database write can still send twice;
      * both carry the same Message-ID, so receivers that deduplicate on it keep one.
      */
-    async sendConfirmationEmail({
-      orderId,
-    }: SendConfirmationInput): Promise<SendConfirmationResult> {
-      const order = await loadOrder(db, orderId);
-
-      const key = { orderId_kind: { orderId, kind: CONFIRMATION } };
-      const previous = await db.emailDelivery.findUnique({ where: key });
-      if (previous?.sentAt) {
-        log.info('confirmation email already sent', { orderId, messageId: previous.messageId });
-        return { messageId: previous.messageId, alreadySent: true };
-      }
-
-      const messageId = confirmationMessageId(orderId);
-      const delivery = await db.emailDelivery.upsert({
-        where: key,
-        create: { orderId, kind: CONFIRMATION, messageId, attempts: 1 },
-        update: { messageId, attempts: { increment: 1 } },
-      });
-
-      const mail = renderConfirmation(order);
-      try {
-        await mailer.sendMail({
-          messageId,
-          from,
-          to: order.customerEmail,
-          subject: mail.subject,
-          text: mail.text,
-          html: mail.html,
-          headers: { 'X-Orderflow-Order-Id': orderId },
-        });
-      } catch (err) {
-        const failure = classifySmtpError(err, orderId);
-        const lastError = describeError(err);
-        log.warn('confirmation email failed', {
-          orderId,
-          attempt: delivery.attempts,
-          failureType: failure instanceof ApplicationFailure ? failure.type : failure.name,
-          error: lastError,
-        });
-        // The SMTP failure decides the retry, not a failed bookkeeping write.
-        await db.emailDelivery
-          .update({ where: key, data: { lastError } })
-          .catch((dbErr: unknown) => {
-            log.error('could not record the email failure', { orderId, error: String(dbErr) });
-          });
-        throw failure;
-      }
-
-      await db.emailDelivery.update({
-        where: key,
-        data: { sentAt: new Date(), lastError: null },
-      });
-      log.info('confirmation email sent', { orderId, messageId, attempt: delivery.attempts });
-      return { messageId, alreadySent: false };
+    sendConfirmationEmail(input: SendConfirmationInput): Promise<SendConfirmationResult> {
+      return withHeartbeats(() => sendConfirmation(input));
     },
   };
+
+  /** One attempt; it sends nothing once the order is cancelled (the row or the attempt). */
+  async function sendConfirmation({
+    orderId,
+  }: SendConfirmationInput): Promise<SendConfirmationResult> {
+    const order = await loadOrder(db, orderId);
+
+    const key = { orderId_kind: { orderId, kind: CONFIRMATION } };
+    const previous = await db.emailDelivery.findUnique({ where: key });
+    if (previous?.sentAt) {
+      log.info('confirmation email already sent', { orderId, messageId: previous.messageId });
+      return { messageId: previous.messageId, alreadySent: true };
+    }
+
+    const messageId = confirmationMessageId(orderId);
+    const delivery = await db.emailDelivery.upsert({
+      where: key,
+      create: { orderId, kind: CONFIRMATION, messageId, attempts: 1 },
+      update: { messageId, attempts: { increment: 1 } },
+    });
+
+    const mail = renderConfirmation(order);
+    // The last point before anything leaves: a cancel since the attempt began stops it here.
+    ensureNotCancelledByTemporal();
+    await ensureNotCancelled(db, orderId);
+    try {
+      await mailer.sendMail({
+        messageId,
+        from,
+        to: order.customerEmail,
+        subject: mail.subject,
+        text: mail.text,
+        html: mail.html,
+        headers: { 'X-Orderflow-Order-Id': orderId },
+      });
+    } catch (err) {
+      const failure = classifySmtpError(err, orderId);
+      const lastError = describeError(err);
+      log.warn('confirmation email failed', {
+        orderId,
+        attempt: delivery.attempts,
+        failureType: failure instanceof ApplicationFailure ? failure.type : failure.name,
+        error: lastError,
+      });
+      // The SMTP failure decides the retry, not a failed bookkeeping write.
+      await db.emailDelivery.update({ where: key, data: { lastError } }).catch((dbErr: unknown) => {
+        log.error('could not record the email failure', { orderId, error: String(dbErr) });
+      });
+      throw failure;
+    }
+
+    await db.emailDelivery.update({
+      where: key,
+      data: { sentAt: new Date(), lastError: null },
+    });
+    log.info('confirmation email sent', { orderId, messageId, attempt: delivery.attempts });
+    return { messageId, alreadySent: false };
+  }
 }
 
 export type EmailActivities = ReturnType<typeof createEmailActivities>;

@@ -4,7 +4,7 @@ import { CloudEvent, Kafka } from 'cloudevents';
 import type { Message, Producer } from 'kafkajs';
 import type { Histogram } from 'prom-client';
 import type { Db } from '../db/client.ts';
-import { loadOrder, orderPlacedData } from './order-data.ts';
+import { loadOrder, orderCancelledData, orderPlacedData } from './order-data.ts';
 import { isKafkaJsError, kafkaErrorTypes } from '../events/kafka.ts';
 import {
   ATTR_MESSAGING_DESTINATION_NAME,
@@ -19,9 +19,12 @@ import {
 import { currentTraceContext, inSpan } from '../observability/tracing.ts';
 import {
   CLOUDEVENT_SOURCE,
+  CLOUDEVENT_TYPE_ORDER_CANCELLED,
   CLOUDEVENT_TYPE_ORDER_PLACED,
   ORDERS_PLACED_TOPIC,
+  orderCancelledEventId,
   orderPlacedEventId,
+  type OrderCancelledData,
   type OrderPlacedData,
 } from '../shared/events.ts';
 import { FailureType } from '../shared/steps.ts';
@@ -50,11 +53,30 @@ export function orderPlacedCloudEvent(data: OrderPlacedData): CloudEvent<OrderPl
   });
 }
 
+/** The `order.cancelled` CloudEvent: same source, subject and key as the order's order.placed. */
+export function orderCancelledCloudEvent(
+  data: OrderCancelledData,
+  cancelledAt: Date,
+): CloudEvent<OrderCancelledData> {
+  return new CloudEvent({
+    id: orderCancelledEventId(data.orderId),
+    type: CLOUDEVENT_TYPE_ORDER_CANCELLED,
+    source: CLOUDEVENT_SOURCE,
+    subject: data.orderId,
+    time: cancelledAt.toISOString(),
+    datacontenttype: 'application/json',
+    data,
+  });
+}
+
 /**
  * The event as a Kafka record in the CloudEvents Kafka binding's binary mode:
  * attributes in `ce_*` headers, `content-type`, the JSON data as the value.
  */
-export function toKafkaMessage(event: CloudEvent<OrderPlacedData>, key: string): Message {
+export function toKafkaMessage(
+  event: CloudEvent<OrderPlacedData | OrderCancelledData>,
+  key: string,
+): Message {
   const binary = Kafka.binary(event);
   // The library also emits unset attributes (undefined) and ce_datacontenttype, which the
   // binding maps to content-type only.
@@ -157,6 +179,39 @@ export function createEventActivities({
         },
       );
       log.info('order.placed published', { orderId, topic, ...result });
+      return result;
+    },
+
+    /**
+     * Publishes the order's `order.cancelled` CloudEvent on the same topic,
+     * keyed by order id (after its order.placed, in the same partition).
+     */
+    async publishOrderCancelled({
+      orderId,
+      reason,
+    }: PublishOrderPlacedInput & { reason: string }): Promise<PublishOrderPlacedResult> {
+      const order = await loadOrder(db, orderId);
+      const event = orderCancelledCloudEvent(orderCancelledData(order, reason), order.updatedAt);
+      let metadata;
+      try {
+        [metadata] = await producer.send({
+          topic,
+          acks: -1,
+          messages: [toKafkaMessage(event, orderId)],
+        });
+      } catch (err) {
+        log.warn('order.cancelled not published', { orderId, error: String(err) });
+        throw publishFailure(err, topic);
+      }
+      const offset = metadata?.baseOffset ?? metadata?.offset;
+      if (!metadata || offset === undefined) {
+        throw ApplicationFailure.create({
+          type: FailureType.KafkaUnavailable,
+          message: `Kafka answered without the record's offset (topic ${topic})`,
+        });
+      }
+      const result = { eventId: event.id, partition: metadata.partition, offset };
+      log.info('order.cancelled published', { orderId, topic, ...result });
       return result;
     },
   };

@@ -2,7 +2,7 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import type { Db } from '../db/client.ts';
 import type { Prisma } from '../generated/prisma/client.ts';
-import type { OrderPlacedData } from '../shared/events.ts';
+import type { OrderCancelledData, OrderPlacedData } from '../shared/events.ts';
 import { FailureType } from '../shared/steps.ts';
 
 const orderInclude = { items: { orderBy: { line: 'asc' } } } as const;
@@ -35,4 +35,24 @@ export function orderPlacedData(order: OrderWithItems): OrderPlacedData {
     })),
     placedAt: order.createdAt.toISOString(),
   };
+}
+
+/** The `order.cancelled` data: what was placed, and why it was cancelled. */
+export function orderCancelledData(order: OrderWithItems, reason: string): OrderCancelledData {
+  return { ...orderPlacedData(order), reason };
+}
+
+/**
+ * Refuses to send anything for a cancelled order: an attempt that reads the
+ * row after the cancel wrote it stops before sending (OrderCancelled, not retried).
+ */
+export async function ensureNotCancelled(db: Db, orderId: string): Promise<void> {
+  const row = await db.order.findUnique({ where: { id: orderId }, select: { status: true } });
+  if (row?.status === 'CANCELLED') {
+    throw ApplicationFailure.create({
+      type: FailureType.OrderCancelled,
+      message: `order ${orderId} was cancelled; nothing sent`,
+      nonRetryable: true,
+    });
+  }
 }

@@ -1,7 +1,7 @@
 import { log } from '@temporalio/activity';
 import type { Db } from '../db/client.ts';
 import type { OrderCursor } from '../shared/messages.ts';
-import type { OrderStatus } from '../shared/orders.ts';
+import { STATUS_PREDECESSORS, type OrderStatus } from '../shared/orders.ts';
 
 export interface RecordStatusInput {
   orderId: string;
@@ -24,37 +24,77 @@ export interface OrderPage {
 /** Activities that keep the order's row in step with its workflow (task queue `orders`). */
 export function createOrderRecordActivities({ db }: { db: Db }) {
   return {
-    /** Writes the order's status (and, when parked, why); idempotent. */
-    async recordOrderStatus(input: RecordStatusInput): Promise<void> {
+    /**
+     * Writes the order's status (and, when parked or cancelled, why); idempotent.
+     * Never backwards: the write applies only from the status's predecessors
+     * (STATUS_PREDECESSORS), so a late PROCESSING after COMPLETED, or anything
+     * after CANCELLED, is refused. Returns the row's status after the write
+     * (null when the row is missing).
+     */
+    async recordOrderStatus(input: RecordStatusInput): Promise<OrderStatus | null> {
       const { count } = await db.order.updateMany({
-        where: { id: input.orderId },
+        where: { id: input.orderId, status: { in: [...STATUS_PREDECESSORS[input.status]] } },
         data: {
           status: input.status,
           failedStep: input.failedStep ?? null,
           lastError: input.lastError ?? null,
         },
       });
-      if (count === 0) log.warn('order row missing', { orderId: input.orderId });
+      if (count === 1) return input.status;
+      const row = await db.order.findUnique({
+        where: { id: input.orderId },
+        select: { status: true },
+      });
+      if (!row) log.warn('order row missing', { orderId: input.orderId });
+      else
+        log.warn('status write refused: it would move the order backwards', {
+          orderId: input.orderId,
+          status: row.status,
+          refused: input.status,
+        });
+      return row?.status ?? null;
     },
 
     /**
      * The order's first bookkeeping in one statement: marks it PROCESSING and
      * returns the ids of the enabled endpoints subscribed to `eventType`
-     * (sorted: the order's webhook fan-out). Idempotent.
+     * (sorted: the order's webhook fan-out). Idempotent. Returns null when the
+     * order was cancelled before its workflow began (a cancel while it waited
+     * in the outbox): the row stays CANCELLED and nothing may be sent. The
+     * row lock orders this against the API's cancel: whichever commits first wins.
      */
-    async beginOrderProcessing(input: { orderId: string; eventType: string }): Promise<string[]> {
+    async beginOrderProcessing(input: {
+      orderId: string;
+      eventType: string;
+    }): Promise<string[] | null> {
       const [row] = await db.$queryRaw<{ began: number; ids: string[] }[]>`
         WITH began AS (
           UPDATE orders SET status = 'PROCESSING', failed_step = NULL, last_error = NULL,
                             updated_at = now()
-          WHERE id = ${input.orderId}::uuid
+          WHERE id = ${input.orderId}::uuid AND status IN ('RECEIVED', 'PROCESSING')
           RETURNING id
         )
         SELECT (SELECT count(*) FROM began)::int AS began,
                coalesce((SELECT array_agg(e.id::text ORDER BY e.id) FROM webhook_endpoints e
                          WHERE e.status = 'ENABLED' AND ${input.eventType} = ANY(e.event_types)),
                         '{}') AS ids`;
-      if (!row?.began) log.warn('order row missing', { orderId: input.orderId });
+      if (!row?.began) {
+        // Read after the update: its snapshot may predate a cancel it waited for.
+        const order = await db.order.findUnique({
+          where: { id: input.orderId },
+          select: { status: true },
+        });
+        if (order?.status === 'CANCELLED') {
+          log.info('order cancelled before its workflow began; nothing is sent', {
+            orderId: input.orderId,
+          });
+          return null;
+        }
+        log.warn(order ? 'order not begun' : 'order row missing', {
+          orderId: input.orderId,
+          status: order?.status,
+        });
+      }
       log.info('webhook targets', { orderId: input.orderId, count: row?.ids.length ?? 0 });
       return row?.ids ?? [];
     },

@@ -3,9 +3,15 @@ import { STATUS_CODES } from 'node:http';
 import { Webhook } from 'standardwebhooks';
 import { WEBHOOK_DISABLE_AFTER_FAILURES_DEFAULT } from '../config/env.ts';
 import type { Db } from '../db/client.ts';
-import { loadOrder, orderPlacedData } from './order-data.ts';
-import { orderPlacedEventId, webhookMessageId } from '../shared/events.ts';
-import { FailureType, ORDER_PLACED } from '../shared/steps.ts';
+import { ensureNotCancelledByTemporal, withHeartbeats } from './heartbeat.ts';
+import {
+  ensureNotCancelled,
+  loadOrder,
+  orderCancelledData,
+  orderPlacedData,
+} from './order-data.ts';
+import { orderCancelledEventId, orderPlacedEventId, webhookMessageId } from '../shared/events.ts';
+import { FailureType, ORDER_CANCELLED, ORDER_PLACED } from '../shared/steps.ts';
 import {
   DeliveryTimeoutError,
   SendTimeMissedError,
@@ -301,118 +307,8 @@ export function createWebhookActivities(deps: WebhookActivityDeps) {
      * The webhook-id and body are the same on every attempt; the timestamp
      * and signature are per attempt. A delivered webhook is not sent again.
      */
-    async deliverWebhook(input: DeliverWebhookInput): Promise<DeliverWebhookResult> {
-      const { orderId, endpointId, eventType } = input;
-      if (eventType !== ORDER_PLACED)
-        throw ApplicationFailure.nonRetryable(
-          `Unknown event type ${eventType}`,
-          'UnknownEventType',
-        );
-      const webhookId = webhookMessageId(orderPlacedEventId(orderId), endpointId);
-      const key = { ...input, webhookId };
-
-      const order = await loadOrder(db, orderId);
-      const previous = await db.webhookDelivery.findUnique({ where: { webhookId } });
-      if (previous?.deliveredAt) {
-        log.info('webhook already delivered', { orderId, webhookId, endpointId });
-        count('duplicate');
-        return { webhookId, status: previous.lastStatus ?? 200, alreadyDelivered: true };
-      }
-      const endpoint = await db.webhookEndpoint.findUnique({ where: { id: endpointId } });
-      if (!endpoint || endpoint.status !== 'ENABLED') {
-        count('skipped');
-        throw failure(
-          FailureType.EndpointDisabled,
-          `Webhook endpoint ${endpointId} is ${endpoint ? 'disabled' : 'deleted'}`,
-          true,
-        );
-      }
-
-      const payload = JSON.stringify({
-        type: eventType,
-        timestamp: order.createdAt.toISOString(),
-        data: orderPlacedData(order),
-      });
-      let res: WebhookResponse | undefined;
-      let attemptAt = now();
-      // The latest send that still leaves the request its whole timeout within this attempt.
-      const waitUntil =
-        Date.now() + Context.current().info.startToCloseTimeoutMs - deps.timeoutMs - 1000;
-      // Each pass takes a send time; a connection that came up too late for it sent nothing.
-      for (let missed = 0; !res; missed++) {
-        const onTime = await awaitSendSlot(key, waitUntil);
-        // Standard Webhooks: the timestamp is this attempt's, so receivers' replay windows hold.
-        attemptAt = now();
-        const headers = {
-          'webhook-id': webhookId,
-          'webhook-timestamp': String(Math.floor(attemptAt.getTime() / 1000)),
-          'webhook-signature': new Webhook(endpoint.secret).sign(webhookId, attemptAt, payload),
-          'content-type': 'application/json',
-          'user-agent': WEBHOOK_USER_AGENT,
-        };
-        res = await send(key, { url: endpoint.url, headers, body: payload, onTime }).catch(
-          (err: unknown) => {
-            if (!(err instanceof SendTimeMissedError)) throw err;
-            if (missed + 1 >= MAX_MISSED_SEND_TIMES) {
-              count('throttled');
-              throw failure(
-                FailureType.WebhookThrottled,
-                `Webhook rate limit: the connection came up too late for ${MAX_MISSED_SEND_TIMES} send times in a row; nothing sent`,
-                false,
-              );
-            }
-            return undefined;
-          },
-        );
-      }
-
-      const verdict = verdictOf(res, attemptAt);
-      const delivered = verdict.kind === 'delivered';
-      const outcome = describeResponse(res.status, verdict.kind);
-      await recordAttempt(key, {
-        status: res.status,
-        error: delivered ? null : outcome,
-        delivered,
-      });
-      if (verdict.kind === 'delivered') {
-        log.info('webhook delivered', { orderId, webhookId, endpointId, status: res.status });
-        count('delivered');
-        // A success ends a run of permanent failures.
-        if (endpoint.consecutiveFailures > 0)
-          await db.webhookEndpoint.updateMany({
-            where: { id: endpointId, consecutiveFailures: { gt: 0 } },
-            data: { consecutiveFailures: 0 },
-          });
-        return { webhookId, status: res.status, alreadyDelivered: false };
-      }
-      // The body is the receiver's: logged truncated and sanitized, never stored or returned.
-      log.warn('webhook refused', {
-        orderId,
-        webhookId,
-        endpointId,
-        status: res.status,
-        verdict: verdict.kind,
-        body: bodyForLog(res.body),
-      });
-      const refused = `Webhook endpoint ${endpointId} answered ${outcome}`;
-      switch (verdict.kind) {
-        case 'gone':
-          count('gone');
-          await db.webhookEndpoint.updateMany({
-            where: { id: endpointId },
-            data: {
-              status: 'DISABLED',
-              disabledAt: attemptAt,
-              disabledReason: `answered 410 Gone at ${attemptAt.toISOString()} (webhook ${webhookId})`,
-            },
-          });
-          throw failure(FailureType.EndpointGone, refused, true);
-        case 'retry':
-          count('retryable_failure');
-          throw failure(FailureType.WebhookUnavailable, refused, false, verdict.nextRetryDelayMs);
-        case 'reject':
-          return failPermanently(key, FailureType.WebhookRejected, refused, outcome);
-      }
+    deliverWebhook(input: DeliverWebhookInput): Promise<DeliverWebhookResult> {
+      return withHeartbeats(() => deliver(input));
     },
 
     /** Ids of the enabled endpoints subscribed to the event type, sorted: the order's fan-out. */
@@ -426,6 +322,136 @@ export function createWebhookActivities(deps: WebhookActivityDeps) {
       return rows.map((r) => r.id);
     },
   };
+
+  /**
+   * One attempt of deliverWebhook. An `order.placed` attempt sends nothing once
+   * the order is cancelled: it checks the attempt and the row right before sending.
+   */
+  async function deliver(input: DeliverWebhookInput): Promise<DeliverWebhookResult> {
+    const { orderId, endpointId, eventType } = input;
+    if (eventType !== ORDER_PLACED && eventType !== ORDER_CANCELLED)
+      throw ApplicationFailure.nonRetryable(`Unknown event type ${eventType}`, 'UnknownEventType');
+    const placed = eventType === ORDER_PLACED;
+    const eventId = placed ? orderPlacedEventId(orderId) : orderCancelledEventId(orderId);
+    const webhookId = webhookMessageId(eventId, endpointId);
+    const key = { ...input, webhookId };
+
+    const order = await loadOrder(db, orderId);
+    const previous = await db.webhookDelivery.findUnique({ where: { webhookId } });
+    if (previous?.deliveredAt) {
+      log.info('webhook already delivered', { orderId, webhookId, endpointId });
+      count('duplicate');
+      return { webhookId, status: previous.lastStatus ?? 200, alreadyDelivered: true };
+    }
+    const endpoint = await db.webhookEndpoint.findUnique({ where: { id: endpointId } });
+    if (!endpoint || endpoint.status !== 'ENABLED') {
+      count('skipped');
+      throw failure(
+        FailureType.EndpointDisabled,
+        `Webhook endpoint ${endpointId} is ${endpoint ? 'disabled' : 'deleted'}`,
+        true,
+      );
+    }
+
+    const payload = JSON.stringify(
+      placed
+        ? {
+            type: eventType,
+            timestamp: order.createdAt.toISOString(),
+            data: orderPlacedData(order),
+          }
+        : {
+            type: eventType,
+            timestamp: order.updatedAt.toISOString(),
+            data: orderCancelledData(order, order.lastError ?? 'cancelled'),
+          },
+    );
+    let res: WebhookResponse | undefined;
+    let attemptAt = now();
+    // The latest send that still leaves the request its whole timeout within this attempt.
+    const waitUntil =
+      Date.now() + Context.current().info.startToCloseTimeoutMs - deps.timeoutMs - 1000;
+    // Each pass takes a send time; a connection that came up too late for it sent nothing.
+    for (let missed = 0; !res; missed++) {
+      const onTime = await awaitSendSlot(key, waitUntil);
+      // The send time may have been seconds away: a cancel meanwhile stops the attempt here.
+      if (placed) {
+        ensureNotCancelledByTemporal();
+        await ensureNotCancelled(db, orderId);
+      }
+      // Standard Webhooks: the timestamp is this attempt's, so receivers' replay windows hold.
+      attemptAt = now();
+      const headers = {
+        'webhook-id': webhookId,
+        'webhook-timestamp': String(Math.floor(attemptAt.getTime() / 1000)),
+        'webhook-signature': new Webhook(endpoint.secret).sign(webhookId, attemptAt, payload),
+        'content-type': 'application/json',
+        'user-agent': WEBHOOK_USER_AGENT,
+      };
+      res = await send(key, { url: endpoint.url, headers, body: payload, onTime }).catch(
+        (err: unknown) => {
+          if (!(err instanceof SendTimeMissedError)) throw err;
+          if (missed + 1 >= MAX_MISSED_SEND_TIMES) {
+            count('throttled');
+            throw failure(
+              FailureType.WebhookThrottled,
+              `Webhook rate limit: the connection came up too late for ${MAX_MISSED_SEND_TIMES} send times in a row; nothing sent`,
+              false,
+            );
+          }
+          return undefined;
+        },
+      );
+    }
+
+    const verdict = verdictOf(res, attemptAt);
+    const delivered = verdict.kind === 'delivered';
+    const outcome = describeResponse(res.status, verdict.kind);
+    await recordAttempt(key, {
+      status: res.status,
+      error: delivered ? null : outcome,
+      delivered,
+    });
+    if (verdict.kind === 'delivered') {
+      log.info('webhook delivered', { orderId, webhookId, endpointId, status: res.status });
+      count('delivered');
+      // A success ends a run of permanent failures.
+      if (endpoint.consecutiveFailures > 0)
+        await db.webhookEndpoint.updateMany({
+          where: { id: endpointId, consecutiveFailures: { gt: 0 } },
+          data: { consecutiveFailures: 0 },
+        });
+      return { webhookId, status: res.status, alreadyDelivered: false };
+    }
+    // The body is the receiver's: logged truncated and sanitized, never stored or returned.
+    log.warn('webhook refused', {
+      orderId,
+      webhookId,
+      endpointId,
+      status: res.status,
+      verdict: verdict.kind,
+      body: bodyForLog(res.body),
+    });
+    const refused = `Webhook endpoint ${endpointId} answered ${outcome}`;
+    switch (verdict.kind) {
+      case 'gone':
+        count('gone');
+        await db.webhookEndpoint.updateMany({
+          where: { id: endpointId },
+          data: {
+            status: 'DISABLED',
+            disabledAt: attemptAt,
+            disabledReason: `answered 410 Gone at ${attemptAt.toISOString()} (webhook ${webhookId})`,
+          },
+        });
+        throw failure(FailureType.EndpointGone, refused, true);
+      case 'retry':
+        count('retryable_failure');
+        throw failure(FailureType.WebhookUnavailable, refused, false, verdict.nextRetryDelayMs);
+      case 'reject':
+        return failPermanently(key, FailureType.WebhookRejected, refused, outcome);
+    }
+  }
 }
 
 export type WebhookActivities = ReturnType<typeof createWebhookActivities>;

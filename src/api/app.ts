@@ -9,6 +9,7 @@ import type { Logger } from '../shared/logger.ts';
 import { requireApiKey } from './auth.ts';
 import { createApiMetrics, type ApiMetrics } from './metrics.ts';
 import { buildOpenApiDocument, type DocumentAccess } from './openapi.ts';
+import { OrderCancellation } from './orders/order-cancellation.ts';
 import { OrderOperations } from './orders/order-operations.ts';
 import { OrderService } from './orders/order-service.ts';
 import { orderRoutes, type WorkflowStartMode } from './orders/routes.ts';
@@ -119,11 +120,13 @@ export function createApp(deps: AppDeps): Express {
   // Keys are checked before any body is read: a caller without one gets 401, never a parse.
   if (requireKey) app.use(requireKey);
   app.use(express.json({ limit: '64kb', type: JSON_MEDIA_TYPES }));
+  const operations = new OrderOperations(() => deps.temporal.get(), deps.orderActionTimeoutMs);
   app.use(
     orderRoutes(
       new OrderService(deps.db, deps.workflowStartMode === 'relay' ? 0 : deps.relay.opts.graceMs),
       deps.relay,
-      new OrderOperations(() => deps.temporal.get(), deps.orderActionTimeoutMs),
+      operations,
+      new OrderCancellation(deps.db, operations),
       deps.workflowStartMode,
     ),
   );

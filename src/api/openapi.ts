@@ -240,14 +240,17 @@ export function buildOpenApiDocument(access: DocumentAccess = { apiKeys: false, 
       post: {
         operationId: 'cancelOrder',
         summary: 'End an order as CANCELLED',
+        description:
+          'Before the order’s workflow began (it waits in the outbox), the cancel wins at once: 200 with the CANCELLED order, and nothing is sent. While the workflow runs, it gets the cancel signal (202): running email and webhook attempts are stopped where they have not sent yet, the order ends CANCELLED with what was already sent in lastError, and order.cancelled goes to Kafka and to the webhook subscribers of that event type. An order whose workflow was terminated in Temporal is set CANCELLED (200).',
         parameters: [orderIdParam],
         requestBody: {
           required: false,
           content: { 'application/json': { schema: jsonSchema(cancelOrderSchema, 'input') } },
         },
         responses: {
+          '200': orderResponse('The order, CANCELLED now'),
           '202': {
-            description: 'The cancel was sent to the order’s workflow',
+            description: 'The cancel was sent to the order’s workflow, which ends it CANCELLED',
             content: {
               'application/json': {
                 schema: {
@@ -263,10 +266,7 @@ export function buildOpenApiDocument(access: DocumentAccess = { apiKeys: false, 
           },
           '400': problem('Invalid id or body'),
           '404': problem('No such order'),
-          '409': problem(
-            'The order already completed or was cancelled, or its workflow has not started yet (then with Retry-After)',
-            retryAfterHeader,
-          ),
+          '409': problem('The order already completed or was cancelled'),
           ...bodyProblems,
           ...temporalProblems,
         },

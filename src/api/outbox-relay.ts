@@ -290,7 +290,8 @@ export class OutboxRelay {
   /** Starts one workflow and confirms it; on failure leaves the row for the sweep. */
   async startOne(orderId: string): Promise<boolean> {
     if (!(await this.startOnly(orderId))) return false;
-    await this.db.workflowStart.update({
+    // updateMany: a cancel before the start may have removed the row (the workflow then ends at once).
+    await this.db.workflowStart.updateMany({
       where: { orderId },
       data: { startedAt: new Date(), lastError: null },
     });
@@ -316,7 +317,7 @@ export class OutboxRelay {
       const message = e.cause?.message ? `${e.message}: ${e.cause.message}` : e.message;
       this.log.warn({ orderId, err: message }, 'workflow start failed; the relay will retry');
       await this.db.workflowStart
-        .update({ where: { orderId }, data: { lastError: message.slice(0, 1000) } })
+        .updateMany({ where: { orderId }, data: { lastError: message.slice(0, 1000) } })
         .catch(() => {});
       return false;
     }

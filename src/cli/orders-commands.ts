@@ -1,6 +1,7 @@
 /** `orders list|show|retry|cancel`: inspect orders and operate their workflows. */
 import type { Client } from '@temporalio/client';
 import { InvalidArgumentError, type Command } from 'commander';
+import { OrderCancellation } from '../api/orders/order-cancellation.ts';
 import { OrderOperations } from '../api/orders/order-operations.ts';
 import { OrderService } from '../api/orders/order-service.ts';
 import { orderIdSchema } from '../api/orders/routes.ts';
@@ -203,7 +204,9 @@ ${examplesHelp([
   orders
     .command('cancel')
     .argument('<id>', 'order id (UUID)', orderIdArg)
-    .description('End an order as CANCELLED (its workflow gets the cancel signal)')
+    .description(
+      'End an order as CANCELLED: at once when its workflow has not begun, otherwise its workflow gets the cancel signal',
+    )
     .option('-r, --reason <text>', 'why (recorded on the order)', 'cancelled by operator')
     .addHelpText(
       'after',
@@ -213,8 +216,13 @@ ${examplesHelp([
     )
     .action((id: string, opts: { reason: string }) =>
       withCtx(async (ctx) => {
-        await new OrderOperations(() => ctx.temporal()).cancel(id, opts.reason);
-        console.error(`cancel sent to order ${id}`);
+        const ops = new OrderOperations(() => ctx.temporal());
+        const outcome = await new OrderCancellation(ctx.db, ops).cancel(id, opts.reason);
+        console.error(
+          outcome.kind === 'cancelled'
+            ? `order ${id} is CANCELLED`
+            : `cancel sent to order ${id}; its workflow ends it CANCELLED`,
+        );
       }),
     );
 }

@@ -7,6 +7,8 @@ import { createHash } from 'node:crypto';
 
 export const ORDERS_PLACED_TOPIC = 'orders.placed';
 export const CLOUDEVENT_TYPE_ORDER_PLACED = 'dev.orderflow.order.placed';
+/** Same topic and key as order.placed, so one order's events stay in order. */
+export const CLOUDEVENT_TYPE_ORDER_CANCELLED = 'dev.orderflow.order.cancelled';
 export const CLOUDEVENT_SOURCE = '/orderflow/orders';
 
 /** The order as events carry it. */
@@ -31,6 +33,15 @@ function nameBasedUuid(name: string): string {
 /** Event id of an order's `order.placed` event (Kafka `ce_id`). */
 export const orderPlacedEventId = (orderId: string): string =>
   nameBasedUuid(`order.placed:${orderId}`);
+
+/** The order as an `order.cancelled` event carries it: what was placed, so consumers can undo it. */
+export interface OrderCancelledData extends OrderPlacedData {
+  reason: string;
+}
+
+/** Event id of an order's `order.cancelled` event. */
+export const orderCancelledEventId = (orderId: string): string =>
+  nameBasedUuid(`order.cancelled:${orderId}`);
 
 /** Standard Webhooks `webhook-id`: stable per (event, endpoint). */
 export const webhookMessageId = (eventId: string, endpointId: string): string =>

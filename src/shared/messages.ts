@@ -23,6 +23,11 @@ export interface OrderProgress {
   completedSteps: StepName[];
   /** How many times the order was parked. */
   parkedCount: number;
+  /**
+   * Tasks that went out ("email", "webhooks:<endpoint id>", "events"); after a
+   * cancel, what was sent before it (the cancel waits for running attempts).
+   */
+  sent?: string[];
 }
 
 export interface RetryResult {

@@ -30,6 +30,23 @@ export const ORDER_STATUSES = [
 ] as const;
 export type OrderStatus = (typeof ORDER_STATUSES)[number];
 
+/**
+ * The statuses an order may be in when a write moves it to each status: status
+ * writes never go backwards (a late PROCESSING after COMPLETED, anything after
+ * CANCELLED), and repeating a write is harmless. The database update applies
+ * the write only from these (see recordOrderStatus).
+ */
+export const STATUS_PREDECESSORS: Record<OrderStatus, readonly OrderStatus[]> = {
+  RECEIVED: ['RECEIVED'],
+  PROCESSING: ['RECEIVED', 'PROCESSING', 'PARKED'],
+  PARKED: ['RECEIVED', 'PROCESSING', 'PARKED'],
+  COMPLETED: ['PROCESSING', 'COMPLETED'],
+  CANCELLED: ['RECEIVED', 'PROCESSING', 'PARKED', 'CANCELLED'],
+};
+
+/** Statuses a cancel can still act on. */
+export const CANCELLABLE_STATUSES: readonly OrderStatus[] = ['RECEIVED', 'PROCESSING', 'PARKED'];
+
 export const MAX_ITEMS = 100;
 export const MAX_QUANTITY = 10_000;
 export const MAX_UNIT_PRICE_CENTS = 1_000_000_000;

@@ -60,6 +60,8 @@ export const defaultRetryPolicies: RetryPolicies = {
 export const FailureType = {
   /** The order row is gone (deleted by an operator). */
   OrderNotFound: 'OrderNotFound',
+  /** The order was cancelled before this attempt sent anything; nothing is sent. */
+  OrderCancelled: 'OrderCancelled',
   /** The SMTP server refused the message or recipient for good (5xx). */
   SmtpRejected: 'SmtpRejected',
   /** The recipient address cannot receive mail. */
@@ -87,3 +89,6 @@ export type FailureType = (typeof FailureType)[keyof typeof FailureType];
 
 /** Event type of a placed order, for webhooks and Kafka alike. */
 export const ORDER_PLACED = 'order.placed';
+
+/** Event type of a cancelled order (after its processing began), so subscribers can undo. */
+export const ORDER_CANCELLED = 'order.cancelled';

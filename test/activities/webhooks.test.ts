@@ -598,7 +598,7 @@ describe('beginOrderProcessing', () => {
       ),
     );
     const mine = new Set([...subscribed, disabled].map((e) => e.id));
-    expect(targets.filter((id) => mine.has(id))).toEqual(subscribed.map((e) => e.id).sort());
+    expect(targets!.filter((id) => mine.has(id))).toEqual(subscribed.map((e) => e.id).sort());
     const row = await db.order.findUniqueOrThrow({ where: { id: order.id } });
     expect(row).toMatchObject({ status: 'PROCESSING', failedStep: null, lastError: null });
     expect(row.updatedAt.getTime()).toBeGreaterThan(order.updatedAt.getTime());

@@ -194,7 +194,7 @@ describe('list cursors', () => {
 });
 
 describe('retry and cancel before the workflow runs', () => {
-  it('answers retry and cancel of an order whose workflow has not started with 409 and Retry-After', async () => {
+  it('answers a retry of an order whose workflow has not started with 409 and Retry-After; a cancel then wins (200 CANCELLED)', async () => {
     const created = await postOrder(parked.url);
     expect([201, 202]).toContain(created.status);
     const id = created.body.id as string;
@@ -203,12 +203,14 @@ describe('retry and cancel before the workflow runs', () => {
       where: { orderId: id },
       data: { nextAttemptAt: new Date(Date.now() + 3_600_000) },
     });
-    for (const action of ['retry', 'cancel']) {
-      const res = await send(`${parked.url}/orders/${id}/${action}`, { method: 'POST' });
-      const body = expectProblem(res, 409, 'workflow-not-ready');
-      expect(body.detail).toMatch(/has not started yet/);
-      expect(res.headers.get('retry-after')).toMatch(/^\d+$/);
-    }
+    const res = await send(`${parked.url}/orders/${id}/retry`, { method: 'POST' });
+    const body = expectProblem(res, 409, 'workflow-not-ready');
+    expect(body.detail).toMatch(/has not started yet/);
+    expect(res.headers.get('retry-after')).toMatch(/^\d+$/);
+    // Cancellation that holds (issue 13 item 3): before the workflow begins, the cancel wins.
+    const cancelled = await send(`${parked.url}/orders/${id}/cancel`, { method: 'POST' });
+    expect(cancelled.status).toBe(200);
+    expect(cancelled.body.status).toBe('CANCELLED');
   });
 
   it('answers a retry no worker answers with 504 and Retry-After within the deadline', async () => {

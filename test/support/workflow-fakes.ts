@@ -49,6 +49,8 @@ export interface FakeOptions {
   email?: Behaviour;
   webhook?: Behaviour;
   events?: Behaviour;
+  /** Endpoints subscribed to order.cancelled (default none). */
+  cancelledEndpoints?: string[];
   /** Order ids `listOrderIdsPage` serves, oldest first (for the resend workflow). */
   orderIds?: string[];
 }
@@ -71,6 +73,8 @@ export function fakeActivities(env: TestWorkflowEnvironment, opts: FakeOptions =
     events: [] as number[],
     /** Order ids published, in call order. */
     published: [] as string[],
+    /** Order ids whose order.cancelled was published. */
+    cancelled: [] as string[],
     pages: [] as OrderPageInput[],
   };
   // The test server's virtual clock when the attempt runs (its scheduled-time field lags one retry).
@@ -80,7 +84,8 @@ export function fakeActivities(env: TestWorkflowEnvironment, opts: FakeOptions =
     async recordOrderStatus(input: RecordStatusInput) {
       calls.statuses.push(input);
     },
-    async webhookTargets() {
+    async webhookTargets({ eventType }: { eventType?: string } = {}) {
+      if (eventType === 'order.cancelled') return opts.cancelledEndpoints ?? [];
       return opts.endpoints ?? ['ep-1'];
     },
     async beginOrderProcessing({ orderId }: { orderId: string }) {
@@ -123,6 +128,10 @@ export function fakeActivities(env: TestWorkflowEnvironment, opts: FakeOptions =
       calls.published.push(orderId);
       await opts.events?.();
       return { eventId: `evt_${orderId}`, partition: 0, offset: '0' };
+    },
+    async publishOrderCancelled({ orderId }: { orderId: string }) {
+      calls.cancelled.push(orderId);
+      return { eventId: `evt_c_${orderId}`, partition: 0, offset: '1' };
     },
   };
   return { calls, activities: { orders, email, webhooks, events } };

@@ -120,6 +120,24 @@ export class OrderOperations {
     return err;
   }
 
+  /**
+   * The status of the order's workflow in Temporal (RUNNING, COMPLETED,
+   * TERMINATED, CANCELLED, ...), or null when it has never started.
+   */
+  async workflowStatus(orderId: string): Promise<string | null> {
+    const client = await this.connected();
+    try {
+      const d = await this.withinDeadline(client, () =>
+        client.workflow.getHandle(orderWorkflowId(orderId)).describe(),
+      );
+      return d.status.name;
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError || grpcStatusOf(err) === GrpcStatus.NOT_FOUND)
+        return null;
+      throw await this.problemOf(client, orderId, err);
+    }
+  }
+
   /** Whether the order's workflow exists (running or closed). */
   private async hasStarted(client: Client, orderId: string): Promise<boolean> {
     try {

@@ -6,6 +6,7 @@ import type { OutboxRelay } from '../outbox-relay.ts';
 /** When the API starts an order's workflow: after answering (async) or before (inline). */
 export type WorkflowStartMode = 'async' | 'inline' | 'relay';
 import { ProblemError, type FieldError } from '../problems.ts';
+import type { OrderCancellation } from './order-cancellation.ts';
 import type { OrderOperations } from './order-operations.ts';
 import type { OrderService } from './order-service.ts';
 import { ORDER_CURSOR_PATTERN } from './order-cursor.ts';
@@ -67,6 +68,7 @@ export function orderRoutes(
   orders: OrderService,
   relay: OutboxRelay,
   operations: OrderOperations,
+  cancellation: OrderCancellation,
   startMode: WorkflowStartMode = 'async',
 ): Router {
   const router = Router();
@@ -108,12 +110,10 @@ export function orderRoutes(
   router.post('/orders/:id/cancel', async (req, res) => {
     const id = parseOrThrow(orderIdSchema, req.params.id, 'id');
     const { reason } = parseOrThrow(cancelOrderSchema, req.body ?? {});
-    const order = await orders.getOrder(id);
-    if (order.status === 'COMPLETED' || order.status === 'CANCELLED') {
-      throw new ProblemError('not-parked', `Order ${id} is already ${order.status}`);
-    }
-    await operations.cancel(id, reason ?? 'cancelled by operator');
-    res.status(202).json({ id, cancelling: true });
+    const outcome = await cancellation.cancel(id, reason ?? 'cancelled by operator');
+    // Cancelled now (before its workflow began, or after it was ended in Temporal): the order.
+    if (outcome.kind === 'cancelled') res.status(200).json(await orders.getOrder(id));
+    else res.status(202).json({ id, cancelling: true });
   });
 
   router.get('/orders', async (req, res) => {

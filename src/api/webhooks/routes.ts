@@ -1,6 +1,6 @@
 import { Router } from 'express';
 import { z } from 'zod';
-import { ORDER_PLACED } from '../../shared/steps.ts';
+import { ORDER_CANCELLED, ORDER_PLACED } from '../../shared/steps.ts';
 import { checkWebhookTarget, type Resolver, type TargetPolicy } from '../../webhooks/ssrf-guard.ts';
 import { orderIdSchema, parseOrThrow } from '../orders/routes.ts';
 import { ProblemError } from '../problems.ts';
@@ -8,7 +8,7 @@ import { requireJsonBody } from '../request-body.ts';
 import type { WebhookEndpointService } from './endpoint-service.ts';
 
 /** Event types a subscriber can ask for. */
-export const WEBHOOK_EVENT_TYPES = [ORDER_PLACED] as const;
+export const WEBHOOK_EVENT_TYPES = [ORDER_PLACED, ORDER_CANCELLED] as const;
 
 export const MAX_WEBHOOK_URL_LENGTH = 2048;
 

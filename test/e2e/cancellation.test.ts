@@ -1,0 +1,214 @@
+/**
+ * Cancellation that holds, on the real stack (PostgreSQL, Temporal, Kafka,
+ * SMTP sink) with the API in-process and the real workers: a cancel while the
+ * order waits in the outbox wins, a cancel from Temporal (Web UI, `temporal
+ * workflow cancel`) or a terminate leaves the row CANCELLED, the order reports
+ * what was sent, subscribers get `order.cancelled`, and status writes never go
+ * backwards.
+ */
+import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { createOrderRecordActivities } from '../../src/activities/order-records.ts';
+import { newSigningSecret } from '../../src/api/webhooks/endpoint-service.ts';
+import { progressQuery } from '../../src/shared/messages.ts';
+import { ORDER_CANCELLED, ORDER_PLACED } from '../../src/shared/steps.ts';
+import { orderWorkflowId } from '../../src/shared/task-queues.ts';
+import { postOrder, startApi, validOrder, type Body, type TestApi } from '../support/api.ts';
+import { startOrdersWorker } from '../support/orders-worker.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
+
+const stack = inject('stack');
+const common = { databaseUrl: stack.DATABASE_URL, temporalAddress: stack.TEMPORAL_ADDRESS };
+const SECRET = newSigningSecret();
+
+/** Accepted orders stay in the outbox until the test sweeps (no relay runs). */
+let outboxApi: TestApi;
+let connection: Connection;
+let temporal: Client;
+let receiver: WebhookReceiver;
+const endpoints: string[] = [];
+
+beforeAll(async () => {
+  outboxApi = await startApi({ ...common, workflowStartMode: 'relay', relay: { run: false } });
+  connection = await Connection.connect({ address: stack.TEMPORAL_ADDRESS });
+  temporal = new Client({ connection });
+  receiver = await startWebhookReceiver({ secret: SECRET });
+});
+afterAll(async () => {
+  // Leave no subscribers behind: other files' order workflows would deliver to them.
+  if (endpoints.length)
+    await outboxApi?.db.webhookEndpoint.deleteMany({ where: { id: { in: endpoints } } });
+  await receiver?.close();
+  await connection?.close();
+  await outboxApi?.close();
+});
+
+async function cancel(url: string, id: string, reason = 'customer asked') {
+  const res = await fetch(`${url}/orders/${id}/cancel`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ reason }),
+  });
+  return { status: res.status, body: (await res.json()) as Body };
+}
+
+async function subscribe(eventType: string, path: string): Promise<string> {
+  const endpoint = await outboxApi.db.webhookEndpoint.create({
+    data: {
+      id: randomUUID(),
+      url: `${receiver.url}/${path}`,
+      eventTypes: [eventType],
+      secret: SECRET,
+    },
+  });
+  endpoints.push(endpoint.id);
+  return endpoint.id;
+}
+
+/** Polls the row (bounded) until `done` holds. */
+async function rowWhen(
+  id: string,
+  done: (r: { status: string; lastError: string | null }) => boolean,
+) {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const row = await outboxApi.db.order.findUniqueOrThrow({ where: { id } });
+    if (done(row)) return row;
+    if (Date.now() > deadline)
+      throw new Error(`order ${id} stayed ${row.status} (${row.lastError})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('a cancel before the workflow begins', () => {
+  it('wins while the order waits in the outbox: 200 CANCELLED, the relay never starts it, nothing is sent', async () => {
+    const created = await postOrder(outboxApi.url, validOrder());
+    expect([201, 202]).toContain(created.status);
+    const id = created.body.id as string;
+
+    const res = await cancel(outboxApi.url, id);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ id, status: 'CANCELLED', lastError: 'customer asked' });
+    expect(await outboxApi.db.workflowStart.findUnique({ where: { orderId: id } })).toBeNull();
+
+    await outboxApi.relay.sweep();
+    await expect(temporal.workflow.getHandle(orderWorkflowId(id)).describe()).rejects.toThrow(
+      WorkflowNotFoundError,
+    );
+    expect(await outboxApi.db.emailDelivery.findMany({ where: { orderId: id } })).toEqual([]);
+    // A second cancel finds it ended.
+    expect((await cancel(outboxApi.url, id)).status).toBe(409);
+  });
+
+  it('wins over a workflow the relay started but that has not begun: it ends CANCELLED and sends nothing', async () => {
+    const created = await postOrder(outboxApi.url, validOrder());
+    const id = created.body.id as string;
+    // The relay starts the workflow; no orders worker runs yet, so it has not begun.
+    expect(await outboxApi.relay.sweep()).toBeGreaterThanOrEqual(1);
+    const res = await cancel(outboxApi.url, id);
+    expect(res.status).toBe(200);
+    expect(res.body.status).toBe('CANCELLED');
+
+    const workers = await startOrdersWorker(common);
+    try {
+      const result: unknown = await temporal.workflow.getHandle(orderWorkflowId(id)).result();
+      expect(result).toBe('CANCELLED');
+    } finally {
+      await workers.stop();
+    }
+    const row = await outboxApi.db.order.findUniqueOrThrow({ where: { id } });
+    expect([row.status, row.lastError]).toEqual(['CANCELLED', 'customer asked']);
+    expect(await outboxApi.db.emailDelivery.findMany({ where: { orderId: id } })).toEqual([]);
+  });
+});
+
+describe('a cancel of a running order', () => {
+  let api: TestApi;
+  let workers: Awaited<ReturnType<typeof startOrdersWorker>>;
+  beforeAll(async () => {
+    api = await startApi({ ...common, workflowStartMode: 'async' });
+    workers = await startOrdersWorker(common);
+  });
+  afterAll(async () => {
+    await workers?.stop();
+    await api?.close();
+  });
+
+  /** An order parked on a subscriber that refuses it (400), with a subscriber of order.cancelled. */
+  async function parkedOrder(): Promise<{ id: string; cancelledEndpoint: string }> {
+    receiver.reset();
+    await subscribe(ORDER_PLACED, 'refuses');
+    const cancelledEndpoint = await subscribe(ORDER_CANCELLED, 'undo');
+    receiver.respondWith({ status: 400 });
+    const created = await postOrder(api.url, validOrder());
+    const id = created.body.id as string;
+    await rowWhen(id, (r) => r.status === 'PARKED');
+    return { id, cancelledEndpoint };
+  }
+
+  afterAll(async () => {
+    await outboxApi.db.webhookEndpoint.deleteMany({ where: { id: { in: endpoints } } });
+  });
+
+  it('from Temporal (the Web UI, `temporal workflow cancel`) ends the row CANCELLED, reports what was sent and sends order.cancelled', async () => {
+    const { id } = await parkedOrder();
+    const handle = temporal.workflow.getHandle(orderWorkflowId(id));
+    await handle.cancel();
+    const row = await rowWhen(id, (r) => r.status === 'CANCELLED');
+    expect(row.lastError).toBe('cancelled in Temporal');
+    const [cancelled] = (await receiver.waitForRequests(2, 20_000)).filter((r) =>
+      r.path.endsWith('/undo'),
+    );
+    expect(cancelled?.verified).toBe(true);
+    expect(cancelled?.payload).toMatchObject({ type: ORDER_CANCELLED, data: { orderId: id } });
+    // The execution shows Temporal's cancel; what was sent before it is reported.
+    await expect(handle.result()).rejects.toThrow();
+    expect((await handle.describe()).status.name).toBe('CANCELLED');
+    expect((await handle.query(progressQuery)).sent).toEqual(['email', 'events']);
+    for (const e of endpoints.splice(0)) await api.db.webhookEndpoint.delete({ where: { id: e } });
+  });
+
+  it('after a terminate in Temporal puts the row right: 200 CANCELLED instead of PARKED for good', async () => {
+    const { id } = await parkedOrder();
+    for (const e of endpoints.splice(0)) await api.db.webhookEndpoint.delete({ where: { id: e } });
+    await temporal.workflow.getHandle(orderWorkflowId(id)).terminate('operator');
+    const res = await cancel(api.url, id);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({
+      status: 'CANCELLED',
+      lastError: 'workflow terminated in Temporal',
+    });
+  });
+});
+
+describe('status writes', () => {
+  it('never move an order backwards: a late PROCESSING after COMPLETED, or anything after CANCELLED, is refused', async () => {
+    const created = await postOrder(outboxApi.url, validOrder());
+    const id = created.body.id as string;
+    const records = createOrderRecordActivities({ db: outboxApi.db });
+    const env = new MockActivityEnvironment();
+    const write = (status: 'PROCESSING' | 'COMPLETED' | 'PARKED' | 'CANCELLED') =>
+      env.run(() => records.recordOrderStatus({ orderId: id, status }));
+    expect(await write('PROCESSING')).toBe('PROCESSING');
+    expect(await write('COMPLETED')).toBe('COMPLETED');
+    expect(await write('PROCESSING')).toBe('COMPLETED');
+    expect(await write('PARKED')).toBe('COMPLETED');
+    expect(await write('CANCELLED')).toBe('COMPLETED');
+    const row = await outboxApi.db.order.findUniqueOrThrow({ where: { id } });
+    expect(row.status).toBe('COMPLETED');
+
+    const other = (await postOrder(outboxApi.url, validOrder())).body.id as string;
+    await env.run(() => records.recordOrderStatus({ orderId: other, status: 'CANCELLED' }));
+    expect(
+      await env.run(() => records.recordOrderStatus({ orderId: other, status: 'COMPLETED' })),
+    ).toBe('CANCELLED');
+    // The first bookkeeping of a workflow that a cancel beat: nothing to process.
+    expect(
+      await env.run(() =>
+        records.beginOrderProcessing({ orderId: other, eventType: ORDER_PLACED }),
+      ),
+    ).toBeNull();
+  });
+});
