@@ -3,6 +3,7 @@
  * kinds, with a stable `type`; nothing else (no stack trace) reaches a client.
  */
 import type { ErrorRequestHandler, Response } from 'express';
+import { UNREACHABLE_ADAPTER_KINDS } from '../db/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 
 export interface FieldError {
@@ -93,14 +94,6 @@ export function problemMiddleware(log: Logger): ErrorRequestHandler {
   };
 }
 
-/** Driver adapter error kinds (@prisma/driver-adapter-utils) that mean the database cannot answer now. */
-const UNAVAILABLE_ADAPTER_KINDS: ReadonlySet<string> = new Set([
-  'DatabaseNotReachable',
-  'ConnectionClosed',
-  'SocketTimeout',
-  'TooManyConnections',
-]);
-
 /**
  * Database connectivity failures (Prisma/pg) are 503, so clients retry. 57P0x: PostgreSQL is
  * shutting down or restarting and ends the connection; P1017: the socket was reset (the driver
@@ -118,7 +111,7 @@ function asUnavailable(err: unknown): ProblemError | undefined {
   // A raw query's failure (P2010) names the driver adapter's error kind only in meta.
   const adapterKind = e?.meta?.driverAdapterError?.cause?.kind ?? '';
   if (
-    UNAVAILABLE_ADAPTER_KINDS.has(adapterKind) ||
+    UNREACHABLE_ADAPTER_KINDS.has(adapterKind) ||
     /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|timeout exceeded when trying to connect|Connection terminated|P1001|P1002|P1008|P1017|P2024|P2037|DatabaseNotReachable|ConnectionClosed|SocketTimeout|TooManyConnections|Server has closed the connection|57P0[123]|terminating connection due to administrator command|the database system is (starting up|shutting down)/i.test(
       text,
     )
