@@ -161,8 +161,8 @@ export async function setAutogroupNiceness(
   }
 }
 
-/** The fields of /proc/<pid>/stat after the command name: [state, ppid, pgrp, ...]. */
-function statFields(pid: number): string[] | undefined {
+/** The fields of /proc/<pid>/stat after the command name: [state, ppid, pgrp, ...]; undefined once it is gone. */
+export function statFields(pid: number): string[] | undefined {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     return stat.slice(stat.lastIndexOf(')') + 2).split(' ');

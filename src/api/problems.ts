@@ -3,6 +3,7 @@
  * kinds, with a stable `type`; nothing else (no stack trace) reaches a client.
  */
 import type { ErrorRequestHandler, Response } from 'express';
+import { TRANSIENT_ADAPTER_KINDS } from '../db/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 
 export interface FieldError {
@@ -140,15 +141,6 @@ const UNAVAILABLE_PRISMA_CODES: ReadonlySet<string> = new Set([
   'P2037', // too many connections
 ]);
 
-/** Driver adapter error kinds (@prisma/driver-adapter-utils) that mean the same. */
-const UNAVAILABLE_ADAPTER_KINDS: ReadonlySet<string> = new Set([
-  'DatabaseNotReachable',
-  'ConnectionClosed',
-  'SocketTimeout',
-  'TooManyConnections',
-  'TransactionWriteConflict',
-]);
-
 /** Node.js socket error codes of a database connection that failed or broke. */
 const UNAVAILABLE_SOCKET_CODES: ReadonlySet<string> = new Set([
   'ECONNREFUSED',
@@ -203,7 +195,7 @@ export function isDatabaseUnavailable(err: unknown, depth = 0): boolean {
   if (typeof prismaCode === 'string' && UNAVAILABLE_PRISMA_CODES.has(prismaCode)) return true;
   const adapter = e.meta?.driverAdapterError?.cause;
   if (adapter) {
-    if (typeof adapter.kind === 'string' && UNAVAILABLE_ADAPTER_KINDS.has(adapter.kind))
+    if (typeof adapter.kind === 'string' && TRANSIENT_ADAPTER_KINDS.has(adapter.kind))
       return true;
     const sqlState = adapter.originalCode ?? adapter.code;
     if (typeof sqlState === 'string' && isUnavailableSqlState(sqlState)) return true;

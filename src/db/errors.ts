@@ -43,12 +43,17 @@ const TRANSIENT_PRISMA_CODES: ReadonlySet<string> = new Set([
   'P2037', // too many database connections
 ]);
 
-/** @prisma/adapter-pg's error kinds for the same conditions. */
-const TRANSIENT_ADAPTER_KINDS: ReadonlySet<string> = new Set([
+/** @prisma/adapter-pg's error kinds for a database that cannot answer now (the API's 503). */
+export const UNREACHABLE_ADAPTER_KINDS: ReadonlySet<string> = new Set([
   'DatabaseNotReachable',
   'ConnectionClosed',
   'SocketTimeout',
   'TooManyConnections',
+]);
+
+/** @prisma/adapter-pg's error kinds for the conditions above: unreachable, or a lost write race. */
+export const TRANSIENT_ADAPTER_KINDS: ReadonlySet<string> = new Set([
+  ...UNREACHABLE_ADAPTER_KINDS,
   'TransactionWriteConflict',
 ]);
 

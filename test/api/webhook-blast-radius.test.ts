@@ -10,7 +10,13 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { WebhookEndpointView } from '../../src/api/webhooks/endpoint-service.ts';
 import type { OrderStatus } from '../../src/shared/orders.ts';
-import { postOrder, startApi, validOrder, type Body, type TestApi } from '../support/api.ts';
+import {
+  placeStartedOrder,
+  startApi,
+  validOrder,
+  type Body,
+  type TestApi,
+} from '../support/api.ts';
 import { startOrdersWorker } from '../support/orders-worker.ts';
 import { cli, parseStdout } from '../cli/run-cli.ts';
 import { subscribe, type Subscriber } from '../e2e/subscriber.ts';
@@ -48,17 +54,11 @@ async function settle(orderId: string, statuses: OrderStatus[], timeoutMs = 45_0
 
 /** Places an order (inline start) and waits until it parks or completes. */
 async function placeAndSettle(): Promise<{ id: string; status: OrderStatus }> {
-  const res = await postOrder(api.url, {
+  const id = await placeStartedOrder(api, {
     ...validOrder(),
     customerEmail: `blast-${randomUUID()}@example.com`,
   });
-  expect([201, 202]).toContain(res.status);
-  const id = res.body.id as string;
   orders.push(id);
-  for (let i = 0; res.status === 202 && !(await api.relay.startOne(id)); i++) {
-    if (i === 20) throw new Error(`the workflow of order ${id} never started`);
-    await sleep(250);
-  }
   return { id, status: await settle(id, ['PARKED', 'COMPLETED']) };
 }
 

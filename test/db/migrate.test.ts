@@ -2,31 +2,18 @@ import { createHash, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
+import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { ensureDatabase, migrate, migrationsDir } from '../../src/db/migrate.ts';
+import { databaseUrl, withPgClient } from '../support/pg.ts';
 
 const serverUrl = inject('stack').DATABASE_URL;
 
-function urlFor(database: string): string {
-  const u = new URL(serverUrl);
-  u.pathname = `/${encodeURIComponent(database)}`;
-  return u.toString();
-}
+const urlFor = (database: string) => databaseUrl(serverUrl, database);
 
 const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
-async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
-
-const onServer = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(urlFor('postgres'), fn);
+const onServer = <T>(fn: (c: pg.Client) => Promise<T>) => withPgClient(urlFor('postgres'), fn);
 
 async function dropDatabase(name: string): Promise<void> {
   await onServer((c) => c.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`));
@@ -62,7 +49,7 @@ describe('migrate() against a fresh database on the stack’s PostgreSQL', () =>
   let scratch: string;
 
   const query = async <R extends pg.QueryResultRow>(sql: string, params: unknown[] = []) =>
-    (await withClient(url, (c) => c.query<R>(sql, params))).rows;
+    (await withPgClient(url, (c) => c.query<R>(sql, params))).rows;
   const migrationRows = () =>
     query<MigrationRow>(
       `SELECT migration_name, checksum, finished_at, rolled_back_at, logs, applied_steps_count
@@ -212,11 +199,11 @@ describe('ensureDatabase()', () => {
     await ensureDatabase(urlFor(name));
     const oid = await databaseOid(name);
     expect(oid).toHaveLength(1);
-    await withClient(urlFor(name), (c) => c.query('CREATE TABLE marker (id int)'));
+    await withPgClient(urlFor(name), (c) => c.query('CREATE TABLE marker (id int)'));
 
     await ensureDatabase(urlFor(name));
     expect(await databaseOid(name)).toEqual(oid);
-    const { rows } = await withClient(urlFor(name), (c) =>
+    const { rows } = await withPgClient(urlFor(name), (c) =>
       c.query<{ t: string | null }>(`SELECT to_regclass('public.marker')::text AS t`),
     );
     expect(rows[0]?.t).toBe('marker');

@@ -12,6 +12,7 @@ import { loadConfig } from '../../src/config/env.ts';
 import { createDb, createDbFromConfig, type Db } from '../../src/db/client.ts';
 import { isTransientDatabaseError } from '../../src/db/errors.ts';
 import { migrate } from '../../src/db/migrate.ts';
+import { databaseUrl, withPgClient } from '../support/pg.ts';
 import { rejectionOf } from '../support/rejection.ts';
 
 const serverUrl = inject('stack').DATABASE_URL;
@@ -20,21 +21,7 @@ afterAll(async () => {
   await Promise.allSettled(clients.map((c) => c.$disconnect()));
 });
 
-function urlFor(database: string): string {
-  const u = new URL(serverUrl);
-  u.pathname = `/${encodeURIComponent(database)}`;
-  return u.toString();
-}
-
-async function onServer<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
+const urlFor = (database: string) => databaseUrl(serverUrl, database);
 
 function db(statementTimeoutMs?: number): Db {
   const client =
@@ -70,7 +57,7 @@ describe('DATABASE_STATEMENT_TIMEOUT_MS', () => {
 
   it('cancels a statement blocked behind a lock', async () => {
     const table = `st_lock_${randomUUID().replace(/-/g, '')}`;
-    await onServer(serverUrl, (c) => c.query(`CREATE TABLE ${table} (id int PRIMARY KEY)`));
+    await withPgClient(serverUrl, (c) => c.query(`CREATE TABLE ${table} (id int PRIMARY KEY)`));
     const holder = new pg.Client({ connectionString: serverUrl });
     await holder.connect();
     try {
@@ -80,7 +67,7 @@ describe('DATABASE_STATEMENT_TIMEOUT_MS', () => {
     } finally {
       await holder.query('ROLLBACK').catch(() => {});
       await holder.end();
-      await onServer(serverUrl, (c) => c.query(`DROP TABLE IF EXISTS ${table}`));
+      await withPgClient(serverUrl, (c) => c.query(`DROP TABLE IF EXISTS ${table}`));
     }
   });
 
@@ -100,10 +87,10 @@ describe('DATABASE_STATEMENT_TIMEOUT_MS', () => {
 describe('migrations under a statement timeout', () => {
   it('wait for the migration lock and apply every migration although the database cancels statements after 100 ms', async () => {
     const name = `orderflow_st_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
-    await onServer(urlFor('postgres'), (c) => c.query(`CREATE DATABASE ${name}`));
+    await withPgClient(urlFor('postgres'), (c) => c.query(`CREATE DATABASE ${name}`));
     try {
       // What an operator sets for the services; it applies to every new session, migrations' too.
-      await onServer(urlFor('postgres'), (c) =>
+      await withPgClient(urlFor('postgres'), (c) =>
         c.query(`ALTER DATABASE ${name} SET statement_timeout = '100ms'`),
       );
       // Another migrator holds Prisma Migrate's advisory lock for longer than that.
@@ -123,7 +110,7 @@ describe('migrations under a statement timeout', () => {
       expect(result.applied.length).toBeGreaterThan(0);
       expect(result.skipped).toEqual([]);
     } finally {
-      await onServer(urlFor('postgres'), (c) =>
+      await withPgClient(urlFor('postgres'), (c) =>
         c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
       );
     }

@@ -3,46 +3,28 @@
  * autogroup drops to the busy niceness when the watched process uses CPU and
  * goes back to the quiet one once that has been idle for the calm period.
  */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PriorityGovernor } from '../../scripts/lib/priority-governor.ts';
 import {
   IDLE_BUSY_NICENESS,
   IDLE_NICENESS,
-  ManagedProcess,
+  type ManagedProcess,
   autogroupNiceness,
   delay,
-  signalGroup,
   waitUntilReady,
 } from '../../scripts/lib/process.ts';
+import { useTestProcesses } from '../support/processes.ts';
 
-let scratch: string;
-const started: ManagedProcess[] = [];
-beforeAll(() => {
-  scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'orderflow-governor-test-'));
-});
-afterEach(async () => {
-  for (const proc of started.splice(0)) {
-    if (proc.pid !== undefined) signalGroup(proc.pid, 'SIGKILL');
-    await proc.exited;
-  }
-});
-afterAll(() => {
-  fs.rmSync(scratch, { recursive: true, force: true });
-});
+const procs = useTestProcesses('governor');
 
 function spawn(name: string, args: string[], priority: 'idle' | 'normal'): ManagedProcess {
-  const proc = new ManagedProcess({
+  return procs.start({
     name,
     command: process.execPath,
     args,
-    logFile: path.join(scratch, `${name}.log`),
+    logFile: procs.file(`${name}.log`),
     priority,
   });
-  started.push(proc);
-  return proc;
 }
 
 describe.skipIf(autogroupNiceness(process.pid) === undefined)('PriorityGovernor', () => {

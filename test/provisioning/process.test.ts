@@ -1,11 +1,10 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
-import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   ComponentError,
-  ManagedProcess,
+  type ManagedProcess,
   assertPortFree,
   autogroupNiceness,
   delay,
@@ -14,60 +13,30 @@ import {
   groupMembers,
   IDLE_NICENESS,
   parseCpuPriority,
-  signalGroup,
+  statFields,
   waitUntilReady,
   type CpuPriority,
 } from '../../scripts/lib/process.ts';
+import { rejectionOf } from '../support/rejection.ts';
+import { useTestProcesses } from '../support/processes.ts';
 
-let scratch: string;
-const started: ManagedProcess[] = [];
-
-beforeAll(() => {
-  scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'orderflow-process-test-'));
-});
-
-afterEach(async () => {
-  // Whatever a failed test left running goes, group and all.
-  for (const proc of started.splice(0)) {
-    if (proc.pid !== undefined) signalGroup(proc.pid, 'SIGKILL');
-    await proc.exited;
-  }
-});
-
-afterAll(() => {
-  fs.rmSync(scratch, { recursive: true, force: true });
-});
+const procs = useTestProcesses('process');
 
 function spawnSh(name: string, script: string, priority?: CpuPriority): ManagedProcess {
-  const proc = new ManagedProcess({
+  return procs.start({
     name,
     command: 'sh',
     args: ['-c', script],
-    logFile: path.join(scratch, `${name}-${started.length}.log`),
+    logFile: procs.file(`${name}-${procs.started.length}.log`),
     ...(priority !== undefined ? { priority } : {}),
   });
-  started.push(proc);
-  return proc;
 }
 
 /** Rejection of `promise`, which must reject (a resolution fails the test). */
 async function rejection(promise: Promise<unknown>): Promise<ComponentError> {
-  const outcome = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
+  const outcome = await rejectionOf(promise);
   expect(outcome).toBeInstanceOf(ComponentError);
   return outcome as ComponentError;
-}
-
-/** pid -> /proc/<pid>/stat fields after the command name: [state, ppid, pgrp, ...]. */
-function statFields(pid: number): string[] | undefined {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  } catch {
-    return undefined;
-  }
 }
 
 /**
@@ -131,13 +100,12 @@ describe('waitUntilReady', () => {
   });
 
   it('reports a command that cannot be spawned, with the spawn error from the log', async () => {
-    const proc = new ManagedProcess({
+    const proc = procs.start({
       name: 'ghost',
-      command: path.join(scratch, 'no-such-binary'),
+      command: procs.file('no-such-binary'),
       args: [],
-      logFile: path.join(scratch, 'ghost.log'),
+      logFile: procs.file('ghost.log'),
     });
-    started.push(proc);
     const err = await rejection(waitUntilReady(proc, 'ghost', async () => false, 30_000));
     expect(err.message).toMatch(/^\[ghost\] exited during start-up/);
     expect(err.message).toContain('ENOENT');
@@ -167,7 +135,7 @@ describe('waitUntilReady', () => {
   });
 
   it('times out without a process too, quoting the given log file', async () => {
-    const logFile = path.join(scratch, 'external.log');
+    const logFile = procs.file('external.log');
     fs.writeFileSync(logFile, 'external-marker\n');
     const err = await rejection(waitUntilReady(undefined, 'postgresql', async () => false, 500));
     expect(err.message).toMatch(/^\[postgresql\] not ready after/);

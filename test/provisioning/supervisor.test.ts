@@ -4,44 +4,30 @@
  * that keeps dying is a crash loop, reported with its name, its exit and the
  * tail of its log; deaths spread out in time are not.
  */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ManagedProcess, delay, signalGroup } from '../../scripts/lib/process.ts';
+import { afterEach, describe, expect, it } from 'vitest';
+import { delay, signalGroup, type ManagedProcess } from '../../scripts/lib/process.ts';
 import {
   Supervisor,
   describeExit,
   restartBackoffMs,
   type SupervisorOptions,
 } from '../../scripts/lib/supervisor.ts';
+import { useTestProcesses } from '../support/processes.ts';
 
-let scratch: string;
-const started: ManagedProcess[] = [];
+const procs = useTestProcesses('supervisor');
 const supervisors: Supervisor[] = [];
-beforeAll(() => {
-  scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'orderflow-supervisor-test-'));
-});
-afterEach(async () => {
-  // Stopped first: the kills below must not be restarted into the next test.
+// Registered after useTestProcesses, so it runs before its kills: those must not be restarted into the next test.
+afterEach(() => {
   for (const supervisor of supervisors.splice(0)) supervisor.stop();
-  for (const proc of started.splice(0)) {
-    if (proc.pid !== undefined) signalGroup(proc.pid, 'SIGKILL');
-    await proc.exited;
-  }
-});
-afterAll(() => {
-  fs.rmSync(scratch, { recursive: true, force: true });
 });
 
 function supervised(script: string, opts: Partial<SupervisorOptions> = {}) {
-  const first = new ManagedProcess({
+  const first = procs.start({
     name: 'worker-test',
     command: 'sh',
     args: ['-c', script],
-    logFile: path.join(scratch, `${Math.random().toString(36).slice(2)}.log`),
+    logFile: procs.file(`${Math.random().toString(36).slice(2)}.log`),
   });
-  started.push(first);
   const logs: string[] = [];
   const crashLoops: string[] = [];
   const restarted: ManagedProcess[] = [];
@@ -50,11 +36,7 @@ function supervised(script: string, opts: Partial<SupervisorOptions> = {}) {
     windowMs: 10_000,
     initialBackoffMs: 50,
     maxBackoffMs: 400,
-    respawn: (dead) => {
-      const proc = new ManagedProcess(dead.spec);
-      started.push(proc);
-      return proc;
-    },
+    respawn: (dead) => procs.start(dead.spec),
     // Ready: still running 300 ms after the spawn.
     ready: async (proc) => {
       await delay(300);
@@ -119,7 +101,7 @@ describe('Supervisor', () => {
     expect(crashLoops[0]).toContain('cannot bind 0.0.0.0:80');
     // Nothing is restarted after a crash loop.
     await delay(600);
-    expect(started.filter((p) => p.running)).toEqual([]);
+    expect(procs.started.filter((p) => p.running)).toEqual([]);
   });
 
   it('does not count deaths older than the window', async () => {

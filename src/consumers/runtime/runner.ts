@@ -145,6 +145,10 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
     return ctx.isRunning();
   }
 
+  /** The wait before attempt `n + 1`: doubling from retryInitialMs, at most `capMs`. */
+  const backoffMs = (n: number, capMs: number) =>
+    Math.min(opts.retryInitialMs * 2 ** Math.min(n - 1, 20), capMs);
+
   /**
    * Runs `fn` until it succeeds. A failure that is not the record's fault
    * waits and retries without limit: a transient database or broker error
@@ -168,8 +172,7 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
         const transient = isTransientFailure(error) || !(await databaseReachable());
         if (!transient && ++counted >= maxAttempts) return { ok: false, error, attempts: n };
         metrics.retries.inc({ group: groupId });
-        const cap = transient ? TRANSIENT_MAX_BACKOFF_MS : MAX_BACKOFF_MS;
-        const delay = Math.min(opts.retryInitialMs * 2 ** Math.min(n - 1, 20), cap);
+        const delay = backoffMs(n, transient ? TRANSIENT_MAX_BACKOFF_MS : MAX_BACKOFF_MS);
         log.warn(
           { ...about, groupId, attempt: n, transient, delayMs: delay, err: error },
           transient ? 'waiting out a transient failure' : 'retrying',
@@ -199,10 +202,7 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
         break;
       } catch (err) {
         if (!isTransientKafkaError(err)) throw err;
-        const delay = Math.min(
-          opts.retryInitialMs * 2 ** Math.min(n - 1, 20),
-          TRANSIENT_MAX_BACKOFF_MS,
-        );
+        const delay = backoffMs(n, TRANSIENT_MAX_BACKOFF_MS);
         metrics.retries.inc({ group: groupId });
         log.warn(
           { groupId, ...origin, attempt: n, delayMs: delay, err },
