@@ -131,13 +131,22 @@ export function registerOutboxMetrics(
         for (const { status, count } of rows) this.set({ status }, Number(count));
       },
     });
-  if (ordersByStatus)
+  if (ordersByStatus) {
     countsByStatus(
-      'orderflow_orders_by_status',
+      'orderflow_orders',
       'Orders in the database by status (read at scrape time; every API replica reports the same totals)',
       ORDER_STATUSES,
       ordersByStatus,
     );
+    // The old name (a label name inside the metric name), kept one release for dashboards;
+    // both gauges share one read per scrape.
+    countsByStatus(
+      'orderflow_orders_by_status',
+      'DEPRECATED: use orderflow_orders{status}; this name is removed in the next release',
+      ORDER_STATUSES,
+      ordersByStatus,
+    );
+  }
   if (endpointsByStatus)
     countsByStatus(
       'orderflow_webhook_endpoints',

@@ -5,6 +5,8 @@
  * 3 partial (a bulk operation where some items failed); see output.ts.
  */
 import { Command } from 'commander';
+import fs from 'node:fs';
+import path from 'node:path';
 import { addConsumerCommands } from './consumer-commands.ts';
 import { addEventCommands } from './events-commands.ts';
 import { addOrderCommands } from './orders-commands.ts';
@@ -13,9 +15,21 @@ import { addWebhookCommands } from './webhook-commands.ts';
 
 export { table } from './output.ts';
 
-/** The whole command tree; usage errors exit 2, `--help` exits 0. */
+/** orderflow's version: the `version` of the nearest package.json named orderflow above this file. */
+export function orderflowVersion(from = import.meta.dirname): string {
+  for (let dir = from, i = 0; i < 8; dir = path.dirname(dir), i++) {
+    const file = path.join(dir, 'package.json');
+    if (!fs.existsSync(file)) continue;
+    const pkg = JSON.parse(fs.readFileSync(file, 'utf8')) as { name?: string; version?: string };
+    if (pkg.name === 'orderflow' && pkg.version) return pkg.version;
+  }
+  return 'unknown';
+}
+
+/** The whole command tree; usage errors exit 2, `--help` and `--version` exit 0. */
 export function buildCli(): Command {
   const program = new Command('orderflow')
+    .version(orderflowVersion(), '-V, --version', 'print the version of orderflow and exit')
     .description(
       'Operate orderflow: orders (list, show, retry, cancel), webhooks, events, consumer groups and dead letters.',
     )

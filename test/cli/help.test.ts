@@ -2,9 +2,18 @@
  * `--help` of every command: exit code 0, its options, examples and the exit
  * codes; and usage errors exit 2.
  */
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli } from './run-cli.ts';
+import { cli, type CliRun } from './run-cli.ts';
+
+const projectRoot = path.resolve(import.meta.dirname, '../..');
+const pkg = JSON.parse(fs.readFileSync(path.join(projectRoot, 'package.json'), 'utf8')) as {
+  version: string;
+  bin: { orderflow: string };
+};
 
 const commands: [command: string[], options: string[]][] = [
   [
@@ -94,5 +103,31 @@ describe('orderflow --help', () => {
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(message);
     expect(run.stdout).toBe('');
+  });
+});
+
+describe('orderflow --version and the bin entry', () => {
+  it('prints the package version and exits 0', async () => {
+    const run = await cli(['--version']);
+    expect([run.code, run.stdout.trim()]).toEqual([0, pkg.version]);
+  });
+
+  it("runs as the package's `orderflow` command (an executable), with the same tree", async () => {
+    const bin = path.join(projectRoot, pkg.bin.orderflow);
+    fs.accessSync(bin, fs.constants.X_OK);
+    const run = (args: string[]) =>
+      new Promise<CliRun>((resolve) => {
+        execFile(bin, args, { cwd: projectRoot, timeout: 60_000 }, (err, stdout, stderr) => {
+          resolve({
+            code: err ? (typeof err.code === 'number' ? err.code : -1) : 0,
+            stdout,
+            stderr,
+          });
+        });
+      });
+    expect(await run(['--version'])).toMatchObject({ code: 0, stdout: `${pkg.version}\n` });
+    const usage = await run(['orders', 'list', '--bogus']);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toMatch(/unknown option '--bogus'/);
   });
 });
