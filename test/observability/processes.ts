@@ -38,14 +38,20 @@ export const stackEnvOf = (stack: StackEnv): Record<string, string> => ({
   WEBHOOK_ALLOWED_TARGETS: 'loopback',
 });
 
-/** Starts `entry` (relative to the repository) with `env` on top of this process's environment. */
+/**
+ * Starts `entry` (relative to the repository) with `env` on top of this
+ * process's environment; `compiledIn` runs `node <entry>` in that folder
+ * instead (compiled JavaScript, no tsx: test/e2e/compiled.test.ts).
+ */
 export function startAppProcess(
   name: string,
   entry: string,
   env: Record<string, string>,
+  compiledIn?: string,
 ): AppProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry], {
-    cwd: root,
+  const args = compiledIn ? [entry] : ['--import', 'tsx', entry];
+  const child = spawn(process.execPath, args, {
+    cwd: compiledIn ?? root,
     env: { ...process.env, LOG_FORMAT: 'json', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
