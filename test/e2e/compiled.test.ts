@@ -5,7 +5,8 @@
  * `npm ci --omit=dev`, dist/) then runs the API and the four workers as
  * `node dist/...js` on this run's Node (24 under npm test), against the
  * suite's real stack. An order placed through the compiled API completes
- * through the compiled workers; the orders worker loads the prebuilt bundle.
+ * through the compiled workers; the orders worker loads the prebuilt bundle
+ * (with tracing on, the one that holds the tracing interceptors).
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -18,6 +19,7 @@ import { freePort } from '../../scripts/lib/process.ts';
 import {
   stackEnvOf,
   startAppProcess,
+  startCollector,
   waitUntil,
   type AppProcess,
 } from '../observability/processes.ts';
@@ -81,6 +83,26 @@ function imageLayout(): string {
   return app;
 }
 
+/** Places an order through the compiled API and waits until it is COMPLETED; returns its id. */
+async function placeAndComplete(): Promise<string> {
+  const created = await postOrder(apiUrl, validOrder(), { authorization: `Bearer ${apiKey}` });
+  expect(created.status, JSON.stringify(created.body)).toBe(201);
+  const id = String(created.body.id);
+  let order: Body = created.body;
+  await waitUntil(
+    () => `order ${id} COMPLETED (last: ${JSON.stringify(order)})`,
+    async () => {
+      const res = await fetch(`${apiUrl}/orders/${id}`, {
+        headers: { authorization: `Bearer ${apiKey}` },
+      });
+      order = (await res.json()) as Body;
+      return order.status === 'COMPLETED';
+    },
+    90_000,
+  );
+  return id;
+}
+
 /** The Dockerfile's HEALTHCHECK command (exec form), as argv. */
 function healthcheckArgv(): string[] {
   const text = fs.readFileSync(path.join(root, 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
@@ -91,6 +113,7 @@ function healthcheckArgv(): string[] {
 
 let app: string;
 let apiUrl: string;
+let workerEnv: Record<string, string>;
 let buildOutput = '';
 const procs: AppProcess[] = [];
 const workers = new Map<string, AppProcess>();
@@ -99,13 +122,13 @@ let api: AppProcess;
 beforeAll(async () => {
   buildOutput = run('npm', ['run', 'build'], root);
   app = imageLayout();
-  const env = {
+  const env = (workerEnv = {
     ...stackEnvOf(stack),
     NODE_ENV: 'production',
     API_KEYS: apiKey,
     LOG_LEVEL: 'info',
     WORKER_METRICS_PORT: '0',
-  };
+  });
   for (const queue of WORKERS) {
     const p = startAppProcess(`worker-${queue}`, `dist/src/workers/${queue}.js`, env, app);
     procs.push(p);
@@ -191,21 +214,40 @@ describe('the compiled build (what the production image holds)', () => {
   });
 
   it('completes an order placed through the compiled API with the compiled workers', async () => {
-    const created = await postOrder(apiUrl, validOrder(), { authorization: `Bearer ${apiKey}` });
-    expect(created.status, JSON.stringify(created.body)).toBe(201);
-    let order: Body = created.body;
-    await waitUntil(
-      () => `order ${created.body.id} COMPLETED (last: ${JSON.stringify(order)})`,
-      async () => {
-        const res = await fetch(`${apiUrl}/orders/${created.body.id}`, {
-          headers: { authorization: `Bearer ${apiKey}` },
-        });
-        order = (await res.json()) as Body;
-        return order.status === 'COMPLETED';
-      },
-      90_000,
-    );
+    await placeAndComplete();
   }, 120_000);
+
+  it('runs the orders worker with tracing on the bundle that holds the tracing interceptors', async () => {
+    const collector = await startCollector();
+    const plain = workers.get('orders')!;
+    await plain.stop();
+    const traced = startAppProcess(
+      'worker-orders-traced',
+      'dist/src/workers/orders.js',
+      { ...workerEnv, OTEL_EXPORTER_OTLP_ENDPOINT: collector.url, OTEL_BSP_SCHEDULE_DELAY: '200' },
+      app,
+    );
+    procs.push(traced);
+    try {
+      await traced.waitForLine('worker running', (l) => l.msg === 'worker running');
+      const line = traced.lines.find((l) => typeof l.workflowBundle === 'string');
+      expect(line?.workflowBundle).toBe(path.join(app, 'dist', 'workflow-bundle.tracing.js'));
+      const id = await placeAndComplete();
+      await waitUntil(
+        () =>
+          `a RunWorkflow:orderWorkflow span from the traced worker (order ${id}); spans: ${collector.spans.map((x) => `${x.service}: ${x.name}`).join(', ')}`,
+        () =>
+          collector.spans.some(
+            (x) =>
+              x.service === 'orderflow-worker-orders' && x.name === 'RunWorkflow:orderWorkflow',
+          ),
+        30_000,
+      );
+    } finally {
+      await traced.stop();
+      await collector.close();
+    }
+  }, 180_000);
 
   it("answers the image's HEALTHCHECK: the API on /healthz, a worker on its /metrics", () => {
     const [cmd, ...args] = healthcheckArgv();
