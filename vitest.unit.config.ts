@@ -13,6 +13,7 @@ export default defineConfig({
       'test/config.test.ts',
       'test/node-runtime.test.ts',
       'test/compose/compose.test.ts',
+      'test/compose/dockerfile.test.ts',
       'test/cli/progress.test.ts',
       'test/api/problems-database.test.ts',
       'test/provisioning/priority-governor.test.ts',
