@@ -2,7 +2,7 @@
  * The production image's contents, run without a Docker engine: `npm run
  * build` (the script the Dockerfile's build stage runs) compiles dist/ and its
  * workflow bundles; a folder laid out like the image's /app (package.json,
- * `npm ci --omit=dev`, dist/) then runs the API and the four workers as
+ * the Dockerfile's `npm ci --omit=...`, dist/) then runs the API, the relay and the four workers as
  * `node dist/...js` on this run's Node (24 under npm test), against the
  * suite's real stack. An order placed through the compiled API completes
  * through the compiled workers; the orders worker loads the prebuilt bundle
@@ -134,20 +134,24 @@ beforeAll(async () => {
     procs.push(p);
     workers.set(queue, p);
   }
+  // As docker-compose.yml runs them: the API only commits, the relay process starts the workflows.
+  const relay = startAppProcess('relay', 'dist/src/api/relay.js', env, app);
+  procs.push(relay);
   const port = await freePort();
   apiUrl = `http://127.0.0.1:${port}`;
   api = startAppProcess(
     'api',
     'dist/src/api/server.js',
-    { ...env, PORT: String(port), WORKFLOW_START_MODE: 'async' },
+    { ...env, PORT: String(port), WORKFLOW_START_MODE: 'relay' },
     app,
   );
   procs.push(api);
-  await Promise.all(
-    [...workers.values()].map((w) =>
+  await Promise.all([
+    ...[...workers.values()].map((w) =>
       w.waitForLine('worker running', (l) => l.msg === 'worker running', 120_000),
     ),
-  );
+    relay.waitForLine('relay running', (l) => l.msg === 'relay running', 120_000),
+  ]);
   await waitUntil(
     () => `the compiled API's /readyz on ${apiUrl}:\n${api.output().slice(-2000)}`,
     async () => (await fetch(`${apiUrl}/readyz`).catch(() => undefined))?.ok === true,
@@ -197,7 +201,7 @@ describe('the compiled build (what the production image holds)', () => {
     expect(out).toMatch(/\d+ applied, [1-9]\d* already up to date/);
   });
 
-  it('runs the API and the workers on this Node, the orders worker on the prebuilt bundle', () => {
+  it('runs the API, the relay and the workers on this Node, the orders worker on the prebuilt bundle', () => {
     expect(process.versions.node.split('.')[0]).toBe(process.env.ORDERFLOW_NODE_LINE ?? '24');
     for (const p of procs) {
       expect(fs.realpathSync(`/proc/${p.child.pid}/exe`), p.name).toBe(
@@ -213,7 +217,7 @@ describe('the compiled build (what the production image holds)', () => {
     expect(orders.output()).not.toMatch(/bundling the sources|webpack/i);
   });
 
-  it('completes an order placed through the compiled API with the compiled workers', async () => {
+  it('completes an order placed through the compiled API with the compiled relay and workers', async () => {
     await placeAndComplete();
   }, 120_000);
 
