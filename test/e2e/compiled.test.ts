@@ -71,7 +71,9 @@ function imageLayout(): string {
     .slice(0, 16);
   const app = path.join(os.tmpdir(), `orderflow-image-${key}`);
   if (!fs.existsSync(path.join(app, 'node_modules', '.orderflow-prod'))) {
-    fs.rmSync(app, { recursive: true, force: true });
+    // Layouts of other lock files are stale: ~400 MB each.
+    for (const old of fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('orderflow-image-')))
+      fs.rmSync(path.join(os.tmpdir(), old), { recursive: true, force: true });
     fs.mkdirSync(app, { recursive: true });
     for (const f of ['package.json', 'package-lock.json'])
       fs.copyFileSync(path.join(root, f), path.join(app, f));
