@@ -8,9 +8,14 @@
  * and the checkout's path (its source map names the files). A worker uses it
  * only when the key of the files on disk matches; otherwise it bundles at
  * start-up as before, since a stale bundle would run old workflow code.
+ *
+ * Compiled (`npm run build`, what the production image runs), the worker has
+ * no sources to bundle: it loads the bundles that the same build wrote next to
+ * the compiled code (dist/), which match it by construction.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import type { Logger } from '../shared/logger.ts';
@@ -22,6 +27,21 @@ export interface BundleLocation {
 }
 
 const projectRoot = path.resolve(import.meta.dirname, '..', '..');
+
+/** This module runs compiled (dist/src/workers/*.js, the production image), not from the TypeScript sources. */
+const runsCompiled = import.meta.filename.endsWith('.js');
+
+/** The bundles `npm run build` writes into dist/, beside the compiled code: without and with tracing's workflow interceptors. */
+export const BUILT_BUNDLES = {
+  plain: 'workflow-bundle.js',
+  tracing: 'workflow-bundle.tracing.js',
+} as const;
+
+/** The workflow interceptor module of Temporal's OpenTelemetry plugin (what it adds to a bundle built at start-up). */
+export const tracingWorkflowInterceptorModule = (): string =>
+  createRequire(import.meta.url).resolve(
+    '@temporalio/interceptors-opentelemetry/lib/workflow-interceptors',
+  );
 
 export const defaultBundleLocation: BundleLocation = {
   root: projectRoot,
@@ -91,9 +111,7 @@ export function findWorkflowBundle(loc: BundleLocation = defaultBundleLocation):
 
 /**
  * Builds the bundle of the current workflow files unless it exists (setup
- * calls it; a second run only computes the key). Refuses to store a bundle
- * that holds project files outside the keyed folders, whose changes the key
- * would miss.
+ * calls it; a second run only computes the key).
  */
 export async function buildWorkflowBundle(
   loc: BundleLocation = defaultBundleLocation,
@@ -102,11 +120,44 @@ export async function buildWorkflowBundle(
   const codePath = workflowBundlePath(loc);
   if (fs.existsSync(codePath)) return { codePath, built: false };
   const started = performance.now();
+  writeAtomically(codePath, await bundleChecked(loc.root, []));
+  pruneOldBundles(loc.cacheDir);
+  log(
+    `workflow bundle built in ${((performance.now() - started) / 1000).toFixed(1)} s: ${path.relative(loc.root, codePath)}`,
+  );
+  return { codePath, built: true };
+}
+
+/**
+ * Writes the bundles of a build (scripts/build.ts, the production image) into
+ * `outDir`: BUILT_BUNDLES.plain, and BUILT_BUNDLES.tracing with tracing's
+ * workflow interceptors, so a compiled worker never needs webpack or sources.
+ */
+export async function writeBuiltBundles(
+  outDir: string,
+  root: string = projectRoot,
+): Promise<string[]> {
+  const written: string[] = [];
+  for (const [kind, file] of Object.entries(BUILT_BUNDLES)) {
+    const modules = kind === 'tracing' ? [tracingWorkflowInterceptorModule()] : [];
+    const out = path.join(outDir, file);
+    writeAtomically(out, await bundleChecked(root, modules));
+    written.push(out);
+  }
+  return written;
+}
+
+/**
+ * Bundles the checkout's workflows. Refuses a bundle that holds project files
+ * outside the keyed folders, whose changes the key would miss.
+ */
+async function bundleChecked(root: string, workflowInterceptorModules: string[]): Promise<string> {
   const { code } = await bundleWorkflowCode({
-    workflowsPath: workflowsPathOf(loc.root),
+    workflowsPath: workflowsPathOf(root),
+    workflowInterceptorModules,
     logger: quietBundlerLogger,
   });
-  const outside = projectFilesIn(code, loc.root).filter(
+  const outside = projectFilesIn(code, root).filter(
     (f) => !SOURCE_DIRS.some((dir) => f.startsWith(`${dir}/`)),
   );
   if (outside.length > 0) {
@@ -114,16 +165,15 @@ export async function buildWorkflowBundle(
       `the workflow bundle includes ${outside.join(', ')}, outside ${SOURCE_DIRS.join(' and ')}: workflows may import only those (and @temporalio/workflow)`,
     );
   }
-  fs.mkdirSync(loc.cacheDir, { recursive: true });
-  // Written aside and renamed, so a worker never reads half a bundle.
-  const partial = `${codePath}.${process.pid}.partial`;
+  return code;
+}
+
+/** Written aside and renamed, so a worker never reads half a bundle. */
+function writeAtomically(file: string, code: string): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const partial = `${file}.${process.pid}.partial`;
   fs.writeFileSync(partial, code);
-  fs.renameSync(partial, codePath);
-  pruneOldBundles(loc.cacheDir);
-  log(
-    `workflow bundle built in ${((performance.now() - started) / 1000).toFixed(1)} s: ${path.relative(loc.root, codePath)}`,
-  );
-  return { codePath, built: true };
+  fs.renameSync(partial, file);
 }
 
 /**
@@ -135,8 +185,26 @@ export async function buildWorkflowBundle(
  */
 export function workflowCode(
   log: Logger,
-  opts: { interceptors: boolean; location?: BundleLocation },
+  opts: {
+    interceptors: boolean;
+    location?: BundleLocation;
+    /** Where a build's bundles are (BUILT_BUNDLES); by default dist/ when this module runs compiled. */
+    builtDir?: string;
+  },
 ): { workflowBundle: { codePath: string } } | { workflowsPath: string } {
+  const builtDir = opts.builtDir ?? (runsCompiled ? projectRoot : undefined);
+  if (builtDir) {
+    const codePath = path.join(builtDir, BUILT_BUNDLES[opts.interceptors ? 'tracing' : 'plain']);
+    if (!fs.existsSync(codePath))
+      throw new Error(`${codePath} is missing: npm run build writes it beside the compiled code`);
+    // With tracing on, the SDK warns that the plugin's workflow interceptor module is
+    // ignored: this bundle already holds it.
+    log.info(
+      { workflowBundle: codePath },
+      'workflow code: the bundle built with the compiled code',
+    );
+    return { workflowBundle: { codePath } };
+  }
   const loc = opts.location ?? defaultBundleLocation;
   const found: FoundBundle = opts.interceptors
     ? { missing: 'workflow interceptors (tracing) are bundled at start-up' }

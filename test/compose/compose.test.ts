@@ -115,15 +115,20 @@ const services = (doc: Doc): [string, Doc][] =>
     ? Object.entries(doc.services).map(([name, s]): [string, Doc] => [name, isRecord(s) ? s : {}])
     : [];
 
-/** The TypeScript entry a service runs: `node --import tsx <entry>`, else undefined. */
+/**
+ * The TypeScript source of the compiled entry a service runs: `node dist/<entry>.js`
+ * (the image holds `npm run build`'s output, see Dockerfile) gives `<entry>.ts`, else undefined.
+ */
 function entryOf(svc: Doc): string | undefined {
   const cmd = svc.command;
-  if (!Array.isArray(cmd) || cmd.length !== 4) return undefined;
-  const [node, flag, loader, entry] = cmd as unknown[];
-  return node === 'node' && flag === '--import' && loader === 'tsx' && typeof entry === 'string'
-    ? entry
-    : undefined;
+  if (!Array.isArray(cmd) || cmd.length !== 2) return undefined;
+  const [node, compiled] = cmd as unknown[];
+  const m = typeof compiled === 'string' ? /^dist\/(.+)\.js$/.exec(compiled) : null;
+  return node === 'node' && m ? `${m[1]}.ts` : undefined;
 }
+
+/** How a service runs `entry` (a source path): its compiled JavaScript. */
+const commandOf = (entry: string): string[] => ['node', `dist/${entry.replace(/\.ts$/, '.js')}`];
 
 function envKeys(svc: Doc): string[] {
   const env = svc.environment;
@@ -198,11 +203,15 @@ function invariantProblems(doc: Doc): string[] {
     if (entry) entries.set(entry, name);
   }
   for (const entry of new Set([...requiredEntries, ...consumerEntries()]))
-    if (!entries.has(entry)) problems.push(`no service runs "node --import tsx ${entry}"`);
+    if (!entries.has(entry)) problems.push(`no service runs "${commandOf(entry).join(' ')}"`);
 
   for (const [name, svc] of all) {
     const entry = entryOf(svc);
     const isApp = svc.build !== undefined;
+
+    // The image runs compiled JavaScript only: it has no tsx (a devDependency) and no sources.
+    if (isApp && JSON.stringify(svc.command ?? '').includes('tsx'))
+      problems.push(`${name}: runs tsx, which the production image does not hold`);
 
     if (entry && /^src\/(workers|consumers)\//.test(entry)) {
       const replicas = isRecord(svc.deploy) ? svc.deploy.replicas : undefined;
@@ -302,7 +311,7 @@ describe('docker-compose.yml', () => {
       expect(isRecord(deploy) && deploy.replicas, name).toBeGreaterThanOrEqual(2);
     }
     // The API only commits; a relay service starts the workflows.
-    expect(svc.get('relay')?.command).toEqual(['node', '--import', 'tsx', 'src/api/relay.ts']);
+    expect(svc.get('relay')?.command).toEqual(['node', 'dist/src/api/relay.js']);
     expect(svc.get('api')?.environment).toMatchObject({ WORKFLOW_START_MODE: 'relay' });
     const env = compose['x-app-env'];
     expect(env).toMatchObject({
@@ -407,7 +416,12 @@ describe('the checks reject broken compose files', () => {
       [
         'missing process',
         broken((doc) => delete (doc.services as Doc)['consumer-inventory']),
-        /no service runs .*src\/consumers\/inventory\.ts/,
+        /no service runs "node dist\/src\/consumers\/inventory\.js"/,
+      ],
+      [
+        'tsx at run time',
+        broken((_, s) => (s('api').command = ['node', '--import', 'tsx', 'src/api/server.ts'])),
+        /api: runs tsx/,
       ],
       [
         'no replicas',

@@ -5,6 +5,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { StackEnv } from '../../scripts/lib/stack.ts';
 
@@ -38,14 +40,20 @@ export const stackEnvOf = (stack: StackEnv): Record<string, string> => ({
   WEBHOOK_ALLOWED_TARGETS: 'loopback',
 });
 
-/** Starts `entry` (relative to the repository) with `env` on top of this process's environment. */
+/**
+ * Starts `entry` (relative to the repository) with `env` on top of this
+ * process's environment; `compiledIn` runs `node <entry>` in that folder
+ * instead (compiled JavaScript, no tsx: test/e2e/compiled.test.ts).
+ */
 export function startAppProcess(
   name: string,
   entry: string,
   env: Record<string, string>,
+  compiledIn?: string,
 ): AppProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry], {
-    cwd: root,
+  const args = compiledIn ? [entry] : ['--import', 'tsx', entry];
+  const child = spawn(process.execPath, args, {
+    cwd: compiledIn ?? root,
     env: { ...process.env, LOG_FORMAT: 'json', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -171,4 +179,44 @@ export async function waitUntil(
       );
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+export interface ExportedSpan {
+  service: string;
+  name: string;
+  traceId: string;
+}
+
+/** An OTLP/HTTP (JSON) traces receiver that keeps every span it is sent. */
+export async function startCollector() {
+  const spans: ExportedSpan[] = [];
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    req.on('end', () => {
+      if (req.url === '/v1/traces') {
+        const doc = JSON.parse(body) as {
+          resourceSpans?: {
+            resource?: { attributes?: { key: string; value: { stringValue?: string } }[] };
+            scopeSpans?: { spans?: { name: string; traceId: string }[] }[];
+          }[];
+        };
+        for (const rs of doc.resourceSpans ?? []) {
+          const service =
+            rs.resource?.attributes?.find((a) => a.key === 'service.name')?.value.stringValue ??
+            '?';
+          for (const ss of rs.scopeSpans ?? [])
+            for (const s of ss.spans ?? [])
+              spans.push({ service, name: s.name, traceId: s.traceId });
+        }
+      }
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    spans,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }

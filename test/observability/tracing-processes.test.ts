@@ -6,55 +6,13 @@
  * in the trace of the caller's `traceparent`.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { freePort } from '../../scripts/lib/process.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
-import { stackEnvOf, startAppProcess, type AppProcess } from './processes.ts';
+import { stackEnvOf, startAppProcess, startCollector, type AppProcess } from './processes.ts';
 
 const stack = inject('stack');
-
-interface ExportedSpan {
-  service: string;
-  name: string;
-  traceId: string;
-}
-
-/** An OTLP/HTTP (JSON) traces receiver that keeps every span it is sent. */
-async function startCollector() {
-  const spans: ExportedSpan[] = [];
-  const server = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (chunk: Buffer) => (body += chunk.toString()));
-    req.on('end', () => {
-      if (req.url === '/v1/traces') {
-        const doc = JSON.parse(body) as {
-          resourceSpans?: {
-            resource?: { attributes?: { key: string; value: { stringValue?: string } }[] };
-            scopeSpans?: { spans?: { name: string; traceId: string }[] }[];
-          }[];
-        };
-        for (const rs of doc.resourceSpans ?? []) {
-          const service =
-            rs.resource?.attributes?.find((a) => a.key === 'service.name')?.value.stringValue ??
-            '?';
-          for (const ss of rs.scopeSpans ?? [])
-            for (const s of ss.spans ?? [])
-              spans.push({ service, name: s.name, traceId: s.traceId });
-        }
-      }
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    spans,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}
 
 let collector: Awaited<ReturnType<typeof startCollector>>;
 let receiver: WebhookReceiver;

@@ -13,6 +13,7 @@ import { RUNNING_LOG_LINE } from '../../scripts/lib/stack.ts';
 import { projectRoot } from '../../scripts/lib/tools.ts';
 import type { Logger } from '../../src/shared/logger.ts';
 import {
+  BUILT_BUNDLES,
   buildWorkflowBundle,
   defaultBundleLocation,
   findWorkflowBundle,
@@ -143,6 +144,23 @@ describe('findWorkflowBundle', () => {
       'workflowsPath',
     );
     expect(traced.lines[0]?.obj.reason).toMatch(/interceptors/);
+  });
+
+  it('makes a compiled worker load the bundle its build wrote, the tracing one with tracing on, and fail without it', () => {
+    const builtDir = fs.mkdtempSync(path.join(scratch, 'dist-'));
+    expect(() => workflowCode(recordingLogger().log, { interceptors: false, builtDir })).toThrow(
+      /workflow-bundle\.js is missing: npm run build/,
+    );
+    for (const file of Object.values(BUILT_BUNDLES))
+      fs.writeFileSync(path.join(builtDir, file), '// bundle');
+    const plain = recordingLogger();
+    expect(workflowCode(plain.log, { interceptors: false, builtDir })).toEqual({
+      workflowBundle: { codePath: path.join(builtDir, BUILT_BUNDLES.plain) },
+    });
+    expect(plain.lines[0]?.msg).toBe('workflow code: the bundle built with the compiled code');
+    expect(workflowCode(plain.log, { interceptors: true, builtDir })).toEqual({
+      workflowBundle: { codePath: path.join(builtDir, BUILT_BUNDLES.tracing) },
+    });
   });
 });
 

@@ -1,0 +1,33 @@
+import { defineConfig } from 'vitest/config';
+
+/**
+ * `npm run test:unit`: the tier that needs no stack (no PostgreSQL, Kafka,
+ * Temporal server or maildev), so it runs in seconds and on every supported
+ * Node line (`.ci/run` runs it on Node 22 as well; `npm test` runs the whole
+ * suite, these files included, on Node 24). The time-skipping workflow tests
+ * belong here: their test server is a provisioned tool, not part of the stack.
+ */
+export default defineConfig({
+  test: {
+    include: [
+      'test/config.test.ts',
+      'test/node-runtime.test.ts',
+      'test/compose/compose.test.ts',
+      'test/compose/dockerfile.test.ts',
+      'test/cli/progress.test.ts',
+      'test/api/problems-database.test.ts',
+      'test/provisioning/priority-governor.test.ts',
+      'test/provisioning/process.test.ts',
+      'test/provisioning/supervisor.test.ts',
+      'test/replay/replay.test.ts',
+      'test/workflows/order-workflow.test.ts',
+    ],
+    // The provisioned tools only (the time-skipping test server), no stack.
+    globalSetup: ['test/setup/global-tools.ts'],
+    setupFiles: ['test/setup/temporal-runtime.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 180_000,
+    teardownTimeout: 60_000,
+    fileParallelism: false,
+  },
+});
