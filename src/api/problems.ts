@@ -195,8 +195,7 @@ export function isDatabaseUnavailable(err: unknown, depth = 0): boolean {
   if (typeof prismaCode === 'string' && UNAVAILABLE_PRISMA_CODES.has(prismaCode)) return true;
   const adapter = e.meta?.driverAdapterError?.cause;
   if (adapter) {
-    if (typeof adapter.kind === 'string' && TRANSIENT_ADAPTER_KINDS.has(adapter.kind))
-      return true;
+    if (typeof adapter.kind === 'string' && TRANSIENT_ADAPTER_KINDS.has(adapter.kind)) return true;
     const sqlState = adapter.originalCode ?? adapter.code;
     if (typeof sqlState === 'string' && isUnavailableSqlState(sqlState)) return true;
   }
