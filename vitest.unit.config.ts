@@ -15,6 +15,8 @@ export default defineConfig({
       'test/compose/compose.test.ts',
       'test/compose/dockerfile.test.ts',
       'test/cli/progress.test.ts',
+      'test/docs/diagrams.test.ts',
+      'test/events/kafka-warning.test.ts',
       'test/api/problems-database.test.ts',
       'test/provisioning/priority-governor.test.ts',
       'test/provisioning/process.test.ts',

@@ -80,6 +80,26 @@ export function kafkaSecurity(config: KafkaSecuritySettings): Pick<KafkaConfig, 
 }
 
 /**
+ * kafkajs 2.2.4 schedules its request-queue check `throttledUntil - Date.now()` ms ahead
+ * while not throttled, a negative delay (tulios/kafkajs#1751, unfixed upstream). Node
+ * runs it after 1 ms, as kafkajs means, but since Node 24 also prints a
+ * TimeoutNegativeWarning to stderr, once per process: in the CLI's stderr and every
+ * service's log. This drops that one warning and passes every other to Node's own
+ * handlers, once per process.
+ */
+let negativeTimeoutWarningFiltered = false;
+export function filterKafkaJsTimeoutWarning(): void {
+  if (negativeTimeoutWarningFiltered) return;
+  negativeTimeoutWarningFiltered = true;
+  const handlers = process.listeners('warning');
+  process.removeAllListeners('warning');
+  process.on('warning', (warning) => {
+    if (warning.name === 'TimeoutNegativeWarning') return;
+    for (const handle of handlers) handle(warning);
+  });
+}
+
+/**
  * A kafkajs client for `KAFKA_BROKERS`, authenticated and encrypted as
  * configured (kafkaSecurity); warnings and errors only, to `logger` when given.
  */
@@ -87,6 +107,7 @@ export function createKafka(
   config: Pick<Config, 'KAFKA_BROKERS' | 'KAFKA_CLIENT_ID'> & KafkaSecuritySettings,
   { logger, ...overrides }: { logger?: Logger } & Partial<KafkaConfig> = {},
 ): Kafka {
+  filterKafkaJsTimeoutWarning();
   return new Kafka({
     clientId: config.KAFKA_CLIENT_ID,
     brokers: config.KAFKA_BROKERS,

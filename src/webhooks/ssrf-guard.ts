@@ -210,6 +210,14 @@ export const systemResolver: Resolver = (hostname, family) =>
 /** How long registration waits for DNS. */
 export const REGISTRATION_LOOKUP_TIMEOUT_MS = 5000;
 
+/** getaddrinfo's answers that blame the name itself (EINVAL: a name too long for DNS). */
+const UNRESOLVABLE_LOOKUP_CODES: ReadonlySet<string> = new Set([
+  'ENOTFOUND',
+  'ENODATA',
+  'EINVAL',
+  'EBADNAME',
+]);
+
 /** Why a webhook URL may not be registered. */
 export type TargetRefusal =
   /** An address the policy refuses (or none at all): the caller's URL is at fault. */
@@ -245,7 +253,9 @@ export async function checkWebhookTarget(
     addresses = await Promise.race([resolve(host, 0), timeout]);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'ERROR';
-    return code === 'ENOTFOUND' || code === 'ENODATA'
+    // The name's fault (no such name, no address, or not a name DNS can carry: over 253
+    // characters, a label over 63): a refusal. Anything else may pass later: a failure for now.
+    return UNRESOLVABLE_LOOKUP_CODES.has(code)
       ? { kind: 'unresolvable', message: `${host} does not resolve to any address (${code})` }
       : { kind: 'lookup-failed', message: `the DNS lookup of ${host} failed (${code})` };
   } finally {

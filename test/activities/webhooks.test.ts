@@ -719,6 +719,12 @@ describe('SSRF guard', () => {
       message: 'the DNS lookup of slow.attacker.test failed (ETIMEOUT)',
     });
     expect(Date.now() - started).toBeLessThan(1000);
+    // A name DNS cannot carry (over 253 characters) is the URL's fault, not a failure for now.
+    const longLabel = Array.from({ length: 5 }, () => 'a'.repeat(63)).join('.');
+    expect(await checkWebhookTarget(`https://${longLabel}/`, 'public')).toEqual({
+      kind: 'unresolvable',
+      message: `${longLabel} does not resolve to any address (EINVAL)`,
+    });
     const empty: Resolver = async () => [];
     expect(await checkWebhookTarget('https://empty.attacker.test/', 'public', empty)).toEqual({
       kind: 'unresolvable',
