@@ -191,8 +191,9 @@ const scenarios: Scenario[] = [
   {
     name: 'cancelled-while-parked',
     description:
-      'a receiver rejects the webhook (4xx, not retried), the order parks, an operator cancels',
+      'a receiver rejects the webhook (4xx, not retried), the order parks, an operator cancels (the API, the CLI: the cancel signal)',
     fakes: () => ({
+      cancelledEndpoints: ['ep-undo'],
       webhook: async () => {
         throw ApplicationFailure.create({
           type: FailureType.WebhookRejected,
@@ -209,6 +210,47 @@ const scenarios: Scenario[] = [
         .getHandle(orderWorkflowId(orderId))
         .signal(cancelSignal, 'customer withdrew');
       return expectResult(env, orderId, 'CANCELLED');
+    },
+  },
+  {
+    name: 'cancelled-in-temporal-while-parked',
+    description:
+      'parked on a rejecting receiver, then cancelled from Temporal (Web UI, `temporal workflow cancel`); order.cancelled goes to Kafka and a subscriber',
+    fakes: () => ({
+      cancelledEndpoints: ['ep-undo'],
+      webhook: async () => {
+        throw ApplicationFailure.create({
+          type: FailureType.WebhookRejected,
+          message: 'HTTP 400',
+          nonRetryable: true,
+        });
+      },
+    }),
+    async run({ env, calls }) {
+      const orderId = orderIdOf(7);
+      const workflowId = orderWorkflowId(orderId);
+      await startOrderWorkflow(env.client, orderId, testPolicies());
+      await waitFor(env, orderId, (p) => p.status === 'PARKED', 'parked');
+      await env.client.workflow.getHandle(workflowId).cancel();
+      await settle(env, workflowId).catch(() => undefined);
+      const { status } = await env.client.workflow.getHandle(workflowId).describe();
+      if (status.name !== 'CANCELLED' || !calls.cancelled.includes(orderId))
+        throw new Error(`order ${orderId} ended ${status.name}; order.cancelled not published`);
+      return { workflowId };
+    },
+  },
+  {
+    name: 'cancelled-before-start',
+    description:
+      'the row was cancelled while the start waited in the outbox: the first bookkeeping finds it CANCELLED and nothing is sent',
+    fakes: () => ({ cancelledBeforeStart: true }),
+    async run({ env, calls }) {
+      const orderId = orderIdOf(8);
+      await startOrderWorkflow(env.client, orderId, testPolicies());
+      const ended = await expectResult(env, orderId, 'CANCELLED');
+      if (calls.email.length || calls.webhook.length || calls.events.length)
+        throw new Error('a step ran for an order cancelled before it began');
+      return ended;
     },
   },
   {
