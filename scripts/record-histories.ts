@@ -22,7 +22,7 @@ import { DefaultLogger, Runtime, bundleWorkflowCode } from '@temporalio/worker';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { startOrderWorkflow } from '../src/api/workflow-starter.ts';
+import { startCancellationAnnouncement, startOrderWorkflow } from '../src/api/workflow-starter.ts';
 import {
   cancelSignal,
   progressQuery,
@@ -37,6 +37,7 @@ import { FailureType, defaultRetryPolicies } from '../src/shared/steps.ts';
 import {
   ORDER_STATUS_SEARCH_ATTRIBUTE,
   TaskQueue,
+  cancellationAnnouncementWorkflowId,
   orderWorkflowId,
 } from '../src/shared/task-queues.ts';
 import {
@@ -284,6 +285,21 @@ const scenarios: Scenario[] = [
         .getHandle(orderWorkflowId(orderId))
         .signal(cancelSignal, 'customer called');
       return expectResult(env, orderId, 'CANCELLED');
+    },
+  },
+  {
+    name: 'announce-cancellation',
+    description:
+      'announceCancellationWorkflow for an order whose workflow was terminated: order.cancelled to Kafka and one subscriber',
+    fakes: () => ({ cancelledEndpoints: ['ep-undo'] }),
+    async run({ env, calls }) {
+      const orderId = orderIdOf(9);
+      const workflowId = cancellationAnnouncementWorkflowId(orderId);
+      await startCancellationAnnouncement(env.client, orderId, 'workflow terminated in Temporal');
+      const result = (await settle(env, workflowId)) as { published: boolean; webhooks: number };
+      if (!result.published || result.webhooks !== 1 || !calls.cancelled.includes(orderId))
+        throw new Error(`announcement ended ${JSON.stringify(result)}`);
+      return { workflowId };
     },
   },
   {

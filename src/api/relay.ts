@@ -51,6 +51,7 @@ async function main(): Promise<void> {
   // Orders whose workflow was terminated in Temporal: marked CANCELLED (0: off).
   const reconciler = new WorkflowReconciler(db, () => temporal.get(), log, {
     ...defaultReconcilerOptions,
+    retryPolicies: retryPoliciesOf(config),
     intervalMs: config.WORKFLOW_RECONCILE_INTERVAL_MS,
   });
   reconciler.run();

@@ -57,6 +57,7 @@ async function main(): Promise<void> {
     log.child({ component: 'workflow-reconciler' }),
     {
       ...defaultReconcilerOptions,
+      retryPolicies: retryPoliciesOf(config),
       intervalMs:
         config.WORKFLOW_START_MODE === 'relay' ? 0 : config.WORKFLOW_RECONCILE_INTERVAL_MS,
     },

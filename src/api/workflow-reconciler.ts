@@ -7,15 +7,22 @@
  * order workflows closed that way (Temporal visibility) since its last sweep
  * (the first sweep looks back `lookbackMs`), and marks the orders whose row
  * is still unfinished CANCELLED with the same statement the API's cancel uses
- * for a terminated workflow (cancelAbandonedOrder). It does not announce
- * order.cancelled: that is published by the order's workflow (an activity of
- * the events worker), which no longer runs; see docs/reliability.md.
+ * for a terminated workflow (cancelAbandonedOrder). The order's own workflow
+ * can no longer announce `order.cancelled`, so the reconciler starts
+ * announceCancellationWorkflow for it (once per order), also for orders the
+ * API's cancel set CANCELLED after a terminate.
  */
 import type { Client } from '@temporalio/client';
 import type { Db } from '../db/client.ts';
 import type { Logger } from '../shared/logger.ts';
 import { CANCELLABLE_STATUSES } from '../shared/orders.ts';
-import { cancelAbandonedOrder } from './orders/order-cancellation.ts';
+import type { RetryPolicies } from '../shared/steps.ts';
+import {
+  ABANDONED_WORKFLOW_STATUSES,
+  abandonedReason,
+  cancelAbandonedOrder,
+} from './orders/order-cancellation.ts';
+import { startCancellationAnnouncement } from './workflow-starter.ts';
 
 export interface WorkflowReconcilerOptions {
   intervalMs: number;
@@ -23,6 +30,8 @@ export interface WorkflowReconcilerOptions {
   lookbackMs: number;
   /** Closed workflows examined per sweep at most (the next sweep goes on). */
   maxPerSweep: number;
+  /** The announcement workflow's step retry policies (RETRY_EVENTS, RETRY_WEBHOOKS). */
+  retryPolicies?: RetryPolicies;
 }
 
 export const defaultReconcilerOptions: WorkflowReconcilerOptions = {
@@ -36,10 +45,13 @@ const CLOSED_WITHOUT_CODE = { Terminated: 'TERMINATED', TimedOut: 'TIMED_OUT' } 
 /** Visibility lags the close a little: each sweep overlaps the previous one by this much. */
 const OVERLAP_MS = 60_000;
 const WORKFLOW_ID_PREFIX = 'order-';
+const abandonedReasons = ABANDONED_WORKFLOW_STATUSES.map(abandonedReason);
 
 export class WorkflowReconciler {
   /** Orders marked CANCELLED since start. */
   reconciled = 0;
+  /** order.cancelled announcements started since start. */
+  announced = 0;
   private since: Date;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> | undefined;
@@ -70,26 +82,43 @@ export class WorkflowReconciler {
       closed.add(wf.workflowId.slice(WORKFLOW_ID_PREFIX.length));
     }
     const ids = [...closed].filter((id) => /^[0-9a-f-]{36}$/i.test(id));
-    const unfinished =
+    // Rows still unfinished, and rows already set CANCELLED for such a workflow (here or by the
+    // API's cancel) whose order.cancelled may not be announced yet.
+    const rows =
       ids.length === 0
         ? []
         : await this.db.order.findMany({
-            where: { id: { in: ids }, status: { in: [...CANCELLABLE_STATUSES] } },
+            where: {
+              id: { in: ids },
+              OR: [
+                { status: { in: [...CANCELLABLE_STATUSES] } },
+                { status: 'CANCELLED', lastError: { in: abandonedReasons } },
+              ],
+            },
             select: { id: true, status: true },
           });
     const cancelled: string[] = [];
-    for (const { id, status } of unfinished) {
+    for (const { id, status } of rows) {
       // The latest run decides: a reset terminates a run and starts another under the same id.
       const latest = await client.workflow.getHandle(`${WORKFLOW_ID_PREFIX}${id}`).describe();
       const workflowStatus = latest.status.name;
       if (!(Object.values(CLOSED_WITHOUT_CODE) as string[]).includes(workflowStatus)) continue;
-      if (await cancelAbandonedOrder(this.db, id, workflowStatus)) {
+      if (status !== 'CANCELLED') {
+        if (!(await cancelAbandonedOrder(this.db, id, workflowStatus))) continue;
         cancelled.push(id);
         this.log.warn(
           { orderId: id, was: status, workflowStatus },
           'order workflow ended in Temporal without finishing the order: marked CANCELLED',
         );
       }
+      // Once per order (its own workflow ID); a failure fails the sweep, which keeps its window.
+      const started = await startCancellationAnnouncement(
+        client,
+        id,
+        abandonedReason(workflowStatus),
+        this.opts.retryPolicies,
+      );
+      if (started === 'started') this.announced += 1;
     }
     this.reconciled += cancelled.length;
     // A full sweep moves the window on; a truncated one looks at the same window again.

@@ -17,7 +17,10 @@ import { createRateGate } from '../../src/webhooks/rate-gate.ts';
 import { createLogger } from '../../src/shared/logger.ts';
 import { progressQuery } from '../../src/shared/messages.ts';
 import { ORDER_CANCELLED, ORDER_PLACED } from '../../src/shared/steps.ts';
-import { orderWorkflowId } from '../../src/shared/task-queues.ts';
+import {
+  cancellationAnnouncementWorkflowId,
+  orderWorkflowId,
+} from '../../src/shared/task-queues.ts';
 import { postOrder, startApi, validOrder, type Body, type TestApi } from '../support/api.ts';
 import { startOrdersWorker } from '../support/orders-worker.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
@@ -281,6 +284,8 @@ describe("the relay's reconciler", () => {
     const id = (await postOrder(api.url, validOrder())).body.id as string;
     await rowWhen(id, (r) => r.status === 'PARKED');
     for (const e of endpoints.splice(0)) await api.db.webhookEndpoint.delete({ where: { id: e } });
+    await subscribe(ORDER_CANCELLED, 'undo-terminated');
+    receiver.reset();
 
     const intervalMs = 500;
     const reconciler = new WorkflowReconciler(api.db, async () => temporal, silentLog, {
@@ -297,8 +302,40 @@ describe("the relay's reconciler", () => {
       expect(Date.now() - terminatedAt).toBeLessThan(intervalMs + 10_000);
       expect(row.lastError).toBe('workflow terminated in Temporal');
       expect(reconciler.reconciled).toBeGreaterThanOrEqual(1);
+      // The terminated workflow cannot announce order.cancelled: the reconciler has it announced.
+      const announcement = temporal.workflow.getHandle(cancellationAnnouncementWorkflowId(id));
+      expect(await announcement.result()).toEqual({
+        published: true,
+        webhooks: 1,
+        webhookFailures: 0,
+      });
+      // (Also announced: the order an earlier test terminated and then cancelled through the API.)
+      const undoOf = () =>
+        receiver.requests.filter(
+          (r) =>
+            r.path.endsWith('/undo-terminated') &&
+            (r.payload as { data?: { orderId?: string } } | undefined)?.data?.orderId === id,
+        );
+      for (let i = 0; i < 200 && undoOf().length === 0; i++)
+        await new Promise((r) => setTimeout(r, 100));
+      const [undo] = undoOf();
+      expect(undo?.verified).toBe(true);
+      expect(undo?.payload).toMatchObject({
+        type: ORDER_CANCELLED,
+        data: { orderId: id, reason: 'workflow terminated in Temporal' },
+      });
+      // Later sweeps neither cancel nor announce it again.
+      expect(await reconciler.sweep()).not.toContain(id);
+      await new Promise((r) => setTimeout(r, 1_000));
+      expect(undoOf()).toHaveLength(1);
+      const runs = await temporal.workflow.count(
+        `WorkflowId = '${cancellationAnnouncementWorkflowId(id)}'`,
+      );
+      expect(runs.count).toBe(1);
     } finally {
       await reconciler.stop();
+      for (const e of endpoints.splice(0))
+        await api.db.webhookEndpoint.delete({ where: { id: e } });
     }
     // The API then finds it ended.
     expect((await cancel(api.url, id)).status).toBe(409);

@@ -56,6 +56,8 @@ describe('committed workflow histories', () => {
         'cancelled-in-temporal-while-parked.cancellation-holds.json',
         'cancelled-while-retrying.cancellation-holds.json',
         'cancelled-before-start.cancellation-holds.json',
+        // The order.cancelled announcement of an order whose workflow was terminated.
+        'announce-cancellation.cancellation-holds.json',
       ]),
     );
   });
