@@ -106,6 +106,7 @@ export class WorkflowReconciler {
       if (status !== 'CANCELLED') {
         if (!(await cancelAbandonedOrder(this.db, id, workflowStatus))) continue;
         cancelled.push(id);
+        this.reconciled += 1;
         this.log.warn(
           { orderId: id, was: status, workflowStatus },
           'order workflow ended in Temporal without finishing the order: marked CANCELLED',
@@ -120,7 +121,6 @@ export class WorkflowReconciler {
       );
       if (started === 'started') this.announced += 1;
     }
-    this.reconciled += cancelled.length;
     // A full sweep moves the window on; a truncated one looks at the same window again.
     if (examined <= this.opts.maxPerSweep) this.since = new Date(startedAt - OVERLAP_MS);
     return cancelled;
