@@ -12,5 +12,9 @@ export default defineConfig({
     // Files share one stack (database, task queues); run them one at a time so
     // counts and listings in one file are not disturbed by another.
     fileParallelism: false,
+    // The API and relay processes some files spawn would otherwise reconcile (cancel, announce)
+    // the orders whose workflows earlier files terminated (isolate-workflows.ts); tests of the
+    // reconciler run it themselves.
+    env: { WORKFLOW_RECONCILE_INTERVAL_MS: '0' },
   },
 });

@@ -22,7 +22,7 @@ import { DefaultLogger, Runtime, bundleWorkflowCode } from '@temporalio/worker';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { startOrderWorkflow } from '../src/api/workflow-starter.ts';
+import { startCancellationAnnouncement, startOrderWorkflow } from '../src/api/workflow-starter.ts';
 import {
   cancelSignal,
   progressQuery,
@@ -37,6 +37,7 @@ import { FailureType, defaultRetryPolicies } from '../src/shared/steps.ts';
 import {
   ORDER_STATUS_SEARCH_ATTRIBUTE,
   TaskQueue,
+  cancellationAnnouncementWorkflowId,
   orderWorkflowId,
 } from '../src/shared/task-queues.ts';
 import {
@@ -191,8 +192,9 @@ const scenarios: Scenario[] = [
   {
     name: 'cancelled-while-parked',
     description:
-      'a receiver rejects the webhook (4xx, not retried), the order parks, an operator cancels',
+      'a receiver rejects the webhook (4xx, not retried), the order parks, an operator cancels (the API, the CLI: the cancel signal)',
     fakes: () => ({
+      cancelledEndpoints: ['ep-undo'],
       webhook: async () => {
         throw ApplicationFailure.create({
           type: FailureType.WebhookRejected,
@@ -209,6 +211,47 @@ const scenarios: Scenario[] = [
         .getHandle(orderWorkflowId(orderId))
         .signal(cancelSignal, 'customer withdrew');
       return expectResult(env, orderId, 'CANCELLED');
+    },
+  },
+  {
+    name: 'cancelled-in-temporal-while-parked',
+    description:
+      'parked on a rejecting receiver, then cancelled from Temporal (Web UI, `temporal workflow cancel`); order.cancelled goes to Kafka and a subscriber',
+    fakes: () => ({
+      cancelledEndpoints: ['ep-undo'],
+      webhook: async () => {
+        throw ApplicationFailure.create({
+          type: FailureType.WebhookRejected,
+          message: 'HTTP 400',
+          nonRetryable: true,
+        });
+      },
+    }),
+    async run({ env, calls }) {
+      const orderId = orderIdOf(7);
+      const workflowId = orderWorkflowId(orderId);
+      await startOrderWorkflow(env.client, orderId, testPolicies());
+      await waitFor(env, orderId, (p) => p.status === 'PARKED', 'parked');
+      await env.client.workflow.getHandle(workflowId).cancel();
+      await settle(env, workflowId).catch(() => undefined);
+      const { status } = await env.client.workflow.getHandle(workflowId).describe();
+      if (status.name !== 'CANCELLED' || !calls.cancelled.includes(orderId))
+        throw new Error(`order ${orderId} ended ${status.name}; order.cancelled not published`);
+      return { workflowId };
+    },
+  },
+  {
+    name: 'cancelled-before-start',
+    description:
+      'the row was cancelled while the start waited in the outbox: the first bookkeeping finds it CANCELLED and nothing is sent',
+    fakes: () => ({ cancelledBeforeStart: true }),
+    async run({ env, calls }) {
+      const orderId = orderIdOf(8);
+      await startOrderWorkflow(env.client, orderId, testPolicies());
+      const ended = await expectResult(env, orderId, 'CANCELLED');
+      if (calls.email.length || calls.webhook.length || calls.events.length)
+        throw new Error('a step ran for an order cancelled before it began');
+      return ended;
     },
   },
   {
@@ -242,6 +285,21 @@ const scenarios: Scenario[] = [
         .getHandle(orderWorkflowId(orderId))
         .signal(cancelSignal, 'customer called');
       return expectResult(env, orderId, 'CANCELLED');
+    },
+  },
+  {
+    name: 'announce-cancellation',
+    description:
+      'announceCancellationWorkflow for an order whose workflow was terminated: order.cancelled to Kafka and one subscriber',
+    fakes: () => ({ cancelledEndpoints: ['ep-undo'] }),
+    async run({ env, calls }) {
+      const orderId = orderIdOf(9);
+      const workflowId = cancellationAnnouncementWorkflowId(orderId);
+      await startCancellationAnnouncement(env.client, orderId, 'workflow terminated in Temporal');
+      const result = (await settle(env, workflowId)) as { published: boolean; webhooks: number };
+      if (!result.published || result.webhooks !== 1 || !calls.cancelled.includes(orderId))
+        throw new Error(`announcement ended ${JSON.stringify(result)}`);
+      return { workflowId };
     },
   },
   {

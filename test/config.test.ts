@@ -58,6 +58,16 @@ describe('configuration', () => {
     );
   });
 
+  it('reconciles terminated workflows every 30 s by default; 0 turns it off, under a second stops', () => {
+    expect(loadConfig({}).WORKFLOW_RECONCILE_INTERVAL_MS).toBe(30_000);
+    expect(loadConfig({ WORKFLOW_RECONCILE_INTERVAL_MS: '0' }).WORKFLOW_RECONCILE_INTERVAL_MS).toBe(
+      0,
+    );
+    expect(() => loadConfig({ WORKFLOW_RECONCILE_INTERVAL_MS: '10' })).toThrow(
+      /WORKFLOW_RECONCILE_INTERVAL_MS/,
+    );
+  });
+
   it('stops with a message naming each bad variable', () => {
     const attempt = () =>
       loadConfig({

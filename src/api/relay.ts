@@ -5,7 +5,9 @@
  * FOR UPDATE SKIP LOCKED and together keep the orders in flight within
  * OUTBOX_MAX_IN_FLIGHT (counted in PostgreSQL). It polls every OUTBOX_POLL_MS
  * and sweeps at once when the intake statement notifies OUTBOX_CHANNEL (a
- * LISTEN connection of its own). On SIGINT/SIGTERM it finishes the starts in
+ * LISTEN connection of its own). Every WORKFLOW_RECONCILE_INTERVAL_MS it also
+ * marks CANCELLED the orders whose workflow was terminated in Temporal
+ * (workflow-reconciler.ts). On SIGINT/SIGTERM it finishes the starts in
  * hand (their rows are confirmed or keep their lease) and exits.
  */
 import { inspect } from 'node:util';
@@ -19,6 +21,7 @@ import { createRelayMetrics } from './metrics.ts';
 import { OUTBOX_CHANNEL, OutboxListener } from './outbox-listener.ts';
 import { OutboxRelay, defaultRelayOptions } from './outbox-relay.ts';
 import { LazyTemporalClient } from './temporal-client.ts';
+import { WorkflowReconciler, defaultReconcilerOptions } from './workflow-reconciler.ts';
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -45,6 +48,13 @@ async function main(): Promise<void> {
   // Fail fast on a wrong DATABASE_URL instead of logging sweep errors forever.
   await db.$queryRaw`SELECT 1`;
   relay.run();
+  // Orders whose workflow was terminated in Temporal: marked CANCELLED (0: off).
+  const reconciler = new WorkflowReconciler(db, () => temporal.get(), log, {
+    ...defaultReconcilerOptions,
+    retryPolicies: retryPoliciesOf(config),
+    intervalMs: config.WORKFLOW_RECONCILE_INTERVAL_MS,
+  });
+  reconciler.run();
   const wakeups = new OutboxListener({
     connectionString: config.DATABASE_URL,
     onWake: () => relay.wake(),
@@ -62,6 +72,7 @@ async function main(): Promise<void> {
       concurrency: config.OUTBOX_START_CONCURRENCY,
       maxInFlight: config.OUTBOX_MAX_IN_FLIGHT,
       inFlightWindowMs: config.OUTBOX_IN_FLIGHT_WINDOW_MS,
+      reconcileIntervalMs: config.WORKFLOW_RECONCILE_INTERVAL_MS,
       wakeUpChannel: OUTBOX_CHANNEL,
       metricsUrl: metrics.url,
     },
@@ -79,11 +90,14 @@ async function main(): Promise<void> {
     }, 15_000).unref();
     void wakeups
       .close()
-      .then(() => relay.stop())
+      .then(() => Promise.all([relay.stop(), reconciler.stop()]))
       .then(() => Promise.allSettled([db.$disconnect(), temporal.close(), metrics.close()]))
       .then(() => tracing.shutdown())
       .then(() => {
-        log.info({ started: relay.started, failed: relay.failed }, 'relay stopped');
+        log.info(
+          { started: relay.started, failed: relay.failed, reconciled: reconciler.reconciled },
+          'relay stopped',
+        );
         process.exit(0);
       });
   };

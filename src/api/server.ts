@@ -13,6 +13,7 @@ import { startTracing } from '../observability/tracing.ts';
 import { configForLog, createLogger, scrubUrlCredentials } from '../shared/logger.ts';
 import { createApp } from './app.ts';
 import { OutboxRelay, defaultRelayOptions } from './outbox-relay.ts';
+import { WorkflowReconciler, defaultReconcilerOptions } from './workflow-reconciler.ts';
 import { createApiMetrics } from './metrics.ts';
 import { startMetricsServer } from '../shared/metrics-server.ts';
 import { LazyTemporalClient } from './temporal-client.ts';
@@ -49,6 +50,19 @@ async function main(): Promise<void> {
     () => temporal.ping(),
   );
   relay.run();
+  // Where the API sweeps the outbox itself, it also reconciles terminated workflows (relay.ts otherwise).
+  const reconciler = new WorkflowReconciler(
+    db,
+    () => temporal.get(),
+    log.child({ component: 'workflow-reconciler' }),
+    {
+      ...defaultReconcilerOptions,
+      retryPolicies: retryPoliciesOf(config),
+      intervalMs:
+        config.WORKFLOW_START_MODE === 'relay' ? 0 : config.WORKFLOW_RECONCILE_INTERVAL_MS,
+    },
+  );
+  reconciler.run();
   const metrics = createApiMetrics(relay, db);
   const metricsServer =
     config.API_METRICS_PORT === undefined
@@ -99,8 +113,7 @@ async function main(): Promise<void> {
       process.exit(1);
     }, 15_000).unref();
     server.close(() => {
-      void relay
-        .stop()
+      void Promise.all([relay.stop(), reconciler.stop()])
         .then(() =>
           Promise.allSettled([db.$disconnect(), temporal.close(), metricsServer?.close()]),
         )

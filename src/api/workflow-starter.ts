@@ -1,7 +1,11 @@
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
 import type { OrderWorkflowInput } from '../shared/orders.ts';
 import type { RetryPolicies } from '../shared/steps.ts';
-import { TaskQueue, orderWorkflowId } from '../shared/task-queues.ts';
+import {
+  TaskQueue,
+  cancellationAnnouncementWorkflowId,
+  orderWorkflowId,
+} from '../shared/task-queues.ts';
 
 export type StartOutcome = 'started' | 'already-started';
 
@@ -29,6 +33,31 @@ export async function startOrderWorkflow(
     return 'started';
   } catch (err) {
     // The run already closed (REJECT_DUPLICATE): it was started before.
+    if (err instanceof WorkflowExecutionAlreadyStartedError) return 'already-started';
+    throw err;
+  }
+}
+
+/**
+ * Starts the announcement of `order.cancelled` for an order whose own workflow
+ * was terminated (announceCancellationWorkflow); once per order, repeatable.
+ */
+export async function startCancellationAnnouncement(
+  client: Client,
+  orderId: string,
+  reason: string,
+  retryPolicies?: RetryPolicies,
+): Promise<StartOutcome> {
+  try {
+    await client.workflow.start('announceCancellationWorkflow', {
+      workflowId: cancellationAnnouncementWorkflowId(orderId),
+      taskQueue: TaskQueue.orders,
+      args: [{ orderId, reason, ...(retryPolicies ? { retryPolicies } : {}) }],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      workflowIdReusePolicy: 'REJECT_DUPLICATE',
+    });
+    return 'started';
+  } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) return 'already-started';
     throw err;
   }

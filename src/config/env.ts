@@ -217,6 +217,17 @@ const envSchema = z.object({
    * instead: at most OUTBOX_MAX_IN_FLIGHT starts per window.
    */
   OUTBOX_IN_FLIGHT_WINDOW_MS: z.coerce.number().int().min(1000).max(3_600_000).default(60_000),
+  /**
+   * Relay process: how often it looks in Temporal for order workflows closed without their code
+   * running (terminated, timed out) whose row still says RECEIVED/PROCESSING/PARKED, and marks
+   * those orders CANCELLED (ms); 0: never.
+   */
+  WORKFLOW_RECONCILE_INTERVAL_MS: z.coerce
+    .number()
+    .int()
+    .max(86_400_000)
+    .refine((ms) => ms === 0 || ms >= 1000, 'must be 0 (off) or at least 1000')
+    .default(30_000),
   /** Port of a consumer process's /metrics; 0 picks a free one (logged at start). */
   CONSUMER_METRICS_PORT: port.default(0),
   /** per-batch: one transaction per fetched batch of a partition (up to CONSUMER_BATCH_MAX_EVENTS); per-event: one per event. */

@@ -13,5 +13,9 @@ export type TaskQueueName = (typeof TaskQueue)[keyof typeof TaskQueue];
 /** Workflow ID of an order's workflow: one per order, so starts deduplicate. */
 export const orderWorkflowId = (orderId: string): string => `order-${orderId}`;
 
+/** Workflow ID of the order.cancelled announcement of an order whose workflow was terminated. */
+export const cancellationAnnouncementWorkflowId = (orderId: string): string =>
+  `order-cancelled-${orderId}`;
+
 /** Search attribute holding an order's status in Temporal visibility. */
 export const ORDER_STATUS_SEARCH_ATTRIBUTE = 'OrderStatus';

@@ -12,9 +12,15 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createOrderRecordActivities } from '../../src/activities/order-records.ts';
 import { newSigningSecret } from '../../src/api/webhooks/endpoint-service.ts';
+import { WorkflowReconciler } from '../../src/api/workflow-reconciler.ts';
+import { createRateGate } from '../../src/webhooks/rate-gate.ts';
+import { createLogger } from '../../src/shared/logger.ts';
 import { progressQuery } from '../../src/shared/messages.ts';
 import { ORDER_CANCELLED, ORDER_PLACED } from '../../src/shared/steps.ts';
-import { orderWorkflowId } from '../../src/shared/task-queues.ts';
+import {
+  cancellationAnnouncementWorkflowId,
+  orderWorkflowId,
+} from '../../src/shared/task-queues.ts';
 import { postOrder, startApi, validOrder, type Body, type TestApi } from '../support/api.ts';
 import { startOrdersWorker } from '../support/orders-worker.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
@@ -22,6 +28,7 @@ import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-r
 const stack = inject('stack');
 const common = { databaseUrl: stack.DATABASE_URL, temporalAddress: stack.TEMPORAL_ADDRESS };
 const SECRET = newSigningSecret();
+const silentLog = createLogger('test', 'silent');
 
 /** Accepted orders stay in the outbox until the test sweeps (no relay runs). */
 let outboxApi: TestApi;
@@ -180,6 +187,159 @@ describe('a cancel of a running order', () => {
       status: 'CANCELLED',
       lastError: 'workflow terminated in Temporal',
     });
+  });
+});
+
+describe('a cancel while a webhook attempt waits for its send time', () => {
+  it('stops the attempt before it sends: the receiver never gets order.placed and the order ends CANCELLED', async () => {
+    const api = await startApi({ ...common, workflowStartMode: 'async' });
+    // A gate of its own at 0.1/s (a send time every ~10.5 s), its next send time taken by the test.
+    const gateName = `test-cancel-${randomUUID()}`;
+    const gate = createRateGate(api.db, 0.1, gateName);
+    expect((await gate.reserve(0)).kind).toBe('reserved');
+    const workers = await startOrdersWorker({ ...common, webhookRateGate: gate });
+    try {
+      receiver.reset();
+      const endpoint = await subscribe(ORDER_PLACED, 'held');
+      const id = (await postOrder(api.url, validOrder())).body.id as string;
+      // The attempt has reserved the following send time (~10 s away) and sleeps until then.
+      const deadline = Date.now() + 30_000;
+      let waitsMs = 0;
+      for (; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+        const [row] = await api.db.$queryRaw<{ ahead_ms: number }[]>`
+          SELECT (EXTRACT(EPOCH FROM (next_at - clock_timestamp())) * 1000)::float8 AS ahead_ms
+            FROM webhook_rate_gates WHERE name = ${gateName}`;
+        waitsMs = Number(row?.ahead_ms ?? 0);
+        if (waitsMs > gate.spacingMs + 1_000) break;
+      }
+      expect(waitsMs).toBeGreaterThan(gate.spacingMs + 1_000);
+      const sendAt = Date.now() + waitsMs - gate.spacingMs;
+
+      const res = await cancel(api.url, id);
+      expect([200, 202]).toContain(res.status);
+      const row = await rowWhen(id, (r) => r.status === 'CANCELLED');
+      expect(row.lastError).toBe('customer asked');
+      // The workflow ends once its running attempts have stopped (WAIT_CANCELLATION_COMPLETED).
+      const handle = temporal.workflow.getHandle(orderWorkflowId(id));
+      expect(await handle.result()).toBe('CANCELLED');
+      // The held attempt was stopped (cancelled through its heartbeat, or it found the row
+      // CANCELLED): it neither completed (a completed delivery is a sent one) nor was left to
+      // time out while still running in the worker.
+      const events = (await handle.fetchHistory()).events ?? [];
+      const deliveries = events
+        .filter(
+          (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'deliverWebhook',
+        )
+        .map((e) => Number(e.eventId));
+      expect(deliveries.length).toBeGreaterThan(0);
+      const endOf = (e: (typeof events)[number]) =>
+        e.activityTaskCompletedEventAttributes
+          ? { how: 'completed', of: e.activityTaskCompletedEventAttributes.scheduledEventId }
+          : e.activityTaskTimedOutEventAttributes
+            ? { how: 'timed out', of: e.activityTaskTimedOutEventAttributes.scheduledEventId }
+            : e.activityTaskCanceledEventAttributes
+              ? { how: 'cancelled', of: e.activityTaskCanceledEventAttributes.scheduledEventId }
+              : e.activityTaskFailedEventAttributes
+                ? { how: 'failed', of: e.activityTaskFailedEventAttributes.scheduledEventId }
+                : undefined;
+      const ends = events
+        .map(endOf)
+        .filter((end) => end && deliveries.includes(Number(end.of)))
+        .map((end) => end!.how);
+      expect(ends.length).toBe(deliveries.length);
+      for (const how of ends) expect(['cancelled', 'failed']).toContain(how);
+      expect((await handle.query(progressQuery)).sent).not.toContain(`webhooks:${endpoint}`);
+      // Past the send time the attempt had, with room for a late wake-up: nothing reached the receiver.
+      await new Promise((r) => setTimeout(r, Math.max(0, sendAt - Date.now()) + 2_000));
+      expect(receiver.requests.filter((r) => r.path.endsWith('/held'))).toEqual([]);
+      const delivery = await api.db.webhookDelivery.findFirst({
+        where: { orderId: id, endpointId: endpoint },
+      });
+      expect(delivery?.deliveredAt ?? null).toBeNull();
+    } finally {
+      for (const e of endpoints.splice(0))
+        await api.db.webhookEndpoint.delete({ where: { id: e } });
+      await workers.stop();
+      await api.close();
+    }
+  });
+});
+
+describe("the relay's reconciler", () => {
+  let api: TestApi;
+  let workers: Awaited<ReturnType<typeof startOrdersWorker>>;
+  beforeAll(async () => {
+    api = await startApi({ ...common, workflowStartMode: 'async' });
+    workers = await startOrdersWorker(common);
+  });
+  afterAll(async () => {
+    await workers?.stop();
+    await api?.close();
+  });
+
+  it('marks CANCELLED, within its interval and without any API call, an order whose workflow was terminated', async () => {
+    receiver.reset();
+    await subscribe(ORDER_PLACED, 'refuses-terminated');
+    receiver.respondWith({ status: 400 });
+    const id = (await postOrder(api.url, validOrder())).body.id as string;
+    await rowWhen(id, (r) => r.status === 'PARKED');
+    for (const e of endpoints.splice(0)) await api.db.webhookEndpoint.delete({ where: { id: e } });
+    await subscribe(ORDER_CANCELLED, 'undo-terminated');
+    receiver.reset();
+
+    const intervalMs = 500;
+    const reconciler = new WorkflowReconciler(api.db, async () => temporal, silentLog, {
+      intervalMs,
+      // Only what this test terminates (earlier files' workflows were terminated too).
+      lookbackMs: 1_000,
+      maxPerSweep: 1_000,
+    });
+    reconciler.run();
+    try {
+      await temporal.workflow.getHandle(orderWorkflowId(id)).terminate('operator');
+      const terminatedAt = Date.now();
+      const row = await rowWhen(id, (r) => r.status === 'CANCELLED');
+      // Within the interval, plus visibility's lag and a loaded machine.
+      expect(Date.now() - terminatedAt).toBeLessThan(intervalMs + 10_000);
+      expect(row.lastError).toBe('workflow terminated in Temporal');
+      expect(reconciler.reconciled).toBeGreaterThanOrEqual(1);
+      // The terminated workflow cannot announce order.cancelled: the reconciler has it announced.
+      const announcement = temporal.workflow.getHandle(cancellationAnnouncementWorkflowId(id));
+      expect(await announcement.result()).toEqual({
+        published: true,
+        webhooks: 1,
+        webhookFailures: 0,
+      });
+      // (Other orders terminated lately, e.g. by the test above, may be announced too.)
+      const undoOf = () =>
+        receiver.requests.filter(
+          (r) =>
+            r.path.endsWith('/undo-terminated') &&
+            (r.payload as { data?: { orderId?: string } } | undefined)?.data?.orderId === id,
+        );
+      for (let i = 0; i < 200 && undoOf().length === 0; i++)
+        await new Promise((r) => setTimeout(r, 100));
+      const [undo] = undoOf();
+      expect(undo?.verified).toBe(true);
+      expect(undo?.payload).toMatchObject({
+        type: ORDER_CANCELLED,
+        data: { orderId: id, reason: 'workflow terminated in Temporal' },
+      });
+      // Later sweeps neither cancel nor announce it again.
+      expect(await reconciler.sweep()).not.toContain(id);
+      await new Promise((r) => setTimeout(r, 1_000));
+      expect(undoOf()).toHaveLength(1);
+      const runs = await temporal.workflow.count(
+        `WorkflowId = '${cancellationAnnouncementWorkflowId(id)}'`,
+      );
+      expect(runs.count).toBe(1);
+    } finally {
+      await reconciler.stop();
+      for (const e of endpoints.splice(0))
+        await api.db.webhookEndpoint.delete({ where: { id: e } });
+    }
+    // The API then finds it ended.
+    expect((await cancel(api.url, id)).status).toBe(409);
   });
 });
 

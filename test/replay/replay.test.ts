@@ -48,6 +48,16 @@ describe('committed workflow histories', () => {
         'happy-path.lean-bookkeeping.json',
         'parked-then-retried.lean-bookkeeping.json',
         'cancelled-while-retrying.lean-bookkeeping.json',
+        // Recorded after cancellation holds (patch cancellation-holds): an operator's cancel
+        // (API, CLI: the signal) and Temporal's cancel of a parked order, a cancel while a
+        // webhook waits for its retry, and a cancel that won before the workflow began.
+        'happy-path.cancellation-holds.json',
+        'cancelled-while-parked.cancellation-holds.json',
+        'cancelled-in-temporal-while-parked.cancellation-holds.json',
+        'cancelled-while-retrying.cancellation-holds.json',
+        'cancelled-before-start.cancellation-holds.json',
+        // The order.cancelled announcement of an order whose workflow was terminated.
+        'announce-cancellation.cancellation-holds.json',
       ]),
     );
   });

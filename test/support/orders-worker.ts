@@ -15,6 +15,7 @@ import { createDb } from '../../src/db/client.ts';
 import { createKafka, createOrderEventsProducer, ensureTopic } from '../../src/events/kafka.ts';
 import { ORDERS_PLACED_TOPIC } from '../../src/shared/events.ts';
 import { TaskQueue } from '../../src/shared/task-queues.ts';
+import type { RateGate } from '../../src/webhooks/rate-gate.ts';
 
 export interface WorkerEnv {
   databaseUrl: string;
@@ -22,6 +23,8 @@ export interface WorkerEnv {
   smtpUrl?: string;
   kafkaBrokers?: string;
   webhookRatePerSecond?: number;
+  /** The webhook activities' send-rate gate (WEBHOOK_RATE_PER_SECOND in the real worker); none by default. */
+  webhookRateGate?: RateGate;
   /** Worker plugins of every queue (e.g. the tracing interceptors of temporalWorkerPlugins). */
   plugins?: WorkerPlugin[];
 }
@@ -41,7 +44,12 @@ export async function startOrdersWorker(opts: WorkerEnv) {
   await admin.disconnect();
   const producer = createOrderEventsProducer(kafka);
   await producer.connect();
-  const webhooks = createWebhookActivities({ db, timeoutMs: 5000, allowedTargets: 'loopback' });
+  const webhooks = createWebhookActivities({
+    db,
+    timeoutMs: 5000,
+    allowedTargets: 'loopback',
+    ...(opts.webhookRateGate ? { rateGate: opts.webhookRateGate } : {}),
+  });
 
   const make = (taskQueue: string, options: Partial<Parameters<typeof Worker.create>[0]>) =>
     Worker.create({ connection, taskQueue, plugins: opts.plugins, ...options });

@@ -51,6 +51,8 @@ export interface FakeOptions {
   events?: Behaviour;
   /** Endpoints subscribed to order.cancelled (default none). */
   cancelledEndpoints?: string[];
+  /** The row was CANCELLED before the workflow began: beginOrderProcessing finds nothing to do. */
+  cancelledBeforeStart?: boolean;
   /** Order ids `listOrderIdsPage` serves, oldest first (for the resend workflow). */
   orderIds?: string[];
 }
@@ -89,6 +91,7 @@ export function fakeActivities(env: TestWorkflowEnvironment, opts: FakeOptions =
       return opts.endpoints ?? ['ep-1'];
     },
     async beginOrderProcessing({ orderId }: { orderId: string }) {
+      if (opts.cancelledBeforeStart) return null;
       calls.statuses.push({ orderId, status: 'PROCESSING' });
       return opts.endpoints ?? ['ep-1'];
     },

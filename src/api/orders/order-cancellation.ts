@@ -7,7 +7,8 @@
  * without sending anything. Later, the `cancel` signal reaches the running
  * workflow, which writes CANCELLED and announces `order.cancelled`. An order
  * whose workflow was terminated or cancelled outside orderflow is put right
- * here too (and by the relay's reconciler, see workflow-reconciler.ts).
+ * here too (and by the relay's reconciler, see workflow-reconciler.ts, which
+ * also announces order.cancelled for it).
  */
 import type { Db } from '../../db/client.ts';
 import { CANCELLABLE_STATUSES } from '../../shared/orders.ts';
@@ -42,6 +43,10 @@ export async function cancelBeforeStart(db: Db, orderId: string, reason: string)
   return (row?.cancelled ?? 0) > 0;
 }
 
+/** The row's last_error (and order.cancelled's reason) for an order whose workflow ended that way. */
+export const abandonedReason = (workflowStatus: string): string =>
+  `workflow ${workflowStatus.toLowerCase()} in Temporal`;
+
 /**
  * Marks an unfinished order CANCELLED because its workflow ended in Temporal
  * without saying so (terminated, or cancelled by code that could not write);
@@ -57,7 +62,7 @@ export async function cancelAbandonedOrder(
     data: {
       status: 'CANCELLED',
       failedStep: null,
-      lastError: `workflow ${workflowStatus.toLowerCase()} in Temporal`,
+      lastError: abandonedReason(workflowStatus),
     },
   });
   return count > 0;

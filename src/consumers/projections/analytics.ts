@@ -1,8 +1,10 @@
 /**
  * The `analytics` projection: per UTC day of `placedAt` and currency, how many
- * orders were placed and their revenue (sum of totals, in cents).
+ * orders were placed and their revenue (sum of totals, in cents). It counts
+ * placements: `order.cancelled` is not handled (acknowledged as ignored), so a
+ * cancelled order still counts on the day it was placed.
  */
-import type { OrderPlacedEvent } from '../runtime/order-placed-decoder.ts';
+import type { OrderEvent, OrderPlacedEvent } from '../runtime/order-placed-decoder.ts';
 import type { Projection, Tx } from './projection.ts';
 
 interface DailyDelta {
@@ -13,9 +15,10 @@ interface DailyDelta {
 }
 
 /** The events' contribution per (day, currency), in key order (rows are locked in one order: no deadlocks). */
-export function dailyDeltas(events: readonly OrderPlacedEvent[]): DailyDelta[] {
+export function dailyDeltas(events: readonly OrderEvent[]): DailyDelta[] {
   const deltas = new Map<string, DailyDelta>();
-  for (const { data } of events) {
+  const placed = events.filter((e): e is OrderPlacedEvent => e.type !== 'order.cancelled');
+  for (const { data } of placed) {
     const day = new Date(data.placedAt).toISOString().slice(0, 10);
     const key = `${day} ${data.currency}`;
     const delta = deltas.get(key) ?? {
@@ -33,8 +36,9 @@ export function dailyDeltas(events: readonly OrderPlacedEvent[]): DailyDelta[] {
 
 export const analyticsProjection: Projection = {
   tables: ['analytics_daily'],
+  handles: ['order.placed'],
 
-  async apply(tx: Tx, events: readonly OrderPlacedEvent[]): Promise<void> {
+  async apply(tx: Tx, events: readonly OrderEvent[]): Promise<void> {
     const deltas = dailyDeltas(events);
     if (deltas.length === 0) return;
     await tx.$executeRaw`

@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import type { Admin, Kafka, KafkaMessage, Producer } from 'kafkajs';
 import type { Db } from '../../db/client.ts';
 import type { Logger } from '../../shared/logger.ts';
-import type { Projection } from '../projections/projection.ts';
+import { projectionHandles, type Projection } from '../projections/projection.ts';
 import {
   deadLetterOf,
   deadLetterTopicOf,
@@ -261,7 +261,7 @@ export async function replayDeadLetters({
         if (!(err instanceof PoisonMessageError)) throw err;
         return failAgain(message, letter, err.message);
       }
-      if (decoded.kind !== 'order.placed') {
+      if (decoded.kind === 'other' || !projectionHandles(projection, decoded.kind)) {
         result.skipped += 1;
         return;
       }

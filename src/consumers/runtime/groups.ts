@@ -25,7 +25,7 @@ export const consumerGroups = {
   inventory: {
     name: 'inventory',
     groupId: 'orderflow.inventory',
-    description: 'stock reserved per SKU (stock_reservations)',
+    description: 'stock reserved per SKU, released by order.cancelled (stock_reservations)',
     projection: inventoryProjection,
   },
 } as const satisfies Record<string, ConsumerGroupDefinition>;

@@ -1,7 +1,9 @@
 /**
- * Turns a Kafka record of `orders.placed` back into a validated event: the
- * CloudEvents Kafka binding (binary or structured mode) for the envelope, zod
- * for the data. A record that cannot be decoded is a poison message.
+ * Turns a Kafka record of `orders.placed` back into a validated event
+ * (`order.placed` or `order.cancelled`, both on that topic, keyed by order
+ * id): the CloudEvents Kafka binding (binary or structured mode) for the
+ * envelope, zod for the data. A record that cannot be decoded is a poison
+ * message.
  */
 import {
   Kafka,
@@ -11,7 +13,12 @@ import {
 } from 'cloudevents';
 import type { IHeaders, KafkaMessage } from 'kafkajs';
 import { z } from 'zod';
-import { CLOUDEVENT_TYPE_ORDER_PLACED, type OrderPlacedData } from '../../shared/events.ts';
+import {
+  CLOUDEVENT_TYPE_ORDER_CANCELLED,
+  CLOUDEVENT_TYPE_ORDER_PLACED,
+  type OrderCancelledData,
+  type OrderPlacedData,
+} from '../../shared/events.ts';
 
 /** A record that will never be processed as it is (malformed, invalid); it is dead-lettered at once. */
 export class PoisonMessageError extends Error {
@@ -37,16 +44,40 @@ export const orderPlacedDataSchema = z.object({
   placedAt: z.iso.datetime({ offset: true }),
 }) satisfies z.ZodType<OrderPlacedData>;
 
+export const orderCancelledDataSchema = orderPlacedDataSchema.extend({
+  reason: z.string(),
+}) satisfies z.ZodType<OrderCancelledData>;
+
+/** The event types a projection may handle. */
+export type OrderEventType = 'order.placed' | 'order.cancelled';
+
 /** A decoded `order.placed` event; `source` + `id` identify it (CloudEvents' uniqueness rule). */
 export interface OrderPlacedEvent {
+  /** Absent means order.placed (events built before order.cancelled existed). */
+  type?: 'order.placed';
   id: string;
   source: string;
   data: OrderPlacedData;
 }
 
-/** What a record turned out to be: an order.placed event, or a CloudEvent of a type this consumer does not handle. */
+/** A decoded `order.cancelled` event: the order's lines as placed, and the reason. */
+export interface OrderCancelledEvent {
+  type: 'order.cancelled';
+  id: string;
+  source: string;
+  data: OrderCancelledData;
+}
+
+/** An event of an order that projections may apply. */
+export type OrderEvent = OrderPlacedEvent | OrderCancelledEvent;
+
+export const eventTypeOf = (event: OrderEvent): OrderEventType => event.type ?? 'order.placed';
+
+/** What a record turned out to be: an order event, or a CloudEvent of a type no consumer handles. */
 export type DecodedRecord =
-  { kind: 'order.placed'; event: OrderPlacedEvent } | { kind: 'other'; id: string; type: string };
+  | { kind: 'order.placed'; event: OrderPlacedEvent }
+  | { kind: 'order.cancelled'; event: OrderCancelledEvent }
+  | { kind: 'other'; id: string; type: string };
 
 /** Kafka header values (Buffers, repeated headers) as the strings the CloudEvents binding expects. */
 export function headerStrings(headers: IHeaders | undefined): Record<string, string> {
@@ -101,6 +132,18 @@ export function decodeOrderPlaced(
   const id = sentId(headers, value);
   if (typeof id !== 'string' || id === '' || id !== event.id) {
     throw new PoisonMessageError('not a valid CloudEvent: it has no id');
+  }
+  if (event.type === CLOUDEVENT_TYPE_ORDER_CANCELLED) {
+    const cancelled = orderCancelledDataSchema.safeParse(event.data);
+    if (!cancelled.success) {
+      throw new PoisonMessageError(
+        `invalid order.cancelled data: ${z.prettifyError(cancelled.error)}`,
+      );
+    }
+    return {
+      kind: 'order.cancelled',
+      event: { type: 'order.cancelled', id, source: event.source, data: cancelled.data },
+    };
   }
   if (event.type !== CLOUDEVENT_TYPE_ORDER_PLACED) return { kind: 'other', id, type: event.type };
   const data = orderPlacedDataSchema.safeParse(event.data);

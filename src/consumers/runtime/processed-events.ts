@@ -6,11 +6,11 @@
  */
 import type { Db } from '../../db/client.ts';
 import type { Projection, Tx } from '../projections/projection.ts';
-import type { OrderPlacedEvent } from './order-placed-decoder.ts';
+import type { OrderEvent } from './order-placed-decoder.ts';
 
 /** An event and where the group read it. */
 export interface SourcedEvent {
-  event: OrderPlacedEvent;
+  event: OrderEvent;
   topic: string;
   partition: number;
   offset: string;

@@ -20,7 +20,7 @@ import type { Db } from '../../db/client.ts';
 import { isTransientDatabaseError } from '../../db/errors.ts';
 import { isTransientKafkaError } from '../../events/kafka.ts';
 import type { Logger } from '../../shared/logger.ts';
-import type { Projection } from '../projections/projection.ts';
+import { projectionHandles, type Projection } from '../projections/projection.ts';
 import { deadLetterOf, deadLetterTopicOf, type Origin } from './dead-letters.ts';
 import type { ConsumerMetrics, EventOutcome } from './metrics.ts';
 import { decodeOrderPlaced, PoisonMessageError } from './order-placed-decoder.ts';
@@ -251,7 +251,7 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
     for (const message of messages) {
       try {
         const decoded = decodeOrderPlaced(message);
-        if (decoded.kind === 'order.placed') {
+        if (decoded.kind !== 'other' && projectionHandles(projection, decoded.kind)) {
           const { topic, partition } = ctx;
           events.push({
             message,
@@ -259,7 +259,11 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
           });
         } else {
           count('ignored');
-          log.debug({ groupId, eventId: decoded.id, type: decoded.type }, 'event type not handled');
+          const about =
+            decoded.kind === 'other'
+              ? { eventId: decoded.id, type: decoded.type }
+              : { eventId: decoded.event.id, type: decoded.kind };
+          log.debug({ groupId, ...about }, 'event type not handled');
         }
       } catch (err) {
         if (!(err instanceof PoisonMessageError)) throw err;
