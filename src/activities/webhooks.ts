@@ -247,7 +247,7 @@ export function createWebhookActivities(deps: WebhookActivityDeps) {
     if (!deps.rateGate) return undefined;
     const ctx = Context.current();
     const turn = await deps.rateGate.acquire({
-      maxWaitMs: Math.max(0, waitUntil - Date.now()),
+      maxWaitMs: Math.max(0, waitUntil - now().getTime()),
       sleep: (ms) => ctx.sleep(ms),
     });
     if (turn.kind === 'busy') {
@@ -324,10 +324,21 @@ export function createWebhookActivities(deps: WebhookActivityDeps) {
   };
 
   /**
-   * One attempt of deliverWebhook. An `order.placed` attempt sends nothing once
-   * the order is cancelled: it checks the attempt and the row right before sending.
+   * One attempt of deliverWebhook, in three parts: prepare (what to send, or
+   * nothing when it was delivered already), send at its turn (the rate gate),
+   * settle (the receiver's answer: recorded, counted, the endpoint's state).
    */
   async function deliver(input: DeliverWebhookInput): Promise<DeliverWebhookResult> {
+    const prepared = await prepare(input);
+    if ('result' in prepared) return prepared.result;
+    const { response, sentAt } = await sendAtItsTurn(prepared);
+    return settle(prepared, response, sentAt);
+  }
+
+  /** The delivery to make: key, endpoint and body; or the result of an earlier delivery. */
+  async function prepare(
+    input: DeliverWebhookInput,
+  ): Promise<{ result: DeliverWebhookResult } | PreparedDelivery> {
     const { orderId, endpointId, eventType } = input;
     if (eventType !== ORDER_PLACED && eventType !== ORDER_CANCELLED)
       throw ApplicationFailure.nonRetryable(`Unknown event type ${eventType}`, 'UnknownEventType');
@@ -341,7 +352,7 @@ export function createWebhookActivities(deps: WebhookActivityDeps) {
     if (previous?.deliveredAt) {
       log.info('webhook already delivered', { orderId, webhookId, endpointId });
       count('duplicate');
-      return { webhookId, status: previous.lastStatus ?? 200, alreadyDelivered: true };
+      return { result: { webhookId, status: previous.lastStatus ?? 200, alreadyDelivered: true } };
     }
     const endpoint = await db.webhookEndpoint.findUnique({ where: { id: endpointId } });
     if (!endpoint || endpoint.status !== 'ENABLED') {
@@ -352,8 +363,7 @@ export function createWebhookActivities(deps: WebhookActivityDeps) {
         true,
       );
     }
-
-    const payload = JSON.stringify(
+    const body = JSON.stringify(
       placed
         ? {
             type: eventType,
@@ -366,52 +376,61 @@ export function createWebhookActivities(deps: WebhookActivityDeps) {
             data: orderCancelledData(order, order.lastError ?? 'cancelled'),
           },
     );
-    let res: WebhookResponse | undefined;
-    let attemptAt = now();
+    return { key, endpoint, body, cancellable: placed };
+  }
+
+  /**
+   * POSTs at the next send time the rate gate gives. A connection that came up
+   * too late for its send time sent nothing: the attempt takes another, at most
+   * MAX_MISSED_SEND_TIMES in all. An `order.placed` delivery checks right before
+   * each send that the order was not cancelled meanwhile.
+   */
+  async function sendAtItsTurn({ key, endpoint, body, cancellable }: PreparedDelivery) {
     // The latest send that still leaves the request its whole timeout within this attempt.
     const waitUntil =
-      Date.now() + Context.current().info.startToCloseTimeoutMs - deps.timeoutMs - 1000;
-    // Each pass takes a send time; a connection that came up too late for it sent nothing.
-    for (let missed = 0; !res; missed++) {
+      now().getTime() + Context.current().info.startToCloseTimeoutMs - deps.timeoutMs - 1000;
+    for (let missed = 0; ; missed++) {
       const onTime = await awaitSendSlot(key, waitUntil);
-      // The send time may have been seconds away: a cancel meanwhile stops the attempt here.
-      if (placed) {
+      if (cancellable) {
         ensureNotCancelledByTemporal();
-        await ensureNotCancelled(db, orderId);
+        await ensureNotCancelled(db, key.orderId);
       }
       // Standard Webhooks: the timestamp is this attempt's, so receivers' replay windows hold.
-      attemptAt = now();
+      const sentAt = now();
       const headers = {
-        'webhook-id': webhookId,
-        'webhook-timestamp': String(Math.floor(attemptAt.getTime() / 1000)),
-        'webhook-signature': new Webhook(endpoint.secret).sign(webhookId, attemptAt, payload),
+        'webhook-id': key.webhookId,
+        'webhook-timestamp': String(Math.floor(sentAt.getTime() / 1000)),
+        'webhook-signature': new Webhook(endpoint.secret).sign(key.webhookId, sentAt, body),
         'content-type': 'application/json',
         'user-agent': WEBHOOK_USER_AGENT,
       };
-      res = await send(key, { url: endpoint.url, headers, body: payload, onTime }).catch(
-        (err: unknown) => {
-          if (!(err instanceof SendTimeMissedError)) throw err;
-          if (missed + 1 >= MAX_MISSED_SEND_TIMES) {
-            count('throttled');
-            throw failure(
-              FailureType.WebhookThrottled,
-              `Webhook rate limit: the connection came up too late for ${MAX_MISSED_SEND_TIMES} send times in a row; nothing sent`,
-              false,
-            );
-          }
-          return undefined;
-        },
-      );
+      try {
+        return { response: await send(key, { url: endpoint.url, headers, body, onTime }), sentAt };
+      } catch (err) {
+        if (!(err instanceof SendTimeMissedError)) throw err;
+        if (missed + 1 >= MAX_MISSED_SEND_TIMES) {
+          count('throttled');
+          throw failure(
+            FailureType.WebhookThrottled,
+            `Webhook rate limit: the connection came up too late for ${MAX_MISSED_SEND_TIMES} send times in a row; nothing sent`,
+            false,
+          );
+        }
+      }
     }
+  }
 
-    const verdict = verdictOf(res, attemptAt);
+  /** The receiver's answer: recorded and counted; a 410 disables the endpoint, a refusal counts against it. */
+  async function settle(
+    { key, endpoint }: PreparedDelivery,
+    res: WebhookResponse,
+    sentAt: Date,
+  ): Promise<DeliverWebhookResult> {
+    const { orderId, webhookId, endpointId } = key;
+    const verdict = verdictOf(res, sentAt);
     const delivered = verdict.kind === 'delivered';
     const outcome = describeResponse(res.status, verdict.kind);
-    await recordAttempt(key, {
-      status: res.status,
-      error: delivered ? null : outcome,
-      delivered,
-    });
+    await recordAttempt(key, { status: res.status, error: delivered ? null : outcome, delivered });
     if (verdict.kind === 'delivered') {
       log.info('webhook delivered', { orderId, webhookId, endpointId, status: res.status });
       count('delivered');
@@ -440,8 +459,8 @@ export function createWebhookActivities(deps: WebhookActivityDeps) {
           where: { id: endpointId },
           data: {
             status: 'DISABLED',
-            disabledAt: attemptAt,
-            disabledReason: `answered 410 Gone at ${attemptAt.toISOString()} (webhook ${webhookId})`,
+            disabledAt: sentAt,
+            disabledReason: `answered 410 Gone at ${sentAt.toISOString()} (webhook ${webhookId})`,
           },
         });
         throw failure(FailureType.EndpointGone, refused, true);
@@ -452,6 +471,15 @@ export function createWebhookActivities(deps: WebhookActivityDeps) {
         return failPermanently(key, FailureType.WebhookRejected, refused, outcome);
     }
   }
+}
+
+/** A delivery ready to send: its key, the endpoint as read, and the body signed on each try. */
+interface PreparedDelivery {
+  key: DeliverWebhookInput & { webhookId: string };
+  endpoint: { url: string; secret: string; consecutiveFailures: number };
+  body: string;
+  /** An `order.placed` delivery stops when the order is cancelled before it is sent. */
+  cancellable: boolean;
 }
 
 export type WebhookActivities = ReturnType<typeof createWebhookActivities>;
