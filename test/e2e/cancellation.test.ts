@@ -304,7 +304,16 @@ describe("the relay's reconciler", () => {
       expect(row.lastError).toBe('workflow terminated in Temporal');
       expect(reconciler.reconciled).toBeGreaterThanOrEqual(1);
       // The terminated workflow cannot announce order.cancelled: the reconciler has it announced.
+      // It writes the row first and starts the announcement right after: wait for that start.
       const announcement = temporal.workflow.getHandle(cancellationAnnouncementWorkflowId(id));
+      for (let i = 0; i < 100; i++) {
+        const started = await announcement.describe().then(
+          () => true,
+          () => false,
+        );
+        if (started) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
       expect(await announcement.result()).toEqual({
         published: true,
         webhooks: 1,
