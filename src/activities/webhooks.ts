@@ -341,7 +341,7 @@ export function createWebhookActivities(deps: WebhookActivityDeps) {
   ): Promise<{ result: DeliverWebhookResult } | PreparedDelivery> {
     const { orderId, endpointId, eventType } = input;
     if (eventType !== ORDER_PLACED && eventType !== ORDER_CANCELLED)
-      throw ApplicationFailure.nonRetryable(`Unknown event type ${eventType}`, 'UnknownEventType');
+      throw failure(FailureType.UnknownEventType, `Unknown event type ${eventType}`, true);
     const placed = eventType === ORDER_PLACED;
     const eventId = placed ? orderPlacedEventId(orderId) : orderCancelledEventId(orderId);
     const webhookId = webhookMessageId(eventId, endpointId);

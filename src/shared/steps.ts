@@ -80,6 +80,8 @@ export const FailureType = {
   WebhookUnavailable: 'WebhookUnavailable',
   /** The webhook rate limit has no free send time within this attempt; retried when it has. */
   WebhookThrottled: 'WebhookThrottled',
+  /** A delivery for an event type orderflow does not send (a workflow/worker version mismatch). */
+  UnknownEventType: 'UnknownEventType',
   /** The topic does not exist and cannot be created. */
   UnknownTopic: 'UnknownTopic',
   /** The broker did not acknowledge; retried. */
