@@ -35,7 +35,8 @@ describe('kafkajs negative-timeout warning', () => {
     expect(stderr).toContain('OtherWarning: another warning');
   });
 
-  it('is what Node prints without the filter (so the check above can fail)', async () => {
-    expect(await stderrOf(false)).toContain('TimeoutNegativeWarning');
+  it('is what Node 23 and later print without the filter (Node 22 prints none), so the check above can fail', async () => {
+    const nodeWarns = Number(process.versions.node.split('.')[0]) >= 23;
+    expect((await stderrOf(false)).includes('TimeoutNegativeWarning')).toBe(nodeWarns);
   });
 });
