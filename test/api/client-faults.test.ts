@@ -194,6 +194,24 @@ describe('list cursors', () => {
 });
 
 describe('retry and cancel before the workflow runs', () => {
+  it('answers a cancel whose reason holds a control character (NUL, which PostgreSQL refuses) with 400 naming reason, and leaves the order as it was', async () => {
+    const created = await postOrder(parked.url);
+    const id = created.body.id as string;
+    for (const reason of ['\u0000\u00a4', 'two\nlines']) {
+      const res = await send(`${parked.url}/orders/${id}/cancel`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ reason }),
+      });
+      const body = expectProblem(res, 400, 'validation-error');
+      expect(body.errors).toEqual([
+        { field: 'reason', message: 'must be text without control characters' },
+      ]);
+    }
+    const row = await parked.db.order.findUniqueOrThrow({ where: { id } });
+    expect(row.status).toBe('RECEIVED');
+  });
+
   it('answers a retry of an order whose workflow has not started with 409 and Retry-After; a cancel then wins (200 CANCELLED)', async () => {
     const created = await postOrder(parked.url);
     expect([201, 202]).toContain(created.status);

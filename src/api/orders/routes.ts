@@ -62,7 +62,17 @@ export function parseOrThrow<T extends z.ZodType>(
 }
 
 /** The /orders routes: parse, call the use case, map the result. */
-export const cancelOrderSchema = z.strictObject({ reason: z.string().min(1).max(500).optional() });
+export const cancelOrderSchema = z.strictObject({
+  reason: z
+    .string()
+    .min(1)
+    .max(500)
+    // Stored on the order and shown by the CLI: text, no control characters (PostgreSQL refuses
+    // NUL). Written as \u escapes, which the OpenAPI pattern carries to every regex dialect.
+    // eslint-disable-next-line no-control-regex -- matching control characters is the rule
+    .regex(/^[^\u0000-\u001f\u007f]*$/, 'must be text without control characters')
+    .optional(),
+});
 
 export function orderRoutes(
   orders: OrderService,
