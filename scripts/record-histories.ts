@@ -117,6 +117,18 @@ async function expectResult(
 // Fixed order ids keep re-recorded files comparable.
 const orderIdOf = (n: number) => `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`;
 
+/** A receiver that rejects order.placed (4xx, not retried: the order parks) and a subscriber of order.cancelled. */
+const parkedOnRejectionWithUndoSubscriber = () => ({
+  cancelledEndpoints: ['ep-undo'],
+  webhook: async () => {
+    throw ApplicationFailure.create({
+      type: FailureType.WebhookRejected,
+      message: 'HTTP 400',
+      nonRetryable: true,
+    });
+  },
+});
+
 const scenarios: Scenario[] = [
   {
     name: 'happy-path',
@@ -193,16 +205,7 @@ const scenarios: Scenario[] = [
     name: 'cancelled-while-parked',
     description:
       'a receiver rejects the webhook (4xx, not retried), the order parks, an operator cancels (the API, the CLI: the cancel signal)',
-    fakes: () => ({
-      cancelledEndpoints: ['ep-undo'],
-      webhook: async () => {
-        throw ApplicationFailure.create({
-          type: FailureType.WebhookRejected,
-          message: 'HTTP 400',
-          nonRetryable: true,
-        });
-      },
-    }),
+    fakes: parkedOnRejectionWithUndoSubscriber,
     async run({ env }) {
       const orderId = orderIdOf(5);
       await startOrderWorkflow(env.client, orderId, testPolicies());
@@ -217,16 +220,7 @@ const scenarios: Scenario[] = [
     name: 'cancelled-in-temporal-while-parked',
     description:
       'parked on a rejecting receiver, then cancelled from Temporal (Web UI, `temporal workflow cancel`); order.cancelled goes to Kafka and a subscriber',
-    fakes: () => ({
-      cancelledEndpoints: ['ep-undo'],
-      webhook: async () => {
-        throw ApplicationFailure.create({
-          type: FailureType.WebhookRejected,
-          message: 'HTTP 400',
-          nonRetryable: true,
-        });
-      },
-    }),
+    fakes: parkedOnRejectionWithUndoSubscriber,
     async run({ env, calls }) {
       const orderId = orderIdOf(7);
       const workflowId = orderWorkflowId(orderId);

@@ -122,6 +122,38 @@ export function createEventActivities({
   /** Times each send (the worker's orderflow_kafka_publish_duration_seconds). */
   publishSeconds?: Pick<Histogram<'topic' | 'outcome'>, 'startTimer'>;
 }) {
+  /**
+   * Sends one record, acknowledged by all in-sync replicas (`timed`: into
+   * publishSeconds); a failure is logged and thrown as the activity's failure,
+   * an answer without an offset as KafkaUnavailable.
+   */
+  async function send(
+    what: string,
+    orderId: string,
+    message: Message,
+    eventId: string,
+    { timed = false } = {},
+  ): Promise<PublishOrderPlacedResult> {
+    let metadata;
+    const timer = timed ? publishSeconds?.startTimer({ topic }) : undefined;
+    try {
+      [metadata] = await producer.send({ topic, acks: -1, messages: [message] });
+      timer?.({ outcome: 'ok' });
+    } catch (err) {
+      timer?.({ outcome: 'error' });
+      log.warn(`${what} not published`, { orderId, eventId, topic, error: String(err) });
+      throw publishFailure(err, topic);
+    }
+    const offset = metadata?.baseOffset ?? metadata?.offset;
+    if (!metadata || offset === undefined) {
+      throw ApplicationFailure.create({
+        type: FailureType.KafkaUnavailable,
+        message: `Kafka answered without the record's offset (topic ${topic})`,
+      });
+    }
+    return { eventId, partition: metadata.partition, offset };
+  }
+
   return {
     /**
      * Publishes the order's `order.placed` CloudEvent keyed by order id and
@@ -149,33 +181,12 @@ export function createEventActivities({
           // W3C trace context next to the ce_* headers: consumers continue this span's trace.
           const traceContext = currentTraceContext();
           if (traceContext) message.headers = { ...message.headers, ...traceContext };
-          let metadata;
-          const timer = publishSeconds?.startTimer({ topic });
-          try {
-            [metadata] = await producer.send({ topic, acks: -1, messages: [message] });
-            timer?.({ outcome: 'ok' });
-          } catch (err) {
-            timer?.({ outcome: 'error' });
-            log.warn('order.placed not published', {
-              orderId,
-              eventId: event.id,
-              topic,
-              error: String(err),
-            });
-            throw publishFailure(err, topic);
-          }
-          const offset = metadata?.baseOffset ?? metadata?.offset;
-          if (!metadata || offset === undefined) {
-            throw ApplicationFailure.create({
-              type: FailureType.KafkaUnavailable,
-              message: `Kafka answered without the record's offset (topic ${topic})`,
-            });
-          }
+          const sent = await send('order.placed', orderId, message, event.id, { timed: true });
           span?.setAttributes({
-            [ATTR_MESSAGING_DESTINATION_PARTITION_ID]: String(metadata.partition),
-            [ATTR_MESSAGING_KAFKA_OFFSET]: Number(offset),
+            [ATTR_MESSAGING_DESTINATION_PARTITION_ID]: String(sent.partition),
+            [ATTR_MESSAGING_KAFKA_OFFSET]: Number(sent.offset),
           });
-          return { eventId: event.id, partition: metadata.partition, offset };
+          return sent;
         },
       );
       log.info('order.placed published', { orderId, topic, ...result });
@@ -192,25 +203,12 @@ export function createEventActivities({
     }: PublishOrderPlacedInput & { reason: string }): Promise<PublishOrderPlacedResult> {
       const order = await loadOrder(db, orderId);
       const event = orderCancelledCloudEvent(orderCancelledData(order, reason), order.updatedAt);
-      let metadata;
-      try {
-        [metadata] = await producer.send({
-          topic,
-          acks: -1,
-          messages: [toKafkaMessage(event, orderId)],
-        });
-      } catch (err) {
-        log.warn('order.cancelled not published', { orderId, error: String(err) });
-        throw publishFailure(err, topic);
-      }
-      const offset = metadata?.baseOffset ?? metadata?.offset;
-      if (!metadata || offset === undefined) {
-        throw ApplicationFailure.create({
-          type: FailureType.KafkaUnavailable,
-          message: `Kafka answered without the record's offset (topic ${topic})`,
-        });
-      }
-      const result = { eventId: event.id, partition: metadata.partition, offset };
+      const result = await send(
+        'order.cancelled',
+        orderId,
+        toKafkaMessage(event, orderId),
+        event.id,
+      );
       log.info('order.cancelled published', { orderId, topic, ...result });
       return result;
     },

@@ -22,20 +22,7 @@ export async function startOrderWorkflow(
   retryPolicies?: RetryPolicies,
 ): Promise<StartOutcome> {
   const input: OrderWorkflowInput = { orderId, ...(retryPolicies ? { retryPolicies } : {}) };
-  try {
-    await client.workflow.start('orderWorkflow', {
-      workflowId: orderWorkflowId(orderId),
-      taskQueue: TaskQueue.orders,
-      args: [input],
-      workflowIdConflictPolicy: 'USE_EXISTING',
-      workflowIdReusePolicy: 'REJECT_DUPLICATE',
-    });
-    return 'started';
-  } catch (err) {
-    // The run already closed (REJECT_DUPLICATE): it was started before.
-    if (err instanceof WorkflowExecutionAlreadyStartedError) return 'already-started';
-    throw err;
-  }
+  return startOnce(client, 'orderWorkflow', orderWorkflowId(orderId), input);
 }
 
 /**
@@ -48,11 +35,33 @@ export async function startCancellationAnnouncement(
   reason: string,
   retryPolicies?: RetryPolicies,
 ): Promise<StartOutcome> {
+  return startOnce(
+    client,
+    'announceCancellationWorkflow',
+    cancellationAnnouncementWorkflowId(orderId),
+    {
+      orderId,
+      reason,
+      ...(retryPolicies ? { retryPolicies } : {}),
+    },
+  );
+}
+
+/**
+ * Starts a workflow on the `orders` queue, once per workflow ID: USE_EXISTING
+ * while it runs, and a run that already closed (REJECT_DUPLICATE) was started before.
+ */
+async function startOnce(
+  client: Client,
+  workflowType: 'orderWorkflow' | 'announceCancellationWorkflow',
+  workflowId: string,
+  input: object,
+): Promise<StartOutcome> {
   try {
-    await client.workflow.start('announceCancellationWorkflow', {
-      workflowId: cancellationAnnouncementWorkflowId(orderId),
+    await client.workflow.start(workflowType, {
+      workflowId,
       taskQueue: TaskQueue.orders,
-      args: [{ orderId, reason, ...(retryPolicies ? { retryPolicies } : {}) }],
+      args: [input],
       workflowIdConflictPolicy: 'USE_EXISTING',
       workflowIdReusePolicy: 'REJECT_DUPLICATE',
     });

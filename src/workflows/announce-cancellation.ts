@@ -10,13 +10,9 @@
 import { log, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 import type { EventActivities } from '../activities/events.ts';
 import type { WebhookActivities } from '../activities/webhooks.ts';
-import {
-  ORDER_CANCELLED,
-  defaultRetryPolicies,
-  type RetryPolicies,
-  type StepRetryPolicy,
-} from '../shared/steps.ts';
+import { ORDER_CANCELLED, defaultRetryPolicies, type RetryPolicies } from '../shared/steps.ts';
 import { TaskQueue } from '../shared/task-queues.ts';
+import { bookkeepingOptions, stepOptions } from './order.ts';
 
 export interface AnnounceCancellationInput {
   orderId: string;
@@ -33,31 +29,17 @@ export interface AnnounceCancellationResult {
   webhookFailures: number;
 }
 
-const options = (taskQueue: string, p: StepRetryPolicy) => ({
-  taskQueue,
-  startToCloseTimeout: p.attemptTimeoutMs,
-  scheduleToCloseTimeout: p.totalTimeoutMs,
-  retry: {
-    initialInterval: p.initialIntervalMs,
-    backoffCoefficient: p.backoffCoefficient,
-    maximumInterval: p.maximumIntervalMs,
-    ...(p.maximumAttempts > 0 ? { maximumAttempts: p.maximumAttempts } : {}),
-  },
-});
-
-const records = proxyLocalActivities<Pick<WebhookActivities, 'webhookTargets'>>({
-  startToCloseTimeout: '10 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
-});
+/** The webhook subscribers, as the order workflow reads them (a local activity). */
+const records = proxyLocalActivities<Pick<WebhookActivities, 'webhookTargets'>>(bookkeepingOptions);
 
 export async function announceCancellationWorkflow(
   input: AnnounceCancellationInput,
 ): Promise<AnnounceCancellationResult> {
   const { orderId, reason } = input;
   const policies = input.retryPolicies ?? defaultRetryPolicies;
-  const events = proxyActivities<EventActivities>(options(TaskQueue.events, policies.events));
+  const events = proxyActivities<EventActivities>(stepOptions(TaskQueue.events, policies.events));
   const webhooks = proxyActivities<WebhookActivities>(
-    options(TaskQueue.webhooks, policies.webhooks),
+    stepOptions(TaskQueue.webhooks, policies.webhooks),
   );
   const [published, delivered] = await Promise.allSettled([
     events.publishOrderCancelled({ orderId, reason }),

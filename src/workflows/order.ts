@@ -59,7 +59,7 @@ const searchValue: Record<OrderStatus, string> = {
  * stopped or finished, so the order reports what was sent; the heartbeat
  * timeout makes a dead worker's attempt fail over in seconds.
  */
-function stepOptions(
+export function stepOptions(
   taskQueue: string,
   p: StepRetryPolicy,
   holding?: { heartbeats: boolean },
@@ -102,16 +102,13 @@ const bookkeepingRetry = {
  * of the Temporal server's work per order. A worker that dies mid-write makes
  * the workflow task time out and the write run again: each one is idempotent.
  */
-const localRecords = proxyLocalActivities<Bookkeeping>({
-  startToCloseTimeout: '10 seconds',
-  retry: bookkeepingRetry,
-});
+export const bookkeepingOptions = { startToCloseTimeout: '10 seconds', retry: bookkeepingRetry };
+const localRecords = proxyLocalActivities<Bookkeeping>(bookkeepingOptions);
 
 /** The same bookkeeping as ordinary activities on the `orders` queue: orders started before the patch. */
 const queuedRecords = proxyActivities<Bookkeeping>({
   taskQueue: TaskQueue.orders,
-  startToCloseTimeout: '10 seconds',
-  retry: bookkeepingRetry,
+  ...bookkeepingOptions,
 });
 
 /** Patch id of the move of the bookkeeping to local activities (histories before it replay as they ran). */

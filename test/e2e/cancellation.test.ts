@@ -131,17 +131,22 @@ describe('a cancel before the workflow begins', () => {
   });
 });
 
-describe('a cancel of a running order', () => {
-  let api: TestApi;
-  let workers: Awaited<ReturnType<typeof startOrdersWorker>>;
+/** An API that sweeps the outbox itself and the orders worker, for the describe block that calls it. */
+function useApiAndOrdersWorker() {
+  const running = {} as { api: TestApi; workers: Awaited<ReturnType<typeof startOrdersWorker>> };
   beforeAll(async () => {
-    api = await startApi({ ...common, workflowStartMode: 'async' });
-    workers = await startOrdersWorker(common);
+    running.api = await startApi({ ...common, workflowStartMode: 'async' });
+    running.workers = await startOrdersWorker(common);
   });
   afterAll(async () => {
-    await workers?.stop();
-    await api?.close();
+    await running.workers?.stop();
+    await running.api?.close();
   });
+  return running;
+}
+
+describe('a cancel of a running order', () => {
+  const running = useApiAndOrdersWorker();
 
   /** An order parked on a subscriber that refuses it (400), with a subscriber of order.cancelled. */
   async function parkedOrder(): Promise<{ id: string; cancelledEndpoint: string }> {
@@ -149,7 +154,7 @@ describe('a cancel of a running order', () => {
     await subscribe(ORDER_PLACED, 'refuses');
     const cancelledEndpoint = await subscribe(ORDER_CANCELLED, 'undo');
     receiver.respondWith({ status: 400 });
-    const created = await postOrder(api.url, validOrder());
+    const created = await postOrder(running.api.url, validOrder());
     const id = created.body.id as string;
     await rowWhen(id, (r) => r.status === 'PARKED');
     return { id, cancelledEndpoint };
@@ -174,14 +179,16 @@ describe('a cancel of a running order', () => {
     await expect(handle.result()).rejects.toThrow();
     expect((await handle.describe()).status.name).toBe('CANCELLED');
     expect((await handle.query(progressQuery)).sent).toEqual(['email', 'events']);
-    for (const e of endpoints.splice(0)) await api.db.webhookEndpoint.delete({ where: { id: e } });
+    for (const e of endpoints.splice(0))
+      await running.api.db.webhookEndpoint.delete({ where: { id: e } });
   });
 
   it('after a terminate in Temporal puts the row right: 200 CANCELLED instead of PARKED for good', async () => {
     const { id } = await parkedOrder();
-    for (const e of endpoints.splice(0)) await api.db.webhookEndpoint.delete({ where: { id: e } });
+    for (const e of endpoints.splice(0))
+      await running.api.db.webhookEndpoint.delete({ where: { id: e } });
     await temporal.workflow.getHandle(orderWorkflowId(id)).terminate('operator');
-    const res = await cancel(api.url, id);
+    const res = await cancel(running.api.url, id);
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({
       status: 'CANCELLED',
@@ -266,29 +273,21 @@ describe('a cancel while a webhook attempt waits for its send time', () => {
 });
 
 describe("the relay's reconciler", () => {
-  let api: TestApi;
-  let workers: Awaited<ReturnType<typeof startOrdersWorker>>;
-  beforeAll(async () => {
-    api = await startApi({ ...common, workflowStartMode: 'async' });
-    workers = await startOrdersWorker(common);
-  });
-  afterAll(async () => {
-    await workers?.stop();
-    await api?.close();
-  });
+  const running = useApiAndOrdersWorker();
 
   it('marks CANCELLED, within its interval and without any API call, an order whose workflow was terminated', async () => {
     receiver.reset();
     await subscribe(ORDER_PLACED, 'refuses-terminated');
     receiver.respondWith({ status: 400 });
-    const id = (await postOrder(api.url, validOrder())).body.id as string;
+    const id = (await postOrder(running.api.url, validOrder())).body.id as string;
     await rowWhen(id, (r) => r.status === 'PARKED');
-    for (const e of endpoints.splice(0)) await api.db.webhookEndpoint.delete({ where: { id: e } });
+    for (const e of endpoints.splice(0))
+      await running.api.db.webhookEndpoint.delete({ where: { id: e } });
     await subscribe(ORDER_CANCELLED, 'undo-terminated');
     receiver.reset();
 
     const intervalMs = 500;
-    const reconciler = new WorkflowReconciler(api.db, async () => temporal, silentLog, {
+    const reconciler = new WorkflowReconciler(running.api.db, async () => temporal, silentLog, {
       intervalMs,
       // Only what this test terminates (earlier files' workflows were terminated too).
       lookbackMs: 1_000,
@@ -345,10 +344,10 @@ describe("the relay's reconciler", () => {
     } finally {
       await reconciler.stop();
       for (const e of endpoints.splice(0))
-        await api.db.webhookEndpoint.delete({ where: { id: e } });
+        await running.api.db.webhookEndpoint.delete({ where: { id: e } });
     }
     // The API then finds it ended.
-    expect((await cancel(api.url, id)).status).toBe(409);
+    expect((await cancel(running.api.url, id)).status).toBe(409);
   });
 });
 
