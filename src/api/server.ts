@@ -86,11 +86,17 @@ async function main(): Promise<void> {
     webhookAllowedTargets: config.WEBHOOK_ALLOWED_TARGETS,
     webhookMaxEndpointsPerEventType: config.WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE,
   });
-  const server = app.listen(config.PORT, config.HOST, () => {
-    const { address, port } = server.address() as AddressInfo;
-    const host = address.includes(':') ? `[${address}]` : address;
-    log.info({ url: `http://${host}:${port}`, apiKeys: access.apiKeys.length }, 'api listening');
+  // Express 5 hands a listen error (EADDRINUSE, EACCES) to this callback: it ends main() with it.
+  const server = await new Promise<ReturnType<typeof app.listen>>((resolve, reject) => {
+    const s = app.listen(config.PORT, config.HOST, (err?: Error) =>
+      err
+        ? reject(new Error(`cannot listen on ${config.HOST}:${config.PORT}: ${err.message}`))
+        : resolve(s),
+    );
   });
+  const { address, port } = server.address() as AddressInfo;
+  const host = address.includes(':') ? `[${address}]` : address;
+  log.info({ url: `http://${host}:${port}`, apiKeys: access.apiKeys.length }, 'api listening');
   server.keepAliveTimeout = 65_000;
 
   let closing = false;

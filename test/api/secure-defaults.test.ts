@@ -7,6 +7,7 @@
  * OpenAPI document says per operation what the server enforces.
  */
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
@@ -89,6 +90,23 @@ describe('the API process refuses to start open where that is not safe', () => {
       /API_KEYS: is required because HOST=0\.0\.0\.0 is not a loopback address/,
     );
     expect(p.lines.some((l) => l.msg === 'api listening')).toBe(false);
+  });
+});
+
+describe('the API process on a port already taken', () => {
+  it('stops with a message naming the address, and never says it listens', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    try {
+      const { port } = taken.address() as net.AddressInfo;
+      const p = startApiProcess({ PORT: String(port) });
+      const { code, output } = await refusal(p);
+      expect(code).toBe(1);
+      expect(output).toContain(`cannot listen on 127.0.0.1:${port}: listen EADDRINUSE`);
+      expect(p.lines.some((l) => l.msg === 'api listening')).toBe(false);
+    } finally {
+      await new Promise((r) => taken.close(r));
+    }
   });
 });
 
