@@ -31,7 +31,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
-import { delay, freePort, tailFile, type ManagedProcess } from '../scripts/lib/process.ts';
+import { delay, freePorts, tailFile, type ManagedProcess } from '../scripts/lib/process.ts';
 import { Stack, ephemeralPorts } from '../scripts/lib/stack.ts';
 import { projectRoot, provisionAll } from '../scripts/lib/tools.ts';
 import { orderPlacedCloudEvent, toKafkaMessage } from '../src/activities/events.ts';
@@ -495,7 +495,7 @@ function resultPath(date: string, ext: string): string {
 async function main(): Promise<void> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'orderflow-bench-consumers-'));
   const tools = provisionAll((m) => log(`provision: ${m}`));
-  const ports = await ephemeralPorts(freePort);
+  const ports = await ephemeralPorts(freePorts);
   // Temporal is not needed: an address that is never dialled keeps it from starting.
   const stack = new Stack({
     dataDir,

@@ -62,6 +62,7 @@ import {
   delay,
   describeCpuPriority,
   freePort,
+  freePorts,
   parseCpuPriority,
   signalGroup,
   tailFile,
@@ -758,7 +759,7 @@ async function main(): Promise<void> {
   const started = Date.now();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'orderflow-bench-'));
   const tools = provisionAll((m) => log(`provision: ${m}`));
-  const ports = await ephemeralPorts(freePort);
+  const ports = await ephemeralPorts(freePorts);
   const stack = new Stack({
     dataDir,
     ports,

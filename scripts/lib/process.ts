@@ -425,14 +425,29 @@ export async function assertPortFree(
 }
 
 /** A free TCP port on loopback (for tests' ephemeral stacks). */
-export function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
+  const [port] = await freePorts(1);
+  return port!;
+}
+
+/**
+ * n distinct free TCP ports on loopback: every socket stays bound until all n are chosen, so the
+ * kernel cannot hand one port out twice (separate freePort() calls can get the same port back).
+ */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers: net.Server[] = [];
+  try {
+    for (let i = 0; i < n; i++) servers.push(await bound());
+    return servers.map((s) => (s.address() as net.AddressInfo).port);
+  } finally {
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  }
+}
+
+function bound(): Promise<net.Server> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once('error', reject);
-    server.listen({ port: 0, host: '127.0.0.1' }, () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
+    server.listen({ port: 0, host: '127.0.0.1' }, () => resolve(server));
   });
 }

@@ -750,18 +750,13 @@ function kafkaProperties(ports: StackPorts, logDir: string, tls?: BrokerKeystore
   ].join('\n');
 }
 
-/** Ports for a test stack: all ephemeral. */
-export async function ephemeralPorts(freePort: () => Promise<number>): Promise<StackPorts> {
+/** Ports for a test stack: all ephemeral and distinct. */
+export async function ephemeralPorts(
+  freePorts: (n: number) => Promise<number[]>,
+): Promise<StackPorts> {
   const keys = Object.keys(defaultPorts) as (keyof StackPorts)[];
-  const ports = {} as StackPorts;
-  const used = new Set<number>();
-  for (const k of keys) {
-    let p = await freePort();
-    for (let i = 0; i < 20 && used.has(p); i++) p = await freePort();
-    used.add(p);
-    ports[k] = p;
-  }
-  return ports;
+  const chosen = await freePorts(keys.length);
+  return Object.fromEntries(keys.map((k, i) => [k, chosen[i]])) as unknown as StackPorts;
 }
 
 /** Ports for `npm start`: the defaults, each overridable through its environment variable. */

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { OrderService } from '../../src/api/orders/order-service.ts';
-import { ManagedProcess, freePort, waitUntilReady } from '../../scripts/lib/process.ts';
+import { ManagedProcess, freePort, freePorts, waitUntilReady } from '../../scripts/lib/process.ts';
 import { tmpStackDir } from '../../scripts/lib/stack.ts';
 import { postOrder, startApi, validOrder, type TestApi } from '../support/api.ts';
 import { startOrdersWorker } from '../support/orders-worker.ts';
@@ -81,7 +81,7 @@ async function temporalUp(address: string): Promise<boolean> {
 describe('Temporal outage', () => {
   it('accepts orders with 202 while Temporal is down and starts their workflows when it is back', async () => {
     const dir = tmpStackDir();
-    const [port, httpPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
+    const [port, httpPort, metricsPort] = (await freePorts(3)) as [number, number, number];
     const address = `127.0.0.1:${port}`;
     let server = temporalServer(dir, port, httpPort, metricsPort);
     cleanups.push(async () => {

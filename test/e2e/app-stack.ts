@@ -7,7 +7,7 @@
  */
 import fs from 'node:fs';
 import {
-  freePort,
+  freePorts,
   signalGroup,
   sinceLastStart,
   type CpuPriority,
@@ -78,7 +78,7 @@ export async function startAppStack(opts: {
   // Stack formats Kafka's storage with a random base64url cluster id, which starts with '-'
   // once in 64 starts and is then taken for an option (`-t -f8G…`): try a fresh stack once more.
   for (let attempt = 1; ; attempt++) {
-    ports = await ephemeralPorts(freePort);
+    ports = await ephemeralPorts(freePorts);
     stack = new Stack({
       dataDir: attempt === 1 && opts.dataDir ? opts.dataDir : tmpStackDir(),
       ports,

@@ -17,7 +17,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
-import { freePort, signalGroup } from '../../scripts/lib/process.ts';
+import { freePorts, signalGroup } from '../../scripts/lib/process.ts';
 import { APP_PROCESSES } from '../../scripts/lib/stack.ts';
 import { projectRoot } from '../../scripts/lib/tools.ts';
 import { consumerGroups } from '../../src/consumers/runtime/groups.ts';
@@ -63,7 +63,7 @@ function pidOf(name: string): number {
 
 beforeAll(async () => {
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'orderflow-supervision-'));
-  const port = await freePort();
+  const [port, smtpPort, mailUiPort] = await freePorts(3);
   apiUrl = `http://127.0.0.1:${port}`;
   child = spawn(process.execPath, ['--import', 'tsx', 'scripts/stack.ts'], {
     cwd: projectRoot,
@@ -77,8 +77,8 @@ beforeAll(async () => {
       KAFKA_BROKERS: stackEnv.KAFKA_BROKERS,
       ORDERFLOW_DATA_DIR: dataDir,
       PORT: String(port),
-      SMTP_PORT: String(await freePort()),
-      MAIL_UI_PORT: String(await freePort()),
+      SMTP_PORT: String(smtpPort),
+      MAIL_UI_PORT: String(mailUiPort),
       // A fixed, slight lowering: the test checks a restarted process takes it again, while
       // `idle` (nice 19 while the API works) starves the workers on a machine busy with other work.
       BACKGROUND_PRIORITY: '1',

@@ -10,6 +10,7 @@ import {
   delay,
   describeCpuPriority,
   freePort,
+  freePorts,
   groupMembers,
   IDLE_NICENESS,
   parseCpuPriority,
@@ -83,6 +84,14 @@ describe('assertPortFree', () => {
     const port = await freePort();
     await assertPortFree('maildev', port, 'SMTP_PORT');
     await assertPortFree('maildev', port, 'SMTP_PORT');
+  });
+});
+
+describe('freePorts', () => {
+  it('hands out distinct ports, each free once chosen', async () => {
+    const ports = await freePorts(40);
+    expect(new Set(ports).size).toBe(40);
+    for (const port of ports) await assertPortFree('stack', port, 'PORT');
   });
 });
 

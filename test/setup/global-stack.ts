@@ -4,7 +4,7 @@
  */
 import fs from 'node:fs';
 import type { TestProject } from 'vitest/node';
-import { freePort } from '../../scripts/lib/process.ts';
+import { freePorts } from '../../scripts/lib/process.ts';
 import {
   KAFKA_SASL_USERS,
   Stack,
@@ -38,7 +38,7 @@ export async function setup(project: TestProject): Promise<void> {
   const dataDir = tmpStackDir();
   stack = new Stack({
     dataDir,
-    ports: await ephemeralPorts(freePort),
+    ports: await ephemeralPorts(freePorts),
     tools,
     ephemeral: true,
     kafkaSasl: true,
