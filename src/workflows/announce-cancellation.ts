@@ -10,9 +10,9 @@
 import { log, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 import type { EventActivities } from '../activities/events.ts';
 import type { WebhookActivities } from '../activities/webhooks.ts';
-import { ORDER_CANCELLED, defaultRetryPolicies, type RetryPolicies } from '../shared/steps.ts';
+import { defaultRetryPolicies, type RetryPolicies } from '../shared/steps.ts';
 import { TaskQueue } from '../shared/task-queues.ts';
-import { bookkeepingOptions, stepOptions } from './order.ts';
+import { bookkeepingOptions, sendOrderCancelled, stepOptions } from './order.ts';
 
 export interface AnnounceCancellationInput {
   orderId: string;
@@ -41,18 +41,12 @@ export async function announceCancellationWorkflow(
   const webhooks = proxyActivities<WebhookActivities>(
     stepOptions(TaskQueue.webhooks, policies.webhooks),
   );
-  const [published, delivered] = await Promise.allSettled([
-    events.publishOrderCancelled({ orderId, reason }),
-    records
-      .webhookTargets({ orderId, eventType: ORDER_CANCELLED })
-      .then((ids) =>
-        Promise.allSettled(
-          ids.map((endpointId) =>
-            webhooks.deliverWebhook({ orderId, endpointId, eventType: ORDER_CANCELLED }),
-          ),
-        ),
-      ),
-  ]);
+  const [published, delivered] = await sendOrderCancelled(
+    { events, webhooks, records },
+    orderId,
+    reason,
+    (deliveries) => Promise.allSettled(deliveries),
+  );
   const sent = delivered.status === 'fulfilled' ? delivered.value : [];
   const result = {
     published: published.status === 'fulfilled',

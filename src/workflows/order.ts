@@ -19,7 +19,7 @@ import {
 import type { EmailActivities } from '../activities/email.ts';
 import type { EventActivities } from '../activities/events.ts';
 import type { OrderRecordActivities } from '../activities/order-records.ts';
-import type { WebhookActivities } from '../activities/webhooks.ts';
+import type { DeliverWebhookResult, WebhookActivities } from '../activities/webhooks.ts';
 import {
   NOT_PARKED,
   cancelSignal,
@@ -34,6 +34,7 @@ import {
   ORDER_CANCELLED,
   ORDER_PLACED,
   defaultRetryPolicies,
+  type RetryPolicies,
   type StepName,
   type StepRetryPolicy,
 } from '../shared/steps.ts';
@@ -131,310 +132,431 @@ export const LEAN_BOOKKEEPING_PATCH = 'lean-bookkeeping';
  */
 export const CANCELLATION_PATCH = 'cancellation-holds';
 
+/** The activities that announce `order.cancelled`: the Kafka event, the subscribers and their deliveries. */
+export interface CancellationAnnouncers {
+  events: Pick<EventActivities, 'publishOrderCancelled'>;
+  webhooks: Pick<WebhookActivities, 'deliverWebhook'>;
+  records: Pick<WebhookActivities, 'webhookTargets'>;
+}
+
+/**
+ * Publishes `order.cancelled` and, at the same time, delivers it to each
+ * webhook subscriber of that type; `gather` combines the deliveries (the order
+ * workflow wants all of them, the announcement workflow counts each). Settles
+ * once both sides have.
+ */
+export function sendOrderCancelled<T>(
+  { events, webhooks, records }: CancellationAnnouncers,
+  orderId: string,
+  reason: string,
+  gather: (deliveries: Promise<DeliverWebhookResult>[]) => Promise<T>,
+) {
+  return Promise.allSettled([
+    events.publishOrderCancelled({ orderId, reason }),
+    records
+      .webhookTargets({ orderId, eventType: ORDER_CANCELLED })
+      .then((ids) =>
+        gather(
+          ids.map((endpointId) =>
+            webhooks.deliverWebhook({ orderId, endpointId, eventType: ORDER_CANCELLED }),
+          ),
+        ),
+      ),
+  ]);
+}
+
 /** One unit of work that can fail and be retried on its own: a step, or one webhook delivery. */
 type Task = { step: 'email' } | { step: 'events' } | { step: 'webhooks'; endpointId: string };
 
 const taskKey = (t: Task): string => (t.step === 'webhooks' ? `webhooks:${t.endpointId}` : t.step);
 
+/** The reason the row records for Temporal's cancel (Web UI, `temporal workflow cancel`). */
+const CANCELLED_IN_TEMPORAL = 'cancelled in Temporal';
+
+/** One order as its workflow runs it: the patches it runs under, its activities, and how far it got. */
+interface OrderRun {
+  readonly orderId: string;
+  /** Patch cancellation-holds (implies `lean`). */
+  readonly holds: boolean;
+  /** Patch lean-bookkeeping. */
+  readonly lean: boolean;
+  readonly records: typeof localRecords | typeof queuedRecords;
+  readonly steps: StepActivities;
+  status: OrderStatus;
+  failures: Map<string, { task: Task; error: string }>;
+  completed: Set<StepName>;
+  parkedCount: number;
+  retryRequested: boolean;
+  cancelRequested: boolean;
+  cancelReason: string | undefined;
+  /** Tasks whose activity completed (sent, or found sent before). */
+  sent: Set<string>;
+  /** Processing began (the first bookkeeping ran): something may have been sent. */
+  began: boolean;
+  /** The CANCELLED bookkeeping ran (once, also when Temporal cancelled the workflow). */
+  cancelled: boolean;
+  /** The round the cancel signal stops (before cancellation-holds). */
+  running: CancellationScope | undefined;
+}
+
 /** Processes one order: email, webhooks and the Kafka event; parks on failure until retried or cancelled. */
 export async function orderWorkflow(input: OrderWorkflowInput): Promise<OrderStatus> {
-  const { orderId } = input;
-  const policies = input.retryPolicies ?? defaultRetryPolicies;
-  // Each patch costs a marker per order: new orders record only the newest one.
+  const order = prepareOrder(input);
+  registerHandlers(order);
+  try {
+    const endpointIds = await beginProcessing(order);
+    if (endpointIds === null) return cancelledBeforeStart(order);
+    order.began = true;
+    return await processSteps(order, endpointIds);
+  } catch (err) {
+    return await endCancelledInTemporal(order, err);
+  }
+}
+
+/**
+ * The order's patches, its step activities and its progress before it began.
+ * Each patch costs a marker per order: new orders record only the newest one.
+ */
+function prepareOrder(input: OrderWorkflowInput): OrderRun {
   const holds = patched(CANCELLATION_PATCH);
   const lean = holds || patched(LEAN_BOOKKEEPING_PATCH);
-  const records = lean || patched(LOCAL_BOOKKEEPING_PATCH) ? localRecords : queuedRecords;
-  const heartbeating = holds ? { heartbeats: true } : undefined;
-  const email = proxyActivities<EmailActivities>(
-    stepOptions(TaskQueue.email, policies.email, heartbeating),
-  );
-  const webhooks = proxyActivities<WebhookActivities>(
-    stepOptions(TaskQueue.webhooks, policies.webhooks, heartbeating),
-  );
-  const events = proxyActivities<EventActivities>(
-    stepOptions(TaskQueue.events, policies.events, holds ? { heartbeats: false } : undefined),
-  );
-
-  const state = {
-    status: 'RECEIVED' as OrderStatus,
-    failures: new Map<string, { task: Task; error: string }>(),
-    completed: new Set<StepName>(),
+  const local = lean || patched(LOCAL_BOOKKEEPING_PATCH);
+  return {
+    orderId: input.orderId,
+    holds,
+    lean,
+    records: local ? localRecords : queuedRecords,
+    steps: stepActivities(input.retryPolicies ?? defaultRetryPolicies, holds),
+    status: 'RECEIVED',
+    failures: new Map(),
+    completed: new Set(),
     parkedCount: 0,
     retryRequested: false,
     cancelRequested: false,
-    cancelReason: undefined as string | undefined,
-    /** Tasks whose activity completed (sent, or found sent before). */
-    sent: new Set<string>(),
-    /** Processing began (the first bookkeeping ran): something may have been sent. */
+    cancelReason: undefined,
+    sent: new Set(),
     began: false,
-    /** The CANCELLED bookkeeping ran (once, also when Temporal cancelled the workflow). */
     cancelled: false,
+    running: undefined,
   };
-  let running: CancellationScope | undefined;
+}
 
-  const failedSteps = (): StepName[] => [
-    ...new Set([...state.failures.values()].map((f) => f.task.step)),
-  ];
-  setHandler(progressQuery, (): OrderProgress => ({
-    status: state.status,
-    failedSteps: failedSteps(),
-    lastError: [...state.failures.values()][0]?.error ?? null,
-    completedSteps: [...state.completed],
-    parkedCount: state.parkedCount,
-    sent: [...state.sent].sort(),
-  }));
+/** The steps' activities; holding (cancellation-holds) makes a cancel wait for the attempt. */
+function stepActivities(policies: RetryPolicies, holds: boolean) {
+  const holding = (heartbeats: boolean) => (holds ? { heartbeats } : undefined);
+  return {
+    email: proxyActivities<EmailActivities>(
+      stepOptions(TaskQueue.email, policies.email, holding(true)),
+    ),
+    webhooks: proxyActivities<WebhookActivities>(
+      stepOptions(TaskQueue.webhooks, policies.webhooks, holding(true)),
+    ),
+    events: proxyActivities<EventActivities>(
+      stepOptions(TaskQueue.events, policies.events, holding(false)),
+    ),
+  };
+}
+
+type StepActivities = ReturnType<typeof stepActivities>;
+
+/** What operators reach the order with: the progress query, retry (signal and update), cancel. */
+function registerHandlers(order: OrderRun): void {
+  setHandler(progressQuery, () => progressOf(order));
   setHandler(retrySignal, () => {
-    if (state.status === 'PARKED') state.retryRequested = true;
-    else log.info('retry signal ignored: order is not parked', { orderId, status: state.status });
+    if (order.status === 'PARKED') order.retryRequested = true;
+    else
+      log.info('retry signal ignored: order is not parked', {
+        orderId: order.orderId,
+        status: order.status,
+      });
   });
   setHandler(
     retryUpdate,
     () => {
-      state.retryRequested = true;
-      return { retrying: failedSteps() };
+      order.retryRequested = true;
+      return { retrying: failedSteps(order) };
     },
     {
       validator: () => {
-        if (state.status !== 'PARKED') throw new Error(NOT_PARKED);
+        if (order.status !== 'PARKED') throw new Error(NOT_PARKED);
       },
     },
   );
   setHandler(cancelSignal, (reason?: string) => {
-    state.cancelRequested = true;
-    state.cancelReason = reason;
+    order.cancelRequested = true;
+    order.cancelReason = reason;
     // Holding: the round writes CANCELLED first, then stops the attempts (runRoundHolding).
-    if (!holds) running?.cancel();
+    if (!order.holds) order.running?.cancel();
   });
+}
 
-  async function setStatus(status: OrderStatus): Promise<void> {
-    state.status = status;
-    if (!lean || searchAttributeNeeded(status)) {
-      upsertSearchAttributes([{ key: orderStatusKey, value: searchValue[status] }]);
-    }
-    const first = [...state.failures.values()][0];
-    await records.recordOrderStatus({
-      orderId,
-      status,
-      failedStep: status === 'PARKED' ? failedSteps().join(',') : null,
-      lastError:
-        status === 'PARKED'
-          ? first
-            ? `${taskKey(first.task)}: ${first.error}`
-            : null
-          : status === 'CANCELLED'
-            ? cancelSummary()
-            : null,
-    });
+/**
+ * Writes PROCESSING and reads the subscribers of order.placed, fixed from now
+ * on (one delivery per endpoint); null when the row was CANCELLED already.
+ */
+async function beginProcessing(order: OrderRun): Promise<string[] | null> {
+  const { orderId, records } = order;
+  if (!order.lean) {
+    await setStatus(order, 'PROCESSING');
+    return await records.webhookTargets({ orderId, eventType: ORDER_PLACED });
   }
+  order.status = 'PROCESSING';
+  return await records.beginOrderProcessing({ orderId, eventType: ORDER_PLACED });
+}
 
-  /** The reason of a cancel, as the row records it (what was sent: the progress query's `sent`). */
-  function cancelSummary(): string | null {
-    return state.cancelReason ?? (holds ? 'cancelled' : null);
+/** The row was cancelled while the order waited in the outbox: nothing was sent, nothing to undo. */
+function cancelledBeforeStart(order: OrderRun): OrderStatus {
+  order.status = 'CANCELLED';
+  order.cancelled = true;
+  upsertOrderStatus('CANCELLED');
+  log.info('order cancelled before processing began', { orderId: order.orderId });
+  return 'CANCELLED';
+}
+
+/**
+ * Runs the steps in rounds until none has failed: after a round with failures
+ * the order parks, and the operator's retry runs the failed tasks again. A
+ * cancel is looked for before each round too: one that arrived meanwhile
+ * would otherwise wait for the round's steps.
+ */
+async function processSteps(order: OrderRun, endpointIds: string[]): Promise<OrderStatus> {
+  let tasks: Task[] = [
+    { step: 'email' },
+    ...endpointIds.map((endpointId): Task => ({ step: 'webhooks', endpointId })),
+    { step: 'events' },
+  ];
+  while (!order.cancelRequested) {
+    await runRound(order, tasks);
+    if (order.cancelRequested) break;
+    recordCompletedSteps(order, tasks);
+    if (order.failures.size === 0) return await complete(order);
+    await parkUntilRetryOrCancel(order);
+    if (order.cancelRequested) break;
+    tasks = await resumeFailedTasks(order);
   }
+  return await cancel(order);
+}
 
-  /** Runs one task; a failure that outlived its retries is recorded, not thrown. */
-  async function runTask(task: Task): Promise<void> {
-    try {
-      if (task.step === 'email') await email.sendConfirmationEmail({ orderId });
-      else if (task.step === 'events') await events.publishOrderPlaced({ orderId });
-      else
-        await webhooks.deliverWebhook({
-          orderId,
-          endpointId: task.endpointId,
-          eventType: ORDER_PLACED,
-        });
-      state.failures.delete(taskKey(task));
-      state.sent.add(taskKey(task));
-    } catch (err) {
-      if (isCancellation(err)) throw err;
-      if (failureTypeOf(err) === FailureType.OrderCancelled) {
-        // The row says CANCELLED (an operator's cancel reached it first): end as cancelled.
-        state.cancelRequested = true;
-        state.failures.delete(taskKey(task));
-        return;
-      }
-      if (task.step === 'webhooks' && isEndpointGone(err)) {
-        // A subscriber that was deleted, disabled or answered 410 no longer wants it: nothing to park.
-        log.info('webhook endpoint gone; delivery skipped', {
-          orderId,
-          endpointId: task.endpointId,
-        });
-        state.failures.delete(taskKey(task));
-        return;
-      }
-      state.failures.set(taskKey(task), { task, error: describeFailure(err) });
-    }
-  }
+/** The tasks of one round, run concurrently; the patch decides how a cancel stops them. */
+function runRound(order: OrderRun, tasks: Task[]): Promise<void> {
+  return order.holds ? runRoundHolding(order, tasks) : runRoundStoppable(order, tasks);
+}
 
-  /** The steps of one round, stopped by the cancel signal (before the patch). */
-  async function runRound(tasks: Task[]): Promise<void> {
-    running = new CancellationScope();
-    try {
-      await running.run(() => Promise.all(tasks.map(runTask)));
-    } catch (err) {
-      // A cancellation without the signal is Temporal's: the workflow's handler below.
-      if (!isCancellation(err) || !state.cancelRequested) throw err;
-    }
-    running = undefined;
-  }
-
-  /**
-   * The steps of one round, shielded from Temporal's cancel: on a cancel (the
-   * signal or Temporal's) the row is CANCELLED first, so an attempt that has not
-   * sent yet finds it so and sends nothing, then the attempts are told (through
-   * their heartbeats) and the round waits until they have stopped or finished.
-   */
-  async function runRoundHolding(tasks: Task[]): Promise<void> {
-    let done = false;
-    let steps: CancellationScope | undefined;
-    const round = CancellationScope.nonCancellable(() => {
-      steps = new CancellationScope();
-      return steps.run(() => Promise.all(tasks.map(runTask)));
-    }).then(
-      () => {
-        done = true;
-      },
-      (err: unknown) => {
-        done = true;
-        if (!isCancellation(err)) throw err;
-      },
-    );
-    try {
-      await condition(() => done || state.cancelRequested);
-    } catch (err) {
-      if (!isCancellation(err)) throw err;
-      state.cancelRequested = true;
-      state.cancelReason ??= CANCELLED_IN_TEMPORAL;
-    }
-    if (!done) {
-      await CancellationScope.nonCancellable(() => writeCancelled());
-      steps?.cancel();
-    }
-    await round;
-  }
-
+/** The steps of one round, stopped by the cancel signal (before the patch). */
+async function runRoundStoppable(order: OrderRun, tasks: Task[]): Promise<void> {
+  const round = new CancellationScope();
+  order.running = round;
   try {
-    // Subscribers are fixed when the order is processed: one delivery per endpoint.
-    let endpointIds: string[] | null;
-    if (lean) {
-      state.status = 'PROCESSING';
-      endpointIds = await records.beginOrderProcessing({ orderId, eventType: ORDER_PLACED });
-    } else {
-      await setStatus('PROCESSING');
-      endpointIds = await records.webhookTargets({ orderId, eventType: ORDER_PLACED });
-    }
-    if (endpointIds === null) return cancelledBeforeStart();
-    state.began = true;
-    return await processOrder(endpointIds);
+    await round.run(() => runTasks(order, tasks));
   } catch (err) {
-    // Temporal's cancel (Web UI, `temporal workflow cancel`): the row ends CANCELLED too.
-    if (!isCancellation(err) || state.cancelled || !CancellationScope.current().consideredCancelled)
-      throw err;
-    state.cancelReason ??= CANCELLED_IN_TEMPORAL;
-    await cancel();
-    throw err;
+    // A cancellation without the signal is Temporal's: endCancelledInTemporal handles it.
+    if (!isCancellation(err) || !order.cancelRequested) throw err;
   }
+  order.running = undefined;
+}
 
-  async function processOrder(endpointIds: string[]): Promise<OrderStatus> {
-    let tasks: Task[] = [
-      { step: 'email' },
-      ...endpointIds.map((endpointId): Task => ({ step: 'webhooks', endpointId })),
-      { step: 'events' },
-    ];
-
-    for (;;) {
-      // A cancel that arrived before this round began would otherwise wait for its steps.
-      if (state.cancelRequested) return await cancel();
-      await (holds ? runRoundHolding(tasks) : runRound(tasks));
-      if (state.cancelRequested) return await cancel();
-      for (const t of tasks) if (!state.failures.has(taskKey(t))) markCompleted(t.step);
-      if (state.failures.size === 0) break;
-
-      // Park: the order waits, durably, for an operator's retry or cancel.
-      state.parkedCount++;
-      await setStatus('PARKED');
-      log.warn('order parked', { orderId, failedSteps: failedSteps() });
-      await condition(() => state.retryRequested || state.cancelRequested);
-      if (state.cancelRequested) return await cancel();
-      state.retryRequested = false;
-      tasks = [...state.failures.values()].map((f) => f.task);
-      await setStatus('PROCESSING');
-    }
-
-    await setStatus('COMPLETED');
-    return 'COMPLETED';
+/**
+ * The steps of one round, shielded from Temporal's cancel: on a cancel (the
+ * signal or Temporal's) the row is CANCELLED first, so an attempt that has not
+ * sent yet finds it so and sends nothing, then the attempts are told (through
+ * their heartbeats) and the round waits until they have stopped or finished.
+ */
+async function runRoundHolding(order: OrderRun, tasks: Task[]): Promise<void> {
+  let done = false;
+  let steps: CancellationScope | undefined;
+  const round = CancellationScope.nonCancellable(() => {
+    steps = new CancellationScope();
+    return steps.run(() => runTasks(order, tasks));
+  }).then(
+    () => {
+      done = true;
+    },
+    (err: unknown) => {
+      done = true;
+      if (!isCancellation(err)) throw err;
+    },
+  );
+  try {
+    await condition(() => done || order.cancelRequested);
+  } catch (err) {
+    if (!isCancellation(err)) throw err;
+    order.cancelRequested = true;
+    order.cancelReason ??= CANCELLED_IN_TEMPORAL;
   }
-
-  function markCompleted(step: StepName): void {
-    if (![...state.failures.values()].some((f) => f.task.step === step)) state.completed.add(step);
+  if (!done) {
+    // CANCELLED before the attempts are stopped: those that have not sent find it so.
+    await CancellationScope.nonCancellable(() => setStatus(order, 'CANCELLED'));
+    steps?.cancel();
   }
+  await round;
+}
 
-  /** Writes CANCELLED before the running attempts are stopped: those that have not sent find it so. */
-  async function writeCancelled(): Promise<void> {
-    state.status = 'CANCELLED';
-    upsertSearchAttributes([{ key: orderStatusKey, value: searchValue.CANCELLED }]);
-    await records.recordOrderStatus({
-      orderId,
-      status: 'CANCELLED',
-      failedStep: null,
-      lastError: cancelSummary(),
-    });
-  }
+function runTasks(order: OrderRun, tasks: Task[]): Promise<void[]> {
+  return Promise.all(tasks.map((task) => runTask(order, task)));
+}
 
-  /** Ends the order CANCELLED; rethrows Temporal's cancel afterwards (the execution then shows Canceled). */
-  async function cancel(): Promise<OrderStatus> {
-    state.cancelled = true;
-    // Bookkeeping must still run although the operator cancelled.
-    await CancellationScope.nonCancellable(async () => {
-      await setStatus('CANCELLED');
-      if (holds && state.began) {
-        log.info('order cancelled', { orderId, sentBeforeCancel: [...state.sent].sort() });
-        await announceCancellation();
-      }
-    });
-    if (CancellationScope.current().consideredCancelled)
-      throw new CancelledFailure(state.cancelReason ?? CANCELLED_IN_TEMPORAL);
-    return 'CANCELLED';
-  }
-
-  /** The row was cancelled while the order waited in the outbox: nothing was sent, nothing to undo. */
-  function cancelledBeforeStart(): OrderStatus {
-    state.status = 'CANCELLED';
-    state.cancelled = true;
-    upsertSearchAttributes([{ key: orderStatusKey, value: searchValue.CANCELLED }]);
-    log.info('order cancelled before processing began', { orderId });
-    return 'CANCELLED';
-  }
-
-  /**
-   * `order.cancelled` to Kafka and to the webhook subscribers of that type, so
-   * they (and the inventory projection) can undo; a failure is logged, the
-   * order stays CANCELLED.
-   */
-  async function announceCancellation(): Promise<void> {
-    const reason = state.cancelReason ?? 'cancelled';
-    const results = await Promise.allSettled([
-      events.publishOrderCancelled({ orderId, reason }),
-      records
-        .webhookTargets({ orderId, eventType: ORDER_CANCELLED })
-        .then((ids) =>
-          Promise.all(
-            ids.map((endpointId) =>
-              webhooks.deliverWebhook({ orderId, endpointId, eventType: ORDER_CANCELLED }),
-            ),
-          ),
-        ),
-    ]);
-    for (const r of results)
-      if (r.status === 'rejected')
-        log.warn('order.cancelled not announced everywhere', {
-          orderId,
-          error: describeFailure(r.reason),
-        });
+/** Runs one task; a failure that outlived its retries is recorded, not thrown. */
+async function runTask(order: OrderRun, task: Task): Promise<void> {
+  try {
+    await sendTask(order, task);
+    order.failures.delete(taskKey(task));
+    order.sent.add(taskKey(task));
+  } catch (err) {
+    if (isCancellation(err)) throw err;
+    recordFailure(order, task, err);
   }
 }
 
-const CANCELLED_IN_TEMPORAL = 'cancelled in Temporal';
+/** The task's activity (not async: the caller awaits the activity itself). */
+function sendTask({ orderId, steps }: OrderRun, task: Task): Promise<unknown> {
+  if (task.step === 'email') return steps.email.sendConfirmationEmail({ orderId });
+  if (task.step === 'events') return steps.events.publishOrderPlaced({ orderId });
+  return steps.webhooks.deliverWebhook({
+    orderId,
+    endpointId: task.endpointId,
+    eventType: ORDER_PLACED,
+  });
+}
+
+/** A task's failure: the order parks on it, unless nothing is left to do. */
+function recordFailure(order: OrderRun, task: Task, err: unknown): void {
+  if (failureTypeOf(err) === FailureType.OrderCancelled) {
+    // The row says CANCELLED (an operator's cancel reached it first): end as cancelled.
+    order.cancelRequested = true;
+    order.failures.delete(taskKey(task));
+  } else if (task.step === 'webhooks' && isEndpointGone(err)) {
+    // A subscriber that was deleted, disabled or answered 410 no longer wants it: nothing to park.
+    log.info('webhook endpoint gone; delivery skipped', {
+      orderId: order.orderId,
+      endpointId: task.endpointId,
+    });
+    order.failures.delete(taskKey(task));
+  } else {
+    order.failures.set(taskKey(task), { task, error: describeFailure(err) });
+  }
+}
+
+/** A step of the round is completed once none of its tasks has a failure (webhooks: every delivery). */
+function recordCompletedSteps(order: OrderRun, tasks: Task[]): void {
+  const failing = failedSteps(order);
+  for (const { step } of tasks) if (!failing.includes(step)) order.completed.add(step);
+}
+
+/** Park: the order waits, durably, for an operator's retry or cancel. */
+async function parkUntilRetryOrCancel(order: OrderRun): Promise<void> {
+  order.parkedCount++;
+  await setStatus(order, 'PARKED');
+  log.warn('order parked', { orderId: order.orderId, failedSteps: failedSteps(order) });
+  await condition(() => order.retryRequested || order.cancelRequested);
+}
+
+/** The operator's retry: the next round runs the failed tasks only. */
+async function resumeFailedTasks(order: OrderRun): Promise<Task[]> {
+  order.retryRequested = false;
+  const tasks = [...order.failures.values()].map((f) => f.task);
+  await setStatus(order, 'PROCESSING');
+  return tasks;
+}
+
+async function complete(order: OrderRun): Promise<OrderStatus> {
+  await setStatus(order, 'COMPLETED');
+  return 'COMPLETED';
+}
+
+/** Ends the order CANCELLED; rethrows Temporal's cancel afterwards (the execution then shows Canceled). */
+async function cancel(order: OrderRun): Promise<OrderStatus> {
+  order.cancelled = true;
+  // Bookkeeping must still run although the operator cancelled.
+  await CancellationScope.nonCancellable(() => recordCancelled(order));
+  if (CancellationScope.current().consideredCancelled)
+    throw new CancelledFailure(order.cancelReason ?? CANCELLED_IN_TEMPORAL);
+  return 'CANCELLED';
+}
+
+/** Writes CANCELLED and, once something may have been sent, announces it (cancellation-holds). */
+async function recordCancelled(order: OrderRun): Promise<void> {
+  await setStatus(order, 'CANCELLED');
+  if (order.holds && order.began) {
+    log.info('order cancelled', {
+      orderId: order.orderId,
+      sentBeforeCancel: [...order.sent].sort(),
+    });
+    await announceCancellation(order);
+  }
+}
+
+/**
+ * `order.cancelled` to Kafka and to the webhook subscribers of that type, so
+ * they (and the inventory projection) can undo; a failure is logged, the
+ * order stays CANCELLED.
+ */
+async function announceCancellation(order: OrderRun): Promise<void> {
+  const { orderId, records, steps } = order;
+  const reason = order.cancelReason ?? 'cancelled';
+  const announcers = { events: steps.events, webhooks: steps.webhooks, records };
+  const results = await sendOrderCancelled(announcers, orderId, reason, (d) => Promise.all(d));
+  for (const r of results)
+    if (r.status === 'rejected')
+      log.warn('order.cancelled not announced everywhere', {
+        orderId,
+        error: describeFailure(r.reason),
+      });
+}
+
+/** Temporal's cancel (Web UI, `temporal workflow cancel`) ends the row CANCELLED too; anything else is rethrown. */
+async function endCancelledInTemporal(order: OrderRun, err: unknown): Promise<never> {
+  if (!isCancellation(err) || order.cancelled || !CancellationScope.current().consideredCancelled)
+    throw err;
+  order.cancelReason ??= CANCELLED_IN_TEMPORAL;
+  await cancel(order);
+  throw err;
+}
+
+/** Records the status: the row (a local activity) and, where it says something, `OrderStatus`. */
+async function setStatus(order: OrderRun, status: OrderStatus): Promise<void> {
+  order.status = status;
+  if (!order.lean || searchAttributeNeeded(status)) upsertOrderStatus(status);
+  await order.records.recordOrderStatus({
+    orderId: order.orderId,
+    status,
+    failedStep: status === 'PARKED' ? failedSteps(order).join(',') : null,
+    lastError: lastErrorOf(order, status),
+  });
+}
+
+function upsertOrderStatus(status: OrderStatus): void {
+  upsertSearchAttributes([{ key: orderStatusKey, value: searchValue[status] }]);
+}
+
+/** The row's last_error: the first failure of a parked order, the reason of a cancelled one. */
+function lastErrorOf(order: OrderRun, status: OrderStatus): string | null {
+  if (status === 'CANCELLED') return cancelSummary(order);
+  if (status !== 'PARKED') return null;
+  const first = firstFailure(order);
+  return first ? `${taskKey(first.task)}: ${first.error}` : null;
+}
+
+/** The reason of a cancel, as the row records it (what was sent: the progress query's `sent`). */
+function cancelSummary(order: OrderRun): string | null {
+  return order.cancelReason ?? (order.holds ? 'cancelled' : null);
+}
+
+const firstFailure = (order: OrderRun) => [...order.failures.values()][0];
+
+const failedSteps = (order: OrderRun): StepName[] => [
+  ...new Set([...order.failures.values()].map((f) => f.task.step)),
+];
+
+function progressOf(order: OrderRun): OrderProgress {
+  return {
+    status: order.status,
+    failedSteps: failedSteps(order),
+    lastError: firstFailure(order)?.error ?? null,
+    completedSteps: [...order.completed],
+    parkedCount: order.parkedCount,
+    sent: [...order.sent].sort(),
+  };
+}
 
 function failureTypeOf(err: unknown): string | undefined {
   const cause = err instanceof ActivityFailure ? err.cause : undefined;
