@@ -142,6 +142,14 @@ export function fakeActivities(env: TestWorkflowEnvironment, opts: FakeOptions =
 
 export type Fakes = ReturnType<typeof fakeActivities>;
 
+/** What the fakes were asked to do: the attempts of each step, and the statuses written, in order. */
+export const callSummary = ({ calls }: Fakes) => ({
+  email: calls.email.length,
+  webhook: calls.webhook.length,
+  events: calls.events.length,
+  statuses: calls.statuses.map((s) => s.status),
+});
+
 /**
  * Runs one worker per task queue (orders with the workflows; email, webhooks,
  * events and events-bulk with the fakes) while `fn` runs, then stops them.
