@@ -17,6 +17,7 @@ export default defineConfig({
       'test/cli/progress.test.ts',
       'test/docs/diagrams.test.ts',
       'test/events/kafka-warning.test.ts',
+      'test/layout/import-direction.test.ts',
       'test/api/problems-database.test.ts',
       'test/provisioning/priority-governor.test.ts',
       'test/provisioning/process.test.ts',

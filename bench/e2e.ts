@@ -46,7 +46,7 @@ import pg from 'pg';
 import type { ManagedProcess } from '../scripts/lib/process.ts';
 import { projectRoot, provisionAll, versions } from '../scripts/lib/tools.ts';
 import { orderPlacedEventId, webhookMessageId } from '../src/shared/events.ts';
-import { APP_PROCESSES, startAppStack, type AppStack } from '../test/e2e/app-stack.ts';
+import { APP_PROCESSES, startAppStack, type AppStack } from '../scripts/lib/app-stack.ts';
 import {
   CompletionWatcher,
   RssSampler,

@@ -8,7 +8,7 @@
  *     insert-only floor; its tables are copied into this report.
  *  2. One fresh stack (PostgreSQL with fsync on, Temporal, Kafka, maildev, the
  *     API, the relay, the four workers and the two consumers, as npm start runs
- *     them; test/e2e/app-stack.ts) and, beside it, the BullMQ peer
+ *     them; scripts/lib/app-stack.ts) and, beside it, the BullMQ peer
  *     (bench/peers/bullmq: Redis, its API and four workers) on the same
  *     PostgreSQL, Kafka and maildev. On it, in turn:
  *     - peer intake: POST /orders at a paced rate and at saturation, orderflow vs peer;
@@ -84,7 +84,7 @@ import { projectRoot, provisionAll, versions } from '../scripts/lib/tools.ts';
 import { ORDERS_PLACED_TOPIC, orderPlacedEventId, webhookMessageId } from '../src/shared/events.ts';
 import { TaskQueue } from '../src/shared/task-queues.ts';
 import { gateSpacingMs } from '../src/webhooks/rate-gate.ts';
-import { currentRunLog, startAppStack, type AppStack } from '../test/e2e/app-stack.ts';
+import { currentRunLog, startAppStack, type AppStack } from '../scripts/lib/app-stack.ts';
 import { closedLoop } from './lib/closed-loop.ts';
 import {
   cpuMsPerOrder,
@@ -475,7 +475,7 @@ async function temporalReady(address: string): Promise<boolean> {
   }
 }
 
-/** The stack's Kafka consumer groups, as npm start runs them (test/e2e/app-stack.ts leaves them out). */
+/** The stack's Kafka consumer groups, as npm start runs them (scripts/lib/app-stack.ts leaves them out). */
 async function startConsumers(app: AppStack): Promise<void> {
   for (const c of APP_PROCESSES.filter((a) => a.name.startsWith('consumer-')))
     await app.stack.startApp(c.name, c.entry, { ...app.env }, async (p) =>
@@ -486,7 +486,7 @@ async function startConsumers(app: AppStack): Promise<void> {
 // ---------------------------------------------------------------- parts
 
 interface PeerIntakeResult {
-  /** orderflow's WORKFLOW_START_MODE (test/e2e/app-stack.ts runs the relay process). */
+  /** orderflow's WORKFLOW_START_MODE (scripts/lib/app-stack.ts runs the relay process). */
   startMode: string;
   rate: number;
   durationS: number;

@@ -18,7 +18,7 @@ import path from 'node:path';
 import type pg from 'pg';
 import type { ManagedProcess } from '../../scripts/lib/process.ts';
 import { orderWorkflowId } from '../../src/shared/task-queues.ts';
-import { currentRunLog, type AppStack } from '../../test/e2e/app-stack.ts';
+import { currentRunLog, type AppStack } from '../../scripts/lib/app-stack.ts';
 import {
   FLOOR_WORKER_QUEUES,
   FLOOR_WORKFLOW_TYPE,
