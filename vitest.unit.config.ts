@@ -11,6 +11,9 @@ export default defineConfig({
   test: {
     include: [
       'test/config.test.ts',
+      'test/bench/cpu-accounting.test.ts',
+      'test/bench/report-and-settings.test.ts',
+      'test/bench/stats.test.ts',
       'test/node-runtime.test.ts',
       'test/compose/compose.test.ts',
       'test/compose/dockerfile.test.ts',
