@@ -11,12 +11,16 @@ export default defineConfig({
   test: {
     include: [
       'test/config.test.ts',
+      'test/bench/cpu-accounting.test.ts',
+      'test/bench/report-and-settings.test.ts',
+      'test/bench/stats.test.ts',
       'test/node-runtime.test.ts',
       'test/compose/compose.test.ts',
       'test/compose/dockerfile.test.ts',
       'test/cli/progress.test.ts',
       'test/docs/diagrams.test.ts',
       'test/events/kafka-warning.test.ts',
+      'test/layout/import-direction.test.ts',
       'test/api/problems-database.test.ts',
       'test/provisioning/priority-governor.test.ts',
       'test/provisioning/process.test.ts',

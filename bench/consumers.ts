@@ -25,7 +25,6 @@
  *   BENCH_KEEP_DATA=1              keep the temporary stack folder
  */
 import type { Admin } from 'kafkajs';
-import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -33,7 +32,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { delay, freePorts, tailFile, type ManagedProcess } from '../scripts/lib/process.ts';
 import { Stack, ephemeralPorts } from '../scripts/lib/stack.ts';
-import { projectRoot, provisionAll } from '../scripts/lib/tools.ts';
+import { provisionAll } from '../scripts/lib/tools.ts';
 import { orderPlacedCloudEvent, toKafkaMessage } from '../src/activities/events.ts';
 import { loadConfig } from '../src/config/env.ts';
 import { resetGroup } from '../src/consumers/runtime/group-admin.ts';
@@ -41,27 +40,14 @@ import { consumerGroups, type ConsumerGroupName } from '../src/consumers/runtime
 import { createDb, type Db } from '../src/db/client.ts';
 import { createKafka, createOrderEventsProducer, ensureTopic } from '../src/events/kafka.ts';
 import { ORDERS_PLACED_TOPIC, type OrderPlacedData } from '../src/shared/events.ts';
+import { codeMeasured, log } from './lib/e2e-kit.ts';
+import { coresBetween, procSnapshot, type Snapshot } from './lib/proc-stats.ts';
+import { freeResultBase, resultsDir } from './lib/results.ts';
+import { guardRun } from './lib/run-guard.ts';
+import { intEnv, listEnv } from './lib/settings.ts';
+import { round } from './lib/stats.ts';
 
 // ---------------------------------------------------------------- settings
-
-function intEnv(name: string, def: number, min: number, max: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return def;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    throw new Error(`${name}=${raw}: expected an integer in [${min}, ${max}]`);
-  }
-  return n;
-}
-
-function listEnv<T extends string>(name: string, allowed: readonly T[]): T[] {
-  const raw = process.env[name] || allowed.join(',');
-  return raw.split(',').map((v) => {
-    const t = v.trim() as T;
-    if (!allowed.includes(t)) throw new Error(`${name}: unknown value ${v}`);
-    return t;
-  });
-}
 
 const MODES = ['per-event', 'per-batch'] as const;
 type Mode = (typeof MODES)[number];
@@ -80,72 +66,19 @@ const settings = {
 };
 
 const topic = ORDERS_PLACED_TOPIC;
-const log = (m: string) => console.error(`[bench] ${m}`);
-const round = (n: number, digits = 0) => Number(n.toFixed(digits));
 
 // ---------------------------------------------------------------- CPU
 
-const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-
-interface CpuSnapshot {
-  at: number;
-  busy: number;
-  procs: Map<number, { ppid: number; ticks: number }>;
-}
-
-function cpuSnapshot(): CpuSnapshot {
-  const procs = new Map<number, { ppid: number; ticks: number }>();
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-    } catch {
-      continue; // exited meanwhile
-    }
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-    procs.set(Number(entry), { ppid: Number(f[1]), ticks });
-  }
-  const v = fs
-    .readFileSync('/proc/stat', 'utf8')
-    .split('\n')[0]!
-    .trim()
-    .split(/\s+/)
-    .slice(1)
-    .map(Number);
-  const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
-  return { at: Date.now(), busy: total - (v[3] ?? 0) - (v[4] ?? 0), procs };
-}
-
-/** Cores per stack process (with its descendants) between two snapshots; "other" is the rest of the machine. */
-function cpuCores(a: CpuSnapshot, b: CpuSnapshot, procs: ManagedProcess[]): Record<string, number> {
-  const roots = new Map<number, string>([[process.pid, 'bench']]);
-  for (const p of procs) if (p.pid !== undefined) roots.set(p.pid, p.name);
-  const owner = (pid: number): string | undefined => {
-    let cur: number | undefined = pid;
-    for (let i = 0; i < 32 && cur !== undefined && cur > 1; i++) {
-      const name = roots.get(cur);
-      if (name) return name;
-      cur = b.procs.get(cur)?.ppid ?? a.procs.get(cur)?.ppid;
-    }
-    return undefined;
-  };
-  const ticks: Record<string, number> = {};
-  let ours = 0;
-  for (const [pid, { ticks: t1 }] of b.procs) {
-    const name = owner(pid);
-    if (!name) continue;
-    const d = t1 - (a.procs.get(pid)?.ticks ?? 0);
-    ticks[name] = (ticks[name] ?? 0) + d;
-    ours += d;
-  }
-  const s = (b.at - a.at) / 1000;
-  const out: Record<string, number> = {};
-  for (const [name, t] of Object.entries(ticks)) if (t > 0) out[name] = round(t / CLK_TCK / s, 2);
-  out.total = round((b.busy - a.busy) / CLK_TCK / s, 2);
-  out.other = round(Math.max(0, b.busy - a.busy - ours) / CLK_TCK / s, 2);
-  return out;
+/**
+ * Cores per stack process (with its group and descendants) between two
+ * snapshots, those that used any; "bench" is this runner, "total" the whole
+ * machine, "other" the rest of it.
+ */
+function cpuCores(a: Snapshot, b: Snapshot, procs: ManagedProcess[]): Record<string, number> {
+  const all = coresBetween(a, b, procs, { runner: 'bench', machine: 'total' });
+  return Object.fromEntries(
+    Object.entries(all).filter(([k, v]) => v > 0 || k === 'total' || k === 'other'),
+  );
 }
 
 // ---------------------------------------------------------------- backlog
@@ -282,7 +215,7 @@ async function runGroups(
   const name = `${groups.join('+')} ${mode}`;
   log(`run: ${name}`);
   const procs: { group: ConsumerGroupName; proc: ManagedProcess }[] = [];
-  const before = cpuSnapshot();
+  const before = procSnapshot();
   const started = Date.now();
   for (const group of groups) {
     const proc = await stack.startApp(
@@ -336,8 +269,8 @@ async function runGroups(
         together: groups.length > 1,
         events: settings.events,
         seconds: round(seconds, 2),
-        eventsPerSecond: round(settings.events / seconds),
-        steadyEventsPerSecond: round(steady),
+        eventsPerSecond: round(settings.events / seconds, 0),
+        steadyEventsPerSecond: round(steady, 0),
         processed: metricSum(text, 'orderflow_consumer_events_total', { outcome: 'processed' }),
         duplicates: metricSum(text, 'orderflow_consumer_events_total', { outcome: 'duplicate' }),
         lagAtEnd: metricSum(text, 'orderflow_consumer_lag', { group: groupId }),
@@ -349,7 +282,7 @@ async function runGroups(
       );
     }),
   );
-  const cores = cpuCores(before, cpuSnapshot(), stack.procs);
+  const cores = cpuCores(before, procSnapshot(), stack.procs);
   log(
     `cores during ${name} (${((Date.now() - started) / 1000).toFixed(0)} s): ${JSON.stringify(cores)}`,
   );
@@ -381,29 +314,13 @@ interface Machine {
 
 function machineInfo(postgres: string): Machine {
   const cpus = os.cpus();
-  let code = 'unknown';
-  try {
-    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
-      cwd: projectRoot,
-      encoding: 'utf8',
-    }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain'], {
-      cwd: projectRoot,
-      encoding: 'utf8',
-    })
-      .split('\n')
-      .filter(Boolean).length;
-    code = dirty ? `${head} (working tree with ${dirty} uncommitted paths)` : head;
-  } catch {
-    /* not a checkout */
-  }
   return {
     cpus: `${cpus.length} × ${cpus[0]?.model ?? 'unknown'}`,
     memory: `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
     node: process.version,
     postgres,
     kafka: '4.1.1',
-    code,
+    code: codeMeasured(),
     loadBefore: os
       .loadavg()
       .map((l) => l.toFixed(2))
@@ -476,18 +393,7 @@ function renderReport(
 }
 
 function resultPath(date: string, ext: string): string {
-  const dir = process.env.BENCH_RESULTS_DIR || path.join(projectRoot, 'bench', 'results');
-  fs.mkdirSync(dir, { recursive: true });
-  const base = `consumers-${date}${settings.label ? `-${settings.label}` : ''}`;
-  for (let i = 1; i < 1000; i++) {
-    const name = i === 1 ? base : `${base}-${i}`;
-    if (
-      !fs.existsSync(path.join(dir, `${name}.md`)) &&
-      !fs.existsSync(path.join(dir, `${name}.json`))
-    )
-      return path.join(dir, `${name}.${ext}`);
-  }
-  throw new Error('too many result files for one day');
+  return `${freeResultBase(resultsDir(), 'consumers', date, settings.label, ['md', 'json'])}.${ext}`;
 }
 
 // ---------------------------------------------------------------- main
@@ -514,18 +420,12 @@ async function main(): Promise<void> {
       if (settings.keepData || failed) log(`stack folder kept: ${dataDir}`);
       else fs.rmSync(dataDir, { recursive: true, force: true });
     })());
-  const onSignal = (sig: NodeJS.Signals) => {
-    log(`${sig}: stopping`);
-    failed = true;
-    void cleanup().finally(() => process.exit(130));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  const watchdog = setTimeout(() => {
-    log(`the run exceeded BENCH_MAX_MIN=${settings.maxMin}: stopping`);
-    failed = true;
-    void cleanup().finally(() => process.exit(1));
-  }, settings.maxMin * 60_000);
+  const guard = guardRun({
+    maxMin: settings.maxMin,
+    maxMinVariable: 'BENCH_MAX_MIN',
+    cleanup,
+    onStop: () => (failed = true),
+  });
 
   let db: Db | undefined;
   let admin: Admin | undefined;
@@ -578,7 +478,7 @@ async function main(): Promise<void> {
     failed = true;
     throw e;
   } finally {
-    clearTimeout(watchdog);
+    guard.clear();
     await admin?.disconnect().catch(() => {});
     await db?.$disconnect().catch(() => {});
     await cleanup();

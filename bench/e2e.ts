@@ -46,28 +46,28 @@ import pg from 'pg';
 import type { ManagedProcess } from '../scripts/lib/process.ts';
 import { projectRoot, provisionAll, versions } from '../scripts/lib/tools.ts';
 import { orderPlacedEventId, webhookMessageId } from '../src/shared/events.ts';
-import { APP_PROCESSES, startAppStack, type AppStack } from '../test/e2e/app-stack.ts';
+import { APP_PROCESSES, startAppStack, type AppStack } from '../scripts/lib/app-stack.ts';
 import {
   CompletionWatcher,
-  RssSampler,
-  coresBetween,
+  codeMeasured,
   createEndpoint,
   deleteEndpoint,
   delay,
-  idleRss,
-  intEnv,
   log,
-  maxInWindow,
   now,
   postOrder,
-  procSnapshot,
-  round,
-  sh,
   startReceiver,
-  summary,
-  waitForQuiet as waitForQuietWithin,
-  type Summary,
 } from './lib/e2e-kit.ts';
+import {
+  RssSampler,
+  coresBetween,
+  idleRss,
+  procSnapshot,
+  waitForQuiet as waitForQuietWithin,
+} from './lib/proc-stats.ts';
+import { mib as mibOf } from './lib/report-format.ts';
+import { intEnv } from './lib/settings.ts';
+import { maxInWindow, round, summary, type Summary } from './lib/stats.ts';
 
 // ---------------------------------------------------------------- settings
 
@@ -151,7 +151,7 @@ async function latencyPhase(
     receiver.arrivals.length = 0;
     log(`(a) ${settings.latencyOrders} orders, one at a time at ${settings.latencyRate}/s`);
     const posts: { id: string; sentAt: number; answeredAt: number }[] = [];
-    const before = procSnapshot(false);
+    const before = procSnapshot();
     const t0 = now();
     const interval = 1000 / settings.latencyRate;
     for (let i = 0; i < settings.latencyOrders; i++) {
@@ -163,7 +163,7 @@ async function latencyPhase(
     }
     const lastSent = posts.at(-1)!.sentAt;
     const drained = await watcher.drained(settings.drainS * 1000);
-    const cores = coresBetween(before, procSnapshot(false), [...app.stack.procs]);
+    const cores = coresBetween(before, procSnapshot(), [...app.stack.procs]);
     if (!drained)
       log(`(a) ${watcher.pendingCount} orders not COMPLETED within ${settings.drainS} s`);
 
@@ -253,7 +253,7 @@ async function ratePhase(
     log(
       `(b) ${settings.rateOrders} orders × ${settings.rateEndpoints} endpoints = ${expected} deliveries at WEBHOOK_RATE_PER_SECOND=${settings.webhookRate}`,
     );
-    const before = procSnapshot(false);
+    const before = procSnapshot();
     const posts: { id: string; sentAt: number; answeredAt: number }[] = [];
     const t0 = now();
     let next = 0;
@@ -281,7 +281,7 @@ async function ratePhase(
       }
     }
     const drained = await watcher.drained(Math.max(0, deadline - Date.now()));
-    const cores = coresBetween(before, procSnapshot(false), [...app.stack.procs]);
+    const cores = coresBetween(before, procSnapshot(), [...app.stack.procs]);
     if (!drained)
       log(`(b) ${watcher.pendingCount} orders not COMPLETED within ${settings.drainS} s`);
 
@@ -343,7 +343,7 @@ interface Machine {
 }
 
 const ms = (x: number) => (Number.isFinite(x) ? `${Math.round(x)}` : 'n/a');
-const mib = (kib: number | undefined) => (kib === undefined ? 'n/a' : `${(kib / 1024).toFixed(0)}`);
+const mib = (kib: number | undefined) => mibOf(kib, 'n/a');
 
 function render(
   m: Machine,
@@ -483,7 +483,6 @@ async function main(): Promise<void> {
     const pgInfo = await db.query<{ version: string; fsync: string; sc: string }>(
       `SELECT split_part(version(), ' on ', 1) AS version, current_setting('fsync') AS fsync, current_setting('synchronous_commit') AS sc`,
     );
-    const dirty = sh('git', ['status', '--porcelain']).split('\n').filter(Boolean).length;
     const machine: Omit<Machine, 'loadavgEnd'> = {
       date: new Date().toISOString().slice(0, 10),
       nproc: os.availableParallelism(),
@@ -491,7 +490,7 @@ async function main(): Promise<void> {
       memory: `${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`,
       kernel: os.release(),
       node: process.version,
-      git: `${sh('git', ['rev-parse', '--short', 'HEAD']) || 'unknown'}${dirty ? ` (working tree with ${dirty} uncommitted paths)` : ''}`,
+      git: codeMeasured(),
       postgres: pgInfo.rows[0]!.version,
       fsync: pgInfo.rows[0]!.fsync,
       synchronousCommit: pgInfo.rows[0]!.sc,

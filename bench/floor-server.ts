@@ -8,11 +8,12 @@
  *
  *   PORT=4000 DATABASE_URL=postgresql://... node --import tsx bench/floor-server.ts
  */
-import express from 'express';
+import type express from 'express';
 import { randomUUID } from 'node:crypto';
 import { createDb } from '../src/db/client.ts';
-import { createOrderSchema, orderTotalCents } from '../src/shared/orders.ts';
+import { orderTotalCents } from '../src/shared/orders.ts';
 import { orderWorkflowId } from '../src/shared/task-queues.ts';
+import { orderIntakeApp } from './lib/order-intake-app.ts';
 
 const port = Number(process.env.PORT ?? 0);
 const databaseUrl = process.env.DATABASE_URL;
@@ -21,62 +22,50 @@ if (!databaseUrl) throw new Error('DATABASE_URL is required');
 if (!Number.isInteger(poolSize) || poolSize < 1) throw new Error('bad DATABASE_POOL_SIZE');
 
 const db = createDb(databaseUrl, poolSize);
-const app = express();
-app.disable('x-powered-by');
-app.set('etag', false);
-app.use(express.json({ limit: '64kb', type: ['application/json', 'application/*+json'] }));
-
-app.get('/healthz', async (_req, res) => {
-  await db.$queryRaw`SELECT 1`;
-  res.json({ status: 'ok' });
-});
-
-app.post('/orders', async (req, res) => {
-  const parsed = createOrderSchema.safeParse(req.body);
-  if (!parsed.success) {
-    res.status(400).json({ title: 'Some fields are invalid', issues: parsed.error.issues });
-    return;
-  }
-  const body = parsed.data;
-  const id = randomUUID();
-  const totalCents = orderTotalCents(body.items);
-  // The API's intake statement without its pending workflow start: order and lines, one round trip.
-  const [row] = await db.$queryRaw<{ status: string; created_at: Date; updated_at: Date }[]>`
-    WITH o AS (
-      INSERT INTO orders (id, customer_email, currency, total_cents, workflow_id)
-      VALUES (${id}::uuid, ${body.customerEmail}, ${body.currency}, ${totalCents}::bigint,
-              ${orderWorkflowId(id)})
-      RETURNING id, status, created_at, updated_at
-    ), lines AS (
-      INSERT INTO order_items (order_id, line, sku, quantity, unit_price_cents)
-      SELECT o.id, l.line, l.sku, l.quantity, l.unit_price_cents
-      FROM o, unnest(${body.items.map((i) => i.sku)}::text[],
-                     ${body.items.map((i) => i.quantity)}::int[],
-                     ${body.items.map((i) => i.unitPriceCents)}::bigint[])
-              WITH ORDINALITY AS l(sku, quantity, unit_price_cents, line)
-    )
-    SELECT status, created_at, updated_at FROM o`;
-  // The same view the API answers with, built the same way (input and returned row).
-  res
-    .status(201)
-    .location(`/orders/${id}`)
-    .json({
-      id,
-      status: row!.status,
-      workflowId: orderWorkflowId(id),
-      customerEmail: body.customerEmail,
-      currency: body.currency,
-      totalCents,
-      items: body.items.map((i) => ({
-        sku: i.sku,
-        quantity: i.quantity,
-        unitPriceCents: i.unitPriceCents,
-      })),
-      failedStep: null,
-      lastError: null,
-      createdAt: row!.created_at.toISOString(),
-      updatedAt: row!.updated_at.toISOString(),
-    });
+const app = orderIntakeApp({
+  jsonTypes: ['application/json', 'application/*+json'],
+  ping: () => db.$queryRaw`SELECT 1`,
+  place: async (body, res) => {
+    const id = randomUUID();
+    const totalCents = orderTotalCents(body.items);
+    // The API's intake statement without its pending workflow start: order and lines, one round trip.
+    const [row] = await db.$queryRaw<{ status: string; created_at: Date; updated_at: Date }[]>`
+      WITH o AS (
+        INSERT INTO orders (id, customer_email, currency, total_cents, workflow_id)
+        VALUES (${id}::uuid, ${body.customerEmail}, ${body.currency}, ${totalCents}::bigint,
+                ${orderWorkflowId(id)})
+        RETURNING id, status, created_at, updated_at
+      ), lines AS (
+        INSERT INTO order_items (order_id, line, sku, quantity, unit_price_cents)
+        SELECT o.id, l.line, l.sku, l.quantity, l.unit_price_cents
+        FROM o, unnest(${body.items.map((i) => i.sku)}::text[],
+                       ${body.items.map((i) => i.quantity)}::int[],
+                       ${body.items.map((i) => i.unitPriceCents)}::bigint[])
+                WITH ORDINALITY AS l(sku, quantity, unit_price_cents, line)
+      )
+      SELECT status, created_at, updated_at FROM o`;
+    // The same view the API answers with, built the same way (input and returned row).
+    res
+      .status(201)
+      .location(`/orders/${id}`)
+      .json({
+        id,
+        status: row!.status,
+        workflowId: orderWorkflowId(id),
+        customerEmail: body.customerEmail,
+        currency: body.currency,
+        totalCents,
+        items: body.items.map((i) => ({
+          sku: i.sku,
+          quantity: i.quantity,
+          unitPriceCents: i.unitPriceCents,
+        })),
+        failedStep: null,
+        lastError: null,
+        createdAt: row!.created_at.toISOString(),
+        updatedAt: row!.updated_at.toISOString(),
+      });
+  },
 });
 
 // Express 5 forwards rejected promises here.

@@ -70,18 +70,15 @@ import {
 } from '../scripts/lib/process.ts';
 import { APP_PROCESSES, RUNNING_LOG_LINE, Stack, ephemeralPorts } from '../scripts/lib/stack.ts';
 import { projectRoot, provisionAll } from '../scripts/lib/tools.ts';
+import { log } from './lib/e2e-kit.ts';
+import { coresBetween, mainThread, procSnapshot, type Snapshot } from './lib/proc-stats.ts';
+import { fmtNum } from './lib/report-format.ts';
+import { freeResultBase, resultsDir } from './lib/results.ts';
+import { guardRun } from './lib/run-guard.ts';
+import { intEnv, labelEnv } from './lib/settings.ts';
+import { percentile, round } from './lib/stats.ts';
 
 // ---------------------------------------------------------------- settings
-
-function intEnv(name: string, def: number, min: number, max: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return def;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    throw new Error(`${name}=${raw}: expected an integer in [${min}, ${max}]`);
-  }
-  return n;
-}
 
 const TARGET_NAMES = ['floor', 'api-relay', 'api-async', 'api-inline'] as const;
 /** The APIs measured against the floor. */
@@ -147,7 +144,7 @@ const settings = {
     process.env.BENCH_BACKGROUND_PRIORITY ?? 'idle',
     'BENCH_BACKGROUND_PRIORITY',
   ),
-  label: (process.env.BENCH_LABEL ?? '').replace(/[^\w.-]/g, ''),
+  label: labelEnv(),
   keepData: process.env.BENCH_KEEP_DATA === '1',
   /** The APIs and the stack as `npm start` runs them (see BENCH_NPM_START above). */
   npmStart: process.env.BENCH_NPM_START === '1',
@@ -163,106 +160,21 @@ const GOALS = {
   minRateRatio: 0.97,
 };
 
-const log = (m: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${m}`);
-
 // ---------------------------------------------------------------- CPU accounting
-
-const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-
-interface CpuSnapshot {
-  at: number;
-  /** Main thread of each process (Node's event loop): ns on CPU and ns runnable but waiting. */
-  sched: Map<number, [number, number]>;
-  /** Busy ticks of the whole machine. */
-  busy: number;
-  /** Ticks per process: own plus reaped children's, and the parent pid. */
-  procs: Map<number, { ppid: number; ticks: number }>;
-}
-
-function cpuSnapshot(): CpuSnapshot {
-  const procs = new Map<number, { ppid: number; ticks: number }>();
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-    } catch {
-      continue; // exited meanwhile
-    }
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // Fields after the name: state(3) ppid(4) ... utime(14) stime(15) cutime(16) cstime(17).
-    const ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-    procs.set(Number(entry), { ppid: Number(f[1]), ticks });
-  }
-  const v = fs
-    .readFileSync('/proc/stat', 'utf8')
-    .split('\n')[0]!
-    .trim()
-    .split(/\s+/)
-    .slice(1)
-    .map(Number);
-  const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
-  const busy = total - (v[3] ?? 0) - (v[4] ?? 0); // minus idle and iowait
-  const sched = new Map<number, [number, number]>();
-  for (const pid of schedPids) {
-    try {
-      const [run, wait] = fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ').map(Number);
-      sched.set(pid, [run ?? 0, wait ?? 0]);
-    } catch {
-      /* gone */
-    }
-  }
-  return { at: Date.now(), busy, procs, sched };
-}
 
 /** Processes whose main thread is watched (the targets). */
 const schedPids = new Set<number>();
 
-/** Share of the time a process's main thread ran, and was runnable but waited for a CPU. */
-function mainThread(a: CpuSnapshot, b: CpuSnapshot, pid: number | undefined) {
-  const x = pid === undefined ? undefined : a.sched.get(pid);
-  const y = pid === undefined ? undefined : b.sched.get(pid);
-  if (!x || !y) return null;
-  const ns = (b.at - a.at) * 1e6;
-  return { onCpu: round((y[0] - x[0]) / ns, 2), waitingForCpu: round((y[1] - x[1]) / ns, 2) };
-}
+const cpuSnapshot = () => procSnapshot({ schedPids });
 
 /**
- * Cores used per component between two snapshots. A process counts for the
- * nearest ancestor that is one of the stack's processes (PostgreSQL's
- * backends run in sessions of their own) or this runner ("loadgen"); "other"
- * is everything on the machine outside this bench.
+ * Cores used per component between two snapshots: a process counts for the
+ * stack process whose group or tree it is in (PostgreSQL's backends run in
+ * sessions of their own) or for this runner ("loadgen"); "total" is the whole
+ * machine, "other" everything on it outside this bench.
  */
-function cpuCores(a: CpuSnapshot, b: CpuSnapshot, procs: ManagedProcess[]): Record<string, number> {
-  const roots = new Map<number, string>([[process.pid, 'loadgen']]);
-  for (const p of procs) if (p.pid !== undefined) roots.set(p.pid, p.name);
-  const owner = (pid: number): string | undefined => {
-    let cur: number | undefined = pid;
-    for (let i = 0; i < 32 && cur !== undefined && cur > 1; i++) {
-      const name = roots.get(cur);
-      if (name) return name;
-      cur = b.procs.get(cur)?.ppid ?? a.procs.get(cur)?.ppid;
-    }
-    return undefined;
-  };
-  const ticks: Record<string, number> = {};
-  let ours = 0;
-  for (const [pid, { ticks: t1 }] of b.procs) {
-    const name = owner(pid);
-    if (!name) continue;
-    const d = t1 - (a.procs.get(pid)?.ticks ?? 0);
-    ticks[name] = (ticks[name] ?? 0) + d;
-    ours += d;
-  }
-  const s = (b.at - a.at) / 1000;
-  const cores = (t: number) => round(t / CLK_TCK / s, 2);
-  const out: Record<string, number> = {};
-  for (const p of procs) out[p.name] = cores(ticks[p.name] ?? 0);
-  out.loadgen = cores(ticks.loadgen ?? 0);
-  out.total = cores(b.busy - a.busy);
-  out.other = cores(Math.max(0, b.busy - a.busy - ours));
-  return out;
-}
+const cpuCores = (a: Snapshot, b: Snapshot, procs: ManagedProcess[]) =>
+  coresBetween(a, b, procs, { runner: 'loadgen', machine: 'total' });
 
 // ---------------------------------------------------------------- load
 
@@ -304,13 +216,6 @@ interface Backlog {
   workflowsDoneMs: number | null;
   /** ms until nothing was pending and the stack was quiet; null when not within the bound. */
   quietMs: number | null;
-}
-
-const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
-
-function percentile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
 }
 
 const orderBody = JSON.stringify({
@@ -424,9 +329,9 @@ async function drive(
     statusCodes,
     throughput: round(ok / duration, 1),
     latencyMs: {
-      p50: round(percentile(latencies, 0.5), 2),
-      p90: round(percentile(latencies, 0.9), 2),
-      p99: round(percentile(latencies, 0.99), 2),
+      p50: round(percentile(latencies, 50), 2),
+      p90: round(percentile(latencies, 90), 2),
+      p99: round(percentile(latencies, 99), 2),
       max: round(latencies.at(-1) ?? NaN, 2),
       mean: round(latencies.reduce((a, b) => a + b, 0) / Math.max(1, latencies.length), 2),
     },
@@ -540,8 +445,7 @@ function sh(cmd: string, args: string[]): string {
   }
 }
 
-const fmt = (x: number | null | undefined, d = 1) =>
-  x === null || x === undefined || Number.isNaN(x) ? '–' : x.toFixed(d);
+const fmt = (x: number | null | undefined, d = 1) => fmtNum(x, d);
 
 function phaseTable(rows: LoadResult[], floor: LoadResult | undefined): string {
   const head = [
@@ -739,18 +643,7 @@ function renderReport(machine: MachineInfo, results: LoadResult[], verdictRows: 
 }
 
 function resultPath(date: string, ext: string): string {
-  const dir = process.env.BENCH_RESULTS_DIR || path.join(projectRoot, 'bench', 'results');
-  fs.mkdirSync(dir, { recursive: true });
-  const base = `intake-${date}${settings.label ? `-${settings.label}` : ''}`;
-  for (let i = 1; i < 1000; i++) {
-    const name = i === 1 ? base : `${base}-${i}`;
-    if (
-      !fs.existsSync(path.join(dir, `${name}.md`)) &&
-      !fs.existsSync(path.join(dir, `${name}.json`))
-    )
-      return path.join(dir, `${name}.${ext}`);
-  }
-  throw new Error('too many result files for one day');
+  return `${freeResultBase(resultsDir(), 'intake', date, settings.label, ['md', 'json'])}.${ext}`;
 }
 
 // ---------------------------------------------------------------- main
@@ -784,18 +677,12 @@ async function main(): Promise<void> {
       if (settings.keepData || failed) log(`stack folder kept: ${dataDir}`);
       else fs.rmSync(dataDir, { recursive: true, force: true });
     })());
-  const onSignal = (sig: NodeJS.Signals) => {
-    log(`${sig}: stopping`);
-    failed = true;
-    void cleanup().finally(() => process.exit(130));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  const watchdog = setTimeout(() => {
-    log(`the run exceeded BENCH_MAX_MIN=${settings.maxMin}: stopping`);
-    failed = true;
-    void cleanup().finally(() => process.exit(1));
-  }, settings.maxMin * 60_000);
+  const guard = guardRun({
+    maxMin: settings.maxMin,
+    maxMinVariable: 'BENCH_MAX_MIN',
+    cleanup,
+    onStop: () => (failed = true),
+  });
 
   try {
     log(`starting the stack in ${dataDir} (PostgreSQL with fsync on)`);
@@ -1069,7 +956,7 @@ async function main(): Promise<void> {
     failed = true;
     throw e;
   } finally {
-    clearTimeout(watchdog);
+    guard.clear();
     await cleanup();
   }
 }

@@ -14,6 +14,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { isOrderflowApp, isPeerApp, type CpuPerOrder } from './lib/cpu-per-order.ts';
+import { median, sumWhere } from './lib/stats.ts';
 
 /** What this reads of a run's JSON: the fields bench/run.ts writes. */
 interface Latency {
@@ -96,11 +97,7 @@ const system = <T extends { system: string }>(list: T[] | undefined, s: string) 
   list?.find((x) => x.system === s);
 /** The cores of the processes `pick` selects. */
 const sum = (o: Record<string, number> | undefined, pick: (name: string) => boolean) =>
-  o
-    ? Object.entries(o)
-        .filter(([k]) => pick(k))
-        .reduce((a, [, v]) => a + v, 0)
-    : undefined;
+  o ? sumWhere(o, pick) : undefined;
 /** A fault run's API errors plus the effects (email, webhook, Kafka event) it never produced. */
 const faultLosses =
   (s: 'orderflow' | 'peer'): Pick =>
@@ -409,13 +406,6 @@ const MEASURES: Measure[] = [
     goal: '≤ limit (20)',
   },
 ];
-
-function median(xs: number[]): number | undefined {
-  if (!xs.length) return undefined;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1]! + s[m]!) / 2;
-}
 
 function summarize(runs: { file: string; run: Run }[]): string {
   const fmt = (x: number | undefined, d = 0) => (x === undefined ? '–' : x.toFixed(d));

@@ -47,8 +47,8 @@ import {
   withWorkers,
   type FakeOptions,
   type Fakes,
-} from '../test/support/workflow-fakes.ts';
-import { historyToJSON } from '../test/replay/history-json.ts';
+} from './lib/workflow-fakes.ts';
+import { historyToJSON } from './lib/history-json.ts';
 import { projectRoot, provisionTestServer } from './lib/tools.ts';
 
 const historiesDir = path.join(projectRoot, 'test/replay/histories');

@@ -6,16 +6,9 @@
  * process, /proc) and peak RSS are measured over the counted window.
  */
 import type { ManagedProcess } from '../../scripts/lib/process.ts';
-import {
-  RssSampler,
-  coresBetween,
-  delay,
-  now,
-  procSnapshot,
-  round,
-  summary,
-  type Summary,
-} from './e2e-kit.ts';
+import { delay, now } from './e2e-kit.ts';
+import { RssSampler, coresBetween, procSnapshot } from './proc-stats.ts';
+import { round, summary, type Summary } from './stats.ts';
 
 /** What tells the loop a unit completed (CompletionWatcher is one). */
 export interface Completions {
@@ -92,11 +85,11 @@ export async function closedLoop(opts: {
   });
   for (let i = 0; i < opts.inFlight; i++) send();
   await delay(Math.max(0, measureFrom - now()));
-  const before = procSnapshot(false);
+  const before = procSnapshot();
   rss.start();
   await delay(Math.max(0, stopAt - now()));
   const rssPeakKiB = rss.stop();
-  const cores = coresBetween(before, procSnapshot(false), opts.procs());
+  const cores = coresBetween(before, procSnapshot(), opts.procs());
   await source.stop();
   const completed = perSecond.reduce((a, b) => a + b, 0);
   return {

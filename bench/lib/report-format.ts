@@ -19,3 +19,7 @@ export function ratioCell(numerator: number, denominator: number): string {
   const pct = Number.isFinite(ratio) && denominator > 0 ? `**${(ratio * 100).toFixed(0)}%**` : '–';
   return `${fmtNum(numerator, 1)} ÷ ${fmtNum(denominator, 1)} = ${pct}`;
 }
+
+/** KiB as whole MiB; `missing` when there is no value. */
+export const mib = (kib: number | undefined, missing = '–'): string =>
+  kib === undefined ? missing : (kib / 1024).toFixed(0);

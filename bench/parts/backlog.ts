@@ -9,18 +9,10 @@
 import type pg from 'pg';
 import type { ManagedProcess } from '../../scripts/lib/process.ts';
 import { cpuMsPerOrder, cpuPerOrderTable, type CpuPerOrder } from '../lib/cpu-per-order.ts';
-import {
-  coresBetween,
-  delay,
-  log,
-  now,
-  postOrder,
-  procSnapshot,
-  round,
-  summary,
-  type Summary,
-} from '../lib/e2e-kit.ts';
+import { delay, log, now, postOrder } from '../lib/e2e-kit.ts';
+import { coresBetween, procSnapshot } from '../lib/proc-stats.ts';
 import { coreLine, fmtNum as f, ratioCell } from '../lib/report-format.ts';
+import { perSecond, round, summary, type Summary } from '../lib/stats.ts';
 
 export interface BacklogResult {
   orders: number;
@@ -109,7 +101,7 @@ export async function backlog(opts: {
   log(
     `backlog: ${opts.orders} orders posted at once (${opts.connections} at a time), completion rate over the first ${opts.windowS} s`,
   );
-  const a = procSnapshot(false);
+  const a = procSnapshot();
   const t0 = now();
   const posted = await postAll(opts.apiUrl, opts.orders, opts.connections);
   const postedS = (now() - t0) / 1000;
@@ -126,7 +118,7 @@ export async function backlog(opts: {
     if (i % 15 === 14)
       log(`  ${done}/${accepted} COMPLETED after ${round((now() - t0) / 1000, 0)} s`);
   }
-  const b = procSnapshot(false);
+  const b = procSnapshot();
   const cores = coresBetween(a, b, opts.procs());
   const seconds = (b.at - a.at) / 1000;
   // Completion times from the rows (written by the workflow's last bookkeeping step).
@@ -150,12 +142,7 @@ export async function backlog(opts: {
   const afterUsedS =
     allDone && last < afterEnd ? Math.max(0.001, (last - postEnd) / 1000) : opts.windowS;
   const afterRate = round(afterCompleted / afterUsedS, 1);
-  const completedPerSecond: number[] = [];
-  for (const t of times) {
-    const k = Math.max(0, Math.floor((t - t0) / 1000));
-    while (completedPerSecond.length <= k) completedPerSecond.push(0);
-    completedPerSecond[k]!++;
-  }
+  const completedPerSecond = perSecond(times, t0);
   const r: BacklogResult = {
     orders: opts.orders,
     connections: opts.connections,

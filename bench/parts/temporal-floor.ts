@@ -18,7 +18,7 @@ import path from 'node:path';
 import type pg from 'pg';
 import type { ManagedProcess } from '../../scripts/lib/process.ts';
 import { orderWorkflowId } from '../../src/shared/task-queues.ts';
-import { currentRunLog, type AppStack } from '../../test/e2e/app-stack.ts';
+import { currentRunLog, type AppStack } from '../../scripts/lib/app-stack.ts';
 import {
   FLOOR_WORKER_QUEUES,
   FLOOR_WORKFLOW_TYPE,
@@ -31,8 +31,9 @@ import {
 import type { temporalFloorWorkflow } from '../floor-workflow/workflows.ts';
 import { closedLoop, type ClosedLoopResult, type Completions } from '../lib/closed-loop.ts';
 import { cpuMsPer } from '../lib/cpu-per-order.ts';
-import { CompletionWatcher, delay, log, postOrder, round } from '../lib/e2e-kit.ts';
+import { CompletionWatcher, delay, log, postOrder } from '../lib/e2e-kit.ts';
 import { coreLine, fmtNum as f, ratioCell } from '../lib/report-format.ts';
+import { round } from '../lib/stats.ts';
 
 /**
  * src/workflows/order.ts's happy path without webhook subscribers, used only

@@ -13,7 +13,7 @@ import fs from 'node:fs';
 Runtime.install({ logger: new DefaultLogger('ERROR') });
 const bin = `${process.env.HOME}/.cache/orderflow/temporal-cli/1.9.1/temporal`;
 const bundle = await bundleWorkflowCode({
-  workflowsPath: new URL('../../test/smoke/workflows/smoke.ts', import.meta.url).pathname,
+  workflowsPath: new URL('../../scripts/lib/smoke-workflows.ts', import.meta.url).pathname,
   logger: { log() {}, info() {}, warn() {}, error() {}, debug() {}, trace() {} },
 });
 for (const [label, extra] of [

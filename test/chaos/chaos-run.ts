@@ -1,5 +1,5 @@
 /**
- * The chaos run: a whole orderflow on real processes (test/e2e/app-stack.ts:
+ * The chaos run: a whole orderflow on real processes (scripts/lib/app-stack.ts:
  * PostgreSQL, Temporal dev server, Kafka, maildev, the API, one process per
  * worker, plus both consumer groups and a signature-checking webhook
  * subscriber) under a steady, paced stream of orders over loopback, while
@@ -26,7 +26,7 @@ import {
   startAppStack,
   type AppName,
   type AppStack,
-} from '../e2e/app-stack.ts';
+} from '../../scripts/lib/app-stack.ts';
 import { startChaosSubscriber, type ChaosSubscriber } from './chaos-subscriber.ts';
 
 // ---------------------------------------------------------------- settings

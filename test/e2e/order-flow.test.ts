@@ -20,7 +20,7 @@ import {
 } from '../../src/shared/events.ts';
 import { ORDER_STATUS_SEARCH_ATTRIBUTE } from '../../src/shared/task-queues.ts';
 import { mailsWithMessageId, waitForMail, type MaildevEmail } from '../support/email-maildev.ts';
-import { startAppStack, type AppStack } from './app-stack.ts';
+import { startAppStack, type AppStack } from '../../scripts/lib/app-stack.ts';
 import { subscribe } from './subscriber.ts';
 
 let app: AppStack;

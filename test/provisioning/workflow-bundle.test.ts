@@ -22,7 +22,7 @@ import {
   workflowCode,
   type BundleLocation,
 } from '../../src/workers/workflow-bundle.ts';
-import { historyFromJSON } from '../replay/history-json.ts';
+import { historyFromJSON } from '../../scripts/lib/history-json.ts';
 
 let scratch: string;
 beforeAll(() => {

@@ -11,8 +11,8 @@ import { DeterminismViolationError } from '@temporalio/workflow';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { silentLogger } from '../support/workflow-fakes.ts';
-import { historyFromJSON, type History } from './history-json.ts';
+import { silentLogger } from '../../scripts/lib/workflow-fakes.ts';
+import { historyFromJSON, type History } from '../../scripts/lib/history-json.ts';
 
 const historiesDir = path.resolve(import.meta.dirname, 'histories');
 const historyFiles = fs

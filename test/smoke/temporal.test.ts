@@ -9,9 +9,9 @@ import {
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { greetWorkflow, sleepADayWorkflow } from './workflows/smoke.ts';
+import { greetWorkflow, sleepADayWorkflow } from '../../scripts/lib/smoke-workflows.ts';
 
-const workflowsPath = path.join(import.meta.dirname, 'workflows', 'smoke.ts');
+const workflowsPath = path.join(import.meta.dirname, '../../scripts/lib/smoke-workflows.ts');
 let bundle: WorkflowBundleWithSourceMap;
 
 beforeAll(async () => {

@@ -32,7 +32,7 @@ import {
   withWorkers as runWithWorkers,
   type FakeOptions,
   type Fakes,
-} from '../support/workflow-fakes.ts';
+} from '../../scripts/lib/workflow-fakes.ts';
 
 let env: TestWorkflowEnvironment;
 let bundle: WorkflowBundleWithSourceMap;

@@ -31,7 +31,7 @@ import {
   withWorkers as runWithWorkers,
   type FakeOptions,
   type Fakes,
-} from '../support/workflow-fakes.ts';
+} from '../../scripts/lib/workflow-fakes.ts';
 
 const { temporal } = proto;
 let env: TestWorkflowEnvironment;

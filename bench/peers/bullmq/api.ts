@@ -7,10 +7,11 @@
  *   PORT DATABASE_URL REDIS_URL node --import tsx bench/peers/bullmq/api.ts
  */
 import { FlowProducer, type FlowJob } from 'bullmq';
-import express from 'express';
+import type express from 'express';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { createOrderSchema, orderTotalCents } from '../../../src/shared/orders.ts';
+import { orderTotalCents } from '../../../src/shared/orders.ts';
+import { orderIntakeApp } from '../../lib/order-intake-app.ts';
 import {
   PEER_JOB_OPTIONS,
   PEER_QUEUES,
@@ -37,58 +38,45 @@ const refreshEndpoints = async () => {
 await refreshEndpoints();
 setInterval(() => void refreshEndpoints().catch(() => {}), 1000).unref();
 
-const app = express();
-app.disable('x-powered-by');
-app.set('etag', false);
-app.use(express.json({ limit: '64kb' }));
-
-app.get('/healthz', async (_req, res) => {
-  await db.query('SELECT 1');
-  res.json({ status: 'ok' });
-});
-
-app.post('/orders', async (req, res) => {
-  const parsed = createOrderSchema.safeParse(req.body);
-  if (!parsed.success) {
-    res.status(400).json({ title: 'Some fields are invalid', issues: parsed.error.issues });
-    return;
-  }
-  const order = parsed.data;
-  const id = randomUUID();
-  const totalCents = orderTotalCents(order.items);
-  await db.query(
-    'INSERT INTO peer_orders (id, customer_email, currency, total_cents, items) VALUES ($1, $2, $3, $4, $5)',
-    [id, order.customerEmail, order.currency, totalCents, JSON.stringify(order.items)],
-  );
-  const data = {
-    orderId: id,
-    customerEmail: order.customerEmail,
-    currency: order.currency,
-    totalCents,
-  };
-  const children: FlowJob[] = [
-    { name: 'email', queueName: PEER_QUEUES.email, data, opts: PEER_JOB_OPTIONS.email },
-    { name: 'event', queueName: PEER_QUEUES.events, data, opts: PEER_JOB_OPTIONS.events },
-    ...endpoints.map((e) => ({
-      name: 'webhook',
-      queueName: PEER_QUEUES.webhooks,
-      data: { ...data, endpointId: e.id, url: e.url },
-      opts: PEER_JOB_OPTIONS.webhooks,
-    })),
-  ];
-  try {
-    await flows.add({
-      name: 'complete',
-      queueName: PEER_QUEUES.orders,
-      data: { orderId: id },
-      children,
-    });
-  } catch (e) {
-    // The row is written but no job exists: the usual dual-write gap (no outbox here).
-    res.status(503).json({ title: 'queue unavailable', detail: (e as Error).message });
-    return;
-  }
-  res.status(201).location(`/orders/${id}`).json({ id, status: 'RECEIVED', totalCents });
+const app = orderIntakeApp({
+  ping: () => db.query('SELECT 1'),
+  place: async (order, res) => {
+    const id = randomUUID();
+    const totalCents = orderTotalCents(order.items);
+    await db.query(
+      'INSERT INTO peer_orders (id, customer_email, currency, total_cents, items) VALUES ($1, $2, $3, $4, $5)',
+      [id, order.customerEmail, order.currency, totalCents, JSON.stringify(order.items)],
+    );
+    const data = {
+      orderId: id,
+      customerEmail: order.customerEmail,
+      currency: order.currency,
+      totalCents,
+    };
+    const children: FlowJob[] = [
+      { name: 'email', queueName: PEER_QUEUES.email, data, opts: PEER_JOB_OPTIONS.email },
+      { name: 'event', queueName: PEER_QUEUES.events, data, opts: PEER_JOB_OPTIONS.events },
+      ...endpoints.map((e) => ({
+        name: 'webhook',
+        queueName: PEER_QUEUES.webhooks,
+        data: { ...data, endpointId: e.id, url: e.url },
+        opts: PEER_JOB_OPTIONS.webhooks,
+      })),
+    ];
+    try {
+      await flows.add({
+        name: 'complete',
+        queueName: PEER_QUEUES.orders,
+        data: { orderId: id },
+        children,
+      });
+    } catch (e) {
+      // The row is written but no job exists: the usual dual-write gap (no outbox here).
+      res.status(503).json({ title: 'queue unavailable', detail: (e as Error).message });
+      return;
+    }
+    res.status(201).location(`/orders/${id}`).json({ id, status: 'RECEIVED', totalCents });
+  },
 });
 
 app.use((err: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {

@@ -1,6 +1,6 @@
 /**
- * A whole orderflow on real processes, for the end-to-end suite and
- * bench/e2e.ts: a Stack of its own (PostgreSQL, Temporal, Kafka, maildev on
+ * A whole orderflow on real processes, for the end-to-end and chaos suites
+ * and the benchmarks (bench/e2e.ts, bench/run.ts): a Stack of its own (PostgreSQL, Temporal, Kafka, maildev on
  * ephemeral ports in a temporary folder), then the API and one process per
  * worker task queue, started the way scripts/stack.ts starts them
  * (`stack.startApp`, ready on /readyz or on the worker's "worker running" log line).
@@ -12,7 +12,7 @@ import {
   sinceLastStart,
   type CpuPriority,
   type ManagedProcess,
-} from '../../scripts/lib/process.ts';
+} from './process.ts';
 import {
   APP_PROCESSES as ALL_APP_PROCESSES,
   RUNNING_LOG_LINE,
@@ -21,8 +21,8 @@ import {
   tmpStackDir,
   type StackEnv,
   type StackPorts,
-} from '../../scripts/lib/stack.ts';
-import type { Tools } from '../../scripts/lib/tools.ts';
+} from './stack.ts';
+import type { Tools } from './tools.ts';
 
 type StackApp = (typeof ALL_APP_PROCESSES)[number];
 /** The stack's application processes but the consumers (the chaos run adds those itself), in start order. */

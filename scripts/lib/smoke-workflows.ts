@@ -1,4 +1,5 @@
-// Workflows for the smoke tests: one that calls an activity, one that sleeps for a day.
+// Workflows for the smoke tests (test/smoke/temporal.test.ts) and the SQLite probe
+// (bench/probes/temporal-sqlite.ts): one that calls an activity, one that sleeps for a day.
 import { proxyActivities, sleep } from '@temporalio/workflow';
 
 export interface SmokeActivities {

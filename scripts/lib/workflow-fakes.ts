@@ -2,6 +2,7 @@
  * Typed fake activities for the order workflows, and a helper that runs a
  * worker per task queue (orders with the workflow bundle, one per activity
  * queue) on a test environment: time-skipping or a local dev server alike.
+ * Shared by the workflow and replay tests and scripts/record-histories.ts.
  */
 import { Context } from '@temporalio/activity';
 import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
