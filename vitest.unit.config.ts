@@ -18,6 +18,8 @@ export default defineConfig({
       'test/docs/diagrams.test.ts',
       'test/events/kafka-warning.test.ts',
       'test/api/problems-database.test.ts',
+      'test/orders/order-operations.test.ts',
+      'test/orders/rules.test.ts',
       'test/provisioning/priority-governor.test.ts',
       'test/provisioning/process.test.ts',
       'test/provisioning/supervisor.test.ts',

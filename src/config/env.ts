@@ -1,7 +1,9 @@
 import fs from 'node:fs';
 import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
+import { WORKFLOW_START_MODES } from '../orders/workflow-start.ts';
 import { defaultRetryPolicies, type StepName, type StepRetryPolicy } from '../shared/steps.ts';
+import { TARGET_POLICIES } from '../webhooks/ssrf-guard.ts';
 
 /** Thrown when an environment variable is missing or malformed; names the variable. */
 export class ConfigError extends Error {
@@ -165,7 +167,7 @@ const envSchema = z.object({
    * Which webhook targets the SSRF guard lets through besides public addresses. `npm start`
    * and the tests set loopback; everywhere else only public addresses are reachable.
    */
-  WEBHOOK_ALLOWED_TARGETS: z.enum(['public', 'loopback', 'private']).default('public'),
+  WEBHOOK_ALLOWED_TARGETS: z.enum(TARGET_POLICIES).default('public'),
   /**
    * An endpoint whose deliveries fail permanently (a 4xx, a refused target) this many times
    * in a row is disabled, so one broken subscriber parks at most this many orders less one.
@@ -199,7 +201,7 @@ const envSchema = z.object({
    * commit and leaves the start to the relay process (`npm run relay`), so the API's event loop
    * only serves requests (what `npm start` and docker-compose.yml run).
    */
-  WORKFLOW_START_MODE: z.enum(['async', 'inline', 'relay']).default('async'),
+  WORKFLOW_START_MODE: z.enum(WORKFLOW_START_MODES).default('async'),
   /** Relay process: how often it looks for due starts while the outbox is empty (ms). */
   OUTBOX_POLL_MS: z.coerce.number().int().min(10).max(60_000).default(100),
   /**
