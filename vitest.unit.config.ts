@@ -22,6 +22,8 @@ export default defineConfig({
       'test/events/kafka-warning.test.ts',
       'test/layout/import-direction.test.ts',
       'test/api/problems-database.test.ts',
+      'test/orders/order-operations.test.ts',
+      'test/orders/rules.test.ts',
       'test/provisioning/priority-governor.test.ts',
       'test/provisioning/process.test.ts',
       'test/provisioning/supervisor.test.ts',

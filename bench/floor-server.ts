@@ -11,6 +11,8 @@
 import type express from 'express';
 import { randomUUID } from 'node:crypto';
 import { createDb } from '../src/db/client.ts';
+import { orderLinesCte } from '../src/orders/order-service.ts';
+import { newOrderView, type InsertedOrder } from '../src/orders/order-view.ts';
 import { orderTotalCents } from '../src/shared/orders.ts';
 import { orderWorkflowId } from '../src/shared/task-queues.ts';
 import { orderIntakeApp } from './lib/order-intake-app.ts';
@@ -29,42 +31,16 @@ const app = orderIntakeApp({
     const id = randomUUID();
     const totalCents = orderTotalCents(body.items);
     // The API's intake statement without its pending workflow start: order and lines, one round trip.
-    const [row] = await db.$queryRaw<{ status: string; created_at: Date; updated_at: Date }[]>`
+    const [row] = await db.$queryRaw<InsertedOrder[]>`
       WITH o AS (
         INSERT INTO orders (id, customer_email, currency, total_cents, workflow_id)
         VALUES (${id}::uuid, ${body.customerEmail}, ${body.currency}, ${totalCents}::bigint,
                 ${orderWorkflowId(id)})
         RETURNING id, status, created_at, updated_at
-      ), lines AS (
-        INSERT INTO order_items (order_id, line, sku, quantity, unit_price_cents)
-        SELECT o.id, l.line, l.sku, l.quantity, l.unit_price_cents
-        FROM o, unnest(${body.items.map((i) => i.sku)}::text[],
-                       ${body.items.map((i) => i.quantity)}::int[],
-                       ${body.items.map((i) => i.unitPriceCents)}::bigint[])
-                WITH ORDINALITY AS l(sku, quantity, unit_price_cents, line)
-      )
+      ), ${orderLinesCte(body.items)}
       SELECT status, created_at, updated_at FROM o`;
     // The same view the API answers with, built the same way (input and returned row).
-    res
-      .status(201)
-      .location(`/orders/${id}`)
-      .json({
-        id,
-        status: row!.status,
-        workflowId: orderWorkflowId(id),
-        customerEmail: body.customerEmail,
-        currency: body.currency,
-        totalCents,
-        items: body.items.map((i) => ({
-          sku: i.sku,
-          quantity: i.quantity,
-          unitPriceCents: i.unitPriceCents,
-        })),
-        failedStep: null,
-        lastError: null,
-        createdAt: row!.created_at.toISOString(),
-        updatedAt: row!.updated_at.toISOString(),
-      });
+    res.status(201).location(`/orders/${id}`).json(newOrderView(id, body, row!));
   },
 });
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,6 +10,12 @@ import {
   loadConfig,
   parseDuration,
 } from '../src/config/env.ts';
+import {
+  WEBHOOK_ATTEMPT_MARGIN_MS,
+  retryBudgetIssues,
+  retryBudgetsOf,
+  webhookTimeoutOf,
+} from '../src/config/retry-budgets.ts';
 import { temporalConnectSettings } from '../src/config/temporal.ts';
 import { defaultRetryPolicies } from '../src/shared/steps.ts';
 
@@ -200,5 +207,81 @@ describe('API access (secure defaults)', () => {
     expect(
       ['0.0.0.0', '::', '10.0.0.1', '128.0.0.1', 'localhost.example'].map(isLoopbackHost),
     ).toEqual([false, false, false, false, false]);
+  });
+});
+
+describe('retry budgets', () => {
+  /** The ConfigError message `fn` stops with ('' when it does not). */
+  const stopsWith = (fn: () => unknown): string => {
+    try {
+      fn();
+      return '';
+    } catch (e) {
+      expect(e).toBeInstanceOf(ConfigError);
+      return (e as Error).message;
+    }
+  };
+
+  it('hands the API and the relay every step’s budget, the defaults fitting WEBHOOK_TIMEOUT_MS', () => {
+    expect(retryBudgetsOf(loadConfig({}))).toEqual(defaultRetryPolicies);
+    expect(webhookTimeoutOf(loadConfig({}))).toBe(10_000);
+    const c = loadConfig({ RETRY_EMAIL: 'attempts=3', RETRY_EVENTS: 'attempt=5s' });
+    expect(retryBudgetsOf(c)).toEqual({
+      email: { ...defaultRetryPolicies.email, maximumAttempts: 3 },
+      webhooks: defaultRetryPolicies.webhooks,
+      events: { ...defaultRetryPolicies.events, attemptTimeoutMs: 5000 },
+    });
+  });
+
+  it('refuses a webhook attempt that cannot hold WEBHOOK_TIMEOUT_MS plus the margin, naming both variables', () => {
+    const short = loadConfig({ RETRY_WEBHOOKS: 'attempt=8s' });
+    for (const check of [() => retryBudgetsOf(short), () => webhookTimeoutOf(short)]) {
+      const message = stopsWith(check);
+      expect(message).toContain('RETRY_WEBHOOKS: attempt=8000ms');
+      expect(message).toContain('WEBHOOK_TIMEOUT_MS=10000');
+      expect(message).toContain(`attempt=${10_000 + WEBHOOK_ATTEMPT_MARGIN_MS}ms or more`);
+    }
+    const longRequest = loadConfig({ WEBHOOK_TIMEOUT_MS: '29000' });
+    expect(stopsWith(() => webhookTimeoutOf(longRequest))).toMatch(
+      /RETRY_WEBHOOKS: attempt=30000ms .*WEBHOOK_TIMEOUT_MS=29000/,
+    );
+  });
+
+  it('accepts an attempt of exactly WEBHOOK_TIMEOUT_MS plus the margin, and a lower timeout for a short attempt', () => {
+    const exact = loadConfig({
+      WEBHOOK_TIMEOUT_MS: '3000',
+      RETRY_WEBHOOKS: `attempt=${3000 + WEBHOOK_ATTEMPT_MARGIN_MS}ms`,
+    });
+    expect(webhookTimeoutOf(exact)).toBe(3000);
+    expect(retryBudgetsOf(exact).webhooks.attemptTimeoutMs).toBe(3000 + WEBHOOK_ATTEMPT_MARGIN_MS);
+    expect(
+      retryBudgetIssues({
+        ...loadConfig({}),
+        WEBHOOK_TIMEOUT_MS: 3001,
+        RETRY_WEBHOOKS: exact.RETRY_WEBHOOKS,
+      }),
+    ).toHaveLength(1);
+  });
+
+  it('stops the relay and the webhooks worker at start-up, before they connect anywhere', () => {
+    const env = {
+      ...process.env,
+      RETRY_WEBHOOKS: 'attempt=5s',
+      // Nothing listens there: a process that got as far as connecting would not stop at once.
+      DATABASE_URL: 'postgresql://nobody@127.0.0.1:1/none',
+      TEMPORAL_ADDRESS: '127.0.0.1:1',
+    };
+    for (const entry of ['src/api/relay.ts', 'src/workers/webhooks.ts']) {
+      const run = spawnSync(process.execPath, ['--import', 'tsx', entry], {
+        cwd: path.resolve(import.meta.dirname, '..'),
+        env,
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      expect(run.status, `${entry}: ${run.stderr}`).toBe(1);
+      expect(run.stderr, entry).toMatch(
+        /RETRY_WEBHOOKS: attempt=5000ms .*WEBHOOK_TIMEOUT_MS=10000/,
+      );
+    }
   });
 });

@@ -1,12 +1,9 @@
 /** The order as activities read it, and as events carry it. */
 import { ApplicationFailure } from '@temporalio/activity';
 import type { Db } from '../db/client.ts';
-import type { Prisma } from '../generated/prisma/client.ts';
+import { orderInclude, type OrderWithItems } from '../orders/order-view.ts';
 import type { OrderCancelledData, OrderPlacedData } from '../shared/events.ts';
 import { FailureType } from '../shared/steps.ts';
-
-const orderInclude = { items: { orderBy: { line: 'asc' } } } as const;
-export type OrderWithItems = Prisma.OrderGetPayload<{ include: typeof orderInclude }>;
 
 /** Loads an order with its lines; a missing order is a permanent failure (OrderNotFound). */
 export async function loadOrder(db: Db, orderId: string): Promise<OrderWithItems> {

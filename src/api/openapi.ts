@@ -11,12 +11,8 @@ import {
   createOrderSchema,
 } from '../shared/orders.ts';
 import { STEPS } from '../shared/steps.ts';
-import {
-  cancelOrderSchema,
-  idempotencyKeySchema,
-  listOrdersQuerySchema,
-  orderIdSchema,
-} from './orders/routes.ts';
+import { orderIdSchema } from '../orders/rules.ts';
+import { cancelOrderSchema, idempotencyKeySchema, listOrdersQuerySchema } from './orders/routes.ts';
 import {
   badIdProblem,
   bodyProblems,

@@ -8,10 +8,8 @@
  * (re)connection wakes the relay once for what was committed while it was down.
  */
 import pg from 'pg';
+import { OUTBOX_CHANNEL } from '../orders/workflow-start.ts';
 import type { Logger } from '../shared/logger.ts';
-
-/** The channel the intake statement notifies (pg_notify) and the relay listens on. */
-export const OUTBOX_CHANNEL = 'orderflow_outbox';
 
 /** application_name of the listening connection (visible in pg_stat_activity). */
 export const OUTBOX_LISTENER_APPLICATION = 'orderflow-outbox-listener';

@@ -25,6 +25,7 @@ import { context, type Context } from '@opentelemetry/api';
 import type { Client } from '@temporalio/client';
 import type { Db } from '../db/client.ts';
 import { contextFromStored, runInContext, tracingEnabled } from '../observability/tracing.ts';
+import { WORKFLOW_START_GRACE_MS } from '../orders/workflow-start.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { RetryPolicies } from '../shared/steps.ts';
 import { startOrderWorkflow } from './workflow-starter.ts';
@@ -60,7 +61,7 @@ export interface RelayOptions {
 export const START_TIMEOUT_MS = 10_000;
 
 export const defaultRelayOptions: RelayOptions = {
-  graceMs: 3000,
+  graceMs: WORKFLOW_START_GRACE_MS,
   intervalMs: 1000,
   batchSize: 100,
   concurrency: 32,

@@ -4,12 +4,8 @@
  */
 import type { ErrorRequestHandler, Response } from 'express';
 import { TRANSIENT_ADAPTER_KINDS } from '../db/errors.ts';
+import { OrderError, type FieldError, type OrderErrorCode } from '../orders/errors.ts';
 import type { Logger } from '../shared/logger.ts';
-
-export interface FieldError {
-  field: string;
-  message: string;
-}
 
 const kinds = {
   'validation-error': { status: 400, title: 'The request is invalid' },
@@ -56,6 +52,30 @@ export class ProblemError extends Error {
     this.name = 'ProblemError';
     this.status = kinds[kind].status;
   }
+}
+
+/** The problem each order use case error is answered with. */
+const orderProblems: Record<OrderErrorCode, ProblemKind> = {
+  invalid: 'validation-error',
+  not_found: 'not-found',
+  not_parked: 'not-parked',
+  not_cancellable: 'not-parked',
+  workflow_ended: 'not-parked',
+  workflow_not_ready: 'workflow-not-ready',
+  idempotency_key_reused: 'idempotency-key-reused',
+  temporal_unavailable: 'service-unavailable',
+  temporal_timeout: 'upstream-timeout',
+};
+
+/** An order use case's error as the problem the API answers with (its message is the detail). */
+export function problemOfOrderError(err: OrderError): ProblemError {
+  const { fields, retryAfterSeconds } = err.extra;
+  return new ProblemError(
+    orderProblems[err.code],
+    err.message,
+    fields,
+    retryAfterSeconds === undefined ? {} : { 'Retry-After': String(retryAfterSeconds) },
+  );
 }
 
 export function sendProblem(res: Response, err: ProblemError, instance?: string): void {
@@ -113,18 +133,23 @@ function fromHttpError(err: unknown): ProblemError | undefined {
   return new ProblemError('bad-request');
 }
 
+/** The problem a known error is answered with; undefined for anything else (a 500). */
+function problemOf(err: unknown): ProblemError | undefined {
+  if (err instanceof ProblemError) return err;
+  if (err instanceof OrderError) return problemOfOrderError(err);
+  const fromHttp = fromHttpError(err);
+  if (fromHttp) return fromHttp;
+  if (isDatabaseUnavailable(err))
+    return new ProblemError('service-unavailable', 'The database is unreachable', undefined, {
+      'Retry-After': '1',
+    });
+  return undefined;
+}
+
 /** The one error middleware: typed errors become problems, anything else a logged 500. */
 export function problemMiddleware(log: Logger): ErrorRequestHandler {
   return (err: unknown, req, res, _next) => {
-    const problem =
-      err instanceof ProblemError
-        ? err
-        : (fromHttpError(err) ??
-          (isDatabaseUnavailable(err)
-            ? new ProblemError('service-unavailable', 'The database is unreachable', undefined, {
-                'Retry-After': '1',
-              })
-            : undefined));
+    const problem = problemOf(err);
     if (problem) return sendProblem(res, problem, req.originalUrl);
     ((req as { log?: Logger }).log ?? log).error({ err }, 'unhandled error');
     sendProblem(res, new ProblemError('internal'), req.originalUrl);

@@ -11,20 +11,24 @@
  * hand (their rows are confirmed or keep their lease) and exits.
  */
 import { inspect } from 'node:util';
-import { loadConfig, retryPoliciesOf } from '../config/env.ts';
+import { loadConfig } from '../config/env.ts';
+import { retryBudgetsOf } from '../config/retry-budgets.ts';
 import { temporalConnectSettings } from '../config/temporal.ts';
 import { createDbFromConfig } from '../db/client.ts';
 import { startTracing } from '../observability/tracing.ts';
 import { configForLog, createLogger, scrubUrlCredentials } from '../shared/logger.ts';
 import { startMetricsServer } from '../shared/metrics-server.ts';
 import { createRelayMetrics } from './metrics.ts';
-import { OUTBOX_CHANNEL, OutboxListener } from './outbox-listener.ts';
+import { OUTBOX_CHANNEL } from '../orders/workflow-start.ts';
+import { OutboxListener } from './outbox-listener.ts';
 import { OutboxRelay, defaultRelayOptions } from './outbox-relay.ts';
 import { LazyTemporalClient } from './temporal-client.ts';
 import { WorkflowReconciler, defaultReconcilerOptions } from './workflow-reconciler.ts';
 
 async function main(): Promise<void> {
   const config = loadConfig();
+  // Fixed into each workflow this process starts; refused when an attempt cannot hold its timeout.
+  const retryPolicies = retryBudgetsOf(config);
   // Tracing on (OTLP configured): each start runs in the trace of the request that accepted the order.
   const tracing = startTracing(config, 'orderflow-relay');
   const log = createLogger('relay', config.LOG_LEVEL, { format: config.LOG_FORMAT });
@@ -41,7 +45,7 @@ async function main(): Promise<void> {
       concurrency: config.OUTBOX_START_CONCURRENCY,
       maxInFlight: config.OUTBOX_MAX_IN_FLIGHT,
       inFlightWindowMs: config.OUTBOX_IN_FLIGHT_WINDOW_MS,
-      retryPolicies: retryPoliciesOf(config),
+      retryPolicies,
     },
     () => temporal.ping(),
   );
@@ -51,7 +55,7 @@ async function main(): Promise<void> {
   // Orders whose workflow was terminated in Temporal: marked CANCELLED (0: off).
   const reconciler = new WorkflowReconciler(db, () => temporal.get(), log, {
     ...defaultReconcilerOptions,
-    retryPolicies: retryPoliciesOf(config),
+    retryPolicies,
     intervalMs: config.WORKFLOW_RECONCILE_INTERVAL_MS,
   });
   reconciler.run();

@@ -6,7 +6,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { apiAccessOf, loadConfig, retryPoliciesOf } from '../config/env.ts';
+import { apiAccessOf, loadConfig } from '../config/env.ts';
+import { retryBudgetsOf } from '../config/retry-budgets.ts';
 import { temporalConnectSettings } from '../config/temporal.ts';
 import { createDbFromConfig } from '../db/client.ts';
 import { startTracing } from '../observability/tracing.ts';
@@ -22,6 +23,8 @@ async function main(): Promise<void> {
   const config = loadConfig();
   // Refused before anything starts: keys are required in production and off loopback.
   const access = apiAccessOf(config);
+  // Fixed into each workflow this process starts; refused when an attempt cannot hold its timeout.
+  const retryPolicies = retryBudgetsOf(config);
   // Before the app is built: its server spans and the Temporal client's interceptor depend on it.
   const tracing = startTracing(config, 'orderflow-api');
   const log = createLogger('api', config.LOG_LEVEL, { format: config.LOG_FORMAT });
@@ -44,7 +47,7 @@ async function main(): Promise<void> {
       // async: kicks and sweeps keep within it; inline starts in the request, unbounded.
       maxInFlight: config.OUTBOX_MAX_IN_FLIGHT,
       inFlightWindowMs: config.OUTBOX_IN_FLIGHT_WINDOW_MS,
-      retryPolicies: retryPoliciesOf(config),
+      retryPolicies,
       sweep: config.WORKFLOW_START_MODE !== 'relay',
     },
     () => temporal.ping(),
@@ -57,7 +60,7 @@ async function main(): Promise<void> {
     log.child({ component: 'workflow-reconciler' }),
     {
       ...defaultReconcilerOptions,
-      retryPolicies: retryPoliciesOf(config),
+      retryPolicies,
       intervalMs:
         config.WORKFLOW_START_MODE === 'relay' ? 0 : config.WORKFLOW_RECONCILE_INTERVAL_MS,
     },

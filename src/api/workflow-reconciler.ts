@@ -15,13 +15,13 @@
 import type { Client } from '@temporalio/client';
 import type { Db } from '../db/client.ts';
 import type { Logger } from '../shared/logger.ts';
-import { CANCELLABLE_STATUSES } from '../shared/orders.ts';
-import type { RetryPolicies } from '../shared/steps.ts';
+import { cancelAbandonedOrder } from '../orders/order-cancellation.ts';
 import {
   ABANDONED_WORKFLOW_STATUSES,
+  CANCELLABLE_STATUSES,
   abandonedReason,
-  cancelAbandonedOrder,
-} from './orders/order-cancellation.ts';
+} from '../orders/rules.ts';
+import type { RetryPolicies } from '../shared/steps.ts';
 import { startCancellationAnnouncement } from './workflow-starter.ts';
 
 export interface WorkflowReconcilerOptions {

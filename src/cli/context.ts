@@ -8,6 +8,7 @@ import type { Admin, Kafka } from 'kafkajs';
 import pino, { type Logger } from 'pino';
 import { ProblemError } from '../api/problems.ts';
 import { loadConfig, type Config } from '../config/env.ts';
+import { OrderError, type FieldError } from '../orders/errors.ts';
 import { temporalConnectSettings } from '../config/temporal.ts';
 import { createDbFromConfig, type Db } from '../db/client.ts';
 import { createKafka } from '../events/kafka.ts';
@@ -47,15 +48,24 @@ function context(): Ctx {
   };
 }
 
+/** Invalid input: one line per field at fault, and the usage exit code. */
+const invalidInput = (fields: FieldError[]) => ({
+  message: fields.map((e) => `invalid ${e.field}: ${e.message}`).join('\n'),
+  exitCode: ExitCode.usage,
+});
+
 /** The message and exit code of an error that ended a command. */
 export function describeError(err: unknown): { message: string; exitCode: number } {
+  if (err instanceof OrderError) {
+    if (err.code === 'invalid' && err.extra.fields?.length) return invalidInput(err.extra.fields);
+    return {
+      message: `${err.message} (${err.code})`,
+      exitCode: err.code === 'invalid' ? ExitCode.usage : ExitCode.failure,
+    };
+  }
+  // The webhook commands share the API's use cases, whose errors are problems.
   if (err instanceof ProblemError) {
-    if (err.kind === 'validation-error' && err.errors?.length) {
-      return {
-        message: err.errors.map((e) => `invalid ${e.field}: ${e.message}`).join('\n'),
-        exitCode: ExitCode.usage,
-      };
-    }
+    if (err.kind === 'validation-error' && err.errors?.length) return invalidInput(err.errors);
     return {
       message: `${err.message} (${err.kind})`,
       exitCode: err.kind === 'validation-error' ? ExitCode.usage : ExitCode.failure,

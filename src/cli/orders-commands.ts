@@ -1,10 +1,10 @@
 /** `orders list|show|retry|cancel`: inspect orders and operate their workflows. */
 import type { Client } from '@temporalio/client';
 import { InvalidArgumentError, type Command } from 'commander';
-import { OrderCancellation } from '../api/orders/order-cancellation.ts';
-import { OrderOperations } from '../api/orders/order-operations.ts';
-import { OrderService } from '../api/orders/order-service.ts';
-import { orderIdSchema } from '../api/orders/routes.ts';
+import { OrderCancellation } from '../orders/order-cancellation.ts';
+import { OrderOperations } from '../orders/order-operations.ts';
+import { OrderService } from '../orders/order-service.ts';
+import { DEFAULT_CANCEL_REASON, orderIdSchema } from '../orders/rules.ts';
 import { ORDER_STATUSES, type OrderStatus } from '../shared/orders.ts';
 import { ORDER_STATUS_SEARCH_ATTRIBUTE } from '../shared/task-queues.ts';
 import { withCtx } from './context.ts';
@@ -207,7 +207,11 @@ ${examplesHelp([
     .description(
       'End an order as CANCELLED: at once when its workflow has not begun, otherwise its workflow gets the cancel signal',
     )
-    .option('-r, --reason <text>', 'why (recorded on the order)', 'cancelled by operator')
+    .option(
+      '-r, --reason <text>',
+      'why (recorded on the order; text without control characters, at most 500 characters)',
+      DEFAULT_CANCEL_REASON,
+    )
     .addHelpText(
       'after',
       examplesHelp([

@@ -1,12 +1,12 @@
 import fs from 'node:fs';
 import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
-import { defaultRetryPolicies, type StepName, type StepRetryPolicy } from '../shared/steps.ts';
+import { WORKFLOW_START_MODES } from '../orders/workflow-start.ts';
+import { TARGET_POLICIES } from '../webhooks/ssrf-guard.ts';
+import { ConfigError, invalidConfiguration, parseDuration } from './parsing.ts';
+import { retryBudgetVariables } from './retry-budgets.ts';
 
-/** Thrown when an environment variable is missing or malformed; names the variable. */
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
+export { ConfigError, parseDuration };
 
 const port = z.coerce.number().int().min(0).max(65535);
 
@@ -34,52 +34,6 @@ const flag = z
   .pipe(z.enum(['true', 'false'], { error: 'must be true or false' }))
   .transform((v) => v === 'true')
   .default(false);
-
-const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
-const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
-
-/** "250ms", "5s", "2m", "1h" in milliseconds. */
-export function parseDuration(text: string): number | undefined {
-  const m = DURATION.exec(text.trim());
-  return m ? Math.round(Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS]) : undefined;
-}
-
-const retryKeys: Record<string, keyof StepRetryPolicy> = {
-  initial: 'initialIntervalMs',
-  backoff: 'backoffCoefficient',
-  max: 'maximumIntervalMs',
-  attempts: 'maximumAttempts',
-  total: 'totalTimeoutMs',
-  attempt: 'attemptTimeoutMs',
-};
-
-/**
- * A step's retry budget, e.g. RETRY_WEBHOOKS="initial=5s,backoff=2,max=10m,attempts=0,total=1h,attempt=30s";
- * keys left out keep their defaults.
- */
-const retryPolicy = (step: StepName) =>
-  z
-    .string()
-    .optional()
-    .transform((text, ctx): StepRetryPolicy => {
-      const policy = { ...defaultRetryPolicies[step] };
-      for (const part of (text ?? '').split(',').filter((p) => p.trim())) {
-        const [k = '', v = ''] = part.split('=').map((x) => x.trim());
-        const field = retryKeys[k];
-        const value = k === 'backoff' || k === 'attempts' ? Number(v) : parseDuration(v);
-        if (!field || value === undefined || !Number.isFinite(value) || value < 0) {
-          ctx.addIssue({
-            code: 'custom',
-            message: `"${part}" is not one of ${Object.keys(retryKeys).join('|')}=<value>`,
-          });
-          return policy;
-        }
-        policy[field] = value;
-      }
-      if (policy.backoffCoefficient < 1)
-        ctx.addIssue({ code: 'custom', message: 'backoff must be >= 1' });
-      return policy;
-    });
 
 /** The SASL mechanisms kafkajs offers that a broker's SASL listener may ask for. */
 export const KAFKA_SASL_MECHANISMS = ['plain', 'scram-sha-256', 'scram-sha-512'] as const;
@@ -165,7 +119,7 @@ const envSchema = z.object({
    * Which webhook targets the SSRF guard lets through besides public addresses. `npm start`
    * and the tests set loopback; everywhere else only public addresses are reachable.
    */
-  WEBHOOK_ALLOWED_TARGETS: z.enum(['public', 'loopback', 'private']).default('public'),
+  WEBHOOK_ALLOWED_TARGETS: z.enum(TARGET_POLICIES).default('public'),
   /**
    * An endpoint whose deliveries fail permanently (a 4xx, a refused target) this many times
    * in a row is disabled, so one broken subscriber parks at most this many orders less one.
@@ -188,9 +142,8 @@ const envSchema = z.object({
   WEBHOOKS_WORKER_CONCURRENCY: z.coerce.number().int().min(1).default(50),
   EVENTS_WORKER_CONCURRENCY: z.coerce.number().int().min(1).default(50),
   EVENTS_BULK_WORKER_CONCURRENCY: z.coerce.number().int().min(1).default(4),
-  RETRY_EMAIL: retryPolicy('email'),
-  RETRY_WEBHOOKS: retryPolicy('webhooks'),
-  RETRY_EVENTS: retryPolicy('events'),
+  // Parsed and checked by their owner, retry-budgets.ts.
+  ...retryBudgetVariables,
   /** Workflow starts the API's relay runs at once: a small number keeps the Temporal load of a spike off the request path (the outbox holds the rest). */
   OUTBOX_START_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(32),
   /**
@@ -199,7 +152,7 @@ const envSchema = z.object({
    * commit and leaves the start to the relay process (`npm run relay`), so the API's event loop
    * only serves requests (what `npm start` and docker-compose.yml run).
    */
-  WORKFLOW_START_MODE: z.enum(['async', 'inline', 'relay']).default('async'),
+  WORKFLOW_START_MODE: z.enum(WORKFLOW_START_MODES).default('async'),
   /** Relay process: how often it looks for due starts while the outbox is empty (ms). */
   OUTBOX_POLL_MS: z.coerce.number().int().min(10).max(60_000).default(100),
   /**
@@ -305,26 +258,16 @@ const envSchema = z.object({
 
 export type Config = z.infer<typeof envSchema>;
 
-/** The retry budgets of all steps, as passed to each order's workflow. */
-export const retryPoliciesOf = (c: Config) => ({
-  email: c.RETRY_EMAIL,
-  webhooks: c.RETRY_WEBHOOKS,
-  events: c.RETRY_EVENTS,
-});
-
 /** Parses the environment once at start-up; a bad value throws naming the variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const input = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== ''));
   const parsed = envSchema.safeParse(input);
   if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
-    throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
+    throw invalidConfiguration(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
   }
   const config = parsed.data;
   const issues = kafkaSecurityIssues(config);
-  if (issues.length) {
-    throw new ConfigError(`Invalid configuration:\n${issues.map((i) => `  ${i}`).join('\n')}`);
-  }
+  if (issues.length) throw invalidConfiguration(issues);
   if (config.API_KEYS_FILE) {
     if (config.API_KEYS) invalid('API_KEYS_FILE', 'set API_KEYS or API_KEYS_FILE, not both');
     config.API_KEYS = readKeysFile(config.API_KEYS_FILE);
@@ -333,7 +276,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 }
 
 const invalid = (variable: string, why: string): never => {
-  throw new ConfigError(`Invalid configuration:\n  ${variable}: ${why}`);
+  throw invalidConfiguration([`${variable}: ${why}`]);
 };
 
 /** Keys separated by commas, spaces or new lines (a Docker secret file). */

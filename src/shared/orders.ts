@@ -44,9 +44,6 @@ export const STATUS_PREDECESSORS: Record<OrderStatus, readonly OrderStatus[]> = 
   CANCELLED: ['RECEIVED', 'PROCESSING', 'PARKED', 'CANCELLED'],
 };
 
-/** Statuses a cancel can still act on. */
-export const CANCELLABLE_STATUSES: readonly OrderStatus[] = ['RECEIVED', 'PROCESSING', 'PARKED'];
-
 export const MAX_ITEMS = 100;
 export const MAX_QUANTITY = 10_000;
 export const MAX_UNIT_PRICE_CENTS = 1_000_000_000;

@@ -10,9 +10,9 @@
 import dns from 'node:dns';
 import { BlockList, isIP, type LookupFunction } from 'node:net';
 
-/** Which targets a webhook may reach besides public addresses. */
-export type TargetPolicy = 'public' | 'loopback' | 'private';
+/** Which targets a webhook may reach besides public addresses (WEBHOOK_ALLOWED_TARGETS). */
 export const TARGET_POLICIES = ['public', 'loopback', 'private'] as const;
+export type TargetPolicy = (typeof TARGET_POLICIES)[number];
 
 export type AddressClass =
   | 'public'

@@ -4,6 +4,7 @@
  */
 import { createOrderRecordActivities } from '../activities/order-records.ts';
 import { createWebhookActivities } from '../activities/webhooks.ts';
+import { webhookTimeoutOf } from '../config/retry-budgets.ts';
 import { createDbFromConfig } from '../db/client.ts';
 import { tracingEnabled } from '../observability/tracing.ts';
 import { TaskQueue } from '../shared/task-queues.ts';
@@ -14,10 +15,11 @@ runWorker({
   name: 'worker-orders',
   taskQueue: TaskQueue.orders,
   async build(config, log) {
+    const timeoutMs = webhookTimeoutOf(config);
     const db = createDbFromConfig(config, 5);
     const webhooks = createWebhookActivities({
       db,
-      timeoutMs: config.WEBHOOK_TIMEOUT_MS,
+      timeoutMs,
       allowedTargets: config.WEBHOOK_ALLOWED_TARGETS,
     });
     return {

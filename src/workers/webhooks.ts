@@ -7,6 +7,7 @@
  * WEBHOOKS_WORKER_CONCURRENCY bounds the requests in flight in this process.
  */
 import { createWebhookActivities } from '../activities/webhooks.ts';
+import { webhookTimeoutOf } from '../config/retry-budgets.ts';
 import { createDbFromConfig } from '../db/client.ts';
 import { createRateGate } from '../webhooks/rate-gate.ts';
 import { TaskQueue } from '../shared/task-queues.ts';
@@ -17,6 +18,8 @@ runWorker({
   name: 'worker-webhooks',
   taskQueue: TaskQueue.webhooks,
   async build(config, log, registry) {
+    // Refused before anything is built when an attempt of RETRY_WEBHOOKS cannot hold the request.
+    const timeoutMs = webhookTimeoutOf(config);
     const db = createDbFromConfig(config, Math.min(config.WEBHOOKS_WORKER_CONCURRENCY, 10));
     log.info(
       {
@@ -30,7 +33,7 @@ runWorker({
       options: {
         activities: createWebhookActivities({
           db,
-          timeoutMs: config.WEBHOOK_TIMEOUT_MS,
+          timeoutMs,
           allowedTargets: config.WEBHOOK_ALLOWED_TARGETS,
           disableAfterFailures: config.WEBHOOK_DISABLE_AFTER_FAILURES,
           rateGate: createRateGate(db, config.WEBHOOK_RATE_PER_SECOND),

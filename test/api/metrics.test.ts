@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { OrderService } from '../../src/api/orders/order-service.ts';
+import { OrderService } from '../../src/orders/order-service.ts';
 import { postOrder, startApi, validOrder, type TestApi } from '../support/api.ts';
 
 const stack = inject('stack');

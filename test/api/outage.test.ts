@@ -7,7 +7,7 @@ import { Client, Connection } from '@temporalio/client';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { OrderService } from '../../src/api/orders/order-service.ts';
+import { OrderService } from '../../src/orders/order-service.ts';
 import { ManagedProcess, freePort, freePorts, waitUntilReady } from '../../scripts/lib/process.ts';
 import { tmpStackDir } from '../../scripts/lib/stack.ts';
 import { postOrder, startApi, validOrder, type TestApi } from '../support/api.ts';

@@ -15,6 +15,8 @@ import os from 'node:os';
 import pg from 'pg';
 import { ManagedProcess, delay, isListening, waitUntilReady } from '../../scripts/lib/process.ts';
 import type { Tools } from '../../scripts/lib/tools.ts';
+import { parseDuration } from '../../src/config/parsing.ts';
+import { WEBHOOK_ATTEMPT_MARGIN_MS } from '../../src/config/retry-budgets.ts';
 import {
   ORDERS_PLACED_TOPIC,
   orderPlacedEventId,
@@ -250,6 +252,10 @@ export async function runChaos(settings: ChaosSettings, tools: Tools): Promise<C
     RETRY_EMAIL: `initial=1s,backoff=2,max=10s,attempts=1000,total=30m,attempt=${settings.attemptTimeout}`,
     RETRY_EVENTS: `initial=1s,backoff=2,max=10s,attempts=0,total=30m,attempt=${settings.attemptTimeout}`,
     RETRY_WEBHOOKS: `initial=1s,backoff=2,max=4s,attempts=0,total=${webhookTotalS}s,attempt=${settings.attemptTimeout}`,
+    // A webhook request must fit in an attempt with room around it (retry-budgets.ts).
+    WEBHOOK_TIMEOUT_MS: String(
+      Math.min(10_000, parseDuration(settings.attemptTimeout)! - WEBHOOK_ATTEMPT_MARGIN_MS),
+    ),
   };
   log(`starting the stack (${settings.faults.length} faults, ${settings.rate} orders/s)`);
   const app = await startAppStack({ tools, ephemeral: true, appEnv, log });

@@ -216,6 +216,15 @@ describe('orderflow CLI', () => {
     expect(`${run.stdout}${run.stderr}`).toContain(`Order ${id} has no running workflow`);
   });
 
+  it('refuses `orders cancel --reason` with a control character as the API does: exit 2 naming reason, the order as it was', async () => {
+    const id = parked[0]!;
+    const run = await cli('orders', 'cancel', id, '--reason', 'two\nlines');
+    expect(run.code, run.stderr).toBe(2);
+    expect(run.stderr).toContain('error: invalid reason: must be text without control characters');
+    const row = await api.db.order.findUniqueOrThrow({ where: { id } });
+    expect([row.status, row.failedStep]).toEqual(['PARKED', 'webhooks']);
+  });
+
   it('retries the orders named: exit 3 when some fail, with progress lines and a summary on stderr', async () => {
     const unknown = randomUUID();
     const run = await cli('orders', 'retry', parkedForPartial, unknown);

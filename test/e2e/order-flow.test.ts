@@ -41,6 +41,8 @@ beforeAll(async () => {
       WEBHOOK_RATE_PER_SECOND: '50',
       LOG_LEVEL: 'info',
       RETRY_WEBHOOKS: 'initial=200ms,backoff=2,max=1s,attempts=3,total=2m,attempt=5s',
+      // A webhook request must fit in such an attempt, with 2 s around it (retry-budgets.ts).
+      WEBHOOK_TIMEOUT_MS: '3000',
     },
   });
   connection = await Connection.connect({ address: app.env.TEMPORAL_ADDRESS });

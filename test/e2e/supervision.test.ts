@@ -86,6 +86,8 @@ beforeAll(async () => {
       // An attempt whose worker was killed is retried after this, not after the default 30 s.
       RETRY_EMAIL: 'attempt=8s',
       RETRY_WEBHOOKS: 'attempt=8s',
+      // A webhook request must fit in such an attempt, with 2 s around it (retry-budgets.ts).
+      WEBHOOK_TIMEOUT_MS: '5000',
       RETRY_EVENTS: 'attempt=8s',
       LOG_LEVEL: 'info',
     },

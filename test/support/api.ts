@@ -7,6 +7,7 @@ import { createApp } from '../../src/api/app.ts';
 import { OutboxRelay, defaultRelayOptions, type RelayOptions } from '../../src/api/outbox-relay.ts';
 import { LazyTemporalClient } from '../../src/api/temporal-client.ts';
 import { createDb, type Db } from '../../src/db/client.ts';
+import type { WorkflowStartMode } from '../../src/orders/workflow-start.ts';
 import type { Resolver, TargetPolicy } from '../../src/webhooks/ssrf-guard.ts';
 
 export interface TestApi {
@@ -23,7 +24,7 @@ export async function startApi(opts: {
   apiKeys?: string[];
   metricsAccess?: 'open' | 'key' | 'elsewhere';
   orderActionTimeoutMs?: number;
-  workflowStartMode?: 'async' | 'inline' | 'relay';
+  workflowStartMode?: WorkflowStartMode;
   relay?: Partial<RelayOptions> & { run?: boolean };
   /** The API's logger (e.g. one writing to a captured stream); silent by default. */
   log?: Logger;

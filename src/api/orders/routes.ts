@@ -1,15 +1,20 @@
+/**
+ * The /orders routes: parse the request, call the use case (src/orders), map
+ * the result. The use cases' errors become problem documents in the one error
+ * middleware (problems.ts).
+ */
 import { Router, type Request } from 'express';
 import { z } from 'zod';
+import { OrderError, validOrThrow } from '../../orders/errors.ts';
+import type { OrderCancellation } from '../../orders/order-cancellation.ts';
+import { ORDER_CURSOR_PATTERN } from '../../orders/order-cursor.ts';
+import type { OrderOperations } from '../../orders/order-operations.ts';
+import type { OrderService } from '../../orders/order-service.ts';
+import { cancelReasonSchema, orderIdSchema } from '../../orders/rules.ts';
+import type { WorkflowStartMode } from '../../orders/workflow-start.ts';
 import { ORDER_STATUSES, createOrderSchema } from '../../shared/orders.ts';
 import type { OutboxRelay } from '../outbox-relay.ts';
-
-/** When the API starts an order's workflow: after answering (async) or before (inline). */
-export type WorkflowStartMode = 'async' | 'inline' | 'relay';
-import { ProblemError, type FieldError } from '../problems.ts';
-import type { OrderCancellation } from './order-cancellation.ts';
-import type { OrderOperations } from './order-operations.ts';
-import type { OrderService } from './order-service.ts';
-import { ORDER_CURSOR_PATTERN } from './order-cursor.ts';
+import { problemOfOrderError } from '../problems.ts';
 import { requireJsonBody } from '../request-body.ts';
 
 export const idempotencyKeySchema = z
@@ -26,53 +31,21 @@ export const listOrdersQuerySchema = z.strictObject({
     .optional()
     .describe('nextCursor of the previous page'),
 });
-export const orderIdSchema = z.uuid('must be a UUID');
-
-/** Zod issues as problem-detail field errors ("items[0].quantity"). */
-export function fieldErrors(error: z.ZodError, prefix = ''): FieldError[] {
-  return error.issues.flatMap((issue) => {
-    const base = issue.path.reduce<string>(
-      (acc, p) =>
-        typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p),
-      prefix,
-    );
-    if (issue.code === 'unrecognized_keys') {
-      return issue.keys.map((k) => ({
-        field: base ? `${base}.${k}` : k,
-        message: 'is not a known field',
-      }));
-    }
-    return [{ field: base || '(body)', message: issue.message }];
-  });
-}
-
+/** The value `schema` accepts, or a 400 validation-error naming the fields at fault. */
 export function parseOrThrow<T extends z.ZodType>(
   schema: T,
   value: unknown,
   prefix = '',
 ): z.infer<T> {
-  const r = schema.safeParse(value);
-  if (!r.success)
-    throw new ProblemError(
-      'validation-error',
-      'Some fields are invalid',
-      fieldErrors(r.error, prefix),
-    );
-  return r.data;
+  try {
+    return validOrThrow(schema, value, prefix);
+  } catch (err) {
+    throw err instanceof OrderError ? problemOfOrderError(err) : err;
+  }
 }
 
-/** The /orders routes: parse, call the use case, map the result. */
-export const cancelOrderSchema = z.strictObject({
-  reason: z
-    .string()
-    .min(1)
-    .max(500)
-    // Stored on the order and shown by the CLI: text, no control characters (PostgreSQL refuses
-    // NUL). Written as \u escapes, which the OpenAPI pattern carries to every regex dialect.
-    // eslint-disable-next-line no-control-regex -- matching control characters is the rule
-    .regex(/^[^\u0000-\u001f\u007f]*$/, 'must be text without control characters')
-    .optional(),
-});
+/** The body of POST /orders/{id}/cancel; the reason's rule is the domain's (rules.ts). */
+export const cancelOrderSchema = z.strictObject({ reason: cancelReasonSchema.optional() });
 
 export function orderRoutes(
   orders: OrderService,
@@ -120,7 +93,7 @@ export function orderRoutes(
   router.post('/orders/:id/cancel', async (req, res) => {
     const id = parseOrThrow(orderIdSchema, req.params.id, 'id');
     const { reason } = parseOrThrow(cancelOrderSchema, req.body ?? {});
-    const outcome = await cancellation.cancel(id, reason ?? 'cancelled by operator');
+    const outcome = await cancellation.cancel(id, reason);
     // Cancelled now (before its workflow began, or after it was ended in Temporal): the order.
     if (outcome.kind === 'cancelled') res.status(200).json(await orders.getOrder(id));
     else res.status(202).json({ id, cancelling: true });

@@ -10,13 +10,16 @@
  * here too (and by the relay's reconciler, see workflow-reconciler.ts, which
  * also announces order.cancelled for it).
  */
-import type { Db } from '../../db/client.ts';
-import { CANCELLABLE_STATUSES } from '../../shared/orders.ts';
-import { ProblemError } from '../problems.ts';
+import type { Db } from '../db/client.ts';
+import { OrderError } from './errors.ts';
 import type { OrderOperations } from './order-operations.ts';
-
-/** Temporal execution statuses (describe().status.name) that end an order's workflow without its code ending the row. */
-export const ABANDONED_WORKFLOW_STATUSES = ['TERMINATED', 'CANCELLED', 'TIMED_OUT'] as const;
+import {
+  ABANDONED_WORKFLOW_STATUSES,
+  CANCELLABLE_STATUSES,
+  abandonedReason,
+  assertCancellable,
+  cancelReason,
+} from './rules.ts';
 
 export type CancelOutcome =
   /** The row is CANCELLED now: before the workflow began, or after it was ended in Temporal. */
@@ -42,10 +45,6 @@ export async function cancelBeforeStart(db: Db, orderId: string, reason: string)
     SELECT count(*)::int AS cancelled FROM c`;
   return (row?.cancelled ?? 0) > 0;
 }
-
-/** The row's last_error (and order.cancelled's reason) for an order whose workflow ended that way. */
-export const abandonedReason = (workflowStatus: string): string =>
-  `workflow ${workflowStatus.toLowerCase()} in Temporal`;
 
 /**
  * Marks an unfinished order CANCELLED because its workflow ended in Temporal
@@ -74,22 +73,26 @@ export class OrderCancellation {
     private readonly operations: OrderOperations,
   ) {}
 
-  /** Cancels the order (see the module comment); 404 when unknown, 409 when it already ended. */
-  async cancel(orderId: string, reason: string): Promise<CancelOutcome> {
+  /**
+   * Cancels the order (see the module comment) with the reason given, checked
+   * (`invalid`), or the default; `not_found` when unknown, `not_cancellable`
+   * when it already ended.
+   */
+  async cancel(orderId: string, givenReason?: string): Promise<CancelOutcome> {
+    const reason = cancelReason(givenReason);
     if (await cancelBeforeStart(this.db, orderId, reason)) return { kind: 'cancelled' };
     const order = await this.db.order.findUnique({
       where: { id: orderId },
       select: { status: true },
     });
-    if (!order) throw new ProblemError('not-found', `Order ${orderId} does not exist`);
-    if (!CANCELLABLE_STATUSES.includes(order.status))
-      throw new ProblemError('not-parked', `Order ${orderId} is already ${order.status}`);
+    if (!order) throw new OrderError('not_found', `Order ${orderId} does not exist`);
+    assertCancellable(orderId, order.status);
     try {
       await this.operations.cancel(orderId, reason);
       return { kind: 'cancelling' };
     } catch (err) {
       // The workflow is gone although the row says it runs: put the row right.
-      if (!(err instanceof ProblemError) || err.kind !== 'not-parked') throw err;
+      if (!(err instanceof OrderError) || err.code !== 'workflow_ended') throw err;
       const status = await this.operations.workflowStatus(orderId);
       if (status && (ABANDONED_WORKFLOW_STATUSES as readonly string[]).includes(status)) {
         await cancelAbandonedOrder(this.db, orderId, status);

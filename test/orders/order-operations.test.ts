@@ -1,22 +1,22 @@
 /**
- * How retry and cancel classify Temporal's answers: by gRPC status code, never
- * by message text. A unit test faked at the Temporal client boundary (the
- * errors have the shape @temporalio/client gives them); the real-stack cases
- * are in client-faults.test.ts.
+ * How retry and cancel classify Temporal's answers: by error class and gRPC
+ * status code, never by message text, into the domain's error codes, and the
+ * problem the API answers each with. A unit test faked at the Temporal client
+ * boundary (the errors have the shape @temporalio/client gives them); the
+ * real-stack cases are in test/api/client-faults.test.ts.
  */
+import { ApplicationFailure } from '@temporalio/common';
 import {
   ServiceError,
   WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
   WorkflowUpdateRPCTimeoutOrCancelledError,
   type Client,
 } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
-import {
-  GrpcStatus,
-  OrderOperations,
-  grpcStatusOf,
-} from '../../src/api/orders/order-operations.ts';
-import { ProblemError } from '../../src/api/problems.ts';
+import { problemOfOrderError, type ProblemError } from '../../src/api/problems.ts';
+import { OrderError } from '../../src/orders/errors.ts';
+import { GrpcStatus, OrderOperations, grpcStatusOf } from '../../src/orders/order-operations.ts';
 
 /** A gRPC error as @grpc/grpc-js raises it (code, details, metadata). */
 const grpcError = (code: number, details: string) =>
@@ -36,13 +36,14 @@ function fakeClient(fail: { update?: Error; signal?: Error; describe?: Error }):
   } as unknown as Client;
 }
 
-async function problemOf(action: Promise<unknown>): Promise<ProblemError> {
+/** The domain error an action failed with, and the problem the API answers it with. */
+async function problemOf(action: Promise<unknown>): Promise<ProblemError & { code: string }> {
   const err: unknown = await action.then(
     () => undefined,
     (e: unknown) => e,
   );
-  expect(err).toBeInstanceOf(ProblemError);
-  return err as ProblemError;
+  expect(err).toBeInstanceOf(OrderError);
+  return Object.assign(problemOfOrderError(err as OrderError), { code: (err as OrderError).code });
 }
 
 const ops = (fail: Parameters<typeof fakeClient>[0]) =>
@@ -58,7 +59,12 @@ describe('OrderOperations', () => {
       ),
     });
     const p = await problemOf(ops({ update }).retry(id));
-    expect([p.status, p.kind, p.headers['Retry-After']]).toEqual([409, 'workflow-not-ready', '1']);
+    expect([p.code, p.status, p.kind, p.headers['Retry-After']]).toEqual([
+      'workflow_not_ready',
+      409,
+      'workflow-not-ready',
+      '1',
+    ]);
   });
 
   it('answers a deadline with 504 and Retry-After, Temporal unavailable with 503', async () => {
@@ -66,7 +72,11 @@ describe('OrderOperations', () => {
       cause: grpcError(GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded'),
     });
     const late = await problemOf(ops({ update: timeout }).retry(id));
-    expect([late.status, late.headers['Retry-After']]).toEqual([504, '3']);
+    expect([late.code, late.status, late.headers['Retry-After']]).toEqual([
+      'temporal_timeout',
+      504,
+      '3',
+    ]);
     const signalLate = await problemOf(
       ops({ signal: grpcError(GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded') }).cancel(id, 'x'),
     );
@@ -74,19 +84,48 @@ describe('OrderOperations', () => {
     const down = new ServiceError('Workflow Update failed', {
       cause: grpcError(GrpcStatus.UNAVAILABLE, 'No connection established'),
     });
-    expect((await problemOf(ops({ update: down }).retry(id))).status).toBe(503);
+    const unavailable = await problemOf(ops({ update: down }).retry(id));
+    expect([unavailable.code, unavailable.status]).toEqual(['temporal_unavailable', 503]);
   });
 
   it('tells a workflow that never started (409 workflow-not-ready) from one that ended (409 not-parked)', async () => {
     const notFound = new WorkflowNotFoundError('workflow not found', `order-${id}`, undefined);
     const never = await problemOf(ops({ update: notFound, describe: notFound }).retry(id));
-    expect(never.kind).toBe('workflow-not-ready');
+    expect([never.code, never.kind]).toEqual(['workflow_not_ready', 'workflow-not-ready']);
     const ended = await problemOf(ops({ update: notFound }).retry(id));
-    expect(ended.kind).toBe('not-parked');
+    expect([ended.code, ended.kind, ended.status]).toEqual(['workflow_ended', 'not-parked', 409]);
+    expect(ended.detail).toBe(`Order ${id} has no running workflow: it has ended`);
     const cancelNever = await problemOf(
       ops({ signal: notFound, describe: notFound }).cancel(id, 'x'),
     );
     expect(cancelNever.kind).toBe('workflow-not-ready');
+  });
+
+  it('answers the retry update refused by its validator (whatever its message) with 409 not-parked', async () => {
+    const refused = new WorkflowUpdateFailedError(
+      'Workflow Update failed',
+      ApplicationFailure.create({ type: 'Error', message: 'any wording at all' }),
+    );
+    const p = await problemOf(ops({ update: refused }).retry(id));
+    expect([p.code, p.status, p.kind, p.detail]).toEqual([
+      'not_parked',
+      409,
+      'not-parked',
+      `Order ${id} is not parked`,
+    ]);
+  });
+
+  it('answers an unreachable Temporal with 503 and Retry-After 5', async () => {
+    const unreachable = new OrderOperations(() =>
+      Promise.reject(new Error('connect ECONNREFUSED')),
+    );
+    const p = await problemOf(unreachable.retry(id));
+    expect([p.code, p.status, p.detail, p.headers['Retry-After']]).toEqual([
+      'temporal_unavailable',
+      503,
+      'Temporal is unreachable',
+      '5',
+    ]);
   });
 
   it('does not read codes out of message text', () => {

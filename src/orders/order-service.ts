@@ -1,35 +1,35 @@
 /**
- * Order intake and queries: the use cases behind the /orders routes.
+ * Order intake and queries: placing an order (with its pending workflow start,
+ * in one statement), reading one, listing them. The use cases behind
+ * POST/GET /orders and `orderflow orders list|show`.
  */
 import { SpanKind } from '@opentelemetry/api';
 import { createHash, randomUUID } from 'node:crypto';
-import type { Db } from '../../db/client.ts';
-import type { Prisma } from '../../generated/prisma/client.ts';
+import type { Db } from '../db/client.ts';
+import { Prisma } from '../generated/prisma/client.ts';
 import {
   ATTR_DB_COLLECTION_NAME,
   ATTR_DB_OPERATION_NAME,
   ATTR_DB_SYSTEM,
-} from '../../observability/semconv.ts';
-import { currentTraceContext, inSpan } from '../../observability/tracing.ts';
-import { orderTotalCents, type CreateOrderRequest, type OrderStatus } from '../../shared/orders.ts';
-import { orderWorkflowId } from '../../shared/task-queues.ts';
-import { OUTBOX_CHANNEL } from '../outbox-listener.ts';
-import { ProblemError } from '../problems.ts';
+} from '../observability/semconv.ts';
+import { currentTraceContext, inSpan } from '../observability/tracing.ts';
+import {
+  orderTotalCents,
+  type CreateOrderRequest,
+  type OrderItemInput,
+  type OrderStatus,
+} from '../shared/orders.ts';
+import { orderWorkflowId } from '../shared/task-queues.ts';
+import { OrderError } from './errors.ts';
 import { decodeOrderCursor, encodeOrderCursor } from './order-cursor.ts';
-
-export interface OrderView {
-  id: string;
-  status: OrderStatus;
-  workflowId: string;
-  customerEmail: string;
-  currency: string;
-  totalCents: number;
-  items: { sku: string; quantity: number; unitPriceCents: number }[];
-  failedStep: string | null;
-  lastError: string | null;
-  createdAt: string;
-  updatedAt: string;
-}
+import {
+  newOrderView,
+  orderInclude,
+  toView,
+  type InsertedOrder,
+  type OrderView,
+} from './order-view.ts';
+import { OUTBOX_CHANNEL, WORKFLOW_START_GRACE_MS } from './workflow-start.ts';
 
 export interface CreateOrderResult {
   order: OrderView;
@@ -37,33 +37,19 @@ export interface CreateOrderResult {
   created: boolean;
 }
 
-const orderInclude = { items: { orderBy: { line: 'asc' } } } as const;
-/** What the intake statement returns of the new row (the rest is the validated input). */
-interface InsertedOrder {
-  status: OrderStatus;
-  created_at: Date;
-  updated_at: Date;
-}
-type OrderRow = Prisma.OrderGetPayload<{ include: typeof orderInclude }>;
-
-function toView(row: OrderRow): OrderView {
-  return {
-    id: row.id,
-    status: row.status,
-    workflowId: row.workflowId,
-    customerEmail: row.customerEmail,
-    currency: row.currency,
-    totalCents: Number(row.totalCents),
-    items: row.items.map((i) => ({
-      sku: i.sku,
-      quantity: i.quantity,
-      unitPriceCents: Number(i.unitPriceCents),
-    })),
-    failedStep: row.failedStep,
-    lastError: row.lastError,
-    createdAt: row.createdAt.toISOString(),
-    updatedAt: row.updatedAt.toISOString(),
-  };
+/**
+ * The CTE `lines` of the intake statement: inserts the order's lines, numbered
+ * in their order, for the row the CTE `o` inserted (none when it inserted none).
+ */
+export function orderLinesCte(items: readonly OrderItemInput[]): Prisma.Sql {
+  return Prisma.sql`lines AS (
+    INSERT INTO order_items (order_id, line, sku, quantity, unit_price_cents)
+    SELECT o.id, l.line, l.sku, l.quantity, l.unit_price_cents
+    FROM o, unnest(${items.map((i) => i.sku)}::text[],
+                   ${items.map((i) => i.quantity)}::int[],
+                   ${items.map((i) => i.unitPriceCents)}::bigint[])
+            WITH ORDINALITY AS l(sku, quantity, unit_price_cents, line)
+  )`;
 }
 
 /** Fingerprint of a validated request: key order and whitespace do not matter. */
@@ -100,7 +86,7 @@ export class OrderService {
    */
   constructor(
     private readonly db: Db,
-    private readonly startGraceMs = 3000,
+    private readonly startGraceMs = WORKFLOW_START_GRACE_MS,
   ) {}
 
   /**
@@ -129,14 +115,7 @@ export class OrderService {
                   ${orderWorkflowId(id)}, ${idem?.scope ?? null}, ${idem?.key ?? null}, ${hash})
           ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING
           RETURNING id, status, created_at, updated_at
-        ), lines AS (
-          INSERT INTO order_items (order_id, line, sku, quantity, unit_price_cents)
-          SELECT o.id, l.line, l.sku, l.quantity, l.unit_price_cents
-          FROM o, unnest(${body.items.map((i) => i.sku)}::text[],
-                         ${body.items.map((i) => i.quantity)}::int[],
-                         ${body.items.map((i) => i.unitPriceCents)}::bigint[])
-                  WITH ORDINALITY AS l(sku, quantity, unit_price_cents, line)
-        ), start AS (
+        ), ${orderLinesCte(body.items)}, start AS (
           INSERT INTO workflow_starts (order_id, next_attempt_at, traceparent, tracestate)
           SELECT o.id, now() + ${this.startGraceMs}::int * interval '1 millisecond',
                  ${trace?.traceparent ?? null}, ${trace?.tracestate ?? null}
@@ -156,26 +135,7 @@ export class OrderService {
       if (!idem) throw new Error(`order ${id} was not inserted`);
       return { order: await this.replay(idem, hash!), created: false };
     }
-    return {
-      order: {
-        id,
-        status: row.status,
-        workflowId: orderWorkflowId(id),
-        customerEmail: body.customerEmail,
-        currency: body.currency,
-        totalCents,
-        items: body.items.map((i) => ({
-          sku: i.sku,
-          quantity: i.quantity,
-          unitPriceCents: i.unitPriceCents,
-        })),
-        failedStep: null,
-        lastError: null,
-        createdAt: row.created_at.toISOString(),
-        updatedAt: row.updated_at.toISOString(),
-      },
-      created: true,
-    };
+    return { order: newOrderView(id, body, row), created: true };
   }
 
   private async replay(idem: IdempotencyKey, hash: string): Promise<OrderView> {
@@ -187,8 +147,8 @@ export class OrderService {
     });
     if (!existing) throw new Error('idempotency conflict without a row');
     if (existing.requestHash !== hash) {
-      throw new ProblemError(
-        'idempotency-key-reused',
+      throw new OrderError(
+        'idempotency_key_reused',
         `Idempotency-Key "${idem.key}" was first used for order ${existing.id} with a different body`,
       );
     }
@@ -197,7 +157,7 @@ export class OrderService {
 
   async getOrder(id: string): Promise<OrderView> {
     const row = await this.db.order.findUnique({ where: { id }, include: orderInclude });
-    if (!row) throw new ProblemError('not-found', `Order ${id} does not exist`);
+    if (!row) throw new OrderError('not_found', `Order ${id} does not exist`);
     return toView(row);
   }
 

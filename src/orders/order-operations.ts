@@ -1,7 +1,8 @@
 /**
  * Operator actions on an order's workflow: retry a parked order (the `retry`
  * update, which the workflow refuses unless parked) and cancel. Each has a
- * deadline, and Temporal's answers are told apart by their gRPC status codes.
+ * deadline, and Temporal's answers are told apart by their error classes and
+ * gRPC status codes, never by message text.
  */
 import {
   WorkflowNotFoundError,
@@ -10,9 +11,9 @@ import {
   isGrpcServiceError,
   type Client,
 } from '@temporalio/client';
-import { NOT_PARKED, cancelSignal, retryUpdate, type RetryResult } from '../../shared/messages.ts';
-import { orderWorkflowId } from '../../shared/task-queues.ts';
-import { ProblemError } from '../problems.ts';
+import { cancelSignal, retryUpdate, type RetryResult } from '../shared/messages.ts';
+import { orderWorkflowId } from '../shared/task-queues.ts';
+import { OrderError } from './errors.ts';
 
 /** gRPC status codes (https://grpc.github.io/grpc/core/md_doc_statuscodes.html) Temporal answers with. */
 export const GrpcStatus = {
@@ -43,17 +44,18 @@ export class OrderOperations {
     private readonly timeoutMs = DEFAULT_ORDER_ACTION_TIMEOUT_MS,
   ) {}
 
-  /** Re-runs the failed steps of a parked order; 409 when it is not parked. */
+  /** Re-runs the failed steps of a parked order; `not_parked` when it is not parked. */
   async retry(orderId: string): Promise<RetryResult> {
     const client = await this.connected();
     const handle = client.workflow.getHandle(orderWorkflowId(orderId));
     try {
       return await this.withinDeadline(client, () => handle.executeUpdate(retryUpdate));
     } catch (err) {
-      if (err instanceof WorkflowUpdateFailedError && err.cause?.message === NOT_PARKED) {
-        throw new ProblemError('not-parked', `Order ${orderId} is not parked`);
+      // The update's handler cannot fail: only its validator refuses, for an order not parked.
+      if (err instanceof WorkflowUpdateFailedError) {
+        throw new OrderError('not_parked', `Order ${orderId} is not parked`);
       }
-      throw await this.problemOf(client, orderId, err);
+      throw await this.errorOf(client, orderId, err);
     }
   }
 
@@ -64,7 +66,7 @@ export class OrderOperations {
     try {
       await this.withinDeadline(client, () => handle.signal(cancelSignal, reason));
     } catch (err) {
-      throw await this.problemOf(client, orderId, err);
+      throw await this.errorOf(client, orderId, err);
     }
   }
 
@@ -73,48 +75,44 @@ export class OrderOperations {
   }
 
   /** What a failed update or signal means for the caller, by its gRPC status code. */
-  private async problemOf(client: Client, orderId: string, err: unknown): Promise<unknown> {
+  private async errorOf(client: Client, orderId: string, err: unknown): Promise<unknown> {
     const code = grpcStatusOf(err);
-    const retryIn = { 'Retry-After': String(Math.max(1, Math.ceil(this.timeoutMs / 1000))) };
+    const retryAfterSeconds = Math.max(1, Math.ceil(this.timeoutMs / 1000));
     if (
       err instanceof WorkflowUpdateRPCTimeoutOrCancelledError ||
       code === GrpcStatus.DEADLINE_EXCEEDED
     ) {
-      return new ProblemError(
-        'upstream-timeout',
+      return new OrderError(
+        'temporal_timeout',
         `No worker answered for order ${orderId} within ${this.timeoutMs} ms`,
-        undefined,
-        retryIn,
+        { retryAfterSeconds },
       );
     }
     if (code === GrpcStatus.UNAVAILABLE || code === GrpcStatus.RESOURCE_EXHAUSTED) {
-      return new ProblemError('service-unavailable', 'Temporal is unavailable', undefined, retryIn);
+      return new OrderError('temporal_unavailable', 'Temporal is unavailable', {
+        retryAfterSeconds,
+      });
     }
     // The update reached a workflow whose first task has not completed (it is starting).
     if (code === GrpcStatus.FAILED_PRECONDITION) {
-      return new ProblemError(
-        'workflow-not-ready',
+      return new OrderError(
+        'workflow_not_ready',
         `Order ${orderId}'s workflow is still starting; try again in a moment`,
-        undefined,
-        { 'Retry-After': '1' },
+        { retryAfterSeconds: 1 },
       );
     }
     if (err instanceof WorkflowNotFoundError || code === GrpcStatus.NOT_FOUND) {
       const started = await this.hasStarted(client, orderId).catch(() => undefined);
       if (started === undefined)
-        return new ProblemError(
-          'service-unavailable',
-          'Temporal is unavailable',
-          undefined,
-          retryIn,
-        );
+        return new OrderError('temporal_unavailable', 'Temporal is unavailable', {
+          retryAfterSeconds,
+        });
       return started
-        ? new ProblemError('not-parked', `Order ${orderId} has no running workflow: it has ended`)
-        : new ProblemError(
-            'workflow-not-ready',
+        ? new OrderError('workflow_ended', `Order ${orderId} has no running workflow: it has ended`)
+        : new OrderError(
+            'workflow_not_ready',
             `Order ${orderId} has no running workflow: it has not started yet`,
-            undefined,
-            { 'Retry-After': '1' },
+            { retryAfterSeconds: 1 },
           );
     }
     return err;
@@ -134,7 +132,7 @@ export class OrderOperations {
     } catch (err) {
       if (err instanceof WorkflowNotFoundError || grpcStatusOf(err) === GrpcStatus.NOT_FOUND)
         return null;
-      throw await this.problemOf(client, orderId, err);
+      throw await this.errorOf(client, orderId, err);
     }
   }
 
@@ -156,8 +154,8 @@ export class OrderOperations {
     try {
       return await this.client();
     } catch {
-      throw new ProblemError('service-unavailable', 'Temporal is unreachable', undefined, {
-        'Retry-After': '5',
+      throw new OrderError('temporal_unavailable', 'Temporal is unreachable', {
+        retryAfterSeconds: 5,
       });
     }
   }

@@ -4,7 +4,7 @@
  * database: a forged one is a 400, never a database error.
  */
 import { z } from 'zod';
-import { ProblemError } from '../problems.ts';
+import { OrderError } from './errors.ts';
 
 /** The base64url alphabet, as the document states it. */
 export const ORDER_CURSOR_PATTERN = /^[A-Za-z0-9_-]{1,200}$/;
@@ -36,9 +36,9 @@ export function decodeOrderCursor(cursor: string): OrderCursor {
     : [];
   const parsed = cursorSchema.safeParse(parts);
   if (!parsed.success) {
-    throw new ProblemError('validation-error', 'The cursor is invalid', [
-      { field: 'cursor', message: 'is not a cursor returned by this API' },
-    ]);
+    throw new OrderError('invalid', 'The cursor is invalid', {
+      fields: [{ field: 'cursor', message: 'is not a cursor returned by this API' }],
+    });
   }
   const [createdAt, id] = parsed.data;
   return { createdAt, id };
