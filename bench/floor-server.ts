@@ -40,7 +40,10 @@ const app = orderIntakeApp({
       ), ${orderLinesCte(body.items)}
       SELECT status, created_at, updated_at FROM o`;
     // The same view the API answers with, built the same way (input and returned row).
-    res.status(201).location(`/orders/${id}`).json(newOrderView(id, body, row!));
+    res
+      .status(201)
+      .location(`/orders/${id}`)
+      .json(newOrderView(id, body, row!));
   },
 });
 
