@@ -16,6 +16,7 @@ export default defineConfig({
       'test/compose/dockerfile.test.ts',
       'test/cli/progress.test.ts',
       'test/docs/diagrams.test.ts',
+      'test/events/kafka-boundary.test.ts',
       'test/events/kafka-warning.test.ts',
       'test/api/problems-database.test.ts',
       'test/provisioning/priority-governor.test.ts',

@@ -1,11 +1,11 @@
 import { SpanKind } from '@opentelemetry/api';
 import { ApplicationFailure, log } from '@temporalio/activity';
 import { CloudEvent, Kafka } from 'cloudevents';
-import type { Message, Producer } from 'kafkajs';
 import type { Histogram } from 'prom-client';
 import type { Db } from '../db/client.ts';
 import { loadOrder, orderCancelledData, orderPlacedData } from './order-data.ts';
-import { isKafkaJsError, kafkaErrorTypes } from '../events/kafka.ts';
+import { isKafkaClientError, isUnknownTopicError } from '../events/kafka.ts';
+import type { EventProducer, OutgoingRecord } from '../events/kafka-types.ts';
 import {
   ATTR_MESSAGING_DESTINATION_NAME,
   ATTR_MESSAGING_DESTINATION_PARTITION_ID,
@@ -76,7 +76,7 @@ export function orderCancelledCloudEvent(
 export function toKafkaMessage(
   event: CloudEvent<OrderPlacedData | OrderCancelledData>,
   key: string,
-): Message {
+): OutgoingRecord {
   const binary = Kafka.binary(event);
   // The library also emits unset attributes (undefined) and ce_datacontenttype, which the
   // binding maps to content-type only.
@@ -89,10 +89,10 @@ export function toKafkaMessage(
   return { key, value: JSON.stringify(binary.value), headers, timestamp: binary.timestamp };
 }
 
-/** A failed send as an ApplicationFailure of its kind; errors that are not kafkajs' pass unchanged. */
+/** A failed send as an ApplicationFailure of its kind; errors that are not the Kafka client's pass unchanged. */
 function publishFailure(err: unknown, topic: string): unknown {
-  if (!isKafkaJsError(err)) return err;
-  if (kafkaErrorTypes(err).includes('UNKNOWN_TOPIC_OR_PARTITION')) {
+  if (!isKafkaClientError(err)) return err;
+  if (isUnknownTopicError(err)) {
     return ApplicationFailure.create({
       type: FailureType.UnknownTopic,
       message: `topic ${topic} does not exist: ${err.message}`,
@@ -116,7 +116,7 @@ export function createEventActivities({
   publishSeconds,
 }: {
   db: Db;
-  producer: Producer;
+  producer: EventProducer;
   /** Tests bind a missing topic here; processes use the default. */
   topic?: string;
   /** Times each send (the worker's orderflow_kafka_publish_duration_seconds). */
@@ -130,7 +130,7 @@ export function createEventActivities({
   async function send(
     what: string,
     orderId: string,
-    message: Message,
+    message: OutgoingRecord,
     eventId: string,
     { timed = false } = {},
   ): Promise<PublishOrderPlacedResult> {

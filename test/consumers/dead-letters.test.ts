@@ -3,7 +3,6 @@
  * dead-letter topic with the error and their origin, the group moves on, and
  * after a fix a replay applies them to the group that failed them, once.
  */
-import type { KafkaMessage } from 'kafkajs';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { analyticsProjection } from '../../src/consumers/projections/analytics.ts';
@@ -15,6 +14,7 @@ import {
 import { deadLetterTopicOf } from '../../src/consumers/runtime/dead-letters.ts';
 import { headerStrings } from '../../src/consumers/runtime/order-placed-decoder.ts';
 import type { Projection } from '../../src/consumers/projections/projection.ts';
+import type { KafkaRecord } from '../../src/events/kafka-types.ts';
 import { orderPlacedEventId } from '../../src/shared/events.ts';
 import {
   admin,
@@ -42,12 +42,12 @@ afterAll(closeClients);
 const log = pino({ level: 'silent' });
 
 /** Every record of `topic` from the start, read with a throwaway group. */
-async function readAll(topic: string, count: number): Promise<KafkaMessage[]> {
+async function readAll(topic: string, count: number): Promise<KafkaRecord[]> {
   const consumer = kafka.consumer({ groupId: uniqueGroupId('reader'), maxWaitTimeInMs: 500 });
   await consumer.connect();
   try {
     await consumer.subscribe({ topics: [topic], fromBeginning: true });
-    const messages: KafkaMessage[] = [];
+    const messages: KafkaRecord[] = [];
     await consumer.run({
       eachMessage: async ({ message }) => {
         messages.push(message);

@@ -148,7 +148,7 @@ it('waits while the broker cannot take the dead letter (its topic has no leader 
     },
   });
   const crashes: unknown[] = [];
-  runner.consumer.on(runner.consumer.events.CRASH, ({ payload }) => crashes.push(payload.error));
+  runner.consumer.onCrash(({ error }) => crashes.push(error));
 
   // Each refused send takes the producer's own bounded retries first.
   const refusedUntil = Date.now() + 60_000;

@@ -14,7 +14,6 @@ import {
   SimpleSpanProcessor,
   type ReadableSpan,
 } from '@opentelemetry/sdk-trace-base';
-import type { KafkaMessage } from 'kafkajs';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -25,6 +24,7 @@ import { loadConfig } from '../../src/config/env.ts';
 import { consumerGroups } from '../../src/consumers/runtime/groups.ts';
 import type { OrderPlacedEvent } from '../../src/consumers/runtime/order-placed-decoder.ts';
 import { inProcessSpans } from '../../src/consumers/runtime/tracing.ts';
+import type { KafkaRecord } from '../../src/events/kafka-types.ts';
 import { temporalWorkerPlugins } from '../../src/observability/temporal-tracing.ts';
 import {
   otlpTracesUrl,
@@ -79,7 +79,12 @@ async function waitFor<T>(
 async function startConsumer(): Promise<void> {
   if (runner) return;
   // Only this file's orders: older records of the shared topic stay unread.
-  await admin.resetOffsets({ groupId, topic: ORDERS_PLACED_TOPIC, earliest: false });
+  const ends = await admin.fetchTopicOffsets(ORDERS_PLACED_TOPIC);
+  await admin.setOffsets({
+    groupId,
+    topic: ORDERS_PLACED_TOPIC,
+    partitions: ends.map(({ partition, high }) => ({ partition, offset: high })),
+  });
   runner = await startRunner({
     groupId,
     projection: consumerGroups.analytics.projection,
@@ -316,10 +321,12 @@ describe('tracing on', () => {
     const items = traces.map((t, n) => ({
       message: {
         key: Buffer.from(`order-${n}`),
+        value: null,
+        timestamp: '0',
         offset: String(n),
-        // kafkajs hands headers over as Buffers.
+        // The client hands headers over as Buffers.
         headers: { traceparent: Buffer.from(t.header) },
-      } as unknown as KafkaMessage,
+      } satisfies KafkaRecord,
       record: {
         event: { id: `event-${n}` } as OrderPlacedEvent,
         topic: 'orders.placed',

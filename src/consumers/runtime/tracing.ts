@@ -6,7 +6,7 @@
  * is done.
  */
 import { SpanKind, context, trace, type Span } from '@opentelemetry/api';
-import type { KafkaMessage } from 'kafkajs';
+import type { KafkaRecord } from '../../events/kafka-types.ts';
 import {
   ATTR_MESSAGING_BATCH_MESSAGE_COUNT,
   ATTR_MESSAGING_CONSUMER_GROUP_NAME,
@@ -29,7 +29,7 @@ import type { ApplyResult, SourcedEvent } from './processed-events.ts';
 
 /** A decoded record and the Kafka message it came from. */
 export interface ConsumedRecord {
-  message: KafkaMessage;
+  message: KafkaRecord;
   record: SourcedEvent;
 }
 
@@ -43,7 +43,7 @@ const headerText = (value: unknown): string | undefined => {
 };
 
 /** The trace context a record's headers carry (undefined when none or tracing is off). */
-export function recordTraceContext(message: KafkaMessage) {
+export function recordTraceContext(message: KafkaRecord) {
   return contextFromStored({
     traceparent: headerText(message.headers?.traceparent),
     tracestate: headerText(message.headers?.tracestate),
