@@ -16,7 +16,7 @@ import {
 } from 'kafkajs';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { analyticsProjection } from '../../src/consumers/projections/analytics.ts';
 import { deadLetterTopicOf } from '../../src/consumers/runtime/dead-letters.ts';
 import { isTransientFailure } from '../../src/consumers/runtime/runner.ts';
@@ -27,8 +27,6 @@ import {
   admin,
   analyticsRows,
   caughtUp,
-  closeClients,
-  connectClients,
   db,
   freshTopic,
   orderPlaced,
@@ -40,12 +38,12 @@ import {
   startRunner,
   uniqueCurrency,
   uniqueGroupId,
+  useConsumerClients,
   waitFor,
 } from './support.ts';
 import { rejectionOf } from '../support/rejection.ts';
 
-beforeAll(connectClients);
-afterAll(closeClients);
+useConsumerClients();
 
 /** Turns every session of the stack's PostgreSQL read-only (or back) and waits until the pool sees it. */
 async function setReadOnly(on: boolean): Promise<void> {
