@@ -19,6 +19,7 @@ export default defineConfig({
       'test/compose/dockerfile.test.ts',
       'test/cli/progress.test.ts',
       'test/docs/diagrams.test.ts',
+      'test/events/kafka-boundary.test.ts',
       'test/events/kafka-warning.test.ts',
       'test/layout/import-direction.test.ts',
       'test/api/problems-database.test.ts',

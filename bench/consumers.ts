@@ -24,7 +24,6 @@
  *   BENCH_LABEL=                   suffix of the result files
  *   BENCH_KEEP_DATA=1              keep the temporary stack folder
  */
-import type { Admin } from 'kafkajs';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -39,6 +38,7 @@ import { resetGroup } from '../src/consumers/runtime/group-admin.ts';
 import { consumerGroups, type ConsumerGroupName } from '../src/consumers/runtime/groups.ts';
 import { createDb, type Db } from '../src/db/client.ts';
 import { createKafka, createOrderEventsProducer, ensureTopic } from '../src/events/kafka.ts';
+import type { KafkaAdmin } from '../src/events/kafka-types.ts';
 import { ORDERS_PLACED_TOPIC, type OrderPlacedData } from '../src/shared/events.ts';
 import { codeMeasured, log } from './lib/e2e-kit.ts';
 import { coresBetween, procSnapshot, type Snapshot } from './lib/proc-stats.ts';
@@ -168,7 +168,7 @@ interface Run {
   cores: Record<string, number>;
 }
 
-async function committedTotal(admin: Admin, groupId: string): Promise<number> {
+async function committedTotal(admin: KafkaAdmin, groupId: string): Promise<number> {
   const [offsets] = await admin.fetchOffsets({ groupId, topics: [topic] });
   return (offsets?.partitions ?? []).reduce((n, p) => n + Math.max(0, Number(p.offset)), 0);
 }
@@ -206,7 +206,7 @@ async function checkProjection(
 
 async function runGroups(
   stack: Stack,
-  admin: Admin,
+  admin: KafkaAdmin,
   db: Db,
   groups: ConsumerGroupName[],
   mode: Mode,
@@ -428,7 +428,7 @@ async function main(): Promise<void> {
   });
 
   let db: Db | undefined;
-  let admin: Admin | undefined;
+  let admin: KafkaAdmin | undefined;
   try {
     log(`starting the stack in ${dataDir} (PostgreSQL with fsync on)`);
     const env = await stack.startInfrastructure();

@@ -1,21 +1,12 @@
 import { SpanKind } from '@opentelemetry/api';
 import { ApplicationFailure, log } from '@temporalio/activity';
 import { CloudEvent, Kafka } from 'cloudevents';
-import type { Message, Producer } from 'kafkajs';
 import type { Histogram } from 'prom-client';
 import type { Db } from '../db/client.ts';
 import { loadOrder, orderCancelledData, orderPlacedData } from './order-data.ts';
-import { isKafkaJsError, kafkaErrorTypes } from '../events/kafka.ts';
-import {
-  ATTR_MESSAGING_DESTINATION_NAME,
-  ATTR_MESSAGING_DESTINATION_PARTITION_ID,
-  ATTR_MESSAGING_KAFKA_MESSAGE_KEY,
-  ATTR_MESSAGING_KAFKA_OFFSET,
-  ATTR_MESSAGING_MESSAGE_ID,
-  ATTR_MESSAGING_OPERATION_NAME,
-  ATTR_MESSAGING_OPERATION_TYPE,
-  ATTR_MESSAGING_SYSTEM,
-} from '../observability/semconv.ts';
+import { isKafkaClientError, isUnknownTopicError } from '../events/kafka.ts';
+import type { EventProducer, OutgoingRecord } from '../events/kafka-types.ts';
+import { kafkaSpanAttributes } from '../observability/semconv.ts';
 import { currentTraceContext, inSpan } from '../observability/tracing.ts';
 import {
   CLOUDEVENT_SOURCE,
@@ -76,7 +67,7 @@ export function orderCancelledCloudEvent(
 export function toKafkaMessage(
   event: CloudEvent<OrderPlacedData | OrderCancelledData>,
   key: string,
-): Message {
+): OutgoingRecord {
   const binary = Kafka.binary(event);
   // The library also emits unset attributes (undefined) and ce_datacontenttype, which the
   // binding maps to content-type only.
@@ -89,10 +80,10 @@ export function toKafkaMessage(
   return { key, value: JSON.stringify(binary.value), headers, timestamp: binary.timestamp };
 }
 
-/** A failed send as an ApplicationFailure of its kind; errors that are not kafkajs' pass unchanged. */
+/** A failed send as an ApplicationFailure of its kind; errors that are not the Kafka client's pass unchanged. */
 function publishFailure(err: unknown, topic: string): unknown {
-  if (!isKafkaJsError(err)) return err;
-  if (kafkaErrorTypes(err).includes('UNKNOWN_TOPIC_OR_PARTITION')) {
+  if (!isKafkaClientError(err)) return err;
+  if (isUnknownTopicError(err)) {
     return ApplicationFailure.create({
       type: FailureType.UnknownTopic,
       message: `topic ${topic} does not exist: ${err.message}`,
@@ -116,7 +107,7 @@ export function createEventActivities({
   publishSeconds,
 }: {
   db: Db;
-  producer: Producer;
+  producer: EventProducer;
   /** Tests bind a missing topic here; processes use the default. */
   topic?: string;
   /** Times each send (the worker's orderflow_kafka_publish_duration_seconds). */
@@ -124,13 +115,13 @@ export function createEventActivities({
 }) {
   /**
    * Sends one record, acknowledged by all in-sync replicas (`timed`: into
-   * publishSeconds); a failure is logged and thrown as the activity's failure,
-   * an answer without an offset as KafkaUnavailable.
+   * publishSeconds), and logs where it was stored; a failure is logged and
+   * thrown as the activity's failure, an answer without an offset as KafkaUnavailable.
    */
   async function send(
     what: string,
     orderId: string,
-    message: Message,
+    message: OutgoingRecord,
     eventId: string,
     { timed = false } = {},
   ): Promise<PublishOrderPlacedResult> {
@@ -151,7 +142,9 @@ export function createEventActivities({
         message: `Kafka answered without the record's offset (topic ${topic})`,
       });
     }
-    return { eventId, partition: metadata.partition, offset };
+    const result = { eventId, partition: metadata.partition, offset };
+    log.info(`${what} published`, { orderId, topic, ...result });
+    return result;
   }
 
   return {
@@ -164,33 +157,19 @@ export function createEventActivities({
     }: PublishOrderPlacedInput): Promise<PublishOrderPlacedResult> {
       const event = orderPlacedCloudEvent(orderPlacedData(await loadOrder(db, orderId)));
       const message = toKafkaMessage(event, orderId);
-      const result = await inSpan(
+      const record = { topic, messageId: event.id, key: orderId };
+      return inSpan(
         `send ${topic}`,
-        {
-          kind: SpanKind.PRODUCER,
-          attributes: {
-            [ATTR_MESSAGING_SYSTEM]: 'kafka',
-            [ATTR_MESSAGING_OPERATION_TYPE]: 'send',
-            [ATTR_MESSAGING_OPERATION_NAME]: 'send',
-            [ATTR_MESSAGING_DESTINATION_NAME]: topic,
-            [ATTR_MESSAGING_MESSAGE_ID]: event.id,
-            [ATTR_MESSAGING_KAFKA_MESSAGE_KEY]: orderId,
-          },
-        },
+        { kind: SpanKind.PRODUCER, attributes: kafkaSpanAttributes('send', record) },
         async (span) => {
           // W3C trace context next to the ce_* headers: consumers continue this span's trace.
           const traceContext = currentTraceContext();
           if (traceContext) message.headers = { ...message.headers, ...traceContext };
           const sent = await send('order.placed', orderId, message, event.id, { timed: true });
-          span?.setAttributes({
-            [ATTR_MESSAGING_DESTINATION_PARTITION_ID]: String(sent.partition),
-            [ATTR_MESSAGING_KAFKA_OFFSET]: Number(sent.offset),
-          });
+          span?.setAttributes(kafkaSpanAttributes('send', { ...record, ...sent }));
           return sent;
         },
       );
-      log.info('order.placed published', { orderId, topic, ...result });
-      return result;
     },
 
     /**
@@ -203,14 +182,7 @@ export function createEventActivities({
     }: PublishOrderPlacedInput & { reason: string }): Promise<PublishOrderPlacedResult> {
       const order = await loadOrder(db, orderId);
       const event = orderCancelledCloudEvent(orderCancelledData(order, reason), order.updatedAt);
-      const result = await send(
-        'order.cancelled',
-        orderId,
-        toKafkaMessage(event, orderId),
-        event.id,
-      );
-      log.info('order.cancelled published', { orderId, topic, ...result });
-      return result;
+      return send('order.cancelled', orderId, toKafkaMessage(event, orderId), event.id);
     },
   };
 }

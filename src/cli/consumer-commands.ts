@@ -3,7 +3,6 @@
  * consumer groups of orders.placed and their dead letters.
  */
 import { InvalidArgumentError, type Command } from 'commander';
-import type { Admin } from 'kafkajs';
 import {
   listDeadLetters,
   replayDeadLetters,
@@ -18,6 +17,7 @@ import {
 } from '../consumers/runtime/groups.ts';
 import { groupLag } from '../consumers/runtime/metrics.ts';
 import { createOrderEventsProducer } from '../events/kafka.ts';
+import type { KafkaAdmin } from '../events/kafka-types.ts';
 import { ORDERS_PLACED_TOPIC } from '../shared/events.ts';
 import { withCtx, withKafka } from './context.ts';
 import { ExitCode, examplesHelp, printJson, table } from './output.ts';
@@ -60,7 +60,7 @@ export interface GroupLagReport {
 }
 
 async function lagReport(
-  admin: Admin,
+  admin: KafkaAdmin,
   name: string,
   groupId: string,
   onTopic: string,
@@ -81,7 +81,7 @@ async function lagReport(
 }
 
 /** Fails with a clear message when `name` is not a topic (kafkajs would say "does not host this topic-partition"). */
-async function requireTopic(admin: Admin, name: string): Promise<void> {
+async function requireTopic(admin: KafkaAdmin, name: string): Promise<void> {
   if (!(await admin.listTopics()).includes(name)) {
     throw new Error(
       name === topic

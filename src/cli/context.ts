@@ -4,7 +4,6 @@
  * that turns errors into a message on stderr and an exit code.
  */
 import { Client, Connection } from '@temporalio/client';
-import type { Admin, Kafka } from 'kafkajs';
 import pino, { type Logger } from 'pino';
 import { ProblemError } from '../api/problems.ts';
 import { loadConfig, type Config } from '../config/env.ts';
@@ -12,6 +11,7 @@ import { OrderError, type FieldError } from '../orders/errors.ts';
 import { temporalConnectSettings } from '../config/temporal.ts';
 import { createDbFromConfig, type Db } from '../db/client.ts';
 import { createKafka } from '../events/kafka.ts';
+import type { KafkaAdmin, KafkaClient } from '../events/kafka-types.ts';
 import { ExitCode } from './output.ts';
 
 export interface Ctx {
@@ -89,10 +89,10 @@ export async function withCtx(fn: (ctx: Ctx) => Promise<number | void>): Promise
   }
 }
 
-/** Kafka clients for one command; kafkajs' own logs go to stderr (stdout stays parseable). */
+/** Kafka clients for one command; the client's own logs go to stderr (stdout stays parseable). */
 export async function withKafka<T>(
   config: Config,
-  fn: (kafka: Kafka, admin: Admin, log: Logger) => Promise<T>,
+  fn: (kafka: KafkaClient, admin: KafkaAdmin, log: Logger) => Promise<T>,
 ): Promise<T> {
   const log = pino({ name: 'orderflow-cli', level: 'error' }, pino.destination(2));
   const kafka = createKafka(config, { logger: log });

@@ -76,6 +76,13 @@ function kafkaSecurityIssues(c: Config): string[] {
   return issues;
 }
 
+/** The OTLP transports the tracing exporter has: HTTP with protobuf (the spec's default) or JSON bodies. */
+export const OTLP_PROTOCOLS = ['http/protobuf', 'http/json'] as const;
+const otlpProtocol = z.enum(
+  OTLP_PROTOCOLS,
+  'http/protobuf (the default) or http/json; grpc is not built in',
+);
+
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -221,11 +228,10 @@ const envSchema = z.object({
   OTEL_EXPORTER_OTLP_ENDPOINT: z.url().optional(),
   /** Full URL of the traces endpoint (wins over OTEL_EXPORTER_OTLP_ENDPOINT). */
   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: z.url().optional(),
-  /** The OTLP exporter installed sends JSON over HTTP; other protocols are refused, not ignored. */
-  OTEL_EXPORTER_OTLP_PROTOCOL: z.literal('http/json', 'only http/json is supported').optional(),
-  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: z
-    .literal('http/json', 'only http/json is supported')
-    .optional(),
+  /** OTLP over HTTP: protobuf (the spec's default) or JSON; grpc is not built in and refused, not ignored. */
+  OTEL_EXPORTER_OTLP_PROTOCOL: otlpProtocol.optional(),
+  /** Wins over OTEL_EXPORTER_OTLP_PROTOCOL for traces. */
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: otlpProtocol.optional(),
   /** Defaults per process: orderflow-api, orderflow-relay, orderflow-worker-orders, ... */
   OTEL_SERVICE_NAME: z.string().min(1).optional(),
   // Timeouts and Kafka security: one statement's limit on the services' database connections,

@@ -1,16 +1,19 @@
 /**
  * The Kafka client of orderflow's processes, built from configuration: the
  * client itself (its logs routed to pino), the idempotent producer of order
- * events, and the start-up check that the topic exists.
+ * events, the start-up check that the topic exists, and the classification of
+ * the client's errors. The only module of src/ that imports kafkajs: the rest
+ * uses the types of ./kafka-types.ts, which the kafkajs objects implement
+ * (consumers behind a thin adapter for their events), so kafkajs' behaviour is
+ * kept as it is and the client can be swapped here.
  */
 import {
   Kafka,
   Partitioners,
   logLevel,
-  type Admin,
+  type Consumer,
   type KafkaConfig,
   type LogEntry,
-  type Producer,
   type ProducerConfig,
   type SASLOptions,
 } from 'kafkajs';
@@ -18,6 +21,15 @@ import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config/env.ts';
 import type { Logger } from '../shared/logger.ts';
+import type {
+  ConsumerSettings,
+  EventConsumer,
+  EventProducer,
+  KafkaAdmin,
+  KafkaClient,
+  KafkaClientSettings,
+  ProducerSettings,
+} from './kafka-types.ts';
 
 const PINO_LEVEL = {
   [logLevel.NOTHING]: 'silent',
@@ -99,23 +111,63 @@ export function filterKafkaJsTimeoutWarning(): void {
   });
 }
 
+/** A kafkajs consumer as an EventConsumer: its crash and group-join events as listeners, the rest passed through. */
+function eventConsumer(consumer: Consumer): EventConsumer {
+  return {
+    connect: () => consumer.connect(),
+    disconnect: () => consumer.disconnect(),
+    subscribe: (subscription) => consumer.subscribe(subscription),
+    run: (settings) => consumer.run(settings),
+    describeGroup: () => consumer.describeGroup(),
+    onCrash(listener) {
+      consumer.on(consumer.events.CRASH, ({ payload: { error, restart } }) =>
+        listener({ error, restart }),
+      );
+    },
+    onGroupJoin(listener) {
+      consumer.on(consumer.events.GROUP_JOIN, ({ payload: { memberId, memberAssignment } }) =>
+        listener({ memberId, memberAssignment }),
+      );
+    },
+  };
+}
+
+/** orderflow's client over a kafkajs client; kafkajs' admin is a KafkaAdmin as it is. */
+class KafkaJsClient implements KafkaClient {
+  constructor(readonly kafkajs: Kafka) {}
+  consumer(settings: ConsumerSettings): EventConsumer {
+    return eventConsumer(this.kafkajs.consumer(settings));
+  }
+  admin(): KafkaAdmin {
+    return this.kafkajs.admin();
+  }
+}
+
 /**
- * A kafkajs client for `KAFKA_BROKERS`, authenticated and encrypted as
+ * A Kafka client for `KAFKA_BROKERS`, authenticated and encrypted as
  * configured (kafkaSecurity); warnings and errors only, to `logger` when given.
  */
 export function createKafka(
   config: Pick<Config, 'KAFKA_BROKERS' | 'KAFKA_CLIENT_ID'> & KafkaSecuritySettings,
-  { logger, ...overrides }: { logger?: Logger } & Partial<KafkaConfig> = {},
-): Kafka {
+  { logger, ...overrides }: { logger?: Logger } & KafkaClientSettings = {},
+): KafkaClient {
   filterKafkaJsTimeoutWarning();
-  return new Kafka({
-    clientId: config.KAFKA_CLIENT_ID,
-    brokers: config.KAFKA_BROKERS,
-    logLevel: logLevel.WARN,
-    ...kafkaSecurity(config),
-    ...(logger ? { logCreator: pinoLogCreator(logger) } : {}),
-    ...overrides,
-  });
+  return new KafkaJsClient(
+    new Kafka({
+      clientId: config.KAFKA_CLIENT_ID,
+      brokers: config.KAFKA_BROKERS,
+      logLevel: logLevel.WARN,
+      ...kafkaSecurity(config),
+      ...(logger ? { logCreator: pinoLogCreator(logger) } : {}),
+      ...overrides,
+    }),
+  );
+}
+
+/** The kafkajs client behind `kafka` (made by createKafka). */
+function kafkajsOf(kafka: KafkaClient): Kafka {
+  if (!(kafka instanceof KafkaJsClient)) throw new TypeError('not a client made by createKafka');
+  return kafka.kafkajs;
 }
 
 /**
@@ -125,10 +177,10 @@ export function createKafka(
  * any language's producer.
  */
 export function createOrderEventsProducer(
-  kafka: Kafka,
-  overrides: Partial<ProducerConfig> = {},
-): Producer {
-  return kafka.producer({
+  kafka: KafkaClient,
+  overrides: ProducerSettings = {},
+): EventProducer {
+  return kafkajsOf(kafka).producer({
     idempotent: true,
     maxInFlightRequests: 1,
     createPartitioner: Partitioners.DefaultPartitioner,
@@ -138,7 +190,7 @@ export function createOrderEventsProducer(
     // attempt and Temporal's retry policy takes over; kafkajs logs a warning about it once.
     retry: { retries: 5, maxRetryTime: 5_000 },
     ...overrides,
-  });
+  } satisfies ProducerConfig);
 }
 
 /** An error, its causes and aggregated errors (kafkajs wraps the broker's error in retry and aggregate errors). */
@@ -165,9 +217,13 @@ export function kafkaErrorTypes(error: unknown): string[] {
   return errorChain(error).flatMap((e) => (typeof e.type === 'string' ? [e.type] : []));
 }
 
-/** True for kafkajs' own errors (connection, protocol, timeouts, retries exhausted). */
-export const isKafkaJsError = (error: unknown): error is Error =>
+/** True for the Kafka client's own errors (connection, protocol, timeouts, retries exhausted): kafkajs' KafkaJS*. */
+export const isKafkaClientError = (error: unknown): error is Error =>
   error instanceof Error && error.name.startsWith('KafkaJS');
+
+/** True when the broker answered that the topic (or partition) does not exist. */
+export const isUnknownTopicError = (error: unknown): boolean =>
+  kafkaErrorTypes(error).includes('UNKNOWN_TOPIC_OR_PARTITION');
 
 /** kafkajs errors that say a broker could not be reached or answered in time, not that the request was wrong. */
 const TRANSIENT_KAFKAJS_ERRORS: ReadonlySet<string> = new Set([
@@ -222,7 +278,7 @@ export interface EnsureTopicOptions {
  * `retryForMs` (60 s); other errors are thrown at once.
  */
 export async function ensureTopic(
-  admin: Admin,
+  admin: KafkaAdmin,
   topic: string,
   numPartitions: number,
   // The event log is what projections are rebuilt from, and records carry the order's
@@ -245,7 +301,7 @@ export async function ensureTopic(
 }
 
 async function createOrDescribeTopic(
-  admin: Admin,
+  admin: KafkaAdmin,
   topic: string,
   numPartitions: number,
   configEntries: { name: string; value: string }[],

@@ -23,7 +23,8 @@ import {
   type Tracer,
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { OTLPTraceExporter as OTLPJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { OTLPTraceExporter as OTLPProtobufTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { Resource, envDetectorSync } from '@opentelemetry/resources';
 import {
   BatchSpanProcessor,
@@ -33,7 +34,7 @@ import {
 } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
-import type { Config } from '../config/env.ts';
+import type { Config, OTLP_PROTOCOLS } from '../config/env.ts';
 
 type TracingConfig = Pick<
   Config,
@@ -41,8 +42,12 @@ type TracingConfig = Pick<
   | 'OTEL_TRACES_EXPORTER'
   | 'OTEL_EXPORTER_OTLP_ENDPOINT'
   | 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'
+  | 'OTEL_EXPORTER_OTLP_PROTOCOL'
+  | 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL'
   | 'OTEL_SERVICE_NAME'
 >;
+
+export type OtlpProtocol = (typeof OTLP_PROTOCOLS)[number];
 
 /** Where spans go when tracing is on (the OTLP/HTTP default when only OTEL_TRACES_EXPORTER=otlp is set). */
 export function otlpTracesUrl(config: TracingConfig): string | undefined {
@@ -51,6 +56,19 @@ export function otlpTracesUrl(config: TracingConfig): string | undefined {
   if (config.OTEL_EXPORTER_OTLP_ENDPOINT)
     return `${config.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, '')}/v1/traces`;
   return config.OTEL_TRACES_EXPORTER === 'otlp' ? 'http://localhost:4318/v1/traces' : undefined;
+}
+
+/** How spans are sent: the traces variable, else the general one, else the OTLP spec's default (http/protobuf). */
+export const otlpTracesProtocol = (config: TracingConfig): OtlpProtocol =>
+  config.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ??
+  config.OTEL_EXPORTER_OTLP_PROTOCOL ??
+  'http/protobuf';
+
+/** The OTLP/HTTP exporter of `protocol` (both read OTEL_EXPORTER_OTLP_HEADERS and the timeouts themselves). */
+function otlpExporter(protocol: OtlpProtocol, url: string): SpanExporter {
+  return protocol === 'http/json'
+    ? new OTLPJsonTraceExporter({ url })
+    : new OTLPProtobufTraceExporter({ url });
 }
 
 /** The process's tracing: on or off, and what the Temporal worker plugin needs. */
@@ -84,15 +102,16 @@ export function startTracing(
   if (active) return active;
   const serviceName = config.OTEL_SERVICE_NAME ?? defaultServiceName;
   const url = opts.exporter ? undefined : otlpTracesUrl(config);
-  if (!opts.exporter && !url) return { enabled: false, serviceName, shutdown: async () => {} };
+  const exporter = opts.exporter ?? (url && otlpExporter(otlpTracesProtocol(config), url));
+  if (!exporter) return { enabled: false, serviceName, shutdown: async () => {} };
 
   const resource = Resource.default()
     .merge(envDetectorSync.detect())
     .merge(new Resource({ [ATTR_SERVICE_NAME]: serviceName }));
   // Tests export synchronously (spans are there when the effect is); OTLP batches (OTEL_BSP_* apply).
   const spanProcessor = opts.exporter
-    ? new SimpleSpanProcessor(opts.exporter)
-    : new BatchSpanProcessor(new OTLPTraceExporter({ url }));
+    ? new SimpleSpanProcessor(exporter)
+    : new BatchSpanProcessor(exporter);
   const provider = new NodeTracerProvider({ resource, spanProcessors: [spanProcessor] });
   // Registers the provider, the W3C trace-context propagator and the AsyncLocalStorage context
   // manager. Not the baggage propagator: orderflow carries no baggage, and @opentelemetry/core

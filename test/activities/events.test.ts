@@ -10,7 +10,6 @@ import {
   Kafka as CloudEventsKafka,
   type KafkaMessage as CloudEventsKafkaMessage,
 } from 'cloudevents';
-import type { Consumer, IHeaders, Kafka, KafkaMessage } from 'kafkajs';
 import { Partitioners } from 'kafkajs';
 import { randomUUID } from 'node:crypto';
 import net from 'node:net';
@@ -24,6 +23,12 @@ import {
 import { loadConfig } from '../../src/config/env.ts';
 import { createDb } from '../../src/db/client.ts';
 import { createKafka, createOrderEventsProducer, ensureTopic } from '../../src/events/kafka.ts';
+import type {
+  EventConsumer,
+  KafkaClient,
+  KafkaHeaders,
+  KafkaRecord,
+} from '../../src/events/kafka-types.ts';
 import {
   CLOUDEVENT_SOURCE,
   CLOUDEVENT_TYPE_ORDER_PLACED,
@@ -102,7 +107,7 @@ function partitionOf(key: string, partitions: number): number {
 
 interface Received {
   partition: number;
-  message: KafkaMessage;
+  message: KafkaRecord;
 }
 
 /** Reads `count` records keyed `key` from the start of `topic` with a fresh consumer group; bounded by `timeoutMs`. */
@@ -112,11 +117,11 @@ async function readRecords(
   count: number,
   timeoutMs = 30_000,
 ): Promise<Received[]> {
-  const consumer: Consumer = await connected(
+  const consumer: EventConsumer = await connected(
     kafka.consumer({ groupId: `events-test-${randomUUID()}` }),
   );
   try {
-    await consumer.subscribe({ topic, fromBeginning: true });
+    await consumer.subscribe({ topics: [topic], fromBeginning: true });
     return await new Promise<Received[]>((resolve, reject) => {
       const received: Received[] = [];
       const timer = setTimeout(
@@ -180,7 +185,7 @@ async function startCuttableProxy() {
   };
 }
 
-const headerText = (headers: IHeaders | undefined): Record<string, string> =>
+const headerText = (headers: KafkaHeaders | undefined): Record<string, string> =>
   Object.fromEntries(Object.entries(headers ?? {}).map(([k, v]) => [k, String(v)]));
 
 /** The ApplicationFailure an activity raised, as Temporal would see it. */
@@ -336,7 +341,7 @@ describe('publishOrderPlaced', () => {
     const order = await createOrder();
     // Every connection of this client goes through a proxy; closing it is the broker going away.
     const proxy = await startCuttableProxy();
-    const viaProxy: Kafka = createKafka(config, {
+    const viaProxy: KafkaClient = createKafka(config, {
       logger,
       clientId: 'events-test-cut',
       requestTimeout: 3_000,

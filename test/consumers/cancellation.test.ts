@@ -5,7 +5,7 @@
  * order.placed reserve nothing. Analytics counts placements and ignores
  * cancels.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { orderCancelledCloudEvent, toKafkaMessage } from '../../src/activities/events.ts';
 import { analyticsProjection } from '../../src/consumers/projections/analytics.ts';
 import { inventoryProjection } from '../../src/consumers/projections/inventory.ts';
@@ -13,8 +13,7 @@ import type { OrderPlacedData } from '../../src/shared/events.ts';
 import {
   analyticsRows,
   caughtUp,
-  closeClients,
-  connectClients,
+  consumeAll,
   db,
   freshTopic,
   orderPlaced,
@@ -26,11 +25,11 @@ import {
   startRunner,
   uniqueCurrency,
   uniqueGroupId,
+  useConsumerClients,
   waitFor,
 } from './support.ts';
 
-beforeAll(connectClients);
-afterAll(closeClients);
+useConsumerClients();
 
 const cancelRecordOf = (data: OrderPlacedData) =>
   toKafkaMessage(
@@ -66,13 +65,12 @@ describe.each(['per-event', 'per-batch'] as const)('with a transaction %s', (tra
       recordOf(cancelled),
     ]);
 
-    const runner = await startRunner({
+    const runner = await consumeAll({
       groupId,
       topic,
       projection: inventoryProjection,
       transaction,
     });
-    await waitFor('all records committed', () => caughtUp(groupId, topic));
 
     // A SKU with nothing reserved any more has no row.
     expect(await reservations([sku, other])).toEqual([
@@ -89,8 +87,7 @@ describe.each(['per-event', 'per-batch'] as const)('with a transaction %s', (tra
     // The cancel first, the placed event later: one key per partition prevents it, a replay must not care.
     await produce(topic, [cancelRecordOf(cancelled), recordOf(kept), recordOf(cancelled)]);
 
-    await startRunner({ groupId, topic, projection: inventoryProjection, transaction });
-    await waitFor('all records committed', () => caughtUp(groupId, topic));
+    await consumeAll({ groupId, topic, projection: inventoryProjection, transaction });
 
     // A cancel of an order never reserved subtracts nothing; its placed event then adds nothing.
     expect(await reservations([sku, other])).toEqual([
@@ -135,8 +132,7 @@ it('analytics counts placements and acknowledges cancels as ignored', async () =
   const order = orderPlaced({ currency, day, totalCents: 900 });
   await produce(topic, [recordOf(order), cancelRecordOf(order)]);
 
-  const runner = await startRunner({ groupId, topic, projection: analyticsProjection });
-  await waitFor('all records committed', () => caughtUp(groupId, topic));
+  const runner = await consumeAll({ groupId, topic, projection: analyticsProjection });
 
   expect(await analyticsRows([currency])).toEqual([
     { day, currency, orderCount: 1, revenueCents: 900n },

@@ -3,9 +3,8 @@
  * dead-letter topic with the error and their origin, the group moves on, and
  * after a fix a replay applies them to the group that failed them, once.
  */
-import type { KafkaMessage } from 'kafkajs';
 import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { analyticsProjection } from '../../src/consumers/projections/analytics.ts';
 import {
   listDeadLetters,
@@ -15,13 +14,13 @@ import {
 import { deadLetterTopicOf } from '../../src/consumers/runtime/dead-letters.ts';
 import { headerStrings } from '../../src/consumers/runtime/order-placed-decoder.ts';
 import type { Projection } from '../../src/consumers/projections/projection.ts';
+import type { KafkaRecord } from '../../src/events/kafka-types.ts';
 import { orderPlacedEventId } from '../../src/shared/events.ts';
 import {
   admin,
   analyticsRows,
   caughtUp,
-  closeClients,
-  connectClients,
+  consumeAll,
   db,
   freshTopic,
   kafka,
@@ -33,21 +32,21 @@ import {
   startRunner,
   uniqueCurrency,
   uniqueGroupId,
+  useConsumerClients,
   waitFor,
 } from './support.ts';
 
-beforeAll(connectClients);
-afterAll(closeClients);
+useConsumerClients();
 
 const log = pino({ level: 'silent' });
 
 /** Every record of `topic` from the start, read with a throwaway group. */
-async function readAll(topic: string, count: number): Promise<KafkaMessage[]> {
+async function readAll(topic: string, count: number): Promise<KafkaRecord[]> {
   const consumer = kafka.consumer({ groupId: uniqueGroupId('reader'), maxWaitTimeInMs: 500 });
   await consumer.connect();
   try {
     await consumer.subscribe({ topics: [topic], fromBeginning: true });
-    const messages: KafkaMessage[] = [];
+    const messages: KafkaRecord[] = [];
     await consumer.run({
       eachMessage: async ({ message }) => {
         messages.push(message);
@@ -75,13 +74,12 @@ describe.each(['per-event', 'per-batch'] as const)('with a transaction %s', (tra
     delete noId.headers!.ce_id;
     await produce(topic, [recordOf(before), badData, notJson, noId, recordOf(after)]);
 
-    const runner = await startRunner({
+    const runner = await consumeAll({
       groupId,
       topic,
       projection: analyticsProjection,
       transaction,
     });
-    await waitFor('all records committed', () => caughtUp(groupId, topic));
 
     expect(await analyticsRows([currency])).toEqual([
       { day, currency, orderCount: 2, revenueCents: 300n },
@@ -127,8 +125,7 @@ it('dead-letters an event whose effect keeps failing after bounded retries, and 
   };
   await produce(topic, [recordOf(failing), recordOf(fine)]);
 
-  const runner = await startRunner({ groupId, topic, projection: flaky, maxAttempts: 3 });
-  await waitFor('all records committed', () => caughtUp(groupId, topic));
+  const runner = await consumeAll({ groupId, topic, projection: flaky, maxAttempts: 3 });
 
   expect(attempts).toBe(3);
   expect(await outcomes(runner.metrics, 'dead_lettered')).toBe(1);
@@ -211,8 +208,7 @@ it('lists dead letters and replays them to the group that failed them, once, aft
     topic,
     orders.map((o) => recordOf(o)),
   );
-  const runner = await startRunner({ groupId, topic, projection: buggy, maxAttempts: 1 });
-  await waitFor('all records committed', () => caughtUp(groupId, topic));
+  const runner = await consumeAll({ groupId, topic, projection: buggy, maxAttempts: 1 });
   await runner.stop();
   expect(await analyticsRows([currency])).toEqual([
     { day, currency, orderCount: 2, revenueCents: 1200n },
@@ -266,8 +262,7 @@ it('dead-letters anew a dead letter that fails again on replay, and a second rep
   const groupId = uniqueGroupId('analytics');
   const bad = { ...recordOf(orderPlaced()), value: 'not json' };
   await produce(topic, [bad]);
-  const runner = await startRunner({ groupId, topic, projection: analyticsProjection });
-  await waitFor('all records committed', () => caughtUp(groupId, topic));
+  const runner = await consumeAll({ groupId, topic, projection: analyticsProjection });
   await runner.stop();
 
   const replay = () =>

@@ -4,14 +4,13 @@
  * worked on in order while partitions run concurrently.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { analyticsProjection } from '../../src/consumers/projections/analytics.ts';
 import { inventoryProjection } from '../../src/consumers/projections/inventory.ts';
 import {
   analyticsRows,
   caughtUp,
-  closeClients,
-  connectClients,
+  consumeAll,
   db,
   freshTopic,
   orderPlaced,
@@ -25,11 +24,11 @@ import {
   startRunner,
   uniqueCurrency,
   uniqueGroupId,
+  useConsumerClients,
   waitFor,
 } from './support.ts';
 
-beforeAll(connectClients);
-afterAll(closeClients);
+useConsumerClients();
 
 /** Expected analytics rows of `orders`, as analyticsRows returns them. */
 function expectedDaily(orders: ReturnType<typeof orderPlaced>[]) {
@@ -151,8 +150,7 @@ it('keeps the order of one key’s events while partitions are worked on concurr
   }
   await produce(topic, records);
 
-  await startRunner({ groupId, topic, projection });
-  await waitFor('all records committed', () => caughtUp(groupId, topic));
+  await consumeAll({ groupId, topic, projection });
 
   for (const o of orders) {
     const seen = applied.filter((a) => a.orderId === o.orderId).map((a) => a.id);

@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { analyticsProjection } from '../../src/consumers/projections/analytics.ts';
 import { inventoryProjection } from '../../src/consumers/projections/inventory.ts';
 import { orderPlacedEventId } from '../../src/shared/events.ts';
@@ -14,8 +14,7 @@ import {
   admin,
   analyticsRows,
   caughtUp,
-  closeClients,
-  connectClients,
+  consumeAll,
   db,
   freshTopic,
   orderPlaced,
@@ -28,11 +27,11 @@ import {
   startRunner,
   uniqueCurrency,
   uniqueGroupId,
+  useConsumerClients,
   waitFor,
 } from './support.ts';
 
-beforeAll(connectClients);
-afterAll(closeClients);
+useConsumerClients();
 
 describe.each(['per-event', 'per-batch'] as const)('with a transaction %s', (transaction) => {
   it('applies an event produced twice once and acknowledges the second as a duplicate', async () => {
@@ -44,13 +43,12 @@ describe.each(['per-event', 'per-batch'] as const)('with a transaction %s', (tra
     const other = orderPlaced({ currency, day, totalCents: 500 });
     await produce(topic, [recordOf(twice), recordOf(other), recordOf(twice)]);
 
-    const runner = await startRunner({
+    const runner = await consumeAll({
       groupId,
       topic,
       projection: analyticsProjection,
       transaction,
     });
-    await waitFor('all records committed', () => caughtUp(groupId, topic));
 
     expect(await analyticsRows([currency])).toEqual([
       { day, currency, orderCount: 2, revenueCents: 1500n },
@@ -73,8 +71,7 @@ it('reserves stock once per order however often its event is delivered', async (
   });
   await produce(topic, [recordOf(order), recordOf(order), recordOf(order)]);
 
-  await startRunner({ groupId, topic, projection: inventoryProjection, transaction: 'per-batch' });
-  await waitFor('all records committed', () => caughtUp(groupId, topic));
+  await consumeAll({ groupId, topic, projection: inventoryProjection, transaction: 'per-batch' });
 
   expect(await reservations([sku])).toEqual([{ sku, reservedQuantity: 5n, orderCount: 1 }]);
 });

@@ -2,7 +2,7 @@
  * Consumer lag on /metrics: high watermark minus committed offset per group
  * and partition, from the real broker.
  */
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { analyticsProjection } from '../../src/consumers/projections/analytics.ts';
 import {
   createConsumerMetrics,
@@ -13,8 +13,6 @@ import {
 import {
   admin,
   caughtUp,
-  closeClients,
-  connectClients,
   freshTopic,
   logger,
   orderPlaced,
@@ -22,11 +20,11 @@ import {
   recordOf,
   startRunner,
   uniqueGroupId,
+  useConsumerClients,
   waitFor,
 } from './support.ts';
 
-beforeAll(connectClients);
-afterAll(closeClients);
+useConsumerClients();
 
 /** The lag samples of a Prometheus text exposition, by partition. */
 function lagSamples(text: string, groupId: string, topic: string): Map<string, number> {

@@ -3,15 +3,13 @@
  * group's offsets; from the earliest offset the projection is rebuilt to
  * exactly what was built incrementally.
  */
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { analyticsProjection } from '../../src/consumers/projections/analytics.ts';
 import { GroupOperationError, resetGroup } from '../../src/consumers/runtime/group-admin.ts';
 import {
   admin,
   analyticsRows,
   caughtUp,
-  closeClients,
-  connectClients,
   db,
   freshTopic,
   orderPlaced,
@@ -23,11 +21,11 @@ import {
   startRunner,
   uniqueCurrency,
   uniqueGroupId,
+  useConsumerClients,
   waitFor,
 } from './support.ts';
 
-beforeAll(connectClients);
-afterAll(closeClients);
+useConsumerClients();
 
 const projection = analyticsProjection;
 

@@ -7,7 +7,7 @@ import type { Message } from 'kafkajs';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
-import { inject } from 'vitest';
+import { afterAll, beforeAll, inject } from 'vitest';
 import { orderPlacedCloudEvent, toKafkaMessage } from '../../src/activities/events.ts';
 import { loadConfig } from '../../src/config/env.ts';
 import { deadLetterTopicOf } from '../../src/consumers/runtime/dead-letters.ts';
@@ -46,6 +46,12 @@ export async function connectClients(): Promise<void> {
 export async function closeClients(): Promise<void> {
   await Promise.allSettled([...running].map((r) => r.stop()));
   await Promise.allSettled([admin.disconnect(), producer.disconnect(), db.$disconnect()]);
+}
+
+/** The shared clients for a test file: connected before its tests, closed (runners stopped) after. */
+export function useConsumerClients(): void {
+  beforeAll(connectClients);
+  afterAll(closeClients);
 }
 
 /**
@@ -155,6 +161,16 @@ export async function startRunner(
   };
   await runner.start();
   return { ...runner, consumer: runner.consumer, crashed: runner.crashed, stop, metrics };
+}
+
+/** A started runner (startRunner) once its group has committed every record on its topic. */
+export async function consumeAll(
+  opts: TestRunnerOptions,
+  timeoutMs?: number,
+): Promise<Awaited<ReturnType<typeof startRunner>>> {
+  const runner = await startRunner(opts);
+  await waitFor('all records committed', () => caughtUp(opts.groupId, opts.topic), timeoutMs);
+  return runner;
 }
 
 /** How many events a runner's metrics counted with `outcome`. */

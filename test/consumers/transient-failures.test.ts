@@ -16,7 +16,7 @@ import {
 } from 'kafkajs';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { analyticsProjection } from '../../src/consumers/projections/analytics.ts';
 import { deadLetterTopicOf } from '../../src/consumers/runtime/dead-letters.ts';
 import { isTransientFailure } from '../../src/consumers/runtime/runner.ts';
@@ -27,8 +27,6 @@ import {
   admin,
   analyticsRows,
   caughtUp,
-  closeClients,
-  connectClients,
   db,
   freshTopic,
   orderPlaced,
@@ -40,12 +38,12 @@ import {
   startRunner,
   uniqueCurrency,
   uniqueGroupId,
+  useConsumerClients,
   waitFor,
 } from './support.ts';
 import { rejectionOf } from '../support/rejection.ts';
 
-beforeAll(connectClients);
-afterAll(closeClients);
+useConsumerClients();
 
 /** Turns every session of the stack's PostgreSQL read-only (or back) and waits until the pool sees it. */
 async function setReadOnly(on: boolean): Promise<void> {
@@ -148,7 +146,7 @@ it('waits while the broker cannot take the dead letter (its topic has no leader 
     },
   });
   const crashes: unknown[] = [];
-  runner.consumer.on(runner.consumer.events.CRASH, ({ payload }) => crashes.push(payload.error));
+  runner.consumer.onCrash(({ error }) => crashes.push(error));
 
   // Each refused send takes the producer's own bounded retries first.
   const refusedUntil = Date.now() + 60_000;

@@ -9,7 +9,6 @@
  * work through it; the password never reaches a log; bad settings stop the
  * process with a message naming the variable.
  */
-import type { Kafka } from 'kafkajs';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -23,6 +22,7 @@ import {
   ensureTopic,
   kafkaSecurity,
 } from '../../src/events/kafka.ts';
+import type { KafkaClient } from '../../src/events/kafka-types.ts';
 import { ORDERS_PLACED_TOPIC } from '../../src/shared/events.ts';
 import { REDACTED, configForLog, createLogger } from '../../src/shared/logger.ts';
 import { cli } from '../cli/run-cli.ts';
@@ -65,7 +65,7 @@ function capturedLogger() {
   };
 }
 
-async function roundTrip(kafka: Kafka): Promise<string[]> {
+async function roundTrip(kafka: KafkaClient): Promise<string[]> {
   const topic = `security-test-${randomUUID()}`;
   const admin = kafka.admin();
   await admin.connect();

@@ -3,6 +3,7 @@
  * them) against the suite's stack, with their JSON log lines captured from
  * stdout, for the observability tests.
  */
+import otlpProto from '@opentelemetry/otlp-transformer/build/src/generated/root.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import http from 'node:http';
@@ -185,32 +186,66 @@ export interface ExportedSpan {
   service: string;
   name: string;
   traceId: string;
+  /** How the span was sent: the OTLP/HTTP encoding of its request. */
+  protocol: 'http/protobuf' | 'http/json';
 }
 
-/** An OTLP/HTTP (JSON) traces receiver that keeps every span it is sent. */
+/** An OTLP traces request, decoded: as JSON, or from protobuf with the same field names. */
+interface TracesRequest {
+  resourceSpans?: {
+    resource?: { attributes?: { key: string; value?: { stringValue?: string | null } | null }[] };
+    scopeSpans?: { spans?: { name: string; traceId: string | Uint8Array }[] }[];
+  }[];
+}
+
+/** The protobuf message of an OTLP traces request, from the code generated in @opentelemetry/otlp-transformer. */
+const ExportTraceServiceRequest = (
+  otlpProto as unknown as {
+    opentelemetry: {
+      proto: {
+        collector: {
+          trace: { v1: { ExportTraceServiceRequest: { decode(body: Uint8Array): TracesRequest } } };
+        };
+      };
+    };
+  }
+).opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest;
+
+/** The spans of one export request, with protobuf's byte ids as the hex JSON uses. */
+function exportedSpans(body: Buffer, protobuf: boolean): ExportedSpan[] {
+  const request = protobuf
+    ? ExportTraceServiceRequest.decode(body)
+    : (JSON.parse(body.toString('utf8')) as TracesRequest);
+  const protocol = protobuf ? 'http/protobuf' : 'http/json';
+  return (request.resourceSpans ?? []).flatMap((rs) => {
+    const service =
+      rs.resource?.attributes?.find((a) => a.key === 'service.name')?.value?.stringValue ?? '?';
+    return (rs.scopeSpans ?? []).flatMap((ss) =>
+      (ss.spans ?? []).map((s) => ({
+        service,
+        name: s.name,
+        traceId: typeof s.traceId === 'string' ? s.traceId : Buffer.from(s.traceId).toString('hex'),
+        protocol,
+      })),
+    );
+  });
+}
+
+/**
+ * An OTLP/HTTP traces receiver that keeps every span it is sent, protobuf
+ * (application/x-protobuf) or JSON, and answers each in the request's encoding.
+ */
 export async function startCollector() {
   const spans: ExportedSpan[] = [];
   const server = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
-      if (req.url === '/v1/traces') {
-        const doc = JSON.parse(body) as {
-          resourceSpans?: {
-            resource?: { attributes?: { key: string; value: { stringValue?: string } }[] };
-            scopeSpans?: { spans?: { name: string; traceId: string }[] }[];
-          }[];
-        };
-        for (const rs of doc.resourceSpans ?? []) {
-          const service =
-            rs.resource?.attributes?.find((a) => a.key === 'service.name')?.value.stringValue ??
-            '?';
-          for (const ss of rs.scopeSpans ?? [])
-            for (const s of ss.spans ?? [])
-              spans.push({ service, name: s.name, traceId: s.traceId });
-        }
-      }
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      const protobuf = req.headers['content-type'] === 'application/x-protobuf';
+      if (req.url === '/v1/traces') spans.push(...exportedSpans(Buffer.concat(chunks), protobuf));
+      // An empty ExportTraceServiceResponse: no body in protobuf, {} in JSON.
+      if (protobuf) res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+      else res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -1,8 +1,8 @@
 /**
  * Tracing across the real processes, as `npm start` runs them with
  * OTEL_EXPORTER_OTLP_ENDPOINT set: the API (mode relay), the relay process,
- * the four workers and the analytics consumer export over OTLP/HTTP to a
- * collector on loopback, and one order's spans arrive from every one of them
+ * the four workers and the analytics consumer export over OTLP/HTTP (protobuf,
+ * the default) to a collector on loopback, and one order's spans arrive from every one of them
  * in the trace of the caller's `traceparent`.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -113,5 +113,6 @@ describe('tracing across the real processes', () => {
       missing().map(([service, name]) => `${service}: ${name}`),
       `spans of trace ${traceId} received:\n${ofTrace.join('\n')}`,
     ).toEqual([]);
+    expect(new Set(collector.spans.map((s) => s.protocol))).toEqual(new Set(['http/protobuf']));
   }, 120_000);
 });

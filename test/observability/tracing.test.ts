@@ -14,10 +14,7 @@ import {
   SimpleSpanProcessor,
   type ReadableSpan,
 } from '@opentelemetry/sdk-trace-base';
-import type { KafkaMessage } from 'kafkajs';
 import { randomBytes } from 'node:crypto';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../scripts/lib/process.ts';
@@ -25,8 +22,10 @@ import { loadConfig } from '../../src/config/env.ts';
 import { consumerGroups } from '../../src/consumers/runtime/groups.ts';
 import type { OrderPlacedEvent } from '../../src/consumers/runtime/order-placed-decoder.ts';
 import { inProcessSpans } from '../../src/consumers/runtime/tracing.ts';
+import type { KafkaRecord } from '../../src/events/kafka-types.ts';
 import { temporalWorkerPlugins } from '../../src/observability/temporal-tracing.ts';
 import {
+  otlpTracesProtocol,
   otlpTracesUrl,
   startTracing,
   tracingEnabled,
@@ -37,7 +36,7 @@ import { orderWorkflowId } from '../../src/shared/task-queues.ts';
 import { postOrder, startApi, validOrder, type TestApi } from '../support/api.ts';
 import { startOrdersWorker } from '../support/orders-worker.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
-import { stackEnvOf, startAppProcess } from './processes.ts';
+import { stackEnvOf, startAppProcess, startCollector, type ExportedSpan } from './processes.ts';
 import {
   admin,
   closeClients,
@@ -79,7 +78,12 @@ async function waitFor<T>(
 async function startConsumer(): Promise<void> {
   if (runner) return;
   // Only this file's orders: older records of the shared topic stay unread.
-  await admin.resetOffsets({ groupId, topic: ORDERS_PLACED_TOPIC, earliest: false });
+  const ends = await admin.fetchTopicOffsets(ORDERS_PLACED_TOPIC);
+  await admin.setOffsets({
+    groupId,
+    topic: ORDERS_PLACED_TOPIC,
+    partitions: ends.map(({ partition, high }) => ({ partition, offset: high })),
+  });
   runner = await startRunner({
     groupId,
     projection: consumerGroups.analytics.projection,
@@ -316,10 +320,12 @@ describe('tracing on', () => {
     const items = traces.map((t, n) => ({
       message: {
         key: Buffer.from(`order-${n}`),
+        value: null,
+        timestamp: '0',
         offset: String(n),
-        // kafkajs hands headers over as Buffers.
+        // The client hands headers over as Buffers.
         headers: { traceparent: Buffer.from(t.header) },
-      } as unknown as KafkaMessage,
+      } satisfies KafkaRecord,
       record: {
         event: { id: `event-${n}` } as OrderPlacedEvent,
         topic: 'orders.placed',
@@ -383,44 +389,49 @@ describe('tracing on', () => {
 });
 
 describe('the API process with OTEL_EXPORTER_OTLP_ENDPOINT', () => {
-  it('exports its spans over OTLP/HTTP as orderflow-api, and flushes them when stopped', async () => {
-    const bodies: string[] = [];
-    const collector = http.createServer((req, res) => {
-      let body = '';
-      req.on('data', (chunk: Buffer) => (body += chunk.toString()));
-      req.on('end', () => {
-        bodies.push(`${req.method} ${req.url} ${body}`);
-        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+  const protocols: {
+    protocol: ExportedSpan['protocol'];
+    env: Record<string, string>;
+    as: string;
+  }[] = [
+    { protocol: 'http/protobuf', env: {}, as: 'protobuf, the OTLP default' },
+    { protocol: 'http/json', env: { OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }, as: 'JSON' },
+  ];
+  it.each(protocols)(
+    'exports its spans over OTLP/HTTP as orderflow-api in $as, and flushes them when stopped',
+    async ({ protocol, env }) => {
+      const collector = await startCollector();
+      const port = await freePort();
+      const api = startAppProcess('api', 'src/api/server.ts', {
+        ...stackEnvOf(stack),
+        PORT: String(port),
+        WORKFLOW_START_MODE: 'relay',
+        OTEL_EXPORTER_OTLP_ENDPOINT: collector.url,
+        ...env,
       });
-    });
-    await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve));
-    const port = await freePort();
-    const api = startAppProcess('api', 'src/api/server.ts', {
-      ...stackEnvOf(stack),
-      PORT: String(port),
-      WORKFLOW_START_MODE: 'relay',
-      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(collector.address() as AddressInfo).port}`,
-    });
-    try {
-      await api.waitForLine('api listening', (l) => l.msg === 'api listening', 60_000);
-      const caller = newTraceparent();
-      const res = await postOrder(`http://127.0.0.1:${port}`, validOrder(), {
-        traceparent: caller.header,
-      });
-      expect(res.status).toBe(201);
-      await api.stop();
-      expect((await api.exited).code, api.output().slice(-2000)).toBe(0);
-      const exported = bodies.filter((b) => b.startsWith('POST /v1/traces ')).join('\n');
-      expect(exported, `collector received:\n${bodies.join('\n').slice(0, 2000)}`).toContain(
-        caller.traceId,
-      );
-      expect(exported).toContain('"POST /orders"');
-      expect(exported).toContain('"orderflow-api"');
-    } finally {
-      await api.stop();
-      collector.close();
-    }
-  }, 90_000);
+      try {
+        await api.waitForLine('api listening', (l) => l.msg === 'api listening', 60_000);
+        const caller = newTraceparent();
+        const res = await postOrder(`http://127.0.0.1:${port}`, validOrder(), {
+          traceparent: caller.header,
+        });
+        expect(res.status).toBe(201);
+        await api.stop();
+        expect((await api.exited).code, api.output().slice(-2000)).toBe(0);
+        expect(collector.spans).toContainEqual({
+          service: 'orderflow-api',
+          name: 'POST /orders',
+          traceId: caller.traceId,
+          protocol,
+        });
+        expect(new Set(collector.spans.map((s) => s.protocol))).toEqual(new Set([protocol]));
+      } finally {
+        await api.stop();
+        await collector.close();
+      }
+    },
+    90_000,
+  );
 });
 
 describe('configuration', () => {
@@ -448,10 +459,27 @@ describe('configuration', () => {
     expect(urlOf({ OTEL_TRACES_EXPORTER: 'otlp' })).toBe('http://localhost:4318/v1/traces');
   });
 
+  it('sends http/protobuf unless told http/json, the traces variable winning over the general one', () => {
+    const protocolOf = (env: Record<string, string>) => otlpTracesProtocol(loadConfig(env));
+    expect(protocolOf({})).toBe('http/protobuf');
+    expect(protocolOf({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' })).toBe('http/json');
+    expect(protocolOf({ OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json' })).toBe('http/json');
+    expect(
+      protocolOf({
+        OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+        OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/protobuf',
+      }),
+    ).toBe('http/protobuf');
+  });
+
   it('refuses what it cannot do, naming the variable', () => {
-    expect(() => loadConfig({ OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' })).toThrow(
-      /OTEL_EXPORTER_OTLP_PROTOCOL: only http\/json/,
-    );
+    for (const variable of ['OTEL_EXPORTER_OTLP_PROTOCOL', 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL']) {
+      for (const value of ['grpc', 'http/xml', 'HTTP/JSON']) {
+        expect(() => loadConfig({ [variable]: value })).toThrow(
+          `${variable}: http/protobuf (the default) or http/json; grpc is not built in`,
+        );
+      }
+    }
     expect(() => loadConfig({ OTEL_TRACES_EXPORTER: 'zipkin' })).toThrow(/OTEL_TRACES_EXPORTER/);
     expect(() => loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'collector' })).toThrow(
       /OTEL_EXPORTER_OTLP_ENDPOINT/,

@@ -10,8 +10,13 @@
  * projections are sums, so the result is the same.
  */
 import { randomUUID } from 'node:crypto';
-import type { Admin, Kafka, KafkaMessage, Producer } from 'kafkajs';
 import type { Db } from '../../db/client.ts';
+import type {
+  EventProducer,
+  KafkaAdmin,
+  KafkaClient,
+  KafkaRecord,
+} from '../../events/kafka-types.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { projectionHandles, type Projection } from '../projections/projection.ts';
 import {
@@ -43,12 +48,12 @@ async function readToHighWatermarks({
   handle,
   onProgress,
 }: {
-  kafka: Kafka;
-  admin: Admin;
+  kafka: KafkaClient;
+  admin: KafkaAdmin;
   groupId: string;
   topic: string;
   commit: boolean;
-  handle: (partition: number, message: KafkaMessage) => Promise<void>;
+  handle: (partition: number, message: KafkaRecord) => Promise<void>;
   /** Called with the records read so far of those this read will read. */
   onProgress?: (done: number, total: number) => void;
 }): Promise<void> {
@@ -99,8 +104,8 @@ async function readToHighWatermarks({
         );
       };
       touch();
-      consumer.on(consumer.events.CRASH, ({ payload }) => {
-        if (!payload.restart) reject(payload.error);
+      consumer.onCrash(({ error, restart }) => {
+        if (!restart) reject(error);
       });
       consumer
         .run({
@@ -147,8 +152,8 @@ export async function listDeadLetters({
   topic,
   groupId,
 }: {
-  kafka: Kafka;
-  admin: Admin;
+  kafka: KafkaClient;
+  admin: KafkaAdmin;
   topic: string;
   groupId?: string;
 }): Promise<ListedDeadLetter[]> {
@@ -211,11 +216,11 @@ export async function replayDeadLetters({
   log,
   onProgress,
 }: {
-  kafka: Kafka;
-  admin: Admin;
+  kafka: KafkaClient;
+  admin: KafkaAdmin;
   db: Db;
   /** Connected; re-dead-letters records that fail again. */
-  producer: Producer;
+  producer: EventProducer;
   groupId: string;
   projection: Projection;
   topic: string;
@@ -225,7 +230,7 @@ export async function replayDeadLetters({
 }): Promise<ReplayResult> {
   const dlq = deadLetterTopicOf(topic);
   const result: ReplayResult = { groupId, replayed: 0, duplicates: 0, failed: 0, skipped: 0 };
-  const failAgain = async (message: KafkaMessage, letter: DeadLetter, error: string) => {
+  const failAgain = async (message: KafkaRecord, letter: DeadLetter, error: string) => {
     await producer.send({
       topic: dlq,
       acks: -1,

@@ -3,7 +3,7 @@
  * value, original headers), to `<topic>.dlq` with why and where from in
  * `x-*` headers, so the group can move on and an operator can replay it later.
  */
-import type { IHeaders, KafkaMessage, Message } from 'kafkajs';
+import type { KafkaHeaders, KafkaRecord, OutgoingRecord } from '../../events/kafka-types.ts';
 import { headerStrings } from './order-placed-decoder.ts';
 
 export const deadLetterTopicOf = (topic: string): string => `${topic}.dlq`;
@@ -35,16 +35,16 @@ const MAX_ERROR_LENGTH = 2_000;
 
 /** The dead letter of `message` (read at `origin` by `groupId`), failed with `error` after `attempts`. */
 export function deadLetterOf(
-  message: Pick<KafkaMessage, 'key' | 'value' | 'headers'>,
+  message: Pick<KafkaRecord, 'key' | 'value' | 'headers'>,
   {
     origin,
     groupId,
     error,
     attempts,
   }: { origin: Origin; groupId: string; error: string; attempts: number },
-): Message {
+): OutgoingRecord {
   // A replayed dead letter that fails again keeps only its original headers.
-  const original: IHeaders = Object.fromEntries(
+  const original: KafkaHeaders = Object.fromEntries(
     Object.entries(message.headers ?? {}).filter(([name]) => !X_HEADERS.has(name)),
   );
   return {
@@ -80,7 +80,7 @@ export interface DeadLetter {
 }
 
 /** Reads a dead letter's headers; origin fields a foreign producer left out are empty. */
-export function readDeadLetter(partition: number, message: KafkaMessage): DeadLetter {
+export function readDeadLetter(partition: number, message: KafkaRecord): DeadLetter {
   const h = headerStrings(message.headers);
   return {
     partition,

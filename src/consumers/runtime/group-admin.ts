@@ -2,8 +2,8 @@
  * Operating a consumer group from outside its processes: its state and lag,
  * and moving its offsets to rebuild its projection from the log.
  */
-import type { Admin } from 'kafkajs';
 import type { Db } from '../../db/client.ts';
+import type { KafkaAdmin } from '../../events/kafka-types.ts';
 import type { Projection } from '../projections/projection.ts';
 import { groupLag, type PartitionLag } from './metrics.ts';
 import { clearGroupState } from './processed-events.ts';
@@ -24,7 +24,7 @@ export interface GroupStatus {
 
 /** The group's state, members and lag on `topic`. */
 export async function groupStatus(
-  admin: Admin,
+  admin: KafkaAdmin,
   groupId: string,
   topic: string,
 ): Promise<GroupStatus> {
@@ -81,7 +81,7 @@ export async function resetGroup({
   to,
   force = false,
 }: {
-  admin: Admin;
+  admin: KafkaAdmin;
   db: Db;
   groupId: string;
   projection: Projection;

@@ -3,8 +3,8 @@
  * long transactions take, and the group's lag per partition (high watermark
  * minus committed offset, refreshed from the broker every few seconds).
  */
-import type { Admin } from 'kafkajs';
 import client from 'prom-client';
+import type { KafkaAdmin } from '../../events/kafka-types.ts';
 import type { Logger } from '../../shared/logger.ts';
 
 export type EventOutcome = 'processed' | 'duplicate' | 'dead_lettered' | 'ignored';
@@ -53,7 +53,7 @@ export interface PartitionLag {
 
 /** The group's lag on `topic`, per partition; without a committed offset, counted from the log start. */
 export async function groupLag(
-  admin: Admin,
+  admin: KafkaAdmin,
   groupId: string,
   topic: string,
 ): Promise<PartitionLag[]> {
@@ -83,7 +83,7 @@ export function startLagMonitor({
   metrics,
   log,
 }: {
-  admin: Admin;
+  admin: KafkaAdmin;
   groupId: string;
   topic: string;
   intervalMs: number;

@@ -11,7 +11,6 @@ import {
   type CloudEvent,
   type KafkaMessage as CloudEventsKafkaMessage,
 } from 'cloudevents';
-import type { IHeaders, KafkaMessage } from 'kafkajs';
 import { z } from 'zod';
 import {
   CLOUDEVENT_TYPE_ORDER_CANCELLED,
@@ -19,6 +18,7 @@ import {
   type OrderCancelledData,
   type OrderPlacedData,
 } from '../../shared/events.ts';
+import type { KafkaHeaders, KafkaRecord } from '../../events/kafka-types.ts';
 
 /** A record that will never be processed as it is (malformed, invalid); it is dead-lettered at once. */
 export class PoisonMessageError extends Error {
@@ -80,7 +80,7 @@ export type DecodedRecord =
   | { kind: 'other'; id: string; type: string };
 
 /** Kafka header values (Buffers, repeated headers) as the strings the CloudEvents binding expects. */
-export function headerStrings(headers: IHeaders | undefined): Record<string, string> {
+export function headerStrings(headers: KafkaHeaders | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers ?? {})) {
     const first = Array.isArray(value) ? value[0] : value;
@@ -109,7 +109,7 @@ const reason = (err: unknown): string =>
 
 /** Decodes and validates one record; throws PoisonMessageError saying what is wrong. */
 export function decodeOrderPlaced(
-  message: Pick<KafkaMessage, 'headers' | 'key' | 'value'>,
+  message: Pick<KafkaRecord, 'headers' | 'key' | 'value'>,
 ): DecodedRecord {
   const headers = headerStrings(message.headers);
   if (!message.value?.length) throw new PoisonMessageError('record has no value');

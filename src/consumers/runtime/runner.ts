@@ -8,17 +8,17 @@
  * unavailable, read-only, failing over) are waited out instead.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type {
-  ConsumerConfig,
-  Consumer,
-  EachBatchPayload,
-  Kafka,
-  KafkaMessage,
-  Producer,
-} from 'kafkajs';
 import type { Db } from '../../db/client.ts';
 import { isTransientDatabaseError } from '../../db/errors.ts';
 import { isTransientKafkaError } from '../../events/kafka.ts';
+import type {
+  ConsumerSettings,
+  EventConsumer,
+  EventProducer,
+  KafkaClient,
+  KafkaRecord,
+  RecordBatch,
+} from '../../events/kafka-types.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { projectionHandles, type Projection } from '../projections/projection.ts';
 import { deadLetterOf, deadLetterTopicOf, type Origin } from './dead-letters.ts';
@@ -30,36 +30,36 @@ import { inProcessSpans, type ConsumedRecord } from './tracing.ts';
 export type TransactionMode = 'per-batch' | 'per-event';
 
 export interface ConsumerRunnerOptions {
-  kafka: Kafka;
+  kafka: KafkaClient;
   db: Db;
   /** Connected; sends dead letters. */
-  producer: Producer;
+  producer: EventProducer;
   groupId: string;
   projection: Projection;
   topic: string;
   /** per-batch: one transaction for up to `batchMaxEvents` records of a partition; per-event: one per record. */
   transaction: TransactionMode;
   batchMaxEvents: number;
-  /** Partitions worked on at once (kafkajs partitionsConsumedConcurrently). */
+  /** Partitions worked on at once (the consumer's partitionsConsumedConcurrently). */
   concurrency: number;
   /** Attempts at a record that keeps failing while the database is reachable, before it is dead-lettered. */
   maxAttempts: number;
   retryInitialMs: number;
   log: Logger;
   metrics: ConsumerMetrics;
-  /** Overrides of the kafkajs consumer (session timeouts in tests). */
-  consumerConfig?: Partial<ConsumerConfig>;
+  /** Overrides of the consumer's settings (session timeouts in tests). */
+  consumerConfig?: Omit<Partial<ConsumerSettings>, 'groupId'>;
   /** Runs after a transaction committed and before the offsets are committed (fault-injection tests). */
   afterTransaction?: (records: readonly SourcedEvent[]) => void | Promise<void>;
 }
 
 export interface ConsumerRunner {
-  readonly consumer: Consumer;
+  readonly consumer: EventConsumer;
   /** Joins the group and starts consuming (returns once running). */
   start(): Promise<void>;
   /** Finishes the record (or batch) in hand, commits its offset, leaves the group. */
   stop(): Promise<void>;
-  /** Rejects when kafkajs gives up on the consumer (a crash it does not restart). */
+  /** Rejects when the client gives up on the consumer (a crash it does not restart). */
   readonly crashed: Promise<never>;
 }
 
@@ -107,15 +107,12 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
     rejectCrashed = reject;
   });
   crashed.catch(() => {}); // observed by whoever awaits it
-  consumer.on(consumer.events.CRASH, ({ payload }) => {
-    log.error({ err: payload.error, groupId, restart: payload.restart }, 'consumer crashed');
-    if (!payload.restart) rejectCrashed(payload.error);
+  consumer.onCrash(({ error, restart }) => {
+    log.error({ err: error, groupId, restart }, 'consumer crashed');
+    if (!restart) rejectCrashed(error);
   });
-  consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
-    log.info(
-      { groupId, memberId: payload.memberId, assignment: payload.memberAssignment },
-      'joined consumer group',
-    );
+  consumer.onGroupJoin(({ memberId, memberAssignment }) => {
+    log.info({ groupId, memberId, assignment: memberAssignment }, 'joined consumer group');
   });
 
   const count = (outcome: EventOutcome, n = 1) => {
@@ -134,7 +131,7 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
     }
   }
 
-  /** Waits `ms`, heartbeating; false when the consumer is stopping. A rebalance throws (kafkajs rejoins). */
+  /** Waits `ms`, heartbeating; false when the consumer is stopping. A rebalance throws (the client rejoins). */
   async function pause(ms: number, ctx: PartitionContext): Promise<boolean> {
     const until = Date.now() + ms;
     while (Date.now() < until) {
@@ -183,7 +180,7 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
   }
 
   async function deadLetter(
-    message: KafkaMessage,
+    message: KafkaRecord,
     ctx: PartitionContext,
     error: string,
     attempts: number,
@@ -246,7 +243,7 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
    * Handles consecutive records of one partition; returns how many of them
    * (a prefix) are finished, i.e. committed to the database or dead-lettered.
    */
-  async function handleRecords(messages: KafkaMessage[], ctx: PartitionContext): Promise<number> {
+  async function handleRecords(messages: KafkaRecord[], ctx: PartitionContext): Promise<number> {
     const events: ConsumedRecord[] = [];
     for (const message of messages) {
       try {
@@ -311,7 +308,7 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
     return messages.length;
   }
 
-  async function eachBatch(payload: EachBatchPayload): Promise<void> {
+  async function eachBatch(payload: RecordBatch): Promise<void> {
     const { topic, partition, messages } = payload.batch;
     const isRunning = () => payload.isRunning();
     const heartbeat = () => payload.heartbeat();
@@ -372,7 +369,7 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
       });
     },
     async stop() {
-      // kafkajs stops fetching, waits for the batches in hand (they stop at the next record), then leaves the group.
+      // The client stops fetching, waits for the batches in hand (they stop at the next record), then leaves the group.
       await consumer.disconnect();
     },
   };

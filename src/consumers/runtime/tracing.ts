@@ -6,19 +6,8 @@
  * is done.
  */
 import { SpanKind, context, trace, type Span } from '@opentelemetry/api';
-import type { KafkaMessage } from 'kafkajs';
-import {
-  ATTR_MESSAGING_BATCH_MESSAGE_COUNT,
-  ATTR_MESSAGING_CONSUMER_GROUP_NAME,
-  ATTR_MESSAGING_DESTINATION_NAME,
-  ATTR_MESSAGING_DESTINATION_PARTITION_ID,
-  ATTR_MESSAGING_KAFKA_MESSAGE_KEY,
-  ATTR_MESSAGING_KAFKA_OFFSET,
-  ATTR_MESSAGING_MESSAGE_ID,
-  ATTR_MESSAGING_OPERATION_NAME,
-  ATTR_MESSAGING_OPERATION_TYPE,
-  ATTR_MESSAGING_SYSTEM,
-} from '../../observability/semconv.ts';
+import type { KafkaRecord } from '../../events/kafka-types.ts';
+import { kafkaSpanAttributes } from '../../observability/semconv.ts';
 import {
   contextFromStored,
   recordFailure,
@@ -29,7 +18,7 @@ import type { ApplyResult, SourcedEvent } from './processed-events.ts';
 
 /** A decoded record and the Kafka message it came from. */
 export interface ConsumedRecord {
-  message: KafkaMessage;
+  message: KafkaRecord;
   record: SourcedEvent;
 }
 
@@ -43,7 +32,7 @@ const headerText = (value: unknown): string | undefined => {
 };
 
 /** The trace context a record's headers carry (undefined when none or tracing is off). */
-export function recordTraceContext(message: KafkaMessage) {
+export function recordTraceContext(message: KafkaRecord) {
   return contextFromStored({
     traceparent: headerText(message.headers?.traceparent),
     tracestate: headerText(message.headers?.tracestate),
@@ -71,18 +60,15 @@ export async function inProcessSpans(
       `process ${record.topic}`,
       {
         kind: SpanKind.CONSUMER,
-        attributes: {
-          [ATTR_MESSAGING_SYSTEM]: 'kafka',
-          [ATTR_MESSAGING_OPERATION_TYPE]: 'process',
-          [ATTR_MESSAGING_OPERATION_NAME]: 'process',
-          [ATTR_MESSAGING_DESTINATION_NAME]: record.topic,
-          [ATTR_MESSAGING_CONSUMER_GROUP_NAME]: groupId,
-          [ATTR_MESSAGING_DESTINATION_PARTITION_ID]: String(record.partition),
-          [ATTR_MESSAGING_KAFKA_OFFSET]: Number(record.offset),
-          [ATTR_MESSAGING_MESSAGE_ID]: record.event.id,
-          ...(message.key ? { [ATTR_MESSAGING_KAFKA_MESSAGE_KEY]: message.key.toString() } : {}),
-          ...(items.length > 1 ? { [ATTR_MESSAGING_BATCH_MESSAGE_COUNT]: items.length } : {}),
-        },
+        attributes: kafkaSpanAttributes('process', {
+          topic: record.topic,
+          messageId: record.event.id,
+          key: message.key?.toString(),
+          partition: record.partition,
+          offset: record.offset,
+          consumerGroup: groupId,
+          batchCount: items.length,
+        }),
       },
       parent,
     );
