@@ -55,17 +55,19 @@ export function useConsumerClients(): void {
 }
 
 /**
- * A new topic (and its dead-letter topic) for one test. Records carry placedAt
- * as their timestamp and tests place orders decades ago, so time-based
- * retention is off: otherwise the broker deletes them at its next check.
+ * A new topic (and its dead-letter topic, unless `deadLetterTopic` is false) for
+ * one test. Records carry placedAt as their timestamp and tests place orders
+ * decades ago, so time-based retention is off: otherwise the broker deletes them
+ * at its next check.
  */
-export async function freshTopic(partitions = 6): Promise<string> {
+export async function freshTopic(partitions = 6, { deadLetterTopic = true } = {}): Promise<string> {
   const topic = `consumers-test-${randomUUID()}`;
   const configEntries = [{ name: 'retention.ms', value: '-1' }];
+  const deadLetters = { topic: deadLetterTopicOf(topic), numPartitions: 1, configEntries };
   await admin.createTopics({
     topics: [
       { topic, numPartitions: partitions, configEntries },
-      { topic: deadLetterTopicOf(topic), numPartitions: 1, configEntries },
+      ...(deadLetterTopic ? [deadLetters] : []),
     ],
     waitForLeaders: true,
   });
@@ -130,10 +132,14 @@ export async function produce(topic: string, messages: Message[]): Promise<void>
 export type TestRunnerOptions = Pick<ConsumerRunnerOptions, 'groupId' | 'projection' | 'topic'> &
   Partial<ConsumerRunnerOptions>;
 
+export type TestRunner = ConsumerRunner & {
+  metrics: ConsumerMetrics;
+  /** How many events this runner counted with `outcome` (see outcomes). */
+  outcomes(outcome: string): Promise<number>;
+};
+
 /** A started runner with fast retries and a short session (a killed member leaves quickly). */
-export async function startRunner(
-  opts: TestRunnerOptions,
-): Promise<ConsumerRunner & { metrics: ConsumerMetrics }> {
+export async function startRunner(opts: TestRunnerOptions): Promise<TestRunner> {
   const metrics = opts.metrics ?? createConsumerMetrics();
   const runner = createConsumerRunner({
     kafka,
@@ -160,14 +166,18 @@ export async function startRunner(
     await runner.stop();
   };
   await runner.start();
-  return { ...runner, consumer: runner.consumer, crashed: runner.crashed, stop, metrics };
+  return {
+    ...runner,
+    consumer: runner.consumer,
+    crashed: runner.crashed,
+    stop,
+    metrics,
+    outcomes: (outcome) => outcomes(metrics, outcome),
+  };
 }
 
 /** A started runner (startRunner) once its group has committed every record on its topic. */
-export async function consumeAll(
-  opts: TestRunnerOptions,
-  timeoutMs?: number,
-): Promise<Awaited<ReturnType<typeof startRunner>>> {
+export async function consumeAll(opts: TestRunnerOptions, timeoutMs?: number): Promise<TestRunner> {
   const runner = await startRunner(opts);
   await waitFor('all records committed', () => caughtUp(opts.groupId, opts.topic), timeoutMs);
   return runner;
@@ -206,6 +216,55 @@ export async function caughtUp(groupId: string, topic: string): Promise<boolean>
     return (offset === '-1' ? h.low : offset) === h.high;
   });
 }
+
+/** Runner options within a scenario: the topic is the scenario's, and so is the group unless given. */
+export type ScenarioRunnerOptions = Omit<TestRunnerOptions, 'groupId' | 'topic'> & {
+  groupId?: string;
+};
+
+/**
+ * What one test works on, apart from every other test: a fresh topic (freshTopic),
+ * a group id and a currency no other test uses, and the helpers above bound to them.
+ */
+export async function consumerScenario(
+  name: string,
+  partitions = 6,
+  topicOptions: { deadLetterTopic?: boolean } = {},
+) {
+  const topic = await freshTopic(partitions, topicOptions);
+  const groupId = uniqueGroupId(name);
+  const currency = uniqueCurrency();
+  return {
+    topic,
+    groupId,
+    currency,
+    /** An order.placed (orderPlaced) in the scenario's currency. */
+    order: (overrides: Parameters<typeof orderPlaced>[0] = {}) =>
+      orderPlaced({ currency, ...overrides }),
+    /** A SKU no other test reserves. */
+    sku: (label: string) => `SKU-${label}-${randomUUID()}`,
+    /** Sends `messages` to the topic as they are. */
+    produce: (messages: Message[]) => produce(topic, messages),
+    /** Sends the records the events worker publishes for `orders`. */
+    publish: (orders: OrderPlacedData[]) =>
+      produce(
+        topic,
+        orders.map((o) => recordOf(o)),
+      ),
+    start: (opts: ScenarioRunnerOptions) => startRunner({ groupId, topic, ...opts }),
+    consumeAll: (opts: ScenarioRunnerOptions, timeoutMs?: number) =>
+      consumeAll({ groupId, topic, ...opts }, timeoutMs),
+    caughtUp: (group = groupId) => caughtUp(group, topic),
+    /** Waits (waitFor) until the group has committed every record on the topic. */
+    waitCaughtUp: (what: string, timeoutMs?: number) =>
+      waitFor(what, () => caughtUp(groupId, topic), timeoutMs),
+    processedCount: (group = groupId) => processedCount(group),
+    /** The analytics rows of the scenario's currency (and of `others`). */
+    analyticsRows: (...others: string[]) => analyticsRows([currency, ...others]),
+  };
+}
+
+export type ConsumerScenario = Awaited<ReturnType<typeof consumerScenario>>;
 
 /** Analytics rows of the given currencies, comparable with toEqual. */
 export async function analyticsRows(currencies: string[]) {
