@@ -10,24 +10,7 @@ import { orderCancelledCloudEvent, toKafkaMessage } from '../../src/activities/e
 import { analyticsProjection } from '../../src/consumers/projections/analytics.ts';
 import { inventoryProjection } from '../../src/consumers/projections/inventory.ts';
 import type { OrderPlacedData } from '../../src/shared/events.ts';
-import {
-  analyticsRows,
-  caughtUp,
-  consumeAll,
-  db,
-  freshTopic,
-  orderPlaced,
-  outcomes,
-  processedCount,
-  produce,
-  recordOf,
-  reservations,
-  startRunner,
-  uniqueCurrency,
-  uniqueGroupId,
-  useConsumerClients,
-  waitFor,
-} from './support.ts';
+import { consumerScenario, db, recordOf, reservations, useConsumerClients } from './support.ts';
 
 useConsumerClients();
 
@@ -37,27 +20,26 @@ const cancelRecordOf = (data: OrderPlacedData) =>
     data.orderId,
   );
 
-/** Two orders on one SKU (2 + 3 units) and one on a second SKU. */
-function orders() {
-  const sku = `SKU-${uniqueGroupId('a')}`;
-  const other = `SKU-${uniqueGroupId('b')}`;
-  const kept = orderPlaced({ items: [{ sku, quantity: 2, unitPriceCents: 100 }] });
-  const cancelled = orderPlaced({
+/** An inventory scenario: two orders on one SKU (2 + 3 units) and one on a second SKU. */
+async function inventoryScenario(partitions: number) {
+  const s = await consumerScenario('inventory', partitions);
+  const sku = s.sku('a');
+  const other = s.sku('b');
+  const kept = s.order({ items: [{ sku, quantity: 2, unitPriceCents: 100 }] });
+  const cancelled = s.order({
     items: [
       { sku, quantity: 3, unitPriceCents: 100 },
       { sku, quantity: 1, unitPriceCents: 100 },
       { sku: other, quantity: 7, unitPriceCents: 100 },
     ],
   });
-  return { sku, other, kept, cancelled };
+  return { s, sku, other, kept, cancelled };
 }
 
 describe.each(['per-event', 'per-batch'] as const)('with a transaction %s', (transaction) => {
   it('releases the reservation of a cancelled order once, however often the cancel is delivered', async () => {
-    const topic = await freshTopic(3);
-    const groupId = uniqueGroupId('inventory');
-    const { sku, other, kept, cancelled } = orders();
-    await produce(topic, [
+    const { s, sku, other, kept, cancelled } = await inventoryScenario(3);
+    await s.produce([
       recordOf(kept),
       recordOf(cancelled),
       cancelRecordOf(cancelled),
@@ -65,78 +47,67 @@ describe.each(['per-event', 'per-batch'] as const)('with a transaction %s', (tra
       recordOf(cancelled),
     ]);
 
-    const runner = await consumeAll({
-      groupId,
-      topic,
-      projection: inventoryProjection,
-      transaction,
-    });
+    const runner = await s.consumeAll({ projection: inventoryProjection, transaction });
 
     // A SKU with nothing reserved any more has no row.
     expect(await reservations([sku, other])).toEqual([
       { sku, reservedQuantity: 2n, orderCount: 1 },
     ]);
-    expect(await processedCount(groupId)).toBe(3);
-    expect(await outcomes(runner.metrics, 'duplicate')).toBe(2);
+    expect(await s.processedCount()).toBe(3);
+    expect(await runner.outcomes('duplicate')).toBe(2);
   });
 
   it('reserves nothing for an order.placed processed after its cancel (replay, redelivery)', async () => {
-    const topic = await freshTopic(1);
-    const groupId = uniqueGroupId('inventory');
-    const { sku, other, kept, cancelled } = orders();
+    const { s, sku, other, kept, cancelled } = await inventoryScenario(1);
     // The cancel first, the placed event later: one key per partition prevents it, a replay must not care.
-    await produce(topic, [cancelRecordOf(cancelled), recordOf(kept), recordOf(cancelled)]);
+    await s.produce([cancelRecordOf(cancelled), recordOf(kept), recordOf(cancelled)]);
 
-    await consumeAll({ groupId, topic, projection: inventoryProjection, transaction });
+    await s.consumeAll({ projection: inventoryProjection, transaction });
 
     // A cancel of an order never reserved subtracts nothing; its placed event then adds nothing.
     expect(await reservations([sku, other])).toEqual([
       { sku, reservedQuantity: 2n, orderCount: 1 },
     ]);
-    expect(await processedCount(groupId)).toBe(3);
+    expect(await s.processedCount()).toBe(3);
   });
 });
 
 it('releases what was reserved when the cancel arrives in a later run of the group', async () => {
-  const topic = await freshTopic(2);
-  const groupId = uniqueGroupId('inventory');
-  const { sku, other, kept, cancelled } = orders();
-  await produce(topic, [recordOf(kept), recordOf(cancelled)]);
-  const first = await startRunner({ groupId, topic, projection: inventoryProjection });
-  await waitFor('placed events committed', () => caughtUp(groupId, topic));
+  const { s, sku, other, kept, cancelled } = await inventoryScenario(2);
+  await s.publish([kept, cancelled]);
+  const first = await s.start({ projection: inventoryProjection });
+  await s.waitCaughtUp('placed events committed');
   expect(await reservations([sku, other])).toEqual([
     { sku, reservedQuantity: 6n, orderCount: 2 },
     { sku: other, reservedQuantity: 7n, orderCount: 1 },
   ]);
   await first.stop();
 
-  await produce(topic, [cancelRecordOf(cancelled)]);
-  await startRunner({ groupId, topic, projection: inventoryProjection });
-  await waitFor('the cancel committed', () => caughtUp(groupId, topic));
+  await s.produce([cancelRecordOf(cancelled)]);
+  await s.start({ projection: inventoryProjection });
+  await s.waitCaughtUp('the cancel committed');
   expect(await reservations([sku, other])).toEqual([{ sku, reservedQuantity: 2n, orderCount: 1 }]);
   const states = await db.inventoryOrder.findMany({
     where: { orderId: { in: [kept.orderId, cancelled.orderId] } },
     select: { orderId: true, state: true },
   });
-  expect(Object.fromEntries(states.map((s) => [s.orderId, s.state]))).toEqual({
+  expect(Object.fromEntries(states.map((row) => [row.orderId, row.state]))).toEqual({
     [kept.orderId]: 'RESERVED',
     [cancelled.orderId]: 'RELEASED',
   });
 });
 
 it('analytics counts placements and acknowledges cancels as ignored', async () => {
-  const topic = await freshTopic(1);
-  const groupId = uniqueGroupId('analytics');
-  const currency = uniqueCurrency();
+  const s = await consumerScenario('analytics', 1);
   const day = '2013-03-03';
-  const order = orderPlaced({ currency, day, totalCents: 900 });
-  await produce(topic, [recordOf(order), cancelRecordOf(order)]);
+  const order = s.order({ day, totalCents: 900 });
+  await s.produce([recordOf(order), cancelRecordOf(order)]);
 
-  const runner = await consumeAll({ groupId, topic, projection: analyticsProjection });
+  const runner = await s.consumeAll({ projection: analyticsProjection });
 
-  expect(await analyticsRows([currency])).toEqual([
-    { day, currency, orderCount: 1, revenueCents: 900n },
+  expect(await s.analyticsRows()).toEqual([
+    { day, currency: s.currency, orderCount: 1, revenueCents: 900n },
   ]);
-  expect(await outcomes(runner.metrics, 'ignored')).toBe(1);
-  expect(await processedCount(groupId)).toBe(1);
+  expect(await runner.outcomes('ignored')).toBe(1);
+  expect(await s.processedCount()).toBe(1);
 });

@@ -16,21 +16,14 @@ import { headerStrings } from '../../src/consumers/runtime/order-placed-decoder.
 import type { Projection } from '../../src/consumers/projections/projection.ts';
 import type { KafkaRecord } from '../../src/events/kafka-types.ts';
 import { orderPlacedEventId } from '../../src/shared/events.ts';
+import type { ConsumerScenario } from './support.ts';
 import {
   admin,
-  analyticsRows,
-  caughtUp,
-  consumeAll,
+  consumerScenario,
   db,
-  freshTopic,
   kafka,
-  orderPlaced,
-  outcomes,
-  produce,
   producer,
   recordOf,
-  startRunner,
-  uniqueCurrency,
   uniqueGroupId,
   useConsumerClients,
   waitFor,
@@ -39,6 +32,10 @@ import {
 useConsumerClients();
 
 const log = pino({ level: 'silent' });
+
+/** Replays the dead letters of the scenario's topic to `groupId` (the scenario's group by default). */
+const replay = (s: ConsumerScenario, projection: Projection, groupId = s.groupId) =>
+  replayDeadLetters({ kafka, admin, db, producer, groupId, projection, topic: s.topic, log });
 
 /** Every record of `topic` from the start, read with a throwaway group. */
 async function readAll(topic: string, count: number): Promise<KafkaRecord[]> {
@@ -61,30 +58,22 @@ async function readAll(topic: string, count: number): Promise<KafkaRecord[]> {
 
 describe.each(['per-event', 'per-batch'] as const)('with a transaction %s', (transaction) => {
   it('dead-letters malformed records with the error and origin in headers, and the group keeps going', async () => {
-    const topic = await freshTopic(1);
-    const groupId = uniqueGroupId('analytics');
-    const currency = uniqueCurrency();
+    const s = await consumerScenario('analytics', 1);
+    const { topic, groupId, currency } = s;
     const day = '2004-06-01';
-    const before = orderPlaced({ currency, day, totalCents: 100 });
-    const after = orderPlaced({ currency, day, totalCents: 200 });
-    const badData = recordOf(orderPlaced({ currency, day }));
+    const before = s.order({ day, totalCents: 100 });
+    const after = s.order({ day, totalCents: 200 });
+    const badData = recordOf(s.order({ day }));
     badData.value = JSON.stringify({ ...JSON.parse(String(badData.value)), currency: 'euro' });
-    const notJson = { ...recordOf(orderPlaced()), value: '{"orderId": ' };
-    const noId = recordOf(orderPlaced());
+    const notJson = { ...recordOf(s.order()), value: '{"orderId": ' };
+    const noId = recordOf(s.order());
     delete noId.headers!.ce_id;
-    await produce(topic, [recordOf(before), badData, notJson, noId, recordOf(after)]);
+    await s.produce([recordOf(before), badData, notJson, noId, recordOf(after)]);
 
-    const runner = await consumeAll({
-      groupId,
-      topic,
-      projection: analyticsProjection,
-      transaction,
-    });
+    const runner = await s.consumeAll({ projection: analyticsProjection, transaction });
 
-    expect(await analyticsRows([currency])).toEqual([
-      { day, currency, orderCount: 2, revenueCents: 300n },
-    ]);
-    expect(await outcomes(runner.metrics, 'dead_lettered')).toBe(3);
+    expect(await s.analyticsRows()).toEqual([{ day, currency, orderCount: 2, revenueCents: 300n }]);
+    expect(await runner.outcomes('dead_lettered')).toBe(3);
     const letters = await readAll(deadLetterTopicOf(topic), 3);
     const headers = letters.map((m) => headerStrings(m.headers));
     expect(
@@ -106,12 +95,10 @@ describe.each(['per-event', 'per-batch'] as const)('with a transaction %s', (tra
 });
 
 it('dead-letters an event whose effect keeps failing after bounded retries, and moves on', async () => {
-  const topic = await freshTopic(1);
-  const groupId = uniqueGroupId('analytics');
-  const currency = uniqueCurrency();
+  const s = await consumerScenario('analytics', 1);
   const day = '2005-07-01';
-  const failing = orderPlaced({ currency, day, totalCents: 700 });
-  const fine = orderPlaced({ currency, day, totalCents: 300 });
+  const failing = s.order({ day, totalCents: 700 });
+  const fine = s.order({ day, totalCents: 300 });
   let attempts = 0;
   const flaky: Projection = {
     ...analyticsProjection,
@@ -123,34 +110,32 @@ it('dead-letters an event whose effect keeps failing after bounded retries, and 
       await analyticsProjection.apply(tx, events);
     },
   };
-  await produce(topic, [recordOf(failing), recordOf(fine)]);
+  await s.publish([failing, fine]);
 
-  const runner = await consumeAll({ groupId, topic, projection: flaky, maxAttempts: 3 });
+  const runner = await s.consumeAll({ projection: flaky, maxAttempts: 3 });
 
   expect(attempts).toBe(3);
-  expect(await outcomes(runner.metrics, 'dead_lettered')).toBe(1);
-  expect(await analyticsRows([currency])).toEqual([
-    { day, currency, orderCount: 1, revenueCents: 300n },
+  expect(await runner.outcomes('dead_lettered')).toBe(1);
+  expect(await s.analyticsRows()).toEqual([
+    { day, currency: s.currency, orderCount: 1, revenueCents: 300n },
   ]);
   // The failed transaction left nothing behind: the event is not marked processed.
   expect(
     await db.processedEvent.count({
-      where: { groupId, eventId: orderPlacedEventId(failing.orderId) },
+      where: { groupId: s.groupId, eventId: orderPlacedEventId(failing.orderId) },
     }),
   ).toBe(0);
-  const [letter] = await readAll(deadLetterTopicOf(topic), 1);
+  const [letter] = await readAll(deadLetterTopicOf(s.topic), 1);
   expect(headerStrings(letter!.headers)).toMatchObject({
     'x-error': 'Error: stock service says no',
     'x-attempts': '3',
     'x-origin-offset': '0',
-    'x-group': groupId,
+    'x-group': s.groupId,
   });
 });
 
 it('waits through a database outage instead of dead-lettering, and processes the event once it is back', async () => {
-  const topic = await freshTopic(1);
-  const groupId = uniqueGroupId('analytics');
-  const currency = uniqueCurrency();
+  const s = await consumerScenario('analytics', 1);
   const day = '2007-09-01';
   // The runner's database, as seen through a switch: while down, every call fails as a refused connection does.
   let down = true;
@@ -168,34 +153,27 @@ it('waits through a database outage instead of dead-lettering, and processes the
       };
     },
   });
-  await produce(topic, [recordOf(orderPlaced({ currency, day, totalCents: 900 }))]);
+  await s.publish([s.order({ day, totalCents: 900 })]);
 
-  const runner = await startRunner({
-    groupId,
-    topic,
-    projection: analyticsProjection,
-    db: flakyDb,
-    maxAttempts: 2,
-  });
+  const runner = await s.start({ projection: analyticsProjection, db: flakyDb, maxAttempts: 2 });
   await waitFor('several failed attempts', () => failedCalls >= 8);
 
-  expect(await outcomes(runner.metrics, 'dead_lettered')).toBe(0);
-  expect(await caughtUp(groupId, topic)).toBe(false);
+  expect(await runner.outcomes('dead_lettered')).toBe(0);
+  expect(await s.caughtUp()).toBe(false);
   down = false;
-  await waitFor('the record committed', () => caughtUp(groupId, topic));
-  expect(await outcomes(runner.metrics, 'dead_lettered')).toBe(0);
-  expect(await analyticsRows([currency])).toEqual([
-    { day, currency, orderCount: 1, revenueCents: 900n },
+  await s.waitCaughtUp('the record committed');
+  expect(await runner.outcomes('dead_lettered')).toBe(0);
+  expect(await s.analyticsRows()).toEqual([
+    { day, currency: s.currency, orderCount: 1, revenueCents: 900n },
   ]);
 });
 
 it('lists dead letters and replays them to the group that failed them, once, after a fix', async () => {
-  const topic = await freshTopic(2);
-  const groupId = uniqueGroupId('analytics');
+  const s = await consumerScenario('analytics', 2);
+  const { topic, groupId, currency } = s;
   const otherGroup = uniqueGroupId('inventory');
-  const currency = uniqueCurrency();
   const day = '2006-08-01';
-  const orders = [500, 600, 700].map((totalCents) => orderPlaced({ currency, day, totalCents }));
+  const orders = [500, 600, 700].map((totalCents) => s.order({ day, totalCents }));
   let fixed = false;
   const buggy: Projection = {
     ...analyticsProjection,
@@ -204,15 +182,10 @@ it('lists dead letters and replays them to the group that failed them, once, aft
       await analyticsProjection.apply(tx, events);
     },
   };
-  await produce(
-    topic,
-    orders.map((o) => recordOf(o)),
-  );
-  const runner = await consumeAll({ groupId, topic, projection: buggy, maxAttempts: 1 });
+  await s.publish(orders);
+  const runner = await s.consumeAll({ projection: buggy, maxAttempts: 1 });
   await runner.stop();
-  expect(await analyticsRows([currency])).toEqual([
-    { day, currency, orderCount: 2, revenueCents: 1200n },
-  ]);
+  expect(await s.analyticsRows()).toEqual([{ day, currency, orderCount: 2, revenueCents: 1200n }]);
 
   const listed = await listDeadLetters({ kafka, admin, topic });
   expect(listed).toEqual([
@@ -227,26 +200,14 @@ it('lists dead letters and replays them to the group that failed them, once, aft
   ]);
 
   // Another group's replay leaves this group's dead letter alone.
-  const other = await replayDeadLetters({
-    kafka,
-    admin,
-    db,
-    producer,
-    groupId: otherGroup,
-    projection: buggy,
-    topic,
-    log,
-  });
+  const other = await replay(s, buggy, otherGroup);
   expect(other).toMatchObject({ replayed: 0, skipped: 1 });
 
   fixed = true;
-  const replay = () =>
-    replayDeadLetters({ kafka, admin, db, producer, groupId, projection: buggy, topic, log });
-  expect(await replay()).toEqual({ groupId, replayed: 1, duplicates: 0, failed: 0, skipped: 0 });
-  expect(await replay()).toEqual({ groupId, replayed: 0, duplicates: 0, failed: 0, skipped: 0 });
-  expect(await analyticsRows([currency])).toEqual([
-    { day, currency, orderCount: 3, revenueCents: 1800n },
-  ]);
+  const nothingElse = { duplicates: 0, failed: 0, skipped: 0 };
+  expect(await replay(s, buggy)).toEqual({ groupId, replayed: 1, ...nothingElse });
+  expect(await replay(s, buggy)).toEqual({ groupId, replayed: 0, ...nothingElse });
+  expect(await s.analyticsRows()).toEqual([{ day, currency, orderCount: 3, revenueCents: 1800n }]);
   expect(await listDeadLetters({ kafka, admin, topic, groupId })).toEqual([
     expect.objectContaining({ replayed: true }),
   ]);
@@ -258,32 +219,20 @@ it('lists dead letters and replays them to the group that failed them, once, aft
 });
 
 it('dead-letters anew a dead letter that fails again on replay, and a second replay is a no-op', async () => {
-  const topic = await freshTopic(1);
-  const groupId = uniqueGroupId('analytics');
-  const bad = { ...recordOf(orderPlaced()), value: 'not json' };
-  await produce(topic, [bad]);
-  const runner = await consumeAll({ groupId, topic, projection: analyticsProjection });
+  const s = await consumerScenario('analytics', 1);
+  const bad = { ...recordOf(s.order()), value: 'not json' };
+  await s.produce([bad]);
+  const runner = await s.consumeAll({ projection: analyticsProjection });
   await runner.stop();
 
-  const replay = () =>
-    replayDeadLetters({
-      kafka,
-      admin,
-      db,
-      producer,
-      groupId,
-      projection: analyticsProjection,
-      topic,
-      log,
-    });
-  expect(await replay()).toMatchObject({ replayed: 0, failed: 1 });
+  expect(await replay(s, analyticsProjection)).toMatchObject({ replayed: 0, failed: 1 });
 
-  const letters = await listDeadLetters({ kafka, admin, topic, groupId });
+  const letters = await listDeadLetters({ kafka, admin, topic: s.topic, groupId: s.groupId });
   expect(letters.map((l) => [l.offset, l.attempts, l.replayed])).toEqual([
     ['0', 1, true],
     ['1', 2, false],
   ]);
   expect(letters[1]!.origin).toEqual(letters[0]!.origin);
   // The re-dead-lettered record is pending; replaying it fails again, and so on, never looping within one run.
-  expect(await replay()).toMatchObject({ replayed: 0, failed: 1 });
+  expect(await replay(s, analyticsProjection)).toMatchObject({ replayed: 0, failed: 1 });
 });

@@ -10,79 +10,51 @@ import { describe, expect, it } from 'vitest';
 import { analyticsProjection } from '../../src/consumers/projections/analytics.ts';
 import { inventoryProjection } from '../../src/consumers/projections/inventory.ts';
 import { orderPlacedEventId } from '../../src/shared/events.ts';
-import {
-  admin,
-  analyticsRows,
-  caughtUp,
-  consumeAll,
-  db,
-  freshTopic,
-  orderPlaced,
-  outcomes,
-  processedCount,
-  produce,
-  recordOf,
-  reservations,
-  stack,
-  startRunner,
-  uniqueCurrency,
-  uniqueGroupId,
-  useConsumerClients,
-  waitFor,
-} from './support.ts';
+import { admin, consumerScenario, reservations, stack, useConsumerClients } from './support.ts';
 
 useConsumerClients();
 
 describe.each(['per-event', 'per-batch'] as const)('with a transaction %s', (transaction) => {
   it('applies an event produced twice once and acknowledges the second as a duplicate', async () => {
-    const topic = await freshTopic();
-    const groupId = uniqueGroupId('analytics');
-    const currency = uniqueCurrency();
+    const s = await consumerScenario('analytics');
     const day = '2011-01-15';
-    const twice = orderPlaced({ currency, day, totalCents: 1000 });
-    const other = orderPlaced({ currency, day, totalCents: 500 });
-    await produce(topic, [recordOf(twice), recordOf(other), recordOf(twice)]);
+    const twice = s.order({ day, totalCents: 1000 });
+    const other = s.order({ day, totalCents: 500 });
+    await s.publish([twice, other, twice]);
 
-    const runner = await consumeAll({
-      groupId,
-      topic,
-      projection: analyticsProjection,
-      transaction,
-    });
+    const runner = await s.consumeAll({ projection: analyticsProjection, transaction });
 
-    expect(await analyticsRows([currency])).toEqual([
-      { day, currency, orderCount: 2, revenueCents: 1500n },
+    expect(await s.analyticsRows()).toEqual([
+      { day, currency: s.currency, orderCount: 2, revenueCents: 1500n },
     ]);
-    expect(await processedCount(groupId)).toBe(2);
-    expect(await outcomes(runner.metrics, 'processed')).toBe(2);
-    expect(await outcomes(runner.metrics, 'duplicate')).toBe(1);
+    expect(await s.processedCount()).toBe(2);
+    expect(await runner.outcomes('processed')).toBe(2);
+    expect(await runner.outcomes('duplicate')).toBe(1);
   });
 });
 
 it('reserves stock once per order however often its event is delivered', async () => {
-  const topic = await freshTopic(3);
-  const groupId = uniqueGroupId('inventory');
-  const sku = `SKU-${uniqueGroupId('x')}`;
-  const order = orderPlaced({
+  const s = await consumerScenario('inventory', 3);
+  const sku = s.sku('x');
+  const order = s.order({
     items: [
       { sku, quantity: 2, unitPriceCents: 100 },
       { sku, quantity: 3, unitPriceCents: 100 },
     ],
   });
-  await produce(topic, [recordOf(order), recordOf(order), recordOf(order)]);
+  await s.publish([order, order, order]);
 
-  await consumeAll({ groupId, topic, projection: inventoryProjection, transaction: 'per-batch' });
+  await s.consumeAll({ projection: inventoryProjection, transaction: 'per-batch' });
 
   expect(await reservations([sku])).toEqual([{ sku, reservedQuantity: 5n, orderCount: 1 }]);
 });
 
 it('applies an event once when its consumer is killed after the database commit and before the offset commit', async () => {
-  const topic = await freshTopic(1);
-  const groupId = uniqueGroupId('analytics');
-  const currency = uniqueCurrency();
+  const s = await consumerScenario('analytics', 1);
+  const { topic, groupId, currency } = s;
   const day = '2012-02-29';
-  const order = orderPlaced({ currency, day, totalCents: 4200 });
-  await produce(topic, [recordOf(order)]);
+  const order = s.order({ day, totalCents: 4200 });
+  await s.publish([order]);
 
   const child = spawn(
     process.execPath,
@@ -105,20 +77,16 @@ it('applies an event once when its consumer is killed after the database commit 
   // The effect is in the database, the offset is not in Kafka.
   expect({ code, signal }).toEqual({ code: null, signal: 'SIGKILL' });
   expect(output).toContain(orderPlacedEventId(order.orderId));
-  expect(await analyticsRows([currency])).toEqual([
-    { day, currency, orderCount: 1, revenueCents: 4200n },
-  ]);
+  expect(await s.analyticsRows()).toEqual([{ day, currency, orderCount: 1, revenueCents: 4200n }]);
   const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
   expect(committed?.partitions).toEqual([expect.objectContaining({ partition: 0, offset: '-1' })]);
 
   // The next member of the group gets the record again and skips it.
-  const runner = await startRunner({ groupId, topic, projection: analyticsProjection });
-  await waitFor('the redelivered record committed', () => caughtUp(groupId, topic));
+  const runner = await s.start({ projection: analyticsProjection });
+  await s.waitCaughtUp('the redelivered record committed');
 
-  expect(await outcomes(runner.metrics, 'duplicate')).toBe(1);
-  expect(await outcomes(runner.metrics, 'processed')).toBe(0);
-  expect(await analyticsRows([currency])).toEqual([
-    { day, currency, orderCount: 1, revenueCents: 4200n },
-  ]);
-  expect(await db.processedEvent.count({ where: { groupId } })).toBe(1);
+  expect(await runner.outcomes('duplicate')).toBe(1);
+  expect(await runner.outcomes('processed')).toBe(0);
+  expect(await s.analyticsRows()).toEqual([{ day, currency, orderCount: 1, revenueCents: 4200n }]);
+  expect(await s.processedCount()).toBe(1);
 });
