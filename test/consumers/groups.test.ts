@@ -8,21 +8,11 @@ import { expect, it } from 'vitest';
 import { analyticsProjection } from '../../src/consumers/projections/analytics.ts';
 import { inventoryProjection } from '../../src/consumers/projections/inventory.ts';
 import {
-  analyticsRows,
-  caughtUp,
-  consumeAll,
-  db,
-  freshTopic,
-  orderPlaced,
-  outcomes,
-  processedCount,
-  produce,
+  consumerScenario,
   randomDay,
   recordingProjection,
   recordOf,
   reservations,
-  startRunner,
-  uniqueCurrency,
   uniqueGroupId,
   useConsumerClients,
   waitFor,
@@ -30,88 +20,55 @@ import {
 
 useConsumerClients();
 
-/** Expected analytics rows of `orders`, as analyticsRows returns them. */
-function expectedDaily(orders: ReturnType<typeof orderPlaced>[]) {
-  const rows = new Map<
-    string,
-    { day: string; currency: string; orderCount: number; revenueCents: bigint }
-  >();
-  for (const o of orders) {
-    const day = o.placedAt.slice(0, 10);
-    const row = rows.get(`${day} ${o.currency}`) ?? {
-      day,
-      currency: o.currency,
-      orderCount: 0,
-      revenueCents: 0n,
-    };
-    row.orderCount += 1;
-    row.revenueCents += BigInt(o.totalCents);
-    rows.set(`${day} ${o.currency}`, row);
-  }
-  return [...rows.values()].sort(
-    (a, b) => a.day.localeCompare(b.day) || a.currency.localeCompare(b.currency),
-  );
-}
-
 it('delivers every event to each of two groups, which keep their own projections', async () => {
-  const topic = await freshTopic();
-  const analytics = uniqueGroupId('analytics');
+  const s = await consumerScenario('analytics');
+  const { currency, groupId: analytics } = s;
   const inventory = uniqueGroupId('inventory');
-  const currency = uniqueCurrency();
-  const skus = ['A', 'B', 'C'].map((s) => `${s}-${currency}-${analytics.slice(-8)}`);
+  const skus = ['A', 'B', 'C'].map((label) => `${label}-${currency}-${analytics.slice(-8)}`);
+  // Order i: day i % 2, SKU i % 3, 1 + i % 4 units of 100 cents. The first day has 15 orders
+  // each of 1 and 3 units, the second 15 each of 2 and 4; each SKU 20 orders, 5 of each size.
   const orders = Array.from({ length: 60 }, (_, i) =>
-    orderPlaced({
-      currency,
+    s.order({
       day: ['2001-03-01', '2001-03-02'][i % 2],
       items: [{ sku: skus[i % 3]!, quantity: 1 + (i % 4), unitPriceCents: 100 }],
     }),
   );
-  await produce(
-    topic,
-    orders.map((o) => recordOf(o)),
-  );
+  await s.publish(orders);
 
   await Promise.all([
-    startRunner({ groupId: analytics, topic, projection: analyticsProjection }),
-    startRunner({
-      groupId: inventory,
-      topic,
-      projection: inventoryProjection,
-      transaction: 'per-batch',
-    }),
+    s.start({ projection: analyticsProjection }),
+    s.start({ groupId: inventory, projection: inventoryProjection, transaction: 'per-batch' }),
   ]);
   await waitFor(
     'both groups caught up',
-    async () => (await caughtUp(analytics, topic)) && (await caughtUp(inventory, topic)),
+    async () => (await s.caughtUp()) && (await s.caughtUp(inventory)),
   );
 
-  expect(await processedCount(analytics)).toBe(60);
-  expect(await processedCount(inventory)).toBe(60);
-  expect(await analyticsRows([currency])).toEqual(expectedDaily(orders));
-  const reserved = (sku: string) =>
-    orders.filter((o) => o.items[0]!.sku === sku).reduce((n, o) => n + o.items[0]!.quantity, 0);
+  expect(await s.processedCount()).toBe(60);
+  expect(await s.processedCount(inventory)).toBe(60);
+  expect(await s.analyticsRows()).toEqual([
+    { day: '2001-03-01', currency, orderCount: 30, revenueCents: 6_000n },
+    { day: '2001-03-02', currency, orderCount: 30, revenueCents: 9_000n },
+  ]);
   expect(await reservations(skus)).toEqual(
-    skus.map((sku) => ({ sku, reservedQuantity: BigInt(reserved(sku)), orderCount: 20 })),
+    skus.map((sku) => ({ sku, reservedQuantity: 50n, orderCount: 20 })),
   );
 });
 
 it('splits the partitions between two instances of a group and applies each event once across rebalances', async () => {
-  const topic = await freshTopic(6);
-  const groupId = uniqueGroupId('analytics');
-  const currency = uniqueCurrency();
-  const orders = Array.from({ length: 1500 }, () => orderPlaced({ currency, day: randomDay() }));
-  const batch = (from: number, to: number) => orders.slice(from, to).map((o) => recordOf(o));
+  const s = await consumerScenario('analytics', 6);
+  // 1500 orders of 2500 cents each, on days picked at random (some of them more than once).
+  const days = Array.from({ length: 1500 }, () => randomDay());
+  const orders = days.map((day) => s.order({ day, totalCents: 2500 }));
+  const publish = (from: number, to: number) => s.publish(orders.slice(from, to));
 
-  await produce(topic, batch(0, 500));
-  const first = await startRunner({ groupId, topic, projection: analyticsProjection });
-  await waitFor(
-    'the first instance is under way',
-    async () => (await processedCount(groupId)) > 50,
-  );
+  await publish(0, 500);
+  const first = await s.start({ projection: analyticsProjection });
+  await waitFor('the first instance is under way', async () => (await s.processedCount()) > 50);
 
   // A second instance joins while the first is busy: the group rebalances.
-  const second = await startRunner({ groupId, topic, projection: analyticsProjection });
-  await produce(topic, batch(500, 1000));
+  const second = await s.start({ projection: analyticsProjection });
+  await publish(500, 1000);
   await waitFor('both instances own partitions', async () => {
     const [a, b] = await Promise.all([
       first.consumer.describeGroup(),
@@ -121,36 +78,43 @@ it('splits the partitions between two instances of a group and applies each even
   });
   await waitFor(
     'the second instance processed events',
-    async () => (await outcomes(second.metrics, 'processed')) > 0,
+    async () => (await second.outcomes('processed')) > 0,
   );
 
   // The first leaves mid-stream: its partitions move to the second.
-  await produce(topic, batch(1000, 1500));
+  await publish(1000, 1500);
   await first.stop();
-  await waitFor('the group caught up', () => caughtUp(groupId, topic), 60_000);
+  await s.waitCaughtUp('the group caught up', 60_000);
 
-  const processedByFirst = await outcomes(first.metrics, 'processed');
-  const processedBySecond = await outcomes(second.metrics, 'processed');
+  const processedByFirst = await first.outcomes('processed');
+  const processedBySecond = await second.outcomes('processed');
   expect(processedByFirst).toBeGreaterThan(0);
   expect(processedBySecond).toBeGreaterThan(0);
   expect(processedByFirst + processedBySecond).toBe(1500);
-  expect(await processedCount(groupId)).toBe(1500);
-  expect(await analyticsRows([currency])).toEqual(expectedDaily(orders));
+  expect(await s.processedCount()).toBe(1500);
+  // One row a day: as many orders as the day was picked, 2500 cents each.
+  const perDay = new Map<string, number>();
+  for (const day of days) perDay.set(day, (perDay.get(day) ?? 0) + 1);
+  expect(await s.analyticsRows()).toEqual(
+    [...perDay.keys()].sort().map((day) => {
+      const orderCount = perDay.get(day)!;
+      return { day, currency: s.currency, orderCount, revenueCents: 2500n * BigInt(orderCount) };
+    }),
+  );
 });
 
 it('keeps the order of one key’s events while partitions are worked on concurrently', async () => {
-  const topic = await freshTopic(6);
-  const groupId = uniqueGroupId('ordering');
+  const s = await consumerScenario('ordering', 6);
   const { projection, applied, maxInFlight } = recordingProjection(5);
   // 12 orders, each with 5 events in sequence (distinct event ids, same key).
-  const orders = Array.from({ length: 12 }, () => orderPlaced());
+  const orders = Array.from({ length: 12 }, () => s.order());
   const records = [];
   for (let seq = 0; seq < 5; seq++) {
     for (const o of orders) records.push(recordOf(o, `${o.orderId}/${seq}`));
   }
-  await produce(topic, records);
+  await s.produce(records);
 
-  await consumeAll({ groupId, topic, projection });
+  await s.consumeAll({ projection });
 
   for (const o of orders) {
     const seen = applied.filter((a) => a.orderId === o.orderId).map((a) => a.id);
@@ -158,5 +122,5 @@ it('keeps the order of one key’s events while partitions are worked on concurr
   }
   expect(maxInFlight()).toBeGreaterThan(1);
   await sleep(0);
-  expect(await db.processedEvent.count({ where: { groupId } })).toBe(60);
+  expect(await s.processedCount()).toBe(60);
 });
