@@ -8,21 +8,11 @@ import { analyticsProjection } from '../../src/consumers/projections/analytics.t
 import { GroupOperationError, resetGroup } from '../../src/consumers/runtime/group-admin.ts';
 import {
   admin,
-  analyticsRows,
-  caughtUp,
+  consumerScenario,
   db,
-  freshTopic,
-  orderPlaced,
-  outcomes,
-  processedCount,
-  produce,
   randomDay,
-  recordOf,
-  startRunner,
   uniqueCurrency,
-  uniqueGroupId,
   useConsumerClients,
-  waitFor,
 } from './support.ts';
 
 useConsumerClients();
@@ -30,22 +20,23 @@ useConsumerClients();
 const projection = analyticsProjection;
 
 it('rebuilds the analytics projection from the earliest offset to exactly the rows built incrementally', async () => {
-  const topic = await freshTopic(6);
-  const groupId = uniqueGroupId('analytics');
-  const currencies = [uniqueCurrency(), uniqueCurrency()];
+  const s = await consumerScenario('analytics', 6);
+  const { topic, groupId } = s;
+  const second = uniqueCurrency();
+  const currencies = [s.currency, second];
   const days = Array.from({ length: 5 }, () => randomDay());
-  const order = (i: number) =>
-    orderPlaced({ currency: currencies[i % 2], day: days[i % 5], totalCents: 100 + i });
-  const records = Array.from({ length: 400 }, (_, i) => recordOf(order(i)));
+  const orders = Array.from({ length: 400 }, (_, i) =>
+    s.order({ currency: currencies[i % 2], day: days[i % 5], totalCents: 100 + i }),
+  );
   // Built incrementally: events arrive in three bursts, some of them twice.
-  let runner = await startRunner({ groupId, topic, projection });
-  for (const burst of [records.slice(0, 150), records.slice(150, 300), records.slice(300)]) {
-    await produce(topic, burst);
-    await produce(topic, burst.slice(0, 10));
-    await waitFor('the burst committed', () => caughtUp(groupId, topic));
+  let runner = await s.start({ projection });
+  for (const burst of [orders.slice(0, 150), orders.slice(150, 300), orders.slice(300)]) {
+    await s.publish(burst);
+    await s.publish(burst.slice(0, 10));
+    await s.waitCaughtUp('the burst committed');
   }
   await runner.stop();
-  const incremental = await analyticsRows(currencies);
+  const incremental = await s.analyticsRows(second);
   expect(incremental.reduce((n, r) => n + r.orderCount, 0)).toBe(400);
 
   const reset = await resetGroup({ admin, db, groupId, projection, topic, to: 'earliest' });
@@ -54,23 +45,23 @@ it('rebuilds the analytics projection from the earliest offset to exactly the ro
   expect(reset.offsets).toEqual(
     [0, 1, 2, 3, 4, 5].map((partition) => ({ partition, offset: '0' })),
   );
-  expect(await analyticsRows(currencies)).toEqual([]);
-  expect(await processedCount(groupId)).toBe(0);
+  expect(await s.analyticsRows(second)).toEqual([]);
+  expect(await s.processedCount()).toBe(0);
 
-  runner = await startRunner({ groupId, topic, projection, transaction: 'per-batch' });
-  await waitFor('the rebuild committed', () => caughtUp(groupId, topic));
+  runner = await s.start({ projection, transaction: 'per-batch' });
+  await s.waitCaughtUp('the rebuild committed');
 
-  expect(await analyticsRows(currencies)).toEqual(incremental);
-  expect(await outcomes(runner.metrics, 'processed')).toBe(400);
-  expect(await outcomes(runner.metrics, 'duplicate')).toBe(30);
+  expect(await s.analyticsRows(second)).toEqual(incremental);
+  expect(await runner.outcomes('processed')).toBe(400);
+  expect(await runner.outcomes('duplicate')).toBe(30);
 });
 
 it('refuses to reset a group that has active members', async () => {
-  const topic = await freshTopic(1);
-  const groupId = uniqueGroupId('analytics');
-  await produce(topic, [recordOf(orderPlaced())]);
-  const runner = await startRunner({ groupId, topic, projection });
-  await waitFor('the group caught up', () => caughtUp(groupId, topic));
+  const s = await consumerScenario('analytics', 1);
+  const { topic, groupId } = s;
+  await s.publish([s.order()]);
+  const runner = await s.start({ projection });
+  await s.waitCaughtUp('the group caught up');
 
   const error = await resetGroup({ admin, db, groupId, projection, topic, to: 'earliest' }).catch(
     (e: unknown) => e,
@@ -80,45 +71,31 @@ it('refuses to reset a group that has active members', async () => {
   expect((error as Error).message).toMatch(
     /is Stable with 1 member\(s\); stop its processes first/,
   );
-  expect(await processedCount(groupId)).toBe(1);
+  expect(await s.processedCount()).toBe(1);
   await runner.stop();
 });
 
 it('resets to a time by moving only the offsets: events already applied are skipped, the projection stays', async () => {
-  const topic = await freshTopic(1);
-  const groupId = uniqueGroupId('analytics');
-  const currency = uniqueCurrency();
+  const s = await consumerScenario('analytics', 1);
+  const { topic, groupId, currency } = s;
   const day = '2015-05-05';
-  const old = orderPlaced({ currency, day, placedAt: '2015-05-05T08:00:00.000Z', totalCents: 1 });
-  const recent = orderPlaced({
-    currency,
-    day,
-    placedAt: '2015-05-05T18:00:00.000Z',
-    totalCents: 2,
-  });
-  await produce(topic, [recordOf(old), recordOf(recent)]);
-  let runner = await startRunner({ groupId, topic, projection });
-  await waitFor('the group caught up', () => caughtUp(groupId, topic));
+  const old = s.order({ day, placedAt: '2015-05-05T08:00:00.000Z', totalCents: 1 });
+  const recent = s.order({ day, placedAt: '2015-05-05T18:00:00.000Z', totalCents: 2 });
+  await s.publish([old, recent]);
+  let runner = await s.start({ projection });
+  await s.waitCaughtUp('the group caught up');
   await runner.stop();
 
-  const reset = await resetGroup({
-    admin,
-    db,
-    groupId,
-    projection,
-    topic,
-    to: new Date('2015-05-05T12:00:00.000Z'),
-  });
+  const to = new Date('2015-05-05T12:00:00.000Z');
+  const reset = await resetGroup({ admin, db, groupId, projection, topic, to });
 
   expect(reset).toMatchObject({
     forgotten: 0,
     projectionCleared: false,
     offsets: [{ partition: 0, offset: '1' }],
   });
-  runner = await startRunner({ groupId, topic, projection });
-  await waitFor('the group caught up again', () => caughtUp(groupId, topic));
-  expect(await outcomes(runner.metrics, 'duplicate')).toBe(1);
-  expect(await analyticsRows([currency])).toEqual([
-    { day, currency, orderCount: 2, revenueCents: 3n },
-  ]);
+  runner = await s.start({ projection });
+  await s.waitCaughtUp('the group caught up again');
+  expect(await runner.outcomes('duplicate')).toBe(1);
+  expect(await s.analyticsRows()).toEqual([{ day, currency, orderCount: 2, revenueCents: 3n }]);
 });

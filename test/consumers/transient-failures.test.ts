@@ -14,7 +14,6 @@ import {
   KafkaJSNumberOfRetriesExceeded,
   KafkaJSProtocolError,
 } from 'kafkajs';
-import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { analyticsProjection } from '../../src/consumers/projections/analytics.ts';
@@ -25,22 +24,14 @@ import { isTransientDatabaseError } from '../../src/db/errors.ts';
 import { isTransientKafkaError } from '../../src/events/kafka.ts';
 import {
   admin,
-  analyticsRows,
-  caughtUp,
+  consumerScenario,
   db,
-  freshTopic,
-  orderPlaced,
-  outcomes,
-  processedCount,
-  produce,
   recordOf,
   stack,
-  startRunner,
-  uniqueCurrency,
-  uniqueGroupId,
   useConsumerClients,
   waitFor,
 } from './support.ts';
+import type { TestRunner } from './support.ts';
 import { rejectionOf } from '../support/rejection.ts';
 
 useConsumerClients();
@@ -73,69 +64,54 @@ async function setReadOnly(on: boolean): Promise<void> {
   );
 }
 
-async function retries(metrics: Awaited<ReturnType<typeof startRunner>>['metrics']) {
+async function retries(metrics: TestRunner['metrics']) {
   const { values } = await metrics.retries.get();
   return values.reduce((sum, v) => sum + v.value, 0);
 }
 
 describe.each(['per-event', 'per-batch'] as const)('with a transaction %s', (transaction) => {
   it('waits while the database is read-only (a failover), dead-letters nothing, and applies every record once after', async () => {
-    const topic = await freshTopic(1);
-    const groupId = uniqueGroupId('analytics');
-    const currency = uniqueCurrency();
+    const s = await consumerScenario('analytics', 1);
     const day = '2006-08-01';
-    const orders = [100, 200, 300].map((totalCents) => orderPlaced({ currency, day, totalCents }));
-    await produce(
-      topic,
-      orders.map((o) => recordOf(o)),
-    );
+    await s.publish([100, 200, 300].map((totalCents) => s.order({ day, totalCents })));
 
     await setReadOnly(true);
-    let runner!: Awaited<ReturnType<typeof startRunner>>;
+    let runner!: TestRunner;
     try {
       // maxAttempts 3 at 50 ms: without the wait, the records would be dead-lettered within a second.
-      runner = await startRunner({ groupId, topic, projection: analyticsProjection, transaction });
+      runner = await s.start({ projection: analyticsProjection, transaction });
       await waitFor(
         'retries while read-only',
         async () => (await retries(runner.metrics)) >= 6,
         30_000,
       );
-      expect(await outcomes(runner.metrics, 'dead_lettered')).toBe(0);
-      expect(await processedCount(groupId)).toBe(0);
+      expect(await runner.outcomes('dead_lettered')).toBe(0);
+      expect(await s.processedCount()).toBe(0);
     } finally {
       await setReadOnly(false);
     }
 
-    await waitFor('all records committed', () => caughtUp(groupId, topic), 30_000);
-    expect(await analyticsRows([currency])).toEqual([
-      { day, currency, orderCount: 3, revenueCents: 600n },
+    await s.waitCaughtUp('all records committed', 30_000);
+    expect(await s.analyticsRows()).toEqual([
+      { day, currency: s.currency, orderCount: 3, revenueCents: 600n },
     ]);
-    expect(await processedCount(groupId)).toBe(3);
-    expect(await outcomes(runner.metrics, 'dead_lettered')).toBe(0);
-    expect(await outcomes(runner.metrics, 'processed')).toBe(3);
+    expect(await s.processedCount()).toBe(3);
+    expect(await runner.outcomes('dead_lettered')).toBe(0);
+    expect(await runner.outcomes('processed')).toBe(3);
   }, 90_000);
 });
 
 it('waits while the broker cannot take the dead letter (its topic has no leader yet), then dead-letters it once and moves on', async () => {
-  const topic = `consumers-test-${randomUUID()}`;
-  const deadLetters = deadLetterTopicOf(topic);
-  const keep = { name: 'retention.ms', value: '-1' };
   // The dead-letter topic is not there yet: every send is refused with UNKNOWN_TOPIC_OR_PARTITION
   // (retriable), as while a partition's leader is being elected or its metadata spreads.
-  await admin.createTopics({
-    topics: [{ topic, numPartitions: 1, configEntries: [keep] }],
-    waitForLeaders: true,
-  });
-  const groupId = uniqueGroupId('analytics');
-  const currency = uniqueCurrency();
+  const s = await consumerScenario('analytics', 1, { deadLetterTopic: false });
+  const deadLetters = deadLetterTopicOf(s.topic);
   const day = '2008-10-01';
-  const notJson = { ...recordOf(orderPlaced()), value: '{"orderId": ' };
-  const after = orderPlaced({ currency, day, totalCents: 400 });
-  await produce(topic, [notJson, recordOf(after)]);
+  const notJson = { ...recordOf(s.order()), value: '{"orderId": ' };
+  const after = s.order({ day, totalCents: 400 });
+  await s.produce([notJson, recordOf(after)]);
 
-  const runner = await startRunner({
-    groupId,
-    topic,
+  const runner = await s.start({
     projection: analyticsProjection,
     consumerConfig: {
       // A refused send blocks for the producer's own retries (seconds) between heartbeats.
@@ -153,7 +129,7 @@ it('waits while the broker cannot take the dead letter (its topic has no leader 
   while ((await retries(runner.metrics)) < 2) {
     if (Date.now() > refusedUntil) {
       const state = {
-        deadLettered: await outcomes(runner.metrics, 'dead_lettered'),
+        deadLettered: await runner.outcomes('dead_lettered'),
         crashes: crashes.map(String),
       };
       throw new Error(`the dead letter was not refused twice: ${JSON.stringify(state)}`);
@@ -162,21 +138,22 @@ it('waits while the broker cannot take the dead letter (its topic has no leader 
   }
   // Waited out inside the runner: kafkajs never saw the failure, the consumer never crashed.
   expect(crashes).toEqual([]);
-  expect(await outcomes(runner.metrics, 'dead_lettered')).toBe(0);
+  expect(await runner.outcomes('dead_lettered')).toBe(0);
   // The partition does not move past the bad record while its dead letter is not written.
-  expect(await analyticsRows([currency])).toEqual([]);
+  expect(await s.analyticsRows()).toEqual([]);
 
+  const keep = { name: 'retention.ms', value: '-1' };
   await admin.createTopics({
     topics: [{ topic: deadLetters, numPartitions: 1, configEntries: [keep] }],
     waitForLeaders: true,
   });
-  await waitFor('all records committed', () => caughtUp(groupId, topic), 60_000);
+  await s.waitCaughtUp('all records committed', 60_000);
   expect(crashes).toEqual([]);
-  expect(await outcomes(runner.metrics, 'dead_lettered')).toBe(1);
+  expect(await runner.outcomes('dead_lettered')).toBe(1);
   const [written] = await admin.fetchTopicOffsets(deadLetters);
   expect(written).toMatchObject({ low: '0', high: '1' });
-  expect(await analyticsRows([currency])).toEqual([
-    { day, currency, orderCount: 1, revenueCents: 400n },
+  expect(await s.analyticsRows()).toEqual([
+    { day, currency: s.currency, orderCount: 1, revenueCents: 400n },
   ]);
 }, 120_000);
 
