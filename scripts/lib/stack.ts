@@ -586,7 +586,12 @@ function chownToPostgres(dir: string): void {
 async function pgReady(url: string, database: string): Promise<boolean> {
   const u = new URL(url);
   u.pathname = `/${database}`;
-  const client = new pg.Client({ connectionString: u.toString(), connectionTimeoutMillis: 1000 });
+  return postgresAnswers(u.toString());
+}
+
+/** Whether the PostgreSQL database at `connectionString` answers a query (connecting for 1 s at most). */
+export async function postgresAnswers(connectionString: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString, connectionTimeoutMillis: 1000 });
   try {
     await client.connect();
     await client.query('SELECT 1');
@@ -607,10 +612,11 @@ async function temporalReady(address: string): Promise<boolean> {
   }
 }
 
-async function kafkaReady(brokers: string): Promise<boolean> {
+/** Whether the Kafka cluster at `brokers` (comma-separated) has brokers and a controller. */
+export async function kafkaReady(brokers: string, clientId = 'orderflow-stack'): Promise<boolean> {
   const kafka = new Kafka({
-    brokers: [brokers],
-    clientId: 'orderflow-stack',
+    brokers: brokers.split(','),
+    clientId,
     logLevel: logLevel.NOTHING,
     retry: { retries: 0 },
     connectionTimeout: 1000,
