@@ -11,6 +11,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Db } from '../../src/db/client.ts';
 import { orderPlacedEventId, webhookMessageId } from '../../src/shared/events.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
 
@@ -93,4 +94,17 @@ export async function subscribe(apiUrl: string): Promise<Subscriber> {
       await receiver.close();
     },
   };
+}
+
+/**
+ * subscribe, refused while another endpoint is enabled: a subscriber another
+ * file forgot would receive these orders too (and keep them from parking).
+ */
+export async function subscribeAlone(api: { url: string; db: Db }): Promise<Subscriber> {
+  const others = await api.db.webhookEndpoint.findMany({ where: { status: 'ENABLED' } });
+  if (others.length)
+    throw new Error(
+      `enabled webhook endpoints left by other tests: ${others.map((e) => e.url).join(', ')}`,
+    );
+  return subscribe(api.url);
 }
