@@ -11,7 +11,6 @@ import {
   type KafkaMessage as CloudEventsKafkaMessage,
 } from 'cloudevents';
 import type { Consumer, IHeaders, Kafka, KafkaMessage } from 'kafkajs';
-import { Partitioners } from 'kafkajs';
 import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import pino from 'pino';
@@ -32,6 +31,7 @@ import {
   type OrderPlacedData,
 } from '../../src/shared/events.ts';
 import { FailureType } from '../../src/shared/steps.ts';
+import { partitionOf } from '../support/kafka-partition.ts';
 
 const stack = inject('stack');
 const config = loadConfig({ DATABASE_URL: stack.DATABASE_URL, KAFKA_BROKERS: stack.KAFKA_BROKERS });
@@ -81,22 +81,6 @@ async function createOrder() {
         })),
       },
     },
-  });
-}
-
-/** The partition the Java client (and kafkajs' DefaultPartitioner) maps `key` to. */
-function partitionOf(key: string, partitions: number): number {
-  return Partitioners.DefaultPartitioner()({
-    topic: ORDERS_PLACED_TOPIC,
-    partitionMetadata: Array.from({ length: partitions }, (_, i) => ({
-      partitionId: i,
-      leader: 1,
-      replicas: [1],
-      isr: [1],
-      partitionErrorCode: 0,
-      offlineReplicas: [],
-    })),
-    message: { key, value: '' },
   });
 }
 
@@ -252,7 +236,7 @@ describe('publishOrderPlaced', () => {
     const eventId = orderPlacedEventId(order.id);
     expect(result).toEqual({
       eventId,
-      partition: partitionOf(order.id, partitions),
+      partition: partitionOf(ORDERS_PLACED_TOPIC, order.id, partitions),
       offset: expect.stringMatching(/^\d+$/),
     });
     const [record] = await readRecords(ORDERS_PLACED_TOPIC, order.id, 1);
