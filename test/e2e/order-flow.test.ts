@@ -21,6 +21,7 @@ import {
 import { ORDER_STATUS_SEARCH_ATTRIBUTE } from '../../src/shared/task-queues.ts';
 import { mailsWithMessageId, waitForMail, type MaildevEmail } from '../support/email-maildev.ts';
 import { startAppStack, type AppStack } from '../../scripts/lib/app-stack.ts';
+import { sampleOrder } from '../../scripts/lib/sample-order.ts';
 import { subscribe } from './subscriber.ts';
 
 let app: AppStack;
@@ -69,11 +70,7 @@ async function postOrder(customerEmail = `e2e-${randomUUID()}@example.com`): Pro
   const res = await fetch(`${app.apiUrl}/orders`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      customerEmail,
-      items: [{ sku: 'SKU-1', quantity: 2, unitPriceCents: 1250 }],
-      currency: 'USD',
-    }),
+    body: JSON.stringify(sampleOrder(customerEmail)),
   });
   expect(res.status).toBe(201);
   return (await res.json()) as OrderView;

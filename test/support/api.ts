@@ -3,6 +3,7 @@ import type { Server } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino, { type Logger } from 'pino';
 import { expect } from 'vitest';
+import { sampleOrder } from '../../scripts/lib/sample-order.ts';
 import { createApp } from '../../src/api/app.ts';
 import { OutboxRelay, defaultRelayOptions, type RelayOptions } from '../../src/api/outbox-relay.ts';
 import { LazyTemporalClient } from '../../src/api/temporal-client.ts';
@@ -82,11 +83,7 @@ export async function startApi(opts: {
   };
 }
 
-export const validOrder = () => ({
-  customerEmail: 'a@example.com',
-  items: [{ sku: 'SKU-1', quantity: 2, unitPriceCents: 1250 }],
-  currency: 'USD',
-});
+export const validOrder = () => sampleOrder('a@example.com');
 
 /** A parsed JSON response body (orders and problem documents). */
 export type Body = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
