@@ -16,6 +16,7 @@ import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-r
 import {
   sample,
   scrape,
+  scrapeUntil,
   seriesNames,
   stackEnvOf,
   startAppProcess,
@@ -183,21 +184,14 @@ describe('metrics of every process after an order completed', () => {
 
   it('analytics consumer: lag per partition and the order event processed', async () => {
     const { groupId } = consumerGroups.analytics;
-    let text = '';
-    await waitUntil(
-      () => `the consumer to process the order's event (metrics:\n${text.slice(0, 2000)})`,
-      async () => {
-        text = await scrape(consumer.metricsUrl);
-        return (
-          (sample(text, 'orderflow_consumer_events_total', {
-            group: groupId,
-            outcome: 'processed',
-          }) ?? 0) >= 1 &&
-          sample(text, 'orderflow_consumer_lag', { group: groupId, topic: ORDERS_PLACED_TOPIC }) !==
-            undefined
-        );
-      },
-      60_000,
+    const text = await scrapeUntil(
+      consumer.metricsUrl,
+      "the consumer to process the order's event",
+      (t) =>
+        (sample(t, 'orderflow_consumer_events_total', { group: groupId, outcome: 'processed' }) ??
+          0) >= 1 &&
+        sample(t, 'orderflow_consumer_lag', { group: groupId, topic: ORDERS_PLACED_TOPIC }) !==
+          undefined,
     );
     expect(
       sample(text, 'orderflow_consumer_lag', { group: groupId, partition: '0' }),
