@@ -98,20 +98,30 @@ async function drainDue(): Promise<void> {
   await Promise.allSettled([relayDb.$disconnect(), temporal.close()]);
 }
 
+/**
+ * The relay process polling only every 5 s (`env` on top), stopped after the
+ * test; once it listens, one order started through it, which also connects
+ * its Temporal client (seconds on a busy machine).
+ */
+async function startListeningRelay(api: TestApi, env: Record<string, string> = {}) {
+  const relay = startAppProcess('relay', 'src/api/relay.ts', {
+    ...stackEnvOf(stack),
+    OUTBOX_POLL_MS: '5000',
+    RELAY_METRICS_PORT: '0',
+    LOG_LEVEL: 'info',
+    ...env,
+  });
+  cleanups.push(() => relay.stop());
+  await relay.waitForLine('listening', (l) => l.msg === LISTENING, 60_000);
+  await startDelayMs(await placeOrder(api.url));
+  return relay;
+}
+
 describe('the relay wakes up on a new order', () => {
   it('starts each new order within a second while polling every 5 s, and again after its LISTEN connection is terminated', async () => {
     await drainDue();
     const api = await relayModeApi();
-    const relay = startAppProcess('relay', 'src/api/relay.ts', {
-      ...stackEnvOf(stack),
-      OUTBOX_POLL_MS: '5000',
-      RELAY_METRICS_PORT: '0',
-      LOG_LEVEL: 'info',
-    });
-    cleanups.push(() => relay.stop());
-    await relay.waitForLine('listening', (l) => l.msg === LISTENING, 60_000);
-    // The first start also connects the relay's Temporal client (seconds on a busy machine).
-    await startDelayMs(await placeOrder(api.url));
+    const relay = await startListeningRelay(api);
 
     const woken = await startDelays(api.url, 5);
     expect(Math.max(...woken), `start delays ${woken.join(', ')} ms`).toBeLessThan(WOKEN_WITHIN_MS);
@@ -135,16 +145,7 @@ describe('the relay wakes up on a new order', () => {
     await drainDue();
     const api = await relayModeApi();
     // Every statement of the relay's pool is cut off after 1 s; LISTEN waits on a connection of its own.
-    const relay = startAppProcess('relay', 'src/api/relay.ts', {
-      ...stackEnvOf(stack),
-      OUTBOX_POLL_MS: '5000',
-      DATABASE_STATEMENT_TIMEOUT_MS: '1000',
-      RELAY_METRICS_PORT: '0',
-      LOG_LEVEL: 'info',
-    });
-    cleanups.push(() => relay.stop());
-    await relay.waitForLine('listening', (l) => l.msg === LISTENING, 60_000);
-    await startDelayMs(await placeOrder(api.url));
+    await startListeningRelay(api, { DATABASE_STATEMENT_TIMEOUT_MS: '1000' });
     // Idle for longer than the statement timeout: the LISTEN connection is still there.
     await sleep(2_500);
     const woken = await startDelays(api.url, 3);
