@@ -10,12 +10,12 @@
  * findings and a markdown report; the test files decide what must hold.
  */
 import { Client, Connection } from '@temporalio/client';
-import { Kafka, logLevel } from 'kafkajs';
 import os from 'node:os';
 import pg from 'pg';
 import { ManagedProcess, delay, isListening, waitUntilReady } from '../../scripts/lib/process.ts';
 import type { Tools } from '../../scripts/lib/tools.ts';
 import { intEnv } from '../../scripts/lib/env-settings.ts';
+import { topicEnds } from '../../scripts/lib/kafka-audit.ts';
 import { kafkaReady, postgresAnswers } from '../../scripts/lib/stack.ts';
 import {
   ORDERS_PLACED_TOPIC,
@@ -711,18 +711,8 @@ async function checkConsumers(
 
 /** Reads the whole topic with a fresh consumer group, up to the high watermarks as they are now (bounded). */
 async function auditKafka(brokers: string, ids: Set<string>): Promise<ChaosResult['kafka']> {
-  const kafka = new Kafka({
-    brokers: brokers.split(','),
-    clientId: 'chaos-audit',
-    logLevel: logLevel.NOTHING,
-  });
-  const admin = kafka.admin();
-  await admin.connect();
-  const highs = await admin.fetchTopicOffsets(ORDERS_PLACED_TOPIC);
-  await admin.disconnect();
-  const left = new Map(
-    highs.filter((h) => Number(h.high) > 0).map((h) => [h.partition, Number(h.high)]),
-  );
+  const { kafka, ends } = await topicEnds(brokers, 'chaos-audit', ORDERS_PLACED_TOPIC);
+  const left = new Map([...ends].filter(([, high]) => high > 0));
   const perEvent = new Map<string, number>();
   const duplicateTimes: number[] = [];
   let records = 0;
