@@ -13,6 +13,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Db } from '../../src/db/client.ts';
 import { orderPlacedEventId, webhookMessageId } from '../../src/shared/events.ts';
+import { registerEndpoint } from '../support/api.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
 
 export interface Subscriber {
@@ -66,14 +67,7 @@ export async function subscribe(apiUrl: string): Promise<Subscriber> {
 
   let created: { id: string; secret: string };
   try {
-    const res = await fetch(`${apiUrl}/webhook-endpoints`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ url: `http://127.0.0.1:${port}/hooks`, eventTypes: ['order.placed'] }),
-    });
-    if (res.status !== 201)
-      throw new Error(`POST /webhook-endpoints answered ${res.status}: ${await res.text()}`);
-    created = (await res.json()) as { id: string; secret: string };
+    created = await registerEndpoint(apiUrl, `http://127.0.0.1:${port}/hooks`);
   } catch (e) {
     await closeFront();
     throw e;

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { METRICS_QUERY_TIMEOUT_MS } from '../../src/api/metrics.ts';
 import { consumerGroups } from '../../src/consumers/runtime/groups.ts';
 import { ORDERS_PLACED_TOPIC } from '../../src/shared/events.ts';
-import { postOrder, startApi, validOrder, type TestApi } from '../support/api.ts';
+import { postOrder, registerEndpoint, startApi, validOrder, type TestApi } from '../support/api.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
 import {
   sample,
@@ -67,13 +67,7 @@ beforeAll(async () => {
   );
   consumer = { proc: procs[4]!, metricsUrl: String(ready[4]!.metricsUrl) };
 
-  const created = await fetch(`${api.url}/webhook-endpoints`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ url: `${receiver.url}/hook`, eventTypes: ['order.placed'] }),
-  });
-  expect(created.status).toBe(201);
-  endpointId = ((await created.json()) as { id: string }).id;
+  endpointId = (await registerEndpoint(api.url, `${receiver.url}/hook`)).id;
 
   const res = await postOrder(api.url, {
     ...validOrder(),

@@ -117,3 +117,48 @@ export async function placeStartedOrder(api: TestApi, body: unknown): Promise<st
   }
   return id;
 }
+
+/** GET /orders/{id}, which must answer 200: the order. */
+export async function getOrder(apiUrl: string, id: string): Promise<Body> {
+  const res = await fetch(`${apiUrl}/orders/${id}`);
+  expect(res.status, `GET /orders/${id}`).toBe(200);
+  return (await res.json()) as Body;
+}
+
+/** Polls GET /orders/{id} (bounded) until the order has `status`; returns it. */
+export async function waitForOrderStatus(
+  apiUrl: string,
+  id: string,
+  status: string,
+  timeoutMs = 30_000,
+): Promise<Body> {
+  const deadline = Date.now() + timeoutMs;
+  let last: Body | undefined;
+  while (Date.now() < deadline) {
+    last = await getOrder(apiUrl, id);
+    if (last.status === status) return last;
+    await sleep(100);
+  }
+  throw new Error(
+    `order ${id} stayed ${last?.status} (${last?.failedStep}: ${last?.lastError}), expected ${status}`,
+  );
+}
+
+/**
+ * Registers a subscriber of order.placed at `url` through the API (`headers`
+ * on top, e.g. a key); anything but 201 throws. Its id and signing secret.
+ */
+export async function registerEndpoint(
+  apiUrl: string,
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<{ id: string; secret: string }> {
+  const res = await fetch(`${apiUrl}/webhook-endpoints`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ url, eventTypes: ['order.placed'] }),
+  });
+  if (res.status !== 201)
+    throw new Error(`POST /webhook-endpoints answered ${res.status}: ${await res.text()}`);
+  return (await res.json()) as { id: string; secret: string };
+}
