@@ -27,11 +27,9 @@
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import pino from 'pino';
-import { delay, freePorts, tailFile, type ManagedProcess } from '../scripts/lib/process.ts';
-import { Stack, ephemeralPorts } from '../scripts/lib/stack.ts';
-import { provisionAll } from '../scripts/lib/tools.ts';
+import { delay, tailFile, type ManagedProcess } from '../scripts/lib/process.ts';
+import type { Stack } from '../scripts/lib/stack.ts';
 import { orderPlacedCloudEvent, toKafkaMessage } from '../src/activities/events.ts';
 import { loadConfig } from '../src/config/env.ts';
 import { resetGroup } from '../src/consumers/runtime/group-admin.ts';
@@ -43,8 +41,8 @@ import { ORDERS_PLACED_TOPIC, type OrderPlacedData } from '../src/shared/events.
 import { codeMeasured, log } from './lib/e2e-kit.ts';
 import { coresBetween, procSnapshot, type Snapshot } from './lib/proc-stats.ts';
 import { freeResultBase, resultsDir } from './lib/results.ts';
-import { guardRun } from './lib/run-guard.ts';
-import { intEnv, listEnv } from './lib/settings.ts';
+import { guardedStack } from './lib/run-guard.ts';
+import { intEnv, listEnv } from '../scripts/lib/env-settings.ts';
 import { round } from './lib/stats.ts';
 
 // ---------------------------------------------------------------- settings
@@ -399,33 +397,14 @@ function resultPath(date: string, ext: string): string {
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<void> {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'orderflow-bench-consumers-'));
-  const tools = provisionAll((m) => log(`provision: ${m}`));
-  const ports = await ephemeralPorts(freePorts);
   // Temporal is not needed: an address that is never dialled keeps it from starting.
-  const stack = new Stack({
-    dataDir,
-    ports,
-    tools,
-    ephemeral: false,
-    log,
-    external: { temporalAddress: '127.0.0.1:1' },
-  });
-  let failed = false;
-  let cleaning: Promise<void> | undefined;
-  const cleanup = () =>
-    (cleaning ??= (async () => {
-      log('stopping the stack');
-      await stack.stop();
-      if (settings.keepData || failed) log(`stack folder kept: ${dataDir}`);
-      else fs.rmSync(dataDir, { recursive: true, force: true });
-    })());
-  const guard = guardRun({
+  const guard = await guardedStack({
+    name: 'orderflow-bench-consumers-',
+    keepData: settings.keepData,
     maxMin: settings.maxMin,
-    maxMinVariable: 'BENCH_MAX_MIN',
-    cleanup,
-    onStop: () => (failed = true),
+    stack: { external: { temporalAddress: '127.0.0.1:1' } },
   });
+  const { stack, dataDir } = guard;
 
   let db: Db | undefined;
   let admin: KafkaAdmin | undefined;
@@ -471,17 +450,17 @@ async function main(): Promise<void> {
     );
     log(`wrote ${mdPath}`);
     if (runs.some((r) => r.groups.some((g) => !g.projectionOk))) {
-      failed = true;
+      guard.fail();
       throw new Error('a projection did not match the backlog');
     }
   } catch (e) {
-    failed = true;
+    guard.fail();
     throw e;
   } finally {
     guard.clear();
     await admin?.disconnect().catch(() => {});
     await db?.$disconnect().catch(() => {});
-    await cleanup();
+    await guard.cleanup();
   }
 }
 

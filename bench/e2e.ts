@@ -66,7 +66,7 @@ import {
   waitForQuiet as waitForQuietWithin,
 } from './lib/proc-stats.ts';
 import { mib as mibOf } from './lib/report-format.ts';
-import { intEnv } from './lib/settings.ts';
+import { intEnv } from '../scripts/lib/env-settings.ts';
 import { maxInWindow, round, summary, type Summary } from './lib/stats.ts';
 
 // ---------------------------------------------------------------- settings
@@ -93,11 +93,20 @@ const waitForQuiet = (procs: () => ManagedProcess[], phase: string) =>
 
 // ---------------------------------------------------------------- phases
 
-interface LatencyResult {
+/** What both phases report besides their own measures. */
+interface PhaseResult {
   orders: number;
+  completed: number;
+  /** POST sent → response. */
+  postResponse: Summary;
+  cores: Record<string, number>;
+  /** Other processes' CPU just before the phase, and how long the runner waited for it. */
+  quiet: { otherCores: number; waitedS: number };
+}
+
+interface LatencyResult extends PhaseResult {
   ratePerS: number;
   achievedRatePerS: number;
-  completed: number;
   /** One order in the system at a time: POST sent → row COMPLETED. */
   serial: Summary;
   /** POST sent → row updated to COMPLETED (updated_at). */
@@ -108,11 +117,6 @@ interface LatencyResult {
   toObserved: Summary;
   /** POST sent → the webhook arrived at the receiver. */
   toWebhook: Summary;
-  /** POST sent → response. */
-  postResponse: Summary;
-  cores: Record<string, number>;
-  /** Other processes' CPU just before the phase, and how long the runner waited for it. */
-  quiet: { otherCores: number; waitedS: number };
 }
 
 async function latencyPhase(
@@ -208,8 +212,7 @@ async function latencyPhase(
   }
 }
 
-interface RateResult {
-  orders: number;
+interface RateResult extends PhaseResult {
   endpoints: number;
   configuredRatePerS: number;
   expectedDeliveries: number;
@@ -225,16 +228,12 @@ interface RateResult {
   steadyRatePerS: number;
   postsS: number;
   postThroughputPerS: number;
-  postResponse: Summary;
   /** First POST → first delivery. */
   firstDeliveryS: number;
   /** First POST → last delivery. */
   drainS: number;
   /** First POST → last order COMPLETED. */
   allCompletedS: number;
-  completed: number;
-  cores: Record<string, number>;
-  quiet: { otherCores: number; waitedS: number };
 }
 
 async function ratePhase(

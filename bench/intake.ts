@@ -62,20 +62,20 @@ import {
   delay,
   describeCpuPriority,
   freePort,
-  freePorts,
   parseCpuPriority,
   signalGroup,
   tailFile,
   type ManagedProcess,
 } from '../scripts/lib/process.ts';
-import { APP_PROCESSES, RUNNING_LOG_LINE, Stack, ephemeralPorts } from '../scripts/lib/stack.ts';
-import { projectRoot, provisionAll } from '../scripts/lib/tools.ts';
+import { APP_PROCESSES, RUNNING_LOG_LINE } from '../scripts/lib/stack.ts';
+import { projectRoot } from '../scripts/lib/tools.ts';
 import { log } from './lib/e2e-kit.ts';
 import { coresBetween, mainThread, procSnapshot, type Snapshot } from './lib/proc-stats.ts';
 import { fmtNum } from './lib/report-format.ts';
 import { freeResultBase, resultsDir } from './lib/results.ts';
-import { guardRun } from './lib/run-guard.ts';
-import { intEnv, labelEnv } from './lib/settings.ts';
+import { guardedStack } from './lib/run-guard.ts';
+import { intEnv } from '../scripts/lib/env-settings.ts';
+import { labelEnv } from './lib/settings.ts';
 import { percentile, round } from './lib/stats.ts';
 
 // ---------------------------------------------------------------- settings
@@ -650,39 +650,23 @@ function resultPath(date: string, ext: string): string {
 
 async function main(): Promise<void> {
   const started = Date.now();
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'orderflow-bench-'));
-  const tools = provisionAll((m) => log(`provision: ${m}`));
-  const ports = await ephemeralPorts(freePorts);
-  const stack = new Stack({
-    dataDir,
-    ports,
-    tools,
-    ephemeral: false,
-    log: (m) => log(m),
-    priorityOf: (name) => (BACKGROUND.has(name) ? settings.backgroundPriority : 'normal'),
-  });
   const paused = new Set<ManagedProcess>();
   let pool: pg.Pool | undefined;
-  let failed = false;
-
-  let cleaning: Promise<void> | undefined;
-  const cleanup = () =>
-    (cleaning ??= (async () => {
+  const guard = await guardedStack({
+    name: 'orderflow-bench-',
+    keepData: settings.keepData,
+    maxMin: settings.maxMin,
+    stack: {
+      priorityOf: (name) => (BACKGROUND.has(name) ? settings.backgroundPriority : 'normal'),
+    },
+    before: async () => {
       for (const instance of running) instance.stop();
       for (const p of paused) if (p.pid !== undefined) signalGroup(p.pid, 'SIGCONT');
       paused.clear();
       await pool?.end().catch(() => {});
-      log('stopping the stack');
-      await stack.stop();
-      if (settings.keepData || failed) log(`stack folder kept: ${dataDir}`);
-      else fs.rmSync(dataDir, { recursive: true, force: true });
-    })());
-  const guard = guardRun({
-    maxMin: settings.maxMin,
-    maxMinVariable: 'BENCH_MAX_MIN',
-    cleanup,
-    onStop: () => (failed = true),
+    },
   });
+  const { stack, dataDir } = guard;
 
   try {
     log(`starting the stack in ${dataDir} (PostgreSQL with fsync on)`);
@@ -714,7 +698,7 @@ async function main(): Promise<void> {
 
     const targets: Target[] = [];
     for (const name of settings.targets) {
-      const port = name === 'api-async' ? ports.api : await freePort();
+      const port = name === 'api-async' ? stack.opts.ports.api : await freePort();
       const url = `http://127.0.0.1:${port}`;
       const entry = name === 'floor' ? 'bench/floor-server.ts' : 'src/api/server.ts';
       const extra =
@@ -858,7 +842,11 @@ async function main(): Promise<void> {
      */
     const waitForQuietMachine = async () => {
       const t0 = Date.now();
-      for (let i = 0; i < 1000 && Date.now() - t0 < settings.idleWaitS * 1000 && !cleaning; i++) {
+      for (
+        let i = 0;
+        i < 1000 && Date.now() - t0 < settings.idleWaitS * 1000 && !guard.stopping;
+        i++
+      ) {
         const a = cpuSnapshot();
         await delay(3000);
         const other = cpuCores(a, cpuSnapshot(), stack.procs).other ?? 0;
@@ -953,11 +941,11 @@ async function main(): Promise<void> {
     log(`wrote ${path.relative(projectRoot, mdPath)} and ${path.relative(projectRoot, jsonPath)}`);
     log(`done in ${((Date.now() - started) / 1000).toFixed(0)} s`);
   } catch (e) {
-    failed = true;
+    guard.fail();
     throw e;
   } finally {
     guard.clear();
-    await cleanup();
+    await guard.cleanup();
   }
 }
 

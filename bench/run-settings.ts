@@ -3,7 +3,8 @@
  * environment; the variables are listed at the top of bench/run.ts.
  */
 import { parseCpuPriority } from '../scripts/lib/process.ts';
-import { intEnv, labelEnv } from './lib/settings.ts';
+import { intEnv } from '../scripts/lib/env-settings.ts';
+import { labelEnv } from './lib/settings.ts';
 
 export const PARTS = [
   'intake',

@@ -72,6 +72,7 @@ import {
   backgroundPriorityOf,
 } from '../scripts/lib/stack.ts';
 import { projectRoot, provisionAll, versions } from '../scripts/lib/tools.ts';
+import type { System } from './lib/cpu-per-order.ts';
 import { delay, log, sh, startReceiver, type Receiver } from './lib/e2e-kit.ts';
 import { drain } from './lib/order-load.ts';
 import { coresBetween, procSnapshot } from './lib/proc-stats.ts';
@@ -236,14 +237,17 @@ async function main(): Promise<number> {
       results.peerIntake = await peerIntake(app, peer, db, settings);
       write();
     }
-    if (want('sustained')) {
-      results.sustained = [];
+    /** Runs a part on orderflow, then on the peer, writing the results after each. */
+    const onBothSystems = async <T>(into: T[], part: (sys: System) => Promise<T>) => {
       for (const sys of ['orderflow', 'peer'] as const) {
-        results.sustained.push(
-          await sustained(app, sys, sys === 'orderflow' ? app.apiUrl : peer.apiUrl, db, settings),
-        );
+        into.push(await part(sys));
         write();
       }
+    };
+    if (want('sustained')) {
+      await onBothSystems((results.sustained = []), (sys) =>
+        sustained(app!, sys, sys === 'orderflow' ? app!.apiUrl : peer.apiUrl, db!, settings),
+      );
     }
     if (want('temporal-floor')) {
       results.temporalFloor = await temporalFloor({
@@ -281,11 +285,9 @@ async function main(): Promise<number> {
       write();
     }
     if (want('faults')) {
-      results.faults = [];
-      for (const sys of ['orderflow', 'peer'] as const) {
-        results.faults.push(await faultRun(app, peer, db, sys, receiver, settings));
-        write();
-      }
+      await onBothSystems((results.faults = []), (sys) =>
+        faultRun(app!, peer, db!, sys, receiver!, settings),
+      );
     }
     results.complete = results.error === undefined;
     write();

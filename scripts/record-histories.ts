@@ -16,9 +16,8 @@
  * scenarios again under a --tag and keep the old files: both paths replay.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import proto from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, Runtime, bundleWorkflowCode } from '@temporalio/worker';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -35,16 +34,14 @@ import {
 import type { OrderStatus } from '../src/shared/orders.ts';
 import { FailureType, defaultRetryPolicies } from '../src/shared/steps.ts';
 import {
-  ORDER_STATUS_SEARCH_ATTRIBUTE,
   TaskQueue,
   cancellationAnnouncementWorkflowId,
   orderWorkflowId,
 } from '../src/shared/task-queues.ts';
 import {
-  fakeActivities,
-  silentLogger,
+  registerOrderStatus,
   testPolicies,
-  withWorkers,
+  workflowHarness,
   type FakeOptions,
   type Fakes,
 } from './lib/workflow-fakes.ts';
@@ -114,6 +111,22 @@ async function expectResult(
   return { workflowId };
 }
 
+/** Starts the order's workflow with the test policies and waits until it parks. */
+async function startParked(env: TestWorkflowEnvironment, orderId: string): Promise<void> {
+  await startOrderWorkflow(env.client, orderId, testPolicies());
+  await waitFor(env, orderId, (p) => p.status === 'PARKED', 'parked');
+}
+
+/** Sends the cancel signal (as the API and the CLI do); the order must end CANCELLED. */
+async function cancelOrder(
+  env: TestWorkflowEnvironment,
+  orderId: string,
+  reason: string,
+): Promise<{ workflowId: string }> {
+  await env.client.workflow.getHandle(orderWorkflowId(orderId)).signal(cancelSignal, reason);
+  return expectResult(env, orderId, 'CANCELLED');
+}
+
 // Fixed order ids keep re-recorded files comparable.
 const orderIdOf = (n: number) => `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`;
 
@@ -151,8 +164,7 @@ const scenarios: Scenario[] = [
     }),
     async run({ env, heal }) {
       const orderId = orderIdOf(2);
-      await startOrderWorkflow(env.client, orderId, testPolicies());
-      await waitFor(env, orderId, (p) => p.status === 'PARKED', 'parked');
+      await startParked(env, orderId);
       heal();
       await env.client.workflow.getHandle(orderWorkflowId(orderId)).executeUpdate(retryUpdate);
       return expectResult(env, orderId, 'COMPLETED');
@@ -169,8 +181,7 @@ const scenarios: Scenario[] = [
     async run({ env, heal }) {
       const orderId = orderIdOf(3);
       const handle = env.client.workflow.getHandle(orderWorkflowId(orderId));
-      await startOrderWorkflow(env.client, orderId, testPolicies());
-      await waitFor(env, orderId, (p) => p.status === 'PARKED', 'parked');
+      await startParked(env, orderId);
       await handle.signal(retrySignal);
       await waitFor(env, orderId, (p) => p.parkedCount === 2, 'parked twice');
       heal();
@@ -208,12 +219,8 @@ const scenarios: Scenario[] = [
     fakes: parkedOnRejectionWithUndoSubscriber,
     async run({ env }) {
       const orderId = orderIdOf(5);
-      await startOrderWorkflow(env.client, orderId, testPolicies());
-      await waitFor(env, orderId, (p) => p.status === 'PARKED', 'parked');
-      await env.client.workflow
-        .getHandle(orderWorkflowId(orderId))
-        .signal(cancelSignal, 'customer withdrew');
-      return expectResult(env, orderId, 'CANCELLED');
+      await startParked(env, orderId);
+      return cancelOrder(env, orderId, 'customer withdrew');
     },
   },
   {
@@ -224,8 +231,7 @@ const scenarios: Scenario[] = [
     async run({ env, calls }) {
       const orderId = orderIdOf(7);
       const workflowId = orderWorkflowId(orderId);
-      await startOrderWorkflow(env.client, orderId, testPolicies());
-      await waitFor(env, orderId, (p) => p.status === 'PARKED', 'parked');
+      await startParked(env, orderId);
       await env.client.workflow.getHandle(workflowId).cancel();
       await settle(env, workflowId).catch(() => undefined);
       const { status } = await env.client.workflow.getHandle(workflowId).describe();
@@ -275,10 +281,7 @@ const scenarios: Scenario[] = [
       // The first attempt failed; the next is an hour away.
       for (let i = 0; i < 100 && calls.webhook.length === 0; i++) await env.sleep('1 second');
       if (calls.webhook.length !== 1) throw new Error('the webhook never ran once');
-      await env.client.workflow
-        .getHandle(orderWorkflowId(orderId))
-        .signal(cancelSignal, 'customer called');
-      return expectResult(env, orderId, 'CANCELLED');
+      return cancelOrder(env, orderId, 'customer called');
     },
   },
   {
@@ -365,27 +368,14 @@ async function main(): Promise<void> {
     testServer ? { server: { executable: { type: 'existing-path', path: testServer } } } : {},
   );
   try {
-    // The workflow keeps OrderStatus current; the test server needs it registered like the dev server.
-    await env.connection.operatorService.addSearchAttributes({
-      namespace: 'default',
-      searchAttributes: {
-        [ORDER_STATUS_SEARCH_ATTRIBUTE]:
-          proto.temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-      },
-    });
-    const bundle = await bundleWorkflowCode({
-      workflowsPath: path.join(projectRoot, 'src/workflows/index.ts'),
-      logger: silentLogger,
-    });
+    await registerOrderStatus(env);
+    const { fakes, withWorkers } = await workflowHarness(env);
     fs.mkdirSync(historiesDir, { recursive: true });
     for (const scenario of scenarios) {
       if (only.length && !only.includes(scenario.name)) continue;
       let healed = false;
-      const f = fakeActivities(
-        env,
-        scenario.fakes?.(() => healed),
-      );
-      const { workflowId, runId } = await withWorkers(env, bundle, f, () =>
+      const f = fakes(scenario.fakes?.(() => healed));
+      const { workflowId, runId } = await withWorkers(f, () =>
         scenario.run({
           env,
           calls: f.calls,

@@ -7,6 +7,7 @@ import { execFileSync, fork } from 'node:child_process';
 import path from 'node:path';
 import type pg from 'pg';
 import { delay } from '../../scripts/lib/process.ts';
+import { sampleOrder } from '../../scripts/lib/sample-order.ts';
 import { projectRoot } from '../../scripts/lib/tools.ts';
 
 export const log = (m: string) =>
@@ -109,11 +110,7 @@ export async function postOrder(
   const res = await fetch(`${apiUrl}/orders`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      customerEmail,
-      items: [{ sku: 'SKU-1', quantity: 2, unitPriceCents: 1250 }],
-      currency: 'USD',
-    }),
+    body: JSON.stringify(sampleOrder(customerEmail)),
     signal: AbortSignal.timeout(30_000),
   });
   const answeredAt = now();

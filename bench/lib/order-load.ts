@@ -7,17 +7,13 @@
 import autocannon from 'autocannon';
 import http from 'node:http';
 import type pg from 'pg';
+import { sampleOrder } from '../../scripts/lib/sample-order.ts';
 import type { System } from './cpu-per-order.ts';
 import { delay, log, now } from './e2e-kit.ts';
 import { round, summary, type Summary } from './stats.ts';
 
 /** The order every load generator here POSTs, for `email`. */
-export const orderBody = (email: string) =>
-  JSON.stringify({
-    customerEmail: email,
-    items: [{ sku: 'SKU-1', quantity: 2, unitPriceCents: 1250 }],
-    currency: 'USD',
-  });
+export const orderBody = (email: string) => JSON.stringify(sampleOrder(email));
 
 /** Each system's order table (id, status, customer_email, updated_at). */
 export const TABLE = { orderflow: 'orders', peer: 'peer_orders' } as const;

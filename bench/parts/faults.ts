@@ -8,9 +8,9 @@
  */
 import { Connection } from '@temporalio/client';
 import { Redis } from 'ioredis';
-import { Kafka, logLevel } from 'kafkajs';
 import type pg from 'pg';
 import type { AppStack } from '../../scripts/lib/app-stack.ts';
+import { topicEnds } from '../../scripts/lib/kafka-audit.ts';
 import { ManagedProcess, signalGroup, waitUntilReady } from '../../scripts/lib/process.ts';
 import {
   ORDERS_PLACED_TOPIC,
@@ -96,17 +96,7 @@ async function kafkaKeyCounts(
   topic: string,
   boundMs: number,
 ): Promise<Map<string, number>> {
-  const kafka = new Kafka({
-    brokers: brokers.split(','),
-    clientId: 'bench-count',
-    logLevel: logLevel.NOTHING,
-  });
-  const admin = kafka.admin();
-  await admin.connect();
-  const ends = new Map(
-    (await admin.fetchTopicOffsets(topic)).map((o) => [o.partition, Number(o.high)]),
-  );
-  await admin.disconnect();
+  const { kafka, ends } = await topicEnds(brokers, 'bench-count', topic);
   const counts = new Map<string, number>();
   const reached = new Map<number, number>();
   const done = () =>

@@ -10,6 +10,7 @@ import {
 } from '@temporalio/worker';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import { temporalDevServerArgs } from '../../scripts/lib/stack.ts';
 Runtime.install({ logger: new DefaultLogger('ERROR') });
 const bin = `${process.env.HOME}/.cache/orderflow/temporal-cli/1.9.1/temporal`;
 const bundle = await bundleWorkflowCode({
@@ -24,24 +25,14 @@ for (const [label, extra] of [
   const port = 17800 + Math.floor(Math.random() * 100);
   const p = spawn(
     bin,
-    [
-      'server',
-      'start-dev',
-      '--headless',
-      '--ip',
-      '127.0.0.1',
-      '--port',
-      String(port),
-      '--http-port',
-      String(port + 200),
-      '--metrics-port',
-      String(port + 300),
-      '--db-filename',
-      `${dir}/t.db`,
-      '--log-level',
-      'error',
-      ...extra,
-    ],
+    temporalDevServerArgs({
+      port,
+      httpPort: port + 200,
+      metricsPort: port + 300,
+      dbFile: `${dir}/t.db`,
+      logLevel: 'error',
+      extra: [...extra],
+    }),
     { stdio: 'ignore' },
   );
   await new Promise((r) => setTimeout(r, 4000));

@@ -9,6 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
+/** A stack component that failed (to start, to answer, to stop); the message starts with its name. */
 export class ComponentError extends Error {
   constructor(
     readonly component: string,

@@ -397,33 +397,29 @@ export class Stack {
     const { tools, ports } = this.opts;
     const dir = path.join(this.opts.dataDir, 'temporal');
     fs.mkdirSync(dir, { recursive: true });
-    const proc = this.spawn('temporal', tools.temporalCli, [
-      'server',
-      'start-dev',
-      '--ip',
-      '127.0.0.1',
-      '--port',
-      String(ports.temporal),
-      '--ui-port',
-      String(ports.temporalUi),
-      '--http-port',
-      String(ports.temporalHttp),
-      '--metrics-port',
-      String(ports.temporalMetrics),
-      '--db-filename',
-      path.join(dir, 'temporal.db'),
-      '--search-attribute',
-      `${ORDER_STATUS_SEARCH_ATTRIBUTE}=Keyword`,
-      // WAL with synchronous=NORMAL: 2.6x the workflow throughput of the default rollback
-      // journal (200 one-activity workflows in 5.8 s vs 15.1 s here). A process crash loses
-      // nothing; a power cut may lose the last transactions (production: Temporal on PostgreSQL).
-      '--sqlite-pragma',
-      'journal_mode=wal',
-      '--sqlite-pragma',
-      'synchronous=normal',
-      '--log-level',
-      'warn',
-    ]);
+    const proc = this.spawn(
+      'temporal',
+      tools.temporalCli,
+      temporalDevServerArgs({
+        port: ports.temporal,
+        uiPort: ports.temporalUi,
+        httpPort: ports.temporalHttp,
+        metricsPort: ports.temporalMetrics,
+        dbFile: path.join(dir, 'temporal.db'),
+        logLevel: 'warn',
+        extra: [
+          '--search-attribute',
+          `${ORDER_STATUS_SEARCH_ATTRIBUTE}=Keyword`,
+          // WAL with synchronous=NORMAL: 2.6x the workflow throughput of the default rollback
+          // journal (200 one-activity workflows in 5.8 s vs 15.1 s here). A process crash loses
+          // nothing; a power cut may lose the last transactions (production: Temporal on PostgreSQL).
+          '--sqlite-pragma',
+          'journal_mode=wal',
+          '--sqlite-pragma',
+          'synchronous=normal',
+        ],
+      }),
+    );
     const address = `127.0.0.1:${ports.temporal}`;
     await waitUntilReady(proc, 'temporal', () => temporalReady(address), TIMEOUT.temporal);
     const uiReady = async () => (await fetch(`http://127.0.0.1:${ports.temporalUi}/`)).ok;
@@ -583,10 +579,48 @@ function chownToPostgres(dir: string): void {
   fs.chownSync(dir, Number(uid), Number(gid));
 }
 
+/**
+ * `temporal server start-dev` arguments: on 127.0.0.1, its history in the
+ * SQLite file `dbFile`, headless unless `uiPort` is given, then `extra`.
+ */
+export function temporalDevServerArgs(opts: {
+  port: number;
+  httpPort: number;
+  metricsPort: number;
+  uiPort?: number;
+  dbFile: string;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+  extra?: string[];
+}): string[] {
+  return [
+    'server',
+    'start-dev',
+    ...(opts.uiPort === undefined ? ['--headless'] : ['--ui-port', String(opts.uiPort)]),
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(opts.port),
+    '--http-port',
+    String(opts.httpPort),
+    '--metrics-port',
+    String(opts.metricsPort),
+    '--db-filename',
+    opts.dbFile,
+    '--log-level',
+    opts.logLevel,
+    ...(opts.extra ?? []),
+  ];
+}
+
 async function pgReady(url: string, database: string): Promise<boolean> {
   const u = new URL(url);
   u.pathname = `/${database}`;
-  const client = new pg.Client({ connectionString: u.toString(), connectionTimeoutMillis: 1000 });
+  return postgresAnswers(u.toString());
+}
+
+/** Whether the PostgreSQL database at `connectionString` answers a query (connecting for 1 s at most). */
+export async function postgresAnswers(connectionString: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString, connectionTimeoutMillis: 1000 });
   try {
     await client.connect();
     await client.query('SELECT 1');
@@ -607,10 +641,11 @@ async function temporalReady(address: string): Promise<boolean> {
   }
 }
 
-async function kafkaReady(brokers: string): Promise<boolean> {
+/** Whether the Kafka cluster at `brokers` (comma-separated) has brokers and a controller. */
+export async function kafkaReady(brokers: string, clientId = 'orderflow-stack'): Promise<boolean> {
   const kafka = new Kafka({
-    brokers: [brokers],
-    clientId: 'orderflow-stack',
+    brokers: brokers.split(','),
+    clientId,
     logLevel: logLevel.NOTHING,
     retry: { retries: 0 },
     connectionTimeout: 1000,

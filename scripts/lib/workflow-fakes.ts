@@ -6,8 +6,10 @@
  */
 import { Context } from '@temporalio/activity';
 import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
+import proto from '@temporalio/proto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import path from 'node:path';
 import type {
   OrderPage,
   OrderPageInput,
@@ -16,6 +18,7 @@ import type {
 import type { OrderCursor } from '../../src/shared/messages.ts';
 import { defaultRetryPolicies, type RetryPolicies } from '../../src/shared/steps.ts';
 import { ORDER_STATUS_SEARCH_ATTRIBUTE, TaskQueue } from '../../src/shared/task-queues.ts';
+import { projectRoot } from './tools.ts';
 
 /** The OrderStatus search attribute, as the workflow and the starter define it. */
 export const orderStatusKey = defineSearchAttributeKey(
@@ -184,4 +187,40 @@ export async function withWorkers<T>(
     for (const w of rest) w.shutdown();
     await Promise.all(others);
   }
+}
+
+/** The order workflows (src/workflows) bundled for a worker, quietly. */
+export const bundleOrderWorkflows = (): Promise<WorkflowBundleWithSourceMap> =>
+  bundleWorkflowCode({
+    workflowsPath: path.join(projectRoot, 'src/workflows/index.ts'),
+    logger: silentLogger,
+  });
+
+/** fakeActivities and withWorkers bound to one environment and one bundle of the workflows. */
+export interface WorkflowHarness {
+  fakes: (opts?: FakeOptions) => Fakes;
+  withWorkers: <T>(f: Fakes, fn: () => Promise<T>) => Promise<T>;
+}
+
+/** A test file's harness on `env`: the workflows bundled once, then fakes and workers at will. */
+export async function workflowHarness(env: TestWorkflowEnvironment): Promise<WorkflowHarness> {
+  const bundle = await bundleOrderWorkflows();
+  return {
+    fakes: (opts = {}) => fakeActivities(env, opts),
+    withWorkers: (f, fn) => withWorkers(env, bundle, f, fn),
+  };
+}
+
+/**
+ * Registers OrderStatus, which the workflow keeps current, on a time-skipping
+ * test server (a dev server takes it at start, as the stack's does).
+ */
+export async function registerOrderStatus(env: TestWorkflowEnvironment): Promise<void> {
+  await env.connection.operatorService.addSearchAttributes({
+    namespace: 'default',
+    searchAttributes: {
+      [ORDER_STATUS_SEARCH_ATTRIBUTE]:
+        proto.temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    },
+  });
 }

@@ -114,6 +114,20 @@ async function stubRefusing(replies: { rcptTo?: SmtpReply; data?: SmtpReply }) {
   return { stub, mailer: transportTo(stub.host, stub.port) };
 }
 
+/**
+ * Sends an order's confirmation through a stub that answers `replies`: what
+ * the activity failed with, what the stub saw, and the delivery row after.
+ */
+async function sendRefused(
+  replies: Parameters<typeof stubRefusing>[0],
+  order?: Parameters<typeof createOrder>[0],
+) {
+  const orderId = await createOrder(order);
+  const { mailer, stub } = await stubRefusing(replies);
+  const failure = await failureOf(sendConfirmation(mailer, orderId));
+  return { failure, stub, row: await delivery(orderId) };
+}
+
 beforeAll(() => {
   db = createDb(DATABASE_URL, 4);
 });
@@ -224,61 +238,47 @@ describe('sendConfirmationEmail', () => {
   });
 
   it('fails non-retryably with InvalidAddress when the server refuses the recipient (550 to RCPT TO)', async () => {
-    const orderId = await createOrder();
-    const { mailer, stub } = await stubRefusing({
+    const { failure, stub, row } = await sendRefused({
       rcptTo: { code: 550, message: '5.1.1 mailbox unavailable' },
     });
-
-    const failure = await failureOf(sendConfirmation(mailer, orderId));
 
     expect(failure.type).toBe(FailureType.InvalidAddress);
     expect(failure.nonRetryable).toBe(true);
     expect(failure.message).toContain('550 5.1.1 mailbox unavailable');
     expect(stub.dataCount).toBe(0);
-    const row = await delivery(orderId);
     expect(row?.sentAt).toBeNull();
     expect(row?.lastError).toContain('550');
   });
 
   it('fails non-retryably with SmtpRejected when the server rejects the message after DATA (554)', async () => {
-    const orderId = await createOrder();
-    const { mailer, stub } = await stubRefusing({
+    const { failure, stub, row } = await sendRefused({
       data: { code: 554, message: '5.6.0 message rejected' },
     });
-
-    const failure = await failureOf(sendConfirmation(mailer, orderId));
 
     expect(failure.type).toBe(FailureType.SmtpRejected);
     expect(failure.nonRetryable).toBe(true);
     expect(stub.dataCount).toBe(1);
-    const row = await delivery(orderId);
     expect(row?.sentAt).toBeNull();
     expect(row?.lastError).toContain('554');
   });
 
   it('fails retryably with SmtpUnavailable on 503 after DATA (bad sequence: the session, not the message)', async () => {
-    const orderId = await createOrder();
-    const { mailer } = await stubRefusing({
+    const { failure, row } = await sendRefused({
       data: { code: 503, message: '5.5.1 bad sequence of commands' },
     });
 
-    const failure = await failureOf(sendConfirmation(mailer, orderId));
-
     expect(failure.type).toBe(FailureType.SmtpUnavailable);
     expect(failure.nonRetryable).toBe(false);
-    expect((await delivery(orderId))?.lastError).toContain('503');
+    expect(row?.lastError).toContain('503');
   });
 
   it('fails non-retryably with InvalidAddress when nodemailer refuses the envelope itself (EENVELOPE: no recipient), sending nothing', async () => {
-    const orderId = await createOrder({ customerEmail: '' });
-    const { mailer, stub } = await stubRefusing({});
-
-    const failure = await failureOf(sendConfirmation(mailer, orderId));
+    const { failure, stub, row } = await sendRefused({}, { customerEmail: '' });
 
     expect(failure.type).toBe(FailureType.InvalidAddress);
     expect(failure.nonRetryable).toBe(true);
     expect(stub.dataCount).toBe(0);
-    expect((await delivery(orderId))?.lastError).toMatch(/^EENVELOPE: /);
+    expect(row?.lastError).toMatch(/^EENVELOPE: /);
   });
 
   it.each([
@@ -287,16 +287,12 @@ describe('sendConfirmationEmail', () => {
   ] as const)(
     'fails retryably with SmtpUnavailable on a temporary refusal (451 to %s)',
     async (_, stage) => {
-      const orderId = await createOrder();
-      const { mailer } = await stubRefusing({
+      const { failure, row } = await sendRefused({
         [stage]: { code: 451, message: '4.3.0 try again later' },
       });
 
-      const failure = await failureOf(sendConfirmation(mailer, orderId));
-
       expect(failure.type).toBe(FailureType.SmtpUnavailable);
       expect(failure.nonRetryable).toBe(false);
-      const row = await delivery(orderId);
       expect(row?.sentAt).toBeNull();
       expect(row?.lastError).toContain('451');
     },

@@ -10,7 +10,6 @@ import {
   Kafka as CloudEventsKafka,
   type KafkaMessage as CloudEventsKafkaMessage,
 } from 'cloudevents';
-import { Partitioners } from 'kafkajs';
 import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import pino from 'pino';
@@ -37,6 +36,7 @@ import {
   type OrderPlacedData,
 } from '../../src/shared/events.ts';
 import { FailureType } from '../../src/shared/steps.ts';
+import { partitionOf } from '../support/kafka-partition.ts';
 
 const stack = inject('stack');
 const config = loadConfig({ DATABASE_URL: stack.DATABASE_URL, KAFKA_BROKERS: stack.KAFKA_BROKERS });
@@ -86,22 +86,6 @@ async function createOrder() {
         })),
       },
     },
-  });
-}
-
-/** The partition the Java client (and kafkajs' DefaultPartitioner) maps `key` to. */
-function partitionOf(key: string, partitions: number): number {
-  return Partitioners.DefaultPartitioner()({
-    topic: ORDERS_PLACED_TOPIC,
-    partitionMetadata: Array.from({ length: partitions }, (_, i) => ({
-      partitionId: i,
-      leader: 1,
-      replicas: [1],
-      isr: [1],
-      partitionErrorCode: 0,
-      offlineReplicas: [],
-    })),
-    message: { key, value: '' },
   });
 }
 
@@ -257,7 +241,7 @@ describe('publishOrderPlaced', () => {
     const eventId = orderPlacedEventId(order.id);
     expect(result).toEqual({
       eventId,
-      partition: partitionOf(order.id, partitions),
+      partition: partitionOf(ORDERS_PLACED_TOPIC, order.id, partitions),
       offset: expect.stringMatching(/^\d+$/),
     });
     const [record] = await readRecords(ORDERS_PLACED_TOPIC, order.id, 1);

@@ -3,7 +3,13 @@ import fc from 'fast-check';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { CURRENCIES } from '../../src/shared/orders.ts';
-import { postOrder, startApi, validOrder, type TestApi } from '../support/api.ts';
+import {
+  postOrder,
+  startApi,
+  validOrder,
+  waitForOrderStatus,
+  type TestApi,
+} from '../support/api.ts';
 import { startOrdersWorker } from '../support/orders-worker.ts';
 
 const stack = inject('stack');
@@ -33,24 +39,8 @@ afterAll(async () => {
 const orderCount = () => api.db.order.count();
 
 /** Polls (bounded) until the order reaches a status. */
-async function waitForStatus(id: string, status: string, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
-  while (Date.now() < deadline) {
-    const res = await fetch(`${api.url}/orders/${id}`);
-    const order = (await res.json()) as {
-      status: string;
-      failedStep: string | null;
-      lastError: string | null;
-    };
-    last = order.failedStep
-      ? `${order.status} (${order.failedStep}: ${order.lastError})`
-      : order.status;
-    if (order.status === status) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`order ${id} stayed ${last}, expected ${status}`);
-}
+const waitForStatus = (id: string, status: string) =>
+  waitForOrderStatus(api.url, id, status, 20_000);
 
 async function runsOf(workflowId: string): Promise<string[]> {
   const runs: string[] = [];

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { OrderService } from '../../src/orders/order-service.ts';
 import { ManagedProcess, freePort, freePorts, waitUntilReady } from '../../scripts/lib/process.ts';
-import { tmpStackDir } from '../../scripts/lib/stack.ts';
+import { temporalDevServerArgs, tmpStackDir } from '../../scripts/lib/stack.ts';
 import { postOrder, startApi, validOrder, type TestApi } from '../support/api.ts';
 import { startOrdersWorker } from '../support/orders-worker.ts';
 
@@ -42,25 +42,14 @@ function temporalServer(dir: string, port: number, httpPort: number, metricsPort
   return new ManagedProcess({
     name: 'temporal-outage',
     command: tools.temporalCli,
-    args: [
-      'server',
-      'start-dev',
-      '--headless',
-      '--ip',
-      '127.0.0.1',
-      '--port',
-      String(port),
-      '--http-port',
-      String(httpPort),
-      '--metrics-port',
-      String(metricsPort),
-      '--db-filename',
-      path.join(dir, 'temporal.db'),
-      '--log-level',
-      'error',
-      '--search-attribute',
-      'OrderStatus=Keyword',
-    ],
+    args: temporalDevServerArgs({
+      port,
+      httpPort,
+      metricsPort,
+      dbFile: path.join(dir, 'temporal.db'),
+      logLevel: 'error',
+      extra: ['--search-attribute', 'OrderStatus=Keyword'],
+    }),
     logFile: path.join(dir, 'temporal.log'),
   });
 }

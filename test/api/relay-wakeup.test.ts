@@ -10,7 +10,7 @@ import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { freePort } from '../../scripts/lib/process.ts';
 import { OUTBOX_LISTENER_APPLICATION, OutboxListener } from '../../src/api/outbox-listener.ts';
-import { OutboxRelay, defaultRelayOptions } from '../../src/api/outbox-relay.ts';
+import { OutboxRelay, defaultRelayOptions, type RelayOptions } from '../../src/api/outbox-relay.ts';
 import { LazyTemporalClient } from '../../src/api/temporal-client.ts';
 import { createDb, type Db } from '../../src/db/client.ts';
 import { startAppProcess, stackEnvOf, waitUntil } from '../observability/processes.ts';
@@ -84,34 +84,54 @@ async function startDelays(url: string, n: number): Promise<number[]> {
 /** Starts what earlier tests left due, so the tests here see only their own orders. */
 async function drainDue(): Promise<void> {
   const relayDb = createDb(stack.DATABASE_URL, 2);
+  const { relay, close } = inProcessRelay(relayDb, { maxInFlight: 0 });
+  await db.$executeRaw`UPDATE workflow_starts SET next_attempt_at = now() WHERE started_at IS NULL`;
+  for (let i = 0; i < 50 && (await relay.backlog()).pending > 0; i++) await relay.sweep();
+  await close();
+  await relayDb.$disconnect();
+}
+
+/** An in-process relay (not running) on the suite's Temporal; `close()` stops it and closes its client. */
+function inProcessRelay(relayDb: Db, options: Partial<RelayOptions>) {
   const temporal = new LazyTemporalClient({
     connectionOptions: { address: stack.TEMPORAL_ADDRESS },
     namespace: 'default',
   });
   const relay = new OutboxRelay(relayDb, () => temporal.get(), log(), {
     ...defaultRelayOptions,
-    maxInFlight: 0,
+    ...options,
   });
-  await db.$executeRaw`UPDATE workflow_starts SET next_attempt_at = now() WHERE started_at IS NULL`;
-  for (let i = 0; i < 50 && (await relay.backlog()).pending > 0; i++) await relay.sweep();
-  await relay.stop();
-  await Promise.allSettled([relayDb.$disconnect(), temporal.close()]);
+  const close = async () => {
+    await relay.stop();
+    await temporal.close();
+  };
+  return { relay, close };
+}
+
+/**
+ * The relay process polling only every 5 s (`env` on top), stopped after the
+ * test; once it listens, one order started through it, which also connects
+ * its Temporal client (seconds on a busy machine).
+ */
+async function startListeningRelay(api: TestApi, env: Record<string, string> = {}) {
+  const relay = startAppProcess('relay', 'src/api/relay.ts', {
+    ...stackEnvOf(stack),
+    OUTBOX_POLL_MS: '5000',
+    RELAY_METRICS_PORT: '0',
+    LOG_LEVEL: 'info',
+    ...env,
+  });
+  cleanups.push(() => relay.stop());
+  await relay.waitForLine('listening', (l) => l.msg === LISTENING, 60_000);
+  await startDelayMs(await placeOrder(api.url));
+  return relay;
 }
 
 describe('the relay wakes up on a new order', () => {
   it('starts each new order within a second while polling every 5 s, and again after its LISTEN connection is terminated', async () => {
     await drainDue();
     const api = await relayModeApi();
-    const relay = startAppProcess('relay', 'src/api/relay.ts', {
-      ...stackEnvOf(stack),
-      OUTBOX_POLL_MS: '5000',
-      RELAY_METRICS_PORT: '0',
-      LOG_LEVEL: 'info',
-    });
-    cleanups.push(() => relay.stop());
-    await relay.waitForLine('listening', (l) => l.msg === LISTENING, 60_000);
-    // The first start also connects the relay's Temporal client (seconds on a busy machine).
-    await startDelayMs(await placeOrder(api.url));
+    const relay = await startListeningRelay(api);
 
     const woken = await startDelays(api.url, 5);
     expect(Math.max(...woken), `start delays ${woken.join(', ')} ms`).toBeLessThan(WOKEN_WITHIN_MS);
@@ -135,16 +155,7 @@ describe('the relay wakes up on a new order', () => {
     await drainDue();
     const api = await relayModeApi();
     // Every statement of the relay's pool is cut off after 1 s; LISTEN waits on a connection of its own.
-    const relay = startAppProcess('relay', 'src/api/relay.ts', {
-      ...stackEnvOf(stack),
-      OUTBOX_POLL_MS: '5000',
-      DATABASE_STATEMENT_TIMEOUT_MS: '1000',
-      RELAY_METRICS_PORT: '0',
-      LOG_LEVEL: 'info',
-    });
-    cleanups.push(() => relay.stop());
-    await relay.waitForLine('listening', (l) => l.msg === LISTENING, 60_000);
-    await startDelayMs(await placeOrder(api.url));
+    await startListeningRelay(api, { DATABASE_STATEMENT_TIMEOUT_MS: '1000' });
     // Idle for longer than the statement timeout: the LISTEN connection is still there.
     await sleep(2_500);
     const woken = await startDelays(api.url, 3);
@@ -153,18 +164,8 @@ describe('the relay wakes up on a new order', () => {
 
   it('runs one sweep at a time however many wake-ups arrive, and one more for those that came during it', async () => {
     await drainDue();
-    const temporal = new LazyTemporalClient({
-      connectionOptions: { address: stack.TEMPORAL_ADDRESS },
-      namespace: 'default',
-    });
-    const relay = new OutboxRelay(db, () => temporal.get(), log(), {
-      ...defaultRelayOptions,
-      intervalMs: 60_000,
-    });
-    cleanups.push(async () => {
-      await relay.stop();
-      await temporal.close();
-    });
+    const { relay, close } = inProcessRelay(db, { intervalMs: 60_000 });
+    cleanups.push(close);
     const sweepBatch = (relay as unknown as { sweepBatch(): Promise<unknown> }).sweepBatch.bind(
       relay,
     );
@@ -205,14 +206,7 @@ describe('the relay wakes up on a new order', () => {
   it('starts every order by polling while its listener cannot connect, and keeps retrying with bounded backoff', async () => {
     await drainDue();
     const api = await relayModeApi();
-    const temporal = new LazyTemporalClient({
-      connectionOptions: { address: stack.TEMPORAL_ADDRESS },
-      namespace: 'default',
-    });
-    const relay = new OutboxRelay(db, () => temporal.get(), log(), {
-      ...defaultRelayOptions,
-      intervalMs: 500,
-    });
+    const { relay, close } = inProcessRelay(db, { intervalMs: 500 });
     const nowhere = new URL(stack.DATABASE_URL);
     nowhere.port = String(await freePort());
     const wakes = vi.fn(() => relay.wake());
@@ -225,8 +219,7 @@ describe('the relay wakes up on a new order', () => {
     });
     cleanups.push(async () => {
       await listener.close();
-      await relay.stop();
-      await temporal.close();
+      await close();
     });
     relay.run();
     listener.start();

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import pino from 'pino';
 import { afterEach, expect, inject, it } from 'vitest';
-import { OutboxRelay, defaultRelayOptions } from '../../src/api/outbox-relay.ts';
+import { OutboxRelay, defaultRelayOptions, type RelayOptions } from '../../src/api/outbox-relay.ts';
 import { LazyTemporalClient } from '../../src/api/temporal-client.ts';
 import { createDb } from '../../src/db/client.ts';
 
@@ -75,7 +75,11 @@ it('answers false within its deadline when the frontend stops answering on an op
   expect(Date.now() - started).toBeLessThan(3_000);
 }, 30_000);
 
-it("keeps the relay's poll going: the relay marks Temporal unreachable once the frontend stops answering", async () => {
+/**
+ * A relay (not running) with `options`, whose Temporal client and health probe
+ * go through a stallable frontend that answers so far; both closed after the test.
+ */
+async function relayBehind(options: Partial<RelayOptions>) {
   const frontend = await stallableFrontend();
   const temporal = client(frontend.address);
   const db = createDb(stack.DATABASE_URL, 2);
@@ -84,11 +88,16 @@ it("keeps the relay's poll going: the relay marks Temporal unreachable once the 
     db,
     () => temporal.get(),
     log,
-    { ...defaultRelayOptions, intervalMs: 200, sweep: false },
+    { ...defaultRelayOptions, ...options },
     () => temporal.ping(),
   );
   cleanups.push(() => relay.stop());
   expect(await temporal.ping()).toBe(true);
+  return { frontend, relay };
+}
+
+it("keeps the relay's poll going: the relay marks Temporal unreachable once the frontend stops answering", async () => {
+  const { frontend, relay } = await relayBehind({ intervalMs: 200, sweep: false });
   relay.run();
 
   frontend.stall();
@@ -100,16 +109,7 @@ it("keeps the relay's poll going: the relay marks Temporal unreachable once the 
 }, 30_000);
 
 it('gives up a workflow start within its deadline when the frontend stops answering, so the sweep goes on', async () => {
-  const frontend = await stallableFrontend();
-  const temporal = client(frontend.address);
-  const db = createDb(stack.DATABASE_URL, 2);
-  cleanups.push(() => db.$disconnect());
-  const relay = new OutboxRelay(db, () => temporal.get(), log, {
-    ...defaultRelayOptions,
-    startTimeoutMs: 1000,
-  });
-  cleanups.push(() => relay.stop());
-  expect(await temporal.ping()).toBe(true);
+  const { frontend, relay } = await relayBehind({ startTimeoutMs: 1000 });
 
   frontend.stall();
   const started = Date.now();

@@ -10,16 +10,11 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { WebhookEndpointView } from '../../src/api/webhooks/endpoint-service.ts';
 import type { OrderStatus } from '../../src/shared/orders.ts';
-import {
-  placeStartedOrder,
-  startApi,
-  validOrder,
-  type Body,
-  type TestApi,
-} from '../support/api.ts';
-import { startOrdersWorker } from '../support/orders-worker.ts';
+import { placeStartedOrder, validOrder, type Body, type TestApi } from '../support/api.ts';
+import { startInlineApp, waitForRowStatus } from '../support/inline-app.ts';
+import type { startOrdersWorker } from '../support/orders-worker.ts';
 import { cli, parseStdout } from '../cli/run-cli.ts';
-import { subscribe, type Subscriber } from '../e2e/subscriber.ts';
+import { subscribeAlone, type Subscriber } from '../e2e/subscriber.ts';
 
 const stack = inject('stack');
 /** What the receiver answers with its 404s: nothing of it may reach an API caller or the CLI. */
@@ -31,26 +26,14 @@ let worker: Awaited<ReturnType<typeof startOrdersWorker>>;
 let subscriber: Subscriber;
 const orders: string[] = [];
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 async function get(path: string): Promise<{ status: number; text: string; body: Body }> {
   const res = await fetch(`${api.url}${path}`);
   const text = await res.text();
   return { status: res.status, text, body: text ? (JSON.parse(text) as Body) : {} };
 }
 
-/** Polls (bounded) until the order's row has one of the statuses; returns the one it has. */
-async function settle(orderId: string, statuses: OrderStatus[], timeoutMs = 45_000) {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
-  while (Date.now() < deadline) {
-    const row = await api.db.order.findUniqueOrThrow({ where: { id: orderId } });
-    last = row.failedStep ? `${row.status} (${row.failedStep}: ${row.lastError})` : row.status;
-    if ((statuses as string[]).includes(row.status)) return row.status;
-    await sleep(100);
-  }
-  throw new Error(`order ${orderId} stayed ${last}, expected ${statuses.join(' or ')}`);
-}
+const settle = (orderId: string, statuses: OrderStatus[]) =>
+  waitForRowStatus(api, orderId, statuses, 45_000);
 
 /** Places an order (inline start) and waits until it parks or completes. */
 async function placeAndSettle(): Promise<{ id: string; status: OrderStatus }> {
@@ -63,21 +46,8 @@ async function placeAndSettle(): Promise<{ id: string; status: OrderStatus }> {
 }
 
 beforeAll(async () => {
-  api = await startApi({
-    databaseUrl: stack.DATABASE_URL,
-    temporalAddress: stack.TEMPORAL_ADDRESS,
-    workflowStartMode: 'inline',
-    relay: { run: false },
-  });
-  worker = await startOrdersWorker({
-    databaseUrl: stack.DATABASE_URL,
-    temporalAddress: stack.TEMPORAL_ADDRESS,
-  });
-  // Another file's forgotten subscriber would receive these orders too.
-  const others = await api.db.webhookEndpoint.findMany({ where: { status: 'ENABLED' } });
-  if (others.length)
-    throw new Error(`enabled webhook endpoints left by other tests: ${others.length}`);
-  subscriber = await subscribe(api.url);
+  ({ api, worker } = await startInlineApp(stack));
+  subscriber = await subscribeAlone(api);
 }, 120_000);
 
 afterAll(async () => {

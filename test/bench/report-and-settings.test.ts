@@ -5,7 +5,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { intakeStats, type Sent } from '../../bench/lib/order-load.ts';
 import { coreLine, fmtNum, mib, ratioCell } from '../../bench/lib/report-format.ts';
 import { freeResultBase } from '../../bench/lib/results.ts';
-import { intEnv, labelEnv, listEnv } from '../../bench/lib/settings.ts';
+import { labelEnv } from '../../bench/lib/settings.ts';
+import { intEnv, listEnv } from '../../scripts/lib/env-settings.ts';
 import { PARTS, runSettings } from '../../bench/run-settings.ts';
 
 describe('report formatting', () => {

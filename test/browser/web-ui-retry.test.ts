@@ -23,9 +23,10 @@ import { DEBIAN_CHROMIUM, chromiumPath } from '../../scripts/lib/tools.ts';
 import { cancelSignal, retrySignal } from '../../src/shared/messages.ts';
 import { defaultRetryPolicies, type RetryPolicies } from '../../src/shared/steps.ts';
 import { ORDER_STATUS_SEARCH_ATTRIBUTE, orderWorkflowId } from '../../src/shared/task-queues.ts';
-import { postOrder, startApi, validOrder, type Body, type TestApi } from '../support/api.ts';
-import { startOrdersWorker } from '../support/orders-worker.ts';
-import { subscribe, type Subscriber } from '../e2e/subscriber.ts';
+import { postOrder, validOrder, waitForOrderStatus, type TestApi } from '../support/api.ts';
+import { startInlineApp } from '../support/inline-app.ts';
+import type { startOrdersWorker } from '../support/orders-worker.ts';
+import { subscribeAlone, type Subscriber } from '../e2e/subscriber.ts';
 
 const stack = inject('stack');
 const projectRoot = path.resolve(import.meta.dirname, '../..');
@@ -78,25 +79,8 @@ const created: string[] = [];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function getOrder(id: string): Promise<Body> {
-  const res = await fetch(`${api.url}/orders/${id}`);
-  expect(res.status, `GET /orders/${id}`).toBe(200);
-  return (await res.json()) as Body;
-}
-
 /** Polls GET /orders/{id} (bounded) until the order has `status`. */
-async function waitForStatus(id: string, status: string, timeoutMs = 30_000): Promise<Body> {
-  const deadline = Date.now() + timeoutMs;
-  let last: Body | undefined;
-  while (Date.now() < deadline) {
-    last = await getOrder(id);
-    if (last.status === status) return last;
-    await sleep(100);
-  }
-  throw new Error(
-    `order ${id} stayed ${last?.status} (${last?.failedStep}: ${last?.lastError}), expected ${status}`,
-  );
-}
+const waitForStatus = (id: string, status: string) => waitForOrderStatus(api.url, id, status);
 
 /** Polls (bounded) until Temporal visibility lists the workflow as parked: what the UI's list reads. */
 async function waitUntilListedParked(workflowId: string, timeoutMs = 15_000): Promise<void> {
@@ -160,26 +144,10 @@ beforeAll(async () => {
   fs.mkdirSync(artifacts, { recursive: true });
 
   // Inline starts and no relay sweep: this file starts exactly the workflows it creates.
-  api = await startApi({
-    databaseUrl: stack.DATABASE_URL,
-    temporalAddress: stack.TEMPORAL_ADDRESS,
-    workflowStartMode: 'inline',
-    relay: { run: false, retryPolicies },
-  });
-  worker = await startOrdersWorker({
-    databaseUrl: stack.DATABASE_URL,
-    temporalAddress: stack.TEMPORAL_ADDRESS,
-  });
+  ({ api, worker } = await startInlineApp(stack, { retryPolicies }));
   connection = await Connection.connect({ address: stack.TEMPORAL_ADDRESS });
   temporal = new Client({ connection });
-
-  // Another file's forgotten subscriber would receive this order too, and keep it from parking.
-  const others = await api.db.webhookEndpoint.findMany({ where: { status: 'ENABLED' } });
-  if (others.length)
-    throw new Error(
-      `enabled webhook endpoints left by other tests: ${others.map((e) => e.url).join(', ')}`,
-    );
-  subscriber = await subscribe(api.url);
+  subscriber = await subscribeAlone(api);
 
   userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'orderflow-chromium-'));
   browser = await chromium.launchPersistentContext(userDataDir, {

@@ -10,13 +10,15 @@
  * findings and a markdown report; the test files decide what must hold.
  */
 import { Client, Connection } from '@temporalio/client';
-import { Kafka, logLevel } from 'kafkajs';
 import os from 'node:os';
 import pg from 'pg';
 import { ManagedProcess, delay, isListening, waitUntilReady } from '../../scripts/lib/process.ts';
 import type { Tools } from '../../scripts/lib/tools.ts';
 import { parseDuration } from '../../src/config/parsing.ts';
 import { WEBHOOK_ATTEMPT_MARGIN_MS } from '../../src/config/retry-budgets.ts';
+import { intEnv } from '../../scripts/lib/env-settings.ts';
+import { topicEnds } from '../../scripts/lib/kafka-audit.ts';
+import { kafkaReady, postgresAnswers } from '../../scripts/lib/stack.ts';
 import {
   ORDERS_PLACED_TOPIC,
   orderPlacedEventId,
@@ -68,15 +70,6 @@ export interface ChaosSettings {
   keepData: boolean;
 }
 
-function intEnv(env: NodeJS.ProcessEnv, name: string, def: number, min: number, max: number) {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return def;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max)
-    throw new Error(`${name}=${raw}: expected an integer in [${min}, ${max}]`);
-  return n;
-}
-
 /**
  * Settings from CHAOS_* variables over `defaults`: CHAOS_FAULTS (comma list of
  * FAULTS), CHAOS_RATE, CHAOS_WARMUP_S, CHAOS_GAP_S, CHAOS_TEMPORAL_DOWN_S,
@@ -94,17 +87,17 @@ export function chaosSettings(defaults: ChaosSettings, env = process.env): Chaos
   }
   return {
     faults,
-    rate: intEnv(env, 'CHAOS_RATE', defaults.rate, 1, 50),
-    warmupS: intEnv(env, 'CHAOS_WARMUP_S', defaults.warmupS, 0, 600),
-    gapS: intEnv(env, 'CHAOS_GAP_S', defaults.gapS, 0, 600),
-    temporalDownS: intEnv(env, 'CHAOS_TEMPORAL_DOWN_S', defaults.temporalDownS, 0, 600),
-    kafkaDownS: intEnv(env, 'CHAOS_KAFKA_DOWN_S', defaults.kafkaDownS, 0, 600),
-    smtpDownS: intEnv(env, 'CHAOS_SMTP_DOWN_S', defaults.smtpDownS, 0, 600),
-    receiverDownS: intEnv(env, 'CHAOS_RECEIVER_DOWN_S', defaults.receiverDownS, 0, 600),
-    postgresDownS: intEnv(env, 'CHAOS_POSTGRES_DOWN_S', defaults.postgresDownS, 0, 600),
-    drainS: intEnv(env, 'CHAOS_DRAIN_S', defaults.drainS, 10, 3600),
-    maxOrders: intEnv(env, 'CHAOS_MAX_ORDERS', defaults.maxOrders, 1, 100_000),
-    webhookDelayMs: intEnv(env, 'CHAOS_WEBHOOK_DELAY_MS', defaults.webhookDelayMs, 0, 5000),
+    rate: intEnv('CHAOS_RATE', defaults.rate, 1, 50, env),
+    warmupS: intEnv('CHAOS_WARMUP_S', defaults.warmupS, 0, 600, env),
+    gapS: intEnv('CHAOS_GAP_S', defaults.gapS, 0, 600, env),
+    temporalDownS: intEnv('CHAOS_TEMPORAL_DOWN_S', defaults.temporalDownS, 0, 600, env),
+    kafkaDownS: intEnv('CHAOS_KAFKA_DOWN_S', defaults.kafkaDownS, 0, 600, env),
+    smtpDownS: intEnv('CHAOS_SMTP_DOWN_S', defaults.smtpDownS, 0, 600, env),
+    receiverDownS: intEnv('CHAOS_RECEIVER_DOWN_S', defaults.receiverDownS, 0, 600, env),
+    postgresDownS: intEnv('CHAOS_POSTGRES_DOWN_S', defaults.postgresDownS, 0, 600, env),
+    drainS: intEnv('CHAOS_DRAIN_S', defaults.drainS, 10, 3600, env),
+    maxOrders: intEnv('CHAOS_MAX_ORDERS', defaults.maxOrders, 1, 100_000, env),
+    webhookDelayMs: intEnv('CHAOS_WEBHOOK_DELAY_MS', defaults.webhookDelayMs, 0, 5000, env),
     attemptTimeout: env.CHAOS_ATTEMPT_TIMEOUT || defaults.attemptTimeout,
     keepData: env.CHAOS_KEEP_DATA === '1' || defaults.keepData,
   };
@@ -643,19 +636,8 @@ export async function runChaos(settings: ChaosSettings, tools: Tools): Promise<C
 async function componentReady(component: string, app: AppStack): Promise<boolean> {
   const env = app.env;
   switch (component) {
-    case 'postgresql': {
-      const client = new pg.Client({
-        connectionString: env.DATABASE_URL,
-        connectionTimeoutMillis: 1000,
-      });
-      try {
-        await client.connect();
-        await client.query('SELECT 1');
-        return true;
-      } finally {
-        await client.end().catch(() => {});
-      }
-    }
+    case 'postgresql':
+      return postgresAnswers(env.DATABASE_URL);
     case 'temporal': {
       const c = await Connection.connect({ address: env.TEMPORAL_ADDRESS, connectTimeout: 1000 });
       try {
@@ -665,22 +647,8 @@ async function componentReady(component: string, app: AppStack): Promise<boolean
         await c.close();
       }
     }
-    case 'kafka': {
-      const admin = new Kafka({
-        brokers: env.KAFKA_BROKERS.split(','),
-        clientId: 'chaos-ready',
-        logLevel: logLevel.NOTHING,
-        retry: { retries: 0 },
-        connectionTimeout: 1000,
-      }).admin();
-      try {
-        await admin.connect();
-        const { brokers, controller } = await admin.describeCluster();
-        return brokers.length > 0 && controller !== null && controller >= 0;
-      } finally {
-        await admin.disconnect().catch(() => {});
-      }
-    }
+    case 'kafka':
+      return kafkaReady(env.KAFKA_BROKERS, 'chaos-ready');
     case 'maildev':
       return (
         (await isListening(app.ports.smtp)) &&
@@ -749,18 +717,8 @@ async function checkConsumers(
 
 /** Reads the whole topic with a fresh consumer group, up to the high watermarks as they are now (bounded). */
 async function auditKafka(brokers: string, ids: Set<string>): Promise<ChaosResult['kafka']> {
-  const kafka = new Kafka({
-    brokers: brokers.split(','),
-    clientId: 'chaos-audit',
-    logLevel: logLevel.NOTHING,
-  });
-  const admin = kafka.admin();
-  await admin.connect();
-  const highs = await admin.fetchTopicOffsets(ORDERS_PLACED_TOPIC);
-  await admin.disconnect();
-  const left = new Map(
-    highs.filter((h) => Number(h.high) > 0).map((h) => [h.partition, Number(h.high)]),
-  );
+  const { kafka, ends } = await topicEnds(brokers, 'chaos-audit', ORDERS_PLACED_TOPIC);
+  const left = new Map([...ends].filter(([, high]) => high > 0));
   const perEvent = new Map<string, number>();
   const duplicateTimes: number[] = [];
   let records = 0;

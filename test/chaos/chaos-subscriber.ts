@@ -8,6 +8,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
+import { registerEndpoint } from '../support/api.ts';
 
 export interface Delivery {
   webhookId: string;
@@ -68,16 +69,12 @@ export async function startChaosSubscriber(
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
 
-  const res = await fetch(`${apiUrl}/webhook-endpoints`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ url: `http://127.0.0.1:${port}/hooks`, eventTypes: ['order.placed'] }),
-  });
-  if (res.status !== 201) {
-    server.close();
-    throw new Error(`POST /webhook-endpoints answered ${res.status}: ${await res.text()}`);
-  }
-  const created = (await res.json()) as { id: string; secret: string };
+  const created = await registerEndpoint(apiUrl, `http://127.0.0.1:${port}/hooks`).catch(
+    (e: unknown) => {
+      server.close();
+      throw e;
+    },
+  );
   auth.verifier = new Webhook(created.secret);
 
   return {

@@ -20,16 +20,11 @@ import {
   TaskQueue,
   orderWorkflowId,
 } from '../../src/shared/task-queues.ts';
-import {
-  placeStartedOrder,
-  startApi,
-  validOrder,
-  type Body,
-  type TestApi,
-} from '../support/api.ts';
-import { startOrdersWorker } from '../support/orders-worker.ts';
+import { placeStartedOrder, validOrder, type Body, type TestApi } from '../support/api.ts';
+import { startInlineApp, waitForRowStatus } from '../support/inline-app.ts';
+import type { startOrdersWorker } from '../support/orders-worker.ts';
 import type { WebhookReceiver } from '../support/webhook-receiver.ts';
-import { subscribe, type Subscriber } from '../e2e/subscriber.ts';
+import { subscribeAlone, type Subscriber } from '../e2e/subscriber.ts';
 import { cli as runCli, parseStdout, type CliRun } from './run-cli.ts';
 
 const stack = inject('stack');
@@ -55,17 +50,8 @@ const cli = (...args: string[]): Promise<CliRun> => runCli(args);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls (bounded) until the order's row has the status. */
-async function waitForStatus(orderId: string, status: OrderStatus, timeoutMs = 30_000) {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
-  while (Date.now() < deadline) {
-    const row = await api.db.order.findUniqueOrThrow({ where: { id: orderId } });
-    last = row.failedStep ? `${row.status} (${row.failedStep}: ${row.lastError})` : row.status;
-    if (row.status === status) return;
-    await sleep(100);
-  }
-  throw new Error(`order ${orderId} stayed ${last}, expected ${status}`);
-}
+const waitForStatus = (orderId: string, status: OrderStatus) =>
+  waitForRowStatus(api, orderId, [status], 30_000);
 
 /**
  * Polls (bounded) until Temporal visibility lists `expected` of the orders as
@@ -101,28 +87,12 @@ async function placeOrder(): Promise<string> {
 beforeAll(async () => {
   startedAt = new Date();
   // Inline starts and no relay: this file starts exactly the workflows it creates.
-  api = await startApi({
-    databaseUrl: stack.DATABASE_URL,
-    temporalAddress: stack.TEMPORAL_ADDRESS,
-    workflowStartMode: 'inline',
-    relay: { run: false },
-  });
-  worker = await startOrdersWorker({
-    databaseUrl: stack.DATABASE_URL,
-    temporalAddress: stack.TEMPORAL_ADDRESS,
-  });
+  ({ api, worker } = await startInlineApp(stack));
   connection = await Connection.connect({ address: stack.TEMPORAL_ADDRESS });
   temporal = new Client({ connection });
 
-  // Another file's forgotten subscriber would receive these orders too, and keep them from parking.
-  const others = await api.db.webhookEndpoint.findMany({ where: { status: 'ENABLED' } });
-  if (others.length)
-    throw new Error(
-      `enabled webhook endpoints left by other tests: ${others.map((e) => e.url).join(', ')}`,
-    );
-
   // A subscriber registered through the API, whose receiver verifies every signature.
-  subscriber = await subscribe(api.url);
+  subscriber = await subscribeAlone(api);
   endpointId = subscriber.endpointId;
   receiver = subscriber.receiver;
   // Each order's one delivery is refused with a 400: not retried, so the order parks at once.

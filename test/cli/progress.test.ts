@@ -10,16 +10,15 @@ function capture(): { stream: PassThrough; text: () => string } {
   return { stream, text: () => out };
 }
 
+/** startProgress off a terminal (plain lines) at most every `intervalMs`, its output captured. */
+function plainProgress(label: string, total: number, intervalMs: number) {
+  const { stream, text } = capture();
+  return { progress: startProgress({ label, total, stream, tty: false, intervalMs }), text };
+}
+
 describe('startProgress', () => {
   it('writes plain lines when not on a terminal: the first, at most one per interval, and the last', () => {
-    const { stream, text } = capture();
-    const progress = startProgress({
-      label: 'retried',
-      total: 4,
-      stream,
-      tty: false,
-      intervalMs: 60_000,
-    });
+    const { progress, text } = plainProgress('retried', 4, 60_000);
     progress.update(1);
     progress.update(2, 1);
     progress.update(4, 1);
@@ -29,14 +28,7 @@ describe('startProgress', () => {
   });
 
   it('writes every update when the interval has passed', () => {
-    const { stream, text } = capture();
-    const progress = startProgress({
-      label: 'published',
-      total: 2,
-      stream,
-      tty: false,
-      intervalMs: 0,
-    });
+    const { progress, text } = plainProgress('published', 2, 0);
     progress.update(1);
     progress.update(2);
     progress.stop();

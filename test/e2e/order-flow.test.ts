@@ -21,6 +21,8 @@ import {
 import { ORDER_STATUS_SEARCH_ATTRIBUTE } from '../../src/shared/task-queues.ts';
 import { mailsWithMessageId, waitForMail, type MaildevEmail } from '../support/email-maildev.ts';
 import { startAppStack, type AppStack } from '../../scripts/lib/app-stack.ts';
+import { sampleOrder } from '../../scripts/lib/sample-order.ts';
+import { waitForOrderStatus } from '../support/api.ts';
 import { subscribe } from './subscriber.ts';
 
 let app: AppStack;
@@ -71,35 +73,15 @@ async function postOrder(customerEmail = `e2e-${randomUUID()}@example.com`): Pro
   const res = await fetch(`${app.apiUrl}/orders`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      customerEmail,
-      items: [{ sku: 'SKU-1', quantity: 2, unitPriceCents: 1250 }],
-      currency: 'USD',
-    }),
+    body: JSON.stringify(sampleOrder(customerEmail)),
   });
   expect(res.status).toBe(201);
   return (await res.json()) as OrderView;
 }
 
-async function getOrder(id: string): Promise<OrderView> {
-  const res = await fetch(`${app.apiUrl}/orders/${id}`);
-  expect(res.status).toBe(200);
-  return (await res.json()) as OrderView;
-}
-
 /** Polls GET /orders/{id} (bounded) until the order has `status`. */
-async function waitForStatus(id: string, status: string, timeoutMs = 30_000): Promise<OrderView> {
-  const deadline = Date.now() + timeoutMs;
-  let last: OrderView | undefined;
-  while (Date.now() < deadline) {
-    last = await getOrder(id);
-    if (last.status === status) return last;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(
-    `order ${id} stayed ${last?.status} (${last?.failedStep}: ${last?.lastError}), expected ${status}`,
-  );
-}
+const waitForStatus = async (id: string, status: string, timeoutMs?: number): Promise<OrderView> =>
+  (await waitForOrderStatus(app.apiUrl, id, status, timeoutMs)) as OrderView;
 
 const messageIdOf = (orderId: string) => `order-${orderId}.confirmation@orderflow.local`;
 

@@ -11,7 +11,9 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Db } from '../../src/db/client.ts';
 import { orderPlacedEventId, webhookMessageId } from '../../src/shared/events.ts';
+import { registerEndpoint } from '../support/api.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
 
 export interface Subscriber {
@@ -65,14 +67,7 @@ export async function subscribe(apiUrl: string): Promise<Subscriber> {
 
   let created: { id: string; secret: string };
   try {
-    const res = await fetch(`${apiUrl}/webhook-endpoints`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ url: `http://127.0.0.1:${port}/hooks`, eventTypes: ['order.placed'] }),
-    });
-    if (res.status !== 201)
-      throw new Error(`POST /webhook-endpoints answered ${res.status}: ${await res.text()}`);
-    created = (await res.json()) as { id: string; secret: string };
+    created = await registerEndpoint(apiUrl, `http://127.0.0.1:${port}/hooks`);
   } catch (e) {
     await closeFront();
     throw e;
@@ -93,4 +88,17 @@ export async function subscribe(apiUrl: string): Promise<Subscriber> {
       await receiver.close();
     },
   };
+}
+
+/**
+ * subscribe, refused while another endpoint is enabled: a subscriber another
+ * file forgot would receive these orders too (and keep them from parking).
+ */
+export async function subscribeAlone(api: { url: string; db: Db }): Promise<Subscriber> {
+  const others = await api.db.webhookEndpoint.findMany({ where: { status: 'ENABLED' } });
+  if (others.length)
+    throw new Error(
+      `enabled webhook endpoints left by other tests: ${others.map((e) => e.url).join(', ')}`,
+    );
+  return subscribe(api.url);
 }

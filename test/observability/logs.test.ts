@@ -9,7 +9,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createLogger, REDACTED } from '../../src/shared/logger.ts';
-import { postOrder, startApi, validOrder, type TestApi } from '../support/api.ts';
+import { postOrder, registerEndpoint, startApi, validOrder, type TestApi } from '../support/api.ts';
 import { stackEnvOf, startAppProcess } from './processes.ts';
 
 const stack = inject('stack');
@@ -80,13 +80,9 @@ describe('API logs', () => {
   });
 
   it('never show a webhook signing secret, returned once at creation', async () => {
-    const res = await fetch(`${api.url}/webhook-endpoints`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` },
-      body: JSON.stringify({ url: 'http://127.0.0.1:9/hook', eventTypes: ['order.placed'] }),
+    const body = await registerEndpoint(api.url, 'http://127.0.0.1:9/hook', {
+      authorization: `Bearer ${apiKey}`,
     });
-    expect(res.status).toBe(201);
-    const body = (await res.json()) as { id: string; secret: string };
     endpointIds.push(body.id);
     expect(body.secret).toMatch(/^whsec_/);
     expect(out.text()).not.toContain(body.secret);

@@ -11,11 +11,12 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { METRICS_QUERY_TIMEOUT_MS } from '../../src/api/metrics.ts';
 import { consumerGroups } from '../../src/consumers/runtime/groups.ts';
 import { ORDERS_PLACED_TOPIC } from '../../src/shared/events.ts';
-import { postOrder, startApi, validOrder, type TestApi } from '../support/api.ts';
+import { postOrder, registerEndpoint, startApi, validOrder, type TestApi } from '../support/api.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
 import {
   sample,
   scrape,
+  scrapeUntil,
   seriesNames,
   stackEnvOf,
   startAppProcess,
@@ -66,13 +67,7 @@ beforeAll(async () => {
   );
   consumer = { proc: procs[4]!, metricsUrl: String(ready[4]!.metricsUrl) };
 
-  const created = await fetch(`${api.url}/webhook-endpoints`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ url: `${receiver.url}/hook`, eventTypes: ['order.placed'] }),
-  });
-  expect(created.status).toBe(201);
-  endpointId = ((await created.json()) as { id: string }).id;
+  endpointId = (await registerEndpoint(api.url, `${receiver.url}/hook`)).id;
 
   const res = await postOrder(api.url, {
     ...validOrder(),
@@ -183,21 +178,14 @@ describe('metrics of every process after an order completed', () => {
 
   it('analytics consumer: lag per partition and the order event processed', async () => {
     const { groupId } = consumerGroups.analytics;
-    let text = '';
-    await waitUntil(
-      () => `the consumer to process the order's event (metrics:\n${text.slice(0, 2000)})`,
-      async () => {
-        text = await scrape(consumer.metricsUrl);
-        return (
-          (sample(text, 'orderflow_consumer_events_total', {
-            group: groupId,
-            outcome: 'processed',
-          }) ?? 0) >= 1 &&
-          sample(text, 'orderflow_consumer_lag', { group: groupId, topic: ORDERS_PLACED_TOPIC }) !==
-            undefined
-        );
-      },
-      60_000,
+    const text = await scrapeUntil(
+      consumer.metricsUrl,
+      "the consumer to process the order's event",
+      (t) =>
+        (sample(t, 'orderflow_consumer_events_total', { group: groupId, outcome: 'processed' }) ??
+          0) >= 1 &&
+        sample(t, 'orderflow_consumer_lag', { group: groupId, topic: ORDERS_PLACED_TOPIC }) !==
+          undefined,
     );
     expect(
       sample(text, 'orderflow_consumer_lag', { group: groupId, partition: '0' }),

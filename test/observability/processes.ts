@@ -182,6 +182,22 @@ export async function waitUntil(
   }
 }
 
+/** Scrapes `url` every 250 ms until `ready(text)` (bounded, failing with `what` and the text); returns that text. */
+export async function scrapeUntil(
+  url: string,
+  what: string,
+  ready: (text: string) => boolean,
+  timeoutMs = 60_000,
+): Promise<string> {
+  let text = '';
+  await waitUntil(
+    () => `${what} (metrics:\n${text.slice(0, 2000)})`,
+    async () => ready((text = await scrape(url))),
+    timeoutMs,
+  );
+  return text;
+}
+
 export interface ExportedSpan {
   service: string;
   name: string;

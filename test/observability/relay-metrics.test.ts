@@ -5,14 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { postOrder, startApi, validOrder, type TestApi } from '../support/api.ts';
-import {
-  sample,
-  scrape,
-  stackEnvOf,
-  startAppProcess,
-  waitUntil,
-  type AppProcess,
-} from './processes.ts';
+import { sample, scrapeUntil, stackEnvOf, startAppProcess, type AppProcess } from './processes.ts';
 
 const stack = inject('stack');
 let api: TestApi;
@@ -44,14 +37,10 @@ describe('relay /metrics', () => {
   it('counts the workflow starts it made and reports the outbox backlog', async () => {
     const created = await postOrder(api.url, validOrder());
     expect(created.status).toBe(201);
-    let text = '';
-    await waitUntil(
-      () => `a started workflow in the relay's metrics:\n${text.slice(0, 1500)}`,
-      async () => {
-        text = await scrape(metricsUrl);
-        return (sample(text, 'orderflow_workflow_starts_total', { outcome: 'started' }) ?? 0) >= 1;
-      },
-      60_000,
+    const text = await scrapeUntil(
+      metricsUrl,
+      "a started workflow in the relay's metrics",
+      (t) => (sample(t, 'orderflow_workflow_starts_total', { outcome: 'started' }) ?? 0) >= 1,
     );
     expect(sample(text, 'orderflow_outbox_pending')).toBeGreaterThanOrEqual(0);
     expect(sample(text, 'orderflow_outbox_oldest_age_seconds')).toBeGreaterThanOrEqual(0);

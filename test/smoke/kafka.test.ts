@@ -1,6 +1,7 @@
 import { Kafka, Partitioners, logLevel } from 'kafkajs';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { partitionOf } from '../support/kafka-partition.ts';
 
 describe('Kafka broker (the stack’s)', () => {
   const kafka = new Kafka({
@@ -32,19 +33,7 @@ describe('Kafka broker (the stack’s)', () => {
     const groupId = `smoke-group-${randomUUID()}`;
     const consumer = kafka.consumer({ groupId });
     const key = `order-${randomUUID()}`;
-    // The partition the Java client (and kafkajs' default partitioner) maps this key to.
-    const expectedPartition = Partitioners.DefaultPartitioner()({
-      topic,
-      partitionMetadata: Array.from({ length: partitions }, (_, i) => ({
-        partitionId: i,
-        leader: 1,
-        replicas: [1],
-        isr: [1],
-        partitionErrorCode: 0,
-        offlineReplicas: [],
-      })),
-      message: { key, value: '' },
-    });
+    const expectedPartition = partitionOf(topic, key, partitions);
 
     await producer.connect();
     await consumer.connect();

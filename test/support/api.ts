@@ -3,6 +3,7 @@ import type { Server } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino, { type Logger } from 'pino';
 import { expect } from 'vitest';
+import { sampleOrder } from '../../scripts/lib/sample-order.ts';
 import { createApp } from '../../src/api/app.ts';
 import { OutboxRelay, defaultRelayOptions, type RelayOptions } from '../../src/api/outbox-relay.ts';
 import { LazyTemporalClient } from '../../src/api/temporal-client.ts';
@@ -83,11 +84,7 @@ export async function startApi(opts: {
   };
 }
 
-export const validOrder = () => ({
-  customerEmail: 'a@example.com',
-  items: [{ sku: 'SKU-1', quantity: 2, unitPriceCents: 1250 }],
-  currency: 'USD',
-});
+export const validOrder = () => sampleOrder('a@example.com');
 
 /** A parsed JSON response body (orders and problem documents). */
 export type Body = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -120,4 +117,49 @@ export async function placeStartedOrder(api: TestApi, body: unknown): Promise<st
     await sleep(250);
   }
   return id;
+}
+
+/** GET /orders/{id}, which must answer 200: the order. */
+export async function getOrder(apiUrl: string, id: string): Promise<Body> {
+  const res = await fetch(`${apiUrl}/orders/${id}`);
+  expect(res.status, `GET /orders/${id}`).toBe(200);
+  return (await res.json()) as Body;
+}
+
+/** Polls GET /orders/{id} (bounded) until the order has `status`; returns it. */
+export async function waitForOrderStatus(
+  apiUrl: string,
+  id: string,
+  status: string,
+  timeoutMs = 30_000,
+): Promise<Body> {
+  const deadline = Date.now() + timeoutMs;
+  let last: Body | undefined;
+  while (Date.now() < deadline) {
+    last = await getOrder(apiUrl, id);
+    if (last.status === status) return last;
+    await sleep(100);
+  }
+  throw new Error(
+    `order ${id} stayed ${last?.status} (${last?.failedStep}: ${last?.lastError}), expected ${status}`,
+  );
+}
+
+/**
+ * Registers a subscriber of order.placed at `url` through the API (`headers`
+ * on top, e.g. a key); anything but 201 throws. Its id and signing secret.
+ */
+export async function registerEndpoint(
+  apiUrl: string,
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<{ id: string; secret: string }> {
+  const res = await fetch(`${apiUrl}/webhook-endpoints`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ url, eventTypes: ['order.placed'] }),
+  });
+  if (res.status !== 201)
+    throw new Error(`POST /webhook-endpoints answered ${res.status}: ${await res.text()}`);
+  return (await res.json()) as { id: string; secret: string };
 }

@@ -8,9 +8,7 @@
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { randomUUID } from 'node:crypto';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   NOT_PARKED,
@@ -25,17 +23,16 @@ import { TaskQueue, orderWorkflowId } from '../../src/shared/task-queues.ts';
 import type { orderWorkflow } from '../../src/workflows/order.ts';
 import {
   callSummary,
-  fakeActivities,
   orderStatusKey,
-  silentLogger,
   testPolicies,
-  withWorkers as runWithWorkers,
-  type FakeOptions,
-  type Fakes,
+  workflowHarness,
+  type WorkflowHarness,
 } from '../../scripts/lib/workflow-fakes.ts';
 
 let env: TestWorkflowEnvironment;
-let bundle: WorkflowBundleWithSourceMap;
+let fakes: WorkflowHarness['fakes'];
+/** Runs a worker per task queue with the fakes while `fn` runs. */
+let withWorkers: WorkflowHarness['withWorkers'];
 
 beforeAll(async () => {
   env = await TestWorkflowEnvironment.createLocal({
@@ -47,19 +44,11 @@ beforeAll(async () => {
       searchAttributes: [orderStatusKey],
     },
   });
-  bundle = await bundleWorkflowCode({
-    workflowsPath: path.resolve(import.meta.dirname, '../../src/workflows/index.ts'),
-    logger: silentLogger,
-  });
+  ({ fakes, withWorkers } = await workflowHarness(env));
 });
 afterAll(async () => {
   await env?.teardown();
 });
-
-const fakes = (opts: FakeOptions = {}) => fakeActivities(env, opts);
-/** Runs a worker per task queue with the fakes while `fn` runs. */
-const withWorkers = <T>(f: Fakes, fn: () => Promise<T>): Promise<T> =>
-  runWithWorkers(env, bundle, f, fn);
 
 const start = (orderId: string, retryPolicies: RetryPolicies = testPolicies()) =>
   env.client.workflow.start<typeof orderWorkflow>('orderWorkflow', {

@@ -6,9 +6,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import proto from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { randomUUID } from 'node:crypto';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startOrderWorkflow } from '../../src/api/workflow-starter.ts';
 import {
@@ -18,51 +16,33 @@ import {
   cancelSignal,
 } from '../../src/shared/messages.ts';
 import { FailureType, defaultRetryPolicies, type RetryPolicies } from '../../src/shared/steps.ts';
-import {
-  ORDER_STATUS_SEARCH_ATTRIBUTE,
-  TaskQueue,
-  orderWorkflowId,
-} from '../../src/shared/task-queues.ts';
+import { TaskQueue, orderWorkflowId } from '../../src/shared/task-queues.ts';
 import {
   callSummary,
-  fakeActivities,
-  silentLogger,
+  registerOrderStatus,
   testPolicies,
-  withWorkers as runWithWorkers,
-  type FakeOptions,
-  type Fakes,
+  workflowHarness,
+  type WorkflowHarness,
 } from '../../scripts/lib/workflow-fakes.ts';
 
 const { temporal } = proto;
 let env: TestWorkflowEnvironment;
-let bundle: WorkflowBundleWithSourceMap;
+let fakes: WorkflowHarness['fakes'];
+/** Runs a worker per task queue with the fakes while `fn` runs. */
+let withWorkers: WorkflowHarness['withWorkers'];
 
 beforeAll(async () => {
   env = await TestWorkflowEnvironment.createTimeSkipping({
     server: { executable: { type: 'existing-path', path: inject('tools').testServer! } },
   });
-  // The workflow keeps OrderStatus current; the test server needs it registered like the dev server.
-  await env.connection.operatorService.addSearchAttributes({
-    namespace: 'default',
-    searchAttributes: {
-      [ORDER_STATUS_SEARCH_ATTRIBUTE]:
-        temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-    },
-  });
-  bundle = await bundleWorkflowCode({
-    workflowsPath: path.resolve(import.meta.dirname, '../../src/workflows/index.ts'),
-    logger: silentLogger,
-  });
+  await registerOrderStatus(env);
+  ({ fakes, withWorkers } = await workflowHarness(env));
 });
 afterAll(async () => {
   await env?.teardown();
 });
 
 const policies = testPolicies;
-const fakes = (opts: FakeOptions = {}) => fakeActivities(env, opts);
-/** Runs a worker per task queue with the fakes while `fn` runs. */
-const withWorkers = <T>(f: Fakes, fn: () => Promise<T>): Promise<T> =>
-  runWithWorkers(env, bundle, f, fn);
 
 const start = (orderId: string, retryPolicies: RetryPolicies) =>
   env.client.workflow.start('orderWorkflow', {
