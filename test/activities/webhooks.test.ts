@@ -2,18 +2,15 @@ import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger, type LogEntry } from '@temporalio/worker';
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { beforeEach, describe, expect, inject, it } from 'vitest';
 import {
   WEBHOOK_USER_AGENT,
   createWebhookActivities,
   type WebhookActivityDeps,
 } from '../../src/activities/webhooks.ts';
 import { createOrderRecordActivities } from '../../src/activities/order-records.ts';
-import { newSigningSecret } from '../../src/api/webhooks/endpoint-service.ts';
-import { createDb, type Db } from '../../src/db/client.ts';
 import { orderPlacedEventId, webhookMessageId } from '../../src/shared/events.ts';
 import { FailureType, ORDER_PLACED } from '../../src/shared/steps.ts';
-import { orderWorkflowId } from '../../src/shared/task-queues.ts';
 import {
   LOGGED_BODY_CHARS,
   bodyForLog,
@@ -29,68 +26,26 @@ import {
   type Resolver,
   type TargetPolicy,
 } from '../../src/webhooks/ssrf-guard.ts';
-import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
+import { useWebhookFixture } from '../support/webhook-fixture.ts';
+import { startWebhookReceiver } from '../support/webhook-receiver.ts';
 
-const stack = inject('stack');
-const SECRET = newSigningSecret();
-let db: Db;
-let receiver: WebhookReceiver;
-const createdEndpoints: string[] = [];
-const createdOrders: string[] = [];
+const fx = useWebhookFixture(inject('stack').DATABASE_URL);
 
-beforeAll(async () => {
-  db = createDb(stack.DATABASE_URL, 4);
-  receiver = await startWebhookReceiver({ secret: SECRET });
-});
-afterAll(async () => {
-  // Leave no subscribers behind: other files' order workflows would deliver to them.
-  await db?.webhookEndpoint.deleteMany({ where: { id: { in: createdEndpoints } } });
-  await db?.order.deleteMany({ where: { id: { in: createdOrders } } });
-  await receiver?.close();
-  await db?.$disconnect();
-});
 beforeEach(() => {
-  receiver.reset();
+  fx.receiver.reset();
   logs.length = 0;
 });
 
-async function createOrder() {
-  const id = randomUUID();
-  createdOrders.push(id);
-  return db.order.create({
-    data: {
-      id,
-      customerEmail: 'hook@example.com',
-      currency: 'EUR',
-      totalCents: 2599n,
-      workflowId: orderWorkflowId(id),
-      items: {
-        createMany: {
-          data: [
-            { line: 1, sku: 'SKU-1', quantity: 2, unitPriceCents: 1250n },
-            { line: 2, sku: 'SKU-2', quantity: 1, unitPriceCents: 99n },
-          ],
-        },
-      },
-    },
+const createOrder = () =>
+  fx.createOrder({
+    customerEmail: 'hook@example.com',
+    totalCents: 2599n,
+    items: [
+      { line: 1, sku: 'SKU-1', quantity: 2, unitPriceCents: 1250n },
+      { line: 2, sku: 'SKU-2', quantity: 1, unitPriceCents: 99n },
+    ],
   });
-}
-
-async function createEndpoint(
-  opts: { url?: string; status?: 'ENABLED' | 'DISABLED'; eventTypes?: string[] } = {},
-) {
-  const id = randomUUID();
-  createdEndpoints.push(id);
-  return db.webhookEndpoint.create({
-    data: {
-      id,
-      url: opts.url ?? `${receiver.url}/hooks/${id}`,
-      eventTypes: opts.eventTypes ?? [ORDER_PLACED],
-      status: opts.status ?? 'ENABLED',
-      secret: SECRET,
-    },
-  });
-}
+const createEndpoint = fx.createEndpoint;
 
 /** What activities logged (kept out of the test output). */
 const logs: LogEntry[] = [];
@@ -101,7 +56,7 @@ const runActivity = <R>(body: () => Promise<R>) =>
   new MockActivityEnvironment(undefined, { logger }).run<[], R, () => Promise<R>>(body);
 
 const activities = (deps: Partial<WebhookActivityDeps> = {}) =>
-  createWebhookActivities({ db, timeoutMs: 2000, allowedTargets: 'loopback', ...deps });
+  createWebhookActivities({ db: fx.db, timeoutMs: 2000, allowedTargets: 'loopback', ...deps });
 
 /** One order, one endpoint and a function that runs one delivery attempt as an activity. */
 async function fixture(deps: Partial<WebhookActivityDeps> = {}, endpointUrl?: string) {
@@ -114,7 +69,7 @@ async function fixture(deps: Partial<WebhookActivityDeps> = {}, endpointUrl?: st
     endpoint,
     webhookId: webhookMessageId(orderPlacedEventId(order.id), endpoint.id),
     deliver: () => runActivity(() => acts.deliverWebhook(input)),
-    row: () => db.webhookDelivery.findUnique({ where: { orderId_endpointId_eventType: input } }),
+    row: () => fx.db.webhookDelivery.findUnique({ where: { orderId_endpointId_eventType: input } }),
   };
 }
 
@@ -133,7 +88,7 @@ describe('deliverWebhook', () => {
     const f = await fixture();
     const result = await f.deliver();
     expect(result).toEqual({ webhookId: f.webhookId, status: 204, alreadyDelivered: false });
-    const [req] = await receiver.waitForRequests(1);
+    const [req] = await fx.receiver.waitForRequests(1);
     expect(req!.verified).toBe(true);
     expect(req!.path).toBe(`/hooks/${f.endpoint.id}`);
     expect(req!.headers).toMatchObject({
@@ -166,7 +121,7 @@ describe('deliverWebhook', () => {
   it('keeps the webhook-id and body across attempts while webhook-timestamp is each attempt’s, and counts both in the delivery log', async () => {
     let offsetMs = -120_000;
     const f = await fixture({ now: () => new Date(Date.now() + offsetMs) });
-    receiver.respondWith({ status: 500, body: 'database is down' });
+    fx.receiver.respondWith({ status: 500, body: 'database is down' });
     const first = await failureOf(f.deliver());
     expect([first.type, first.nonRetryable]).toEqual([FailureType.WebhookUnavailable, false]);
     expect(first.nextRetryDelay).toBeUndefined();
@@ -179,7 +134,7 @@ describe('deliverWebhook', () => {
 
     offsetMs = 0;
     expect(await f.deliver()).toMatchObject({ status: 204, alreadyDelivered: false });
-    const [a, b] = await receiver.waitForRequests(2);
+    const [a, b] = await fx.receiver.waitForRequests(2);
     expect(a!.verified && b!.verified).toBe(true);
     expect(b!.headers['webhook-id']).toBe(a!.headers['webhook-id']);
     expect(b!.body).toBe(a!.body);
@@ -200,20 +155,20 @@ describe('deliverWebhook', () => {
   it('does not send a delivered webhook again: alreadyDelivered and no second request', async () => {
     const f = await fixture();
     await f.deliver();
-    await receiver.waitForRequests(1);
+    await fx.receiver.waitForRequests(1);
     expect(await f.deliver()).toEqual({
       webhookId: f.webhookId,
       status: 204,
       alreadyDelivered: true,
     });
     await new Promise((r) => setTimeout(r, 100));
-    expect(receiver.requests).toHaveLength(1);
+    expect(fx.receiver.requests).toHaveLength(1);
     expect((await f.row())!.attempts).toBe(1);
   });
 
   it('retries a 429 after exactly its Retry-After seconds', async () => {
     const f = await fixture();
-    receiver.respondWith({ status: 429, headers: { 'Retry-After': '7' } });
+    fx.receiver.respondWith({ status: 429, headers: { 'Retry-After': '7' } });
     const failure = await failureOf(f.deliver());
     expect(failure.type).toBe(FailureType.WebhookUnavailable);
     expect(failure.nonRetryable).toBe(false);
@@ -224,7 +179,7 @@ describe('deliverWebhook', () => {
     const now = new Date(Math.floor(Date.now() / 1000) * 1000);
     const f = await fixture({ now: () => now });
     const at = new Date(now.getTime() + 30_000).toUTCString();
-    receiver.respondWith({ status: 503, headers: { 'Retry-After': at } });
+    fx.receiver.respondWith({ status: 503, headers: { 'Retry-After': at } });
     const failure = await failureOf(f.deliver());
     expect([failure.type, failure.nonRetryable]).toEqual([FailureType.WebhookUnavailable, false]);
     expect(failure.nextRetryDelay).toBe(30_000);
@@ -232,7 +187,7 @@ describe('deliverWebhook', () => {
 
   it('retries a 408 with the retry policy’s own backoff', async () => {
     const f = await fixture();
-    receiver.respondWith({ status: 408, headers: { 'Retry-After': '7' } });
+    fx.receiver.respondWith({ status: 408, headers: { 'Retry-After': '7' } });
     const failure = await failureOf(f.deliver());
     expect([failure.type, failure.nonRetryable]).toEqual([FailureType.WebhookUnavailable, false]);
     expect(failure.nextRetryDelay).toBeUndefined();
@@ -241,7 +196,7 @@ describe('deliverWebhook', () => {
   it('rejects a 404 for good (WebhookRejected): the log and the failure say the status and verdict, never the body, which is only logged truncated and sanitized', async () => {
     const f = await fixture();
     const body = `root:x:0:0\u001b[2J\r\nFAKE LOG LINE level=error\u202e${'x'.repeat(20_000)}`;
-    receiver.respondWith({ status: 404, body });
+    fx.receiver.respondWith({ status: 404, body });
     const failure = await failureOf(f.deliver());
     expect([failure.type, failure.nonRetryable]).toEqual([FailureType.WebhookRejected, true]);
     expect(failure.message).toBe(
@@ -269,10 +224,10 @@ describe('deliverWebhook', () => {
       return runActivity(() => acts.deliverWebhook(input));
     };
     const failures = async () =>
-      (await db.webhookEndpoint.findUniqueOrThrow({ where: { id: endpoint.id } }))
+      (await fx.db.webhookEndpoint.findUniqueOrThrow({ where: { id: endpoint.id } }))
         .consecutiveFailures;
 
-    receiver.respondWith({ status: 404 }, { status: 400 }, { status: 204 });
+    fx.receiver.respondWith({ status: 404 }, { status: 400 }, { status: 204 });
     expect((await failureOf(attempt())).type).toBe(FailureType.WebhookRejected);
     expect((await failureOf(attempt())).type).toBe(FailureType.WebhookRejected);
     expect(await failures()).toBe(2);
@@ -280,7 +235,7 @@ describe('deliverWebhook', () => {
     expect(await failures()).toBe(0);
 
     // Retryable failures neither count nor reset.
-    receiver.respondWith({ status: 422 }, { status: 503 }, { status: 403 }, { status: 404 });
+    fx.receiver.respondWith({ status: 422 }, { status: 503 }, { status: 403 }, { status: 404 });
     expect((await failureOf(attempt())).type).toBe(FailureType.WebhookRejected);
     expect((await failureOf(attempt())).type).toBe(FailureType.WebhookUnavailable);
     expect((await failureOf(attempt())).type).toBe(FailureType.WebhookRejected);
@@ -289,7 +244,7 @@ describe('deliverWebhook', () => {
     expect(third.message).toMatch(
       /answered HTTP 404 Not Found \(rejected, not retried\); the endpoint is disabled after 3 permanent failures in a row$/,
     );
-    const row = await db.webhookEndpoint.findUniqueOrThrow({ where: { id: endpoint.id } });
+    const row = await fx.db.webhookEndpoint.findUniqueOrThrow({ where: { id: endpoint.id } });
     expect(row).toMatchObject({ status: 'DISABLED', consecutiveFailures: 3 });
     expect(row.disabledAt).toBeInstanceOf(Date);
     expect(row.disabledReason).toMatch(
@@ -298,37 +253,39 @@ describe('deliverWebhook', () => {
     expect(logs.some((l) => l.message.startsWith('webhook endpoint disabled'))).toBe(true);
 
     // Later deliveries skip it without a request.
-    const sent = receiver.requests.length;
+    const sent = fx.receiver.requests.length;
     expect((await failureOf(attempt())).type).toBe(FailureType.EndpointDisabled);
-    expect(receiver.requests).toHaveLength(sent);
+    expect(fx.receiver.requests).toHaveLength(sent);
   });
 
   it('disables the endpoint on 410 Gone (EndpointGone) and refuses later deliveries to it', async () => {
     const f = await fixture();
-    receiver.respondWith({ status: 410 });
+    fx.receiver.respondWith({ status: 410 });
     const failure = await failureOf(f.deliver());
     expect([failure.type, failure.nonRetryable]).toEqual([FailureType.EndpointGone, true]);
-    const endpoint = await db.webhookEndpoint.findUniqueOrThrow({ where: { id: f.endpoint.id } });
+    const endpoint = await fx.db.webhookEndpoint.findUniqueOrThrow({
+      where: { id: f.endpoint.id },
+    });
     expect(endpoint.status).toBe('DISABLED');
     expect(endpoint.disabledReason).toMatch(/410 Gone/);
     expect(endpoint.disabledAt).toBeInstanceOf(Date);
     const again = await failureOf(f.deliver());
     expect([again.type, again.nonRetryable]).toEqual([FailureType.EndpointDisabled, true]);
-    expect(receiver.requests).toHaveLength(1);
+    expect(fx.receiver.requests).toHaveLength(1);
   });
 
   it('does not follow a 302 redirect: WebhookRejected and one request only', async () => {
     const f = await fixture();
-    receiver.respondWith({ status: 302, headers: { Location: `${receiver.url}/elsewhere` } });
+    fx.receiver.respondWith({ status: 302, headers: { Location: `${fx.receiver.url}/elsewhere` } });
     const failure = await failureOf(f.deliver());
     expect([failure.type, failure.nonRetryable]).toEqual([FailureType.WebhookRejected, true]);
     await new Promise((r) => setTimeout(r, 100));
-    expect(receiver.requests.map((r) => r.path)).toEqual([`/hooks/${f.endpoint.id}`]);
+    expect(fx.receiver.requests.map((r) => r.path)).toEqual([`/hooks/${f.endpoint.id}`]);
   });
 
   it('gives up an attempt after timeoutMs and leaves it to be retried', async () => {
     const f = await fixture({ timeoutMs: 300 });
-    receiver.respondWith({ status: 200, delayMs: 2000 });
+    fx.receiver.respondWith({ status: 200, delayMs: 2000 });
     const started = Date.now();
     const failure = await failureOf(f.deliver());
     expect(Date.now() - started).toBeLessThan(1500);
@@ -338,7 +295,7 @@ describe('deliverWebhook', () => {
   });
 
   it('retries when the receiver is unreachable (connection refused)', async () => {
-    const closed = await startWebhookReceiver({ secret: SECRET });
+    const closed = await startWebhookReceiver({ secret: fx.secret });
     await closed.close();
     const f = await fixture({}, `${closed.url}/gone`);
     const failure = await failureOf(f.deliver());
@@ -353,19 +310,19 @@ describe('deliverWebhook', () => {
     expect(byIp.message).toMatch(/127\.0\.0\.1, a loopback address/);
 
     // By name: the check runs on the address DNS returns, inside the socket's lookup.
-    const port = new URL(receiver.url).port;
+    const port = new URL(fx.receiver.url).port;
     const named = await fixture({ allowedTargets: 'public' }, `http://localhost:${port}/named`);
     const byName = await failureOf(named.deliver());
     expect([byName.type, byName.nonRetryable]).toEqual([FailureType.TargetForbidden, true]);
     expect(byName.message).toMatch(/localhost resolves to/);
 
     await new Promise((r) => setTimeout(r, 100));
-    expect(receiver.requests).toHaveLength(0);
+    expect(fx.receiver.requests).toHaveLength(0);
     expect((await named.row())!.lastError).toMatch(/refuses/);
   });
 
   it('checks the addresses DNS gives at connect time: a name that rebinds to a forbidden address sends nothing and counts against the endpoint', async () => {
-    const port = new URL(receiver.url).port;
+    const port = new URL(fx.receiver.url).port;
     let answer = ['127.0.0.1'];
     const asked: string[] = [];
     const resolve: Resolver = async (host) => {
@@ -376,7 +333,7 @@ describe('deliverWebhook', () => {
     const first = await fixture({ resolve }, url);
     // The answer it was checked against is the address it connects to.
     expect((await first.deliver()).status).toBe(204);
-    expect(receiver.requests.map((r) => r.path)).toEqual(['/hooks/rebind']);
+    expect(fx.receiver.requests.map((r) => r.path)).toEqual(['/hooks/rebind']);
 
     for (const rebound of [['169.254.169.254'], ['fd00:ec2::254'], ['127.0.0.1', '10.0.0.9']]) {
       answer = rebound;
@@ -386,13 +343,13 @@ describe('deliverWebhook', () => {
       expect(refused.message).toMatch(/^rebind\.attacker\.test resolves to /);
       expect((await f.row())!.lastError).toBe(refused.message);
       expect(
-        (await db.webhookEndpoint.findUniqueOrThrow({ where: { id: f.endpoint.id } }))
+        (await fx.db.webhookEndpoint.findUniqueOrThrow({ where: { id: f.endpoint.id } }))
           .consecutiveFailures,
       ).toBe(1);
     }
     expect(asked.every((h) => h === 'rebind.attacker.test')).toBe(true);
     await new Promise((r) => setTimeout(r, 100));
-    expect(receiver.requests).toHaveLength(1);
+    expect(fx.receiver.requests).toHaveLength(1);
   });
 
   it('fails for good when the order or the endpoint is gone', async () => {
@@ -422,7 +379,7 @@ describe('deliverWebhook', () => {
       FailureType.EndpointDisabled,
       true,
     ]);
-    expect(receiver.requests).toHaveLength(0);
+    expect(fx.receiver.requests).toHaveLength(0);
   });
 });
 
@@ -451,7 +408,7 @@ describe('the webhook rate gate', () => {
     const rate = 20;
     const name = gateName();
     // Three "workers": activity sets with a gate each, on the same row.
-    const gates = [0, 1, 2].map(() => createRateGate(db, rate, name));
+    const gates = [0, 1, 2].map(() => createRateGate(fx.db, rate, name));
     const workersGate = gates[0]!;
     const workers = gates.map((rateGate) => activities({ rateGate }));
     const endpoint = await createEndpoint();
@@ -469,7 +426,7 @@ describe('the webhook rate gate', () => {
       ),
     );
     expect(results.every((r) => r.status === 204 && !r.alreadyDelivered)).toBe(true);
-    const arrivals = receiver.requests.map((r) => r.receivedAt.getTime());
+    const arrivals = fx.receiver.requests.map((r) => r.receivedAt.getTime());
     expect(arrivals).toHaveLength(45);
     expect(mostInWindow(arrivals, 1000)).toBeLessThanOrEqual(rate);
     // Evenly spaced, not 20 at once and 20 a second later: no 200 ms holds more than 5.
@@ -481,7 +438,7 @@ describe('the webhook rate gate', () => {
   });
 
   it('takes no turn further away than the attempt can wait: a retryable WebhookThrottled after the gate is free, nothing sent', async () => {
-    const gate = createRateGate(db, 0.5, gateName()); // one send per 2 s
+    const gate = createRateGate(fx.db, 0.5, gateName()); // one send per 2 s
     const first = await fixture({ rateGate: gate });
     const second = await fixture({ rateGate: gate });
     // The mock attempt's start-to-close timeout (1 s) is below the request timeout: no waiting.
@@ -490,7 +447,7 @@ describe('the webhook rate gate', () => {
     expect([throttled.type, throttled.nonRetryable]).toEqual([FailureType.WebhookThrottled, false]);
     expect(throttled.nextRetryDelay).toBeGreaterThan(1500);
     expect(throttled.nextRetryDelay).toBeLessThanOrEqual(2100);
-    expect(receiver.requests).toHaveLength(1);
+    expect(fx.receiver.requests).toHaveLength(1);
     // Nothing was reserved by the refused attempt: the next turn is still the one after the first send.
     const again = await gate.reserve(5000);
     expect(again.kind).toBe('reserved');
@@ -498,7 +455,7 @@ describe('the webhook rate gate', () => {
   });
 
   it('gives up a send time it woke up too late for and reserves another: never a burst after a stall', async () => {
-    const gate = createRateGate(db, 10, gateName());
+    const gate = createRateGate(fx.db, 10, gateName());
     expect((await gate.reserve(0)).kind).toBe('reserved'); // the next time is 105 ms away
     const sleeps: number[] = [];
     let stalls = 1;
@@ -519,7 +476,7 @@ describe('the webhook rate gate', () => {
   });
 
   it('sends nothing on a connection that came up too late for its send time, and takes another', async () => {
-    const real = createRateGate(db, 50, gateName());
+    const real = createRateGate(fx.db, 50, gateName());
     let checks = 0;
     // The first connection is judged late at the last check before writing.
     const gate: RateGate = {
@@ -535,12 +492,12 @@ describe('the webhook rate gate', () => {
     const result = await runAttempt(() => acts.deliverWebhook(input));
     expect(result.status).toBe(204);
     expect(checks).toBe(2);
-    expect(receiver.requests).toHaveLength(1);
+    expect(fx.receiver.requests).toHaveLength(1);
     expect((await f.row())!.attempts).toBe(1);
   });
 
   it('gives the attempt up as WebhookThrottled after five missed send times, nothing sent', async () => {
-    const real = createRateGate(db, 50, gateName());
+    const real = createRateGate(fx.db, 50, gateName());
     const gate: RateGate = {
       ...real,
       acquire: async (opts) => {
@@ -553,11 +510,11 @@ describe('the webhook rate gate', () => {
     const input = { orderId: f.order.id, endpointId: f.endpoint.id, eventType: ORDER_PLACED };
     const failed = await failureOf(runAttempt(() => acts.deliverWebhook(input)));
     expect([failed.type, failed.nonRetryable]).toEqual([FailureType.WebhookThrottled, false]);
-    expect(receiver.requests).toHaveLength(0);
+    expect(fx.receiver.requests).toHaveLength(0);
   });
 
   it('refuses a rate that is not positive', () => {
-    expect(() => createRateGate(db, 0)).toThrow(/rate must be positive/);
+    expect(() => createRateGate(fx.db, 0)).toThrow(/rate must be positive/);
   });
 });
 
@@ -584,11 +541,11 @@ describe('beginOrderProcessing', () => {
     const subscribed = await Promise.all([createEndpoint(), createEndpoint()]);
     const disabled = await createEndpoint({ status: 'DISABLED' });
     const order = await createOrder();
-    await db.order.update({
+    await fx.db.order.update({
       where: { id: order.id },
       data: { failedStep: 'webhooks', lastError: 'left over' },
     });
-    const records = createOrderRecordActivities({ db });
+    const records = createOrderRecordActivities({ db: fx.db });
     const targets = await runActivity(() =>
       records.beginOrderProcessing({ orderId: order.id, eventType: ORDER_PLACED }),
     );
@@ -599,7 +556,7 @@ describe('beginOrderProcessing', () => {
     );
     const mine = new Set([...subscribed, disabled].map((e) => e.id));
     expect(targets!.filter((id) => mine.has(id))).toEqual(subscribed.map((e) => e.id).sort());
-    const row = await db.order.findUniqueOrThrow({ where: { id: order.id } });
+    const row = await fx.db.order.findUniqueOrThrow({ where: { id: order.id } });
     expect(row).toMatchObject({ status: 'PROCESSING', failedStep: null, lastError: null });
     expect(row.updatedAt.getTime()).toBeGreaterThan(order.updatedAt.getTime());
   });
@@ -608,13 +565,13 @@ describe('beginOrderProcessing', () => {
     const subscribed = await createEndpoint();
     const orderId = randomUUID();
     const targets = await runActivity(() =>
-      createOrderRecordActivities({ db }).beginOrderProcessing({
+      createOrderRecordActivities({ db: fx.db }).beginOrderProcessing({
         orderId,
         eventType: ORDER_PLACED,
       }),
     );
     expect(targets).toContain(subscribed.id);
-    expect(await db.order.findUnique({ where: { id: orderId } })).toBeNull();
+    expect(await fx.db.order.findUnique({ where: { id: orderId } })).toBeNull();
   });
 });
 

@@ -8,59 +8,27 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { randomUUID } from 'node:crypto';
 import client from 'prom-client';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import {
   createWebhookActivities,
   type WebhookDeliveryOutcome,
 } from '../../src/activities/webhooks.ts';
-import { newSigningSecret } from '../../src/api/webhooks/endpoint-service.ts';
-import { createDb, type Db } from '../../src/db/client.ts';
 import { ORDER_PLACED } from '../../src/shared/steps.ts';
-import { orderWorkflowId } from '../../src/shared/task-queues.ts';
 import { createRateGate } from '../../src/webhooks/rate-gate.ts';
 import { webhookDeliveriesCounter } from '../../src/workers/metrics.ts';
-import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
+import { useWebhookFixture } from '../support/webhook-fixture.ts';
 import { sample } from './processes.ts';
 
-const stack = inject('stack');
-const SECRET = newSigningSecret();
-let db: Db;
-let receiver: WebhookReceiver;
-const endpoints: string[] = [];
-const orders: string[] = [];
+const fx = useWebhookFixture(inject('stack').DATABASE_URL);
 
-beforeAll(async () => {
-  db = createDb(stack.DATABASE_URL, 4);
-  receiver = await startWebhookReceiver({ secret: SECRET });
-});
-afterAll(async () => {
-  await db?.webhookEndpoint.deleteMany({ where: { id: { in: endpoints } } });
-  await db?.order.deleteMany({ where: { id: { in: orders } } });
-  await receiver?.close();
-  await db?.$disconnect();
-});
-
-async function orderAndEndpoint(url = `${receiver.url}/hooks`) {
-  const id = randomUUID();
-  orders.push(id);
-  await db.order.create({
-    data: {
-      id,
-      customerEmail: 'metrics@example.com',
-      currency: 'EUR',
-      totalCents: 100n,
-      workflowId: orderWorkflowId(id),
-      items: {
-        createMany: { data: [{ line: 1, sku: 'SKU-1', quantity: 1, unitPriceCents: 100n }] },
-      },
-    },
+async function orderAndEndpoint(url = `${fx.receiver.url}/hooks`) {
+  const order = await fx.createOrder({
+    customerEmail: 'metrics@example.com',
+    totalCents: 100n,
+    items: [{ line: 1, sku: 'SKU-1', quantity: 1, unitPriceCents: 100n }],
   });
-  const endpointId = randomUUID();
-  endpoints.push(endpointId);
-  await db.webhookEndpoint.create({
-    data: { id: endpointId, url, eventTypes: [ORDER_PLACED], status: 'ENABLED', secret: SECRET },
-  });
-  return { orderId: id, endpointId, eventType: ORDER_PLACED };
+  const endpoint = await fx.createEndpoint({ url });
+  return { orderId: order.id, endpointId: endpoint.id, eventType: ORDER_PLACED };
 }
 
 describe('orderflow_webhook_deliveries_total', () => {
@@ -68,7 +36,7 @@ describe('orderflow_webhook_deliveries_total', () => {
     const registry = new client.Registry();
     const deliveries = webhookDeliveriesCounter(registry);
     const acts = createWebhookActivities({
-      db,
+      db: fx.db,
       timeoutMs: 2000,
       allowedTargets: 'loopback',
       deliveries,
@@ -83,11 +51,11 @@ describe('orderflow_webhook_deliveries_total', () => {
         );
 
     const delivered = await orderAndEndpoint();
-    receiver.respondWith({ status: 204 });
+    fx.receiver.respondWith({ status: 204 });
     expect(await attempt(delivered)).toBe('ok');
     expect(await attempt(delivered)).toBe('ok'); // already delivered: nothing sent
 
-    receiver.respondWith({ status: 503 }, { status: 400 }, { status: 410 });
+    fx.receiver.respondWith({ status: 503 }, { status: 400 }, { status: 410 });
     expect(await attempt(await orderAndEndpoint())).toBe('failed');
     expect(await attempt(await orderAndEndpoint())).toBe('failed');
     expect(await attempt(await orderAndEndpoint())).toBe('failed');
@@ -97,27 +65,27 @@ describe('orderflow_webhook_deliveries_total', () => {
 
     // With WEBHOOK_DISABLE_AFTER_FAILURES=1 the first refusal disables the endpoint.
     const strict = createWebhookActivities({
-      db,
+      db: fx.db,
       timeoutMs: 2000,
       allowedTargets: 'loopback',
       deliveries,
       disableAfterFailures: 1,
     });
     const disabledNow = await orderAndEndpoint();
-    receiver.respondWith({ status: 404 });
+    fx.receiver.respondWith({ status: 404 });
     await expect(env.run(() => strict.deliverWebhook(disabledNow))).rejects.toThrow(
       /disabled after 1 permanent failures in a row/,
     );
 
     const deleted = await orderAndEndpoint();
-    await db.webhookEndpoint.delete({ where: { id: deleted.endpointId } });
+    await fx.db.webhookEndpoint.delete({ where: { id: deleted.endpointId } });
     expect(await attempt(deleted)).toBe('failed');
 
     // A rate gate with its one send per 2 s taken: the attempt cannot wait for the next.
-    const gate = createRateGate(db, 0.5, `test-${randomUUID()}`);
+    const gate = createRateGate(fx.db, 0.5, `test-${randomUUID()}`);
     expect((await gate.reserve(0)).kind).toBe('reserved');
     const gated = createWebhookActivities({
-      db,
+      db: fx.db,
       timeoutMs: 2000,
       allowedTargets: 'loopback',
       deliveries,
@@ -144,6 +112,6 @@ describe('orderflow_webhook_deliveries_total', () => {
       ]),
     );
     expect(counted).toEqual(expected);
-    expect(receiver.requests).toHaveLength(5);
+    expect(fx.receiver.requests).toHaveLength(5);
   });
 });
