@@ -21,7 +21,7 @@ import {
   startAppProcess,
   waitUntil,
 } from '../observability/processes.ts';
-import { postOrder, startApi, validOrder } from '../support/api.ts';
+import { postOrder, startStackApi, validOrder } from '../support/api.ts';
 
 const stack = inject('stack');
 /** Room each test gives the relays above what is already in flight. */
@@ -170,12 +170,7 @@ async function finishAll(ids: string[]): Promise<void> {
 
 /** An API that only commits (relay mode) and runs no relay of its own; closed after the test. */
 async function relayModeApi() {
-  const api = await startApi({
-    databaseUrl: stack.DATABASE_URL,
-    temporalAddress: stack.TEMPORAL_ADDRESS,
-    workflowStartMode: 'relay',
-    relay: { run: false },
-  });
+  const api = await startStackApi({ workflowStartMode: 'relay', relay: { run: false } });
   cleanups.push(() => api.close());
   return api;
 }
@@ -262,9 +257,7 @@ describe('the outbox relay under an in-flight bound', () => {
 
   it('kicks starts at once below the bound in async mode, and leaves the rest to the sweep', async () => {
     const bound = await boundWithRoom();
-    const api = await startApi({
-      databaseUrl: stack.DATABASE_URL,
-      temporalAddress: stack.TEMPORAL_ADDRESS,
+    const api = await startStackApi({
       workflowStartMode: 'async',
       relay: { intervalMs: 100, maxInFlight: bound },
     });

@@ -14,7 +14,7 @@ import { OutboxRelay, defaultRelayOptions, type RelayOptions } from '../../src/a
 import { LazyTemporalClient } from '../../src/api/temporal-client.ts';
 import { createDb, type Db } from '../../src/db/client.ts';
 import { startAppProcess, stackEnvOf, waitUntil } from '../observability/processes.ts';
-import { postOrder, startApi, validOrder, type TestApi } from '../support/api.ts';
+import { postOrder, startStackApi, validOrder, type TestApi } from '../support/api.ts';
 
 const stack = inject('stack');
 const LISTENING = 'outbox wake-ups: listening';
@@ -42,12 +42,7 @@ const log = () => pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 
 /** The API as `npm start` runs it: relay mode (starts due at once), its own relay only probes. */
 async function relayModeApi(): Promise<TestApi> {
-  const api = await startApi({
-    databaseUrl: stack.DATABASE_URL,
-    temporalAddress: stack.TEMPORAL_ADDRESS,
-    workflowStartMode: 'relay',
-    relay: { sweep: false },
-  });
+  const api = await startStackApi({ workflowStartMode: 'relay', relay: { sweep: false } });
   cleanups.push(() => api.close());
   return api;
 }

@@ -2,7 +2,7 @@
 import type { Server } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino, { type Logger } from 'pino';
-import { expect } from 'vitest';
+import { expect, inject } from 'vitest';
 import { sampleOrder } from '../../scripts/lib/sample-order.ts';
 import { createApp } from '../../src/api/app.ts';
 import { OutboxRelay, defaultRelayOptions, type RelayOptions } from '../../src/api/outbox-relay.ts';
@@ -19,7 +19,7 @@ export interface TestApi {
   close(): Promise<void>;
 }
 
-export async function startApi(opts: {
+export interface StartApiOptions {
   databaseUrl: string;
   temporalAddress: string;
   apiKeys?: string[];
@@ -35,7 +35,9 @@ export async function startApi(opts: {
   webhookResolver?: Resolver;
   /** WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE (default: the service's). */
   webhookMaxEndpointsPerEventType?: number;
-}): Promise<TestApi> {
+}
+
+export async function startApi(opts: StartApiOptions): Promise<TestApi> {
   const log = opts.log ?? pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const db = createDb(opts.databaseUrl, 10);
   const temporal = new LazyTemporalClient(
@@ -82,6 +84,18 @@ export async function startApi(opts: {
       await Promise.allSettled([db.$disconnect(), temporal.close()]);
     },
   };
+}
+
+/** startApi on the stack this test run started (PostgreSQL and Temporal of inject('stack')). */
+export function startStackApi(
+  opts: Omit<StartApiOptions, 'databaseUrl' | 'temporalAddress'> = {},
+): Promise<TestApi> {
+  const stack = inject('stack');
+  return startApi({
+    databaseUrl: stack.DATABASE_URL,
+    temporalAddress: stack.TEMPORAL_ADDRESS,
+    ...opts,
+  });
 }
 
 export const validOrder = () => sampleOrder('a@example.com');
