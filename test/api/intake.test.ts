@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { CURRENCIES } from '../../src/shared/orders.ts';
 import {
   postOrder,
-  startApi,
+  startStackApi,
   validOrder,
   waitForOrderStatus,
   type TestApi,
@@ -19,10 +19,7 @@ let connection: Connection;
 let temporal: Client;
 
 beforeAll(async () => {
-  api = await startApi({
-    databaseUrl: stack.DATABASE_URL,
-    temporalAddress: stack.TEMPORAL_ADDRESS,
-  });
+  api = await startStackApi();
   worker = await startOrdersWorker({
     databaseUrl: stack.DATABASE_URL,
     temporalAddress: stack.TEMPORAL_ADDRESS,

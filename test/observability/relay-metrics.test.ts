@@ -4,7 +4,7 @@
  * accepted by an API in relay mode.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { postOrder, startApi, validOrder, type TestApi } from '../support/api.ts';
+import { postOrder, startStackApi, validOrder, type TestApi } from '../support/api.ts';
 import { sample, scrapeUntil, stackEnvOf, startAppProcess, type AppProcess } from './processes.ts';
 
 const stack = inject('stack');
@@ -13,9 +13,7 @@ let relay: AppProcess;
 let metricsUrl: string;
 
 beforeAll(async () => {
-  api = await startApi({
-    databaseUrl: stack.DATABASE_URL,
-    temporalAddress: stack.TEMPORAL_ADDRESS,
+  api = await startStackApi({
     workflowStartMode: 'relay',
     relay: { sweep: false, intervalMs: 200 },
   });
