@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { startApi, validOrder, type Body, type TestApi } from '../support/api.ts';
+import { postOrder, startApi, validOrder, type Body, type TestApi } from '../support/api.ts';
 
 const stack = inject('stack');
 const common = { databaseUrl: stack.DATABASE_URL, temporalAddress: stack.TEMPORAL_ADDRESS };
@@ -70,13 +70,6 @@ async function rawRequest(
   return { status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1]), text };
 }
 
-const postOrder = (base: string) =>
-  send(`${base}/orders`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(validOrder()),
-  });
-
 describe('paths with bad percent-encoding', () => {
   it.each([
     ['GET', '/orders/%E0%A4%A'],
@@ -123,11 +116,7 @@ describe('bodies that cannot be read', () => {
 
   it('answers an unknown Content-Encoding with a 415 problem', async () => {
     expectProblem(
-      await send(`${api.url}/orders`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'content-encoding': 'snappy' },
-        body: JSON.stringify(validOrder()),
-      }),
+      await postOrder(api.url, validOrder(), { 'content-encoding': 'snappy' }),
       415,
       'unsupported-media-type',
     );
@@ -147,11 +136,7 @@ describe('bodies that cannot be read', () => {
     expect(await api.db.order.count()).toBe(before);
     // A body that is there but not JSON is still a 415.
     expectProblem(
-      await send(`${api.url}/orders`, {
-        method: 'POST',
-        headers: { 'content-type': 'text/plain' },
-        body: 'hello',
-      }),
+      await postOrder(api.url, 'hello', { 'content-type': 'text/plain' }),
       415,
       'unsupported-media-type',
     );
@@ -183,8 +168,8 @@ describe('list cursors', () => {
   });
 
   it('still pages with the cursors it hands out', async () => {
-    await postOrder(api.url);
-    await postOrder(api.url);
+    await postOrder(api.url, validOrder());
+    await postOrder(api.url, validOrder());
     const first = await send(`${api.url}/orders?limit=1`);
     expect(first.status).toBe(200);
     const next = await send(`${api.url}/orders?limit=1&cursor=${first.body.nextCursor as string}`);
@@ -195,7 +180,7 @@ describe('list cursors', () => {
 
 describe('retry and cancel before the workflow runs', () => {
   it('answers a cancel whose reason holds a control character (NUL, which PostgreSQL refuses) with 400 naming reason, and leaves the order as it was', async () => {
-    const created = await postOrder(parked.url);
+    const created = await postOrder(parked.url, validOrder());
     const id = created.body.id as string;
     for (const reason of ['\u0000\u00a4', 'two\nlines']) {
       const res = await send(`${parked.url}/orders/${id}/cancel`, {
@@ -213,7 +198,7 @@ describe('retry and cancel before the workflow runs', () => {
   });
 
   it('answers a retry of an order whose workflow has not started with 409 and Retry-After; a cancel then wins (200 CANCELLED)', async () => {
-    const created = await postOrder(parked.url);
+    const created = await postOrder(parked.url, validOrder());
     expect([201, 202]).toContain(created.status);
     const id = created.body.id as string;
     // Other relays share this database: keep them off the order for the whole test.
@@ -232,7 +217,7 @@ describe('retry and cancel before the workflow runs', () => {
   });
 
   it('answers a retry no worker answers with 504 and Retry-After within the deadline', async () => {
-    const created = await postOrder(api.url);
+    const created = await postOrder(api.url, validOrder());
     expect(created.status).toBe(201);
     const id = created.body.id as string;
     // The API's relay starts the workflow; no worker ever runs its tasks.

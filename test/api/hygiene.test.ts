@@ -758,11 +758,7 @@ describe('errors', () => {
     expectProblem(await send(`${api.url}/orders?cursor=${'%ff'.repeat(10)}`), 400);
     expectProblem(await send(`${api.url}/orders/not-a-uuid`), 400);
     expectProblem(
-      await send(`${api.url}/orders`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json; charset=latin1' },
-        body: '{}',
-      }),
+      await postOrder(api.url, '{}', { 'content-type': 'application/json; charset=latin1' }),
       415,
     );
     // The leak detector does see a stack trace.

@@ -103,6 +103,7 @@ export const validOrder = () => sampleOrder('a@example.com');
 /** A parsed JSON response body (orders and problem documents). */
 export type Body = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
+/** POST /orders: `body` as is when a string, else as JSON; `headers` may replace the content type. */
 export async function postOrder(url: string, body: unknown, headers: Record<string, string> = {}) {
   const res = await fetch(`${url}/orders`, {
     method: 'POST',
@@ -114,6 +115,7 @@ export async function postOrder(url: string, body: unknown, headers: Record<stri
     status: res.status,
     headers: res.headers,
     body: text ? (JSON.parse(text) as Body) : {},
+    text,
   };
 }
 
