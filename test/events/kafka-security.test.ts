@@ -65,6 +65,20 @@ function capturedLogger() {
   };
 }
 
+/** Timeouts short enough for a refusal that comes as silence. */
+const QUICK = { connectionTimeout: 1000, requestTimeout: 2000 };
+
+/** An admin client that tries once (no retries); disconnected after the test. */
+function oneTryAdmin(
+  config: Parameters<typeof createKafka>[0],
+  logger: ReturnType<typeof capturedLogger>['log'],
+  timeouts: { connectionTimeout?: number; requestTimeout?: number } = {},
+) {
+  const admin = createKafka(config, { logger, retry: { retries: 0 }, ...timeouts }).admin();
+  cleanups.push(() => admin.disconnect());
+  return admin;
+}
+
 async function roundTrip(kafka: KafkaClient): Promise<string[]> {
   const topic = `security-test-${randomUUID()}`;
   const admin = kafka.admin();
@@ -130,48 +144,29 @@ describe('SASL against the broker', () => {
 
   it("refuses the broker's certificate when it is not trusted (the system CAs only), and plaintext on a TLS listener", async () => {
     const { log } = capturedLogger();
-    const untrusted = createKafka(
+    const admin = oneTryAdmin(
       loadConfig({ ...saslEnv('plain'), KAFKA_BROKERS: sasl.tlsBrokers, KAFKA_TLS: 'true' }),
-      { logger: log, retry: { retries: 0 }, connectionTimeout: 3000 },
+      log,
+      { connectionTimeout: 3000 },
     );
-    const admin = untrusted.admin();
-    cleanups.push(() => admin.disconnect());
     await expect(admin.connect()).rejects.toThrow(/self[- ]signed certificate/i);
 
-    const plaintext = createKafka(
+    const plainAdmin = oneTryAdmin(
       loadConfig({ ...saslEnv('plain'), KAFKA_BROKERS: sasl.tlsBrokers }),
-      {
-        logger: log,
-        retry: { retries: 0 },
-        connectionTimeout: 1000,
-        requestTimeout: 2000,
-      },
+      log,
+      QUICK,
     );
-    const plainAdmin = plaintext.admin();
-    cleanups.push(() => plainAdmin.disconnect());
     await expect(plainAdmin.connect()).rejects.toThrow();
   }, 60_000);
 
   it('is refused with a wrong password, and without credentials, and the password is not logged', async () => {
     const wrong = `wrong-${randomUUID()}`;
     const { log, lines } = capturedLogger();
-    const kafka = createKafka(loadConfig(saslEnv('scram-sha-512', wrong)), {
-      logger: log,
-      retry: { retries: 0 },
-    });
-    const admin = kafka.admin();
-    cleanups.push(() => admin.disconnect());
+    const admin = oneTryAdmin(loadConfig(saslEnv('scram-sha-512', wrong)), log);
     await expect(admin.connect()).rejects.toThrow(/SASL SCRAM SHA512 authentication failed/);
     expect(lines.join('')).not.toContain(wrong);
 
-    const anonymous = createKafka(loadConfig({ KAFKA_BROKERS: sasl.brokers }), {
-      logger: log,
-      retry: { retries: 0 },
-      connectionTimeout: 1000,
-      requestTimeout: 2000,
-    });
-    const anonymousAdmin = anonymous.admin();
-    cleanups.push(() => anonymousAdmin.disconnect());
+    const anonymousAdmin = oneTryAdmin(loadConfig({ KAFKA_BROKERS: sasl.brokers }), log, QUICK);
     await expect(
       anonymousAdmin.connect().then(() => anonymousAdmin.listTopics()),
     ).rejects.toThrow();

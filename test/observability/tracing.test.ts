@@ -33,7 +33,7 @@ import {
 } from '../../src/observability/tracing.ts';
 import { ORDERS_PLACED_TOPIC, orderPlacedEventId } from '../../src/shared/events.ts';
 import { orderWorkflowId } from '../../src/shared/task-queues.ts';
-import { postOrder, startApi, validOrder, type TestApi } from '../support/api.ts';
+import { postOrder, startStackApi, validOrder, type TestApi } from '../support/api.ts';
 import { startOrdersWorker } from '../support/orders-worker.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
 import { stackEnvOf, startAppProcess, startCollector, type ExportedSpan } from './processes.ts';
@@ -137,9 +137,7 @@ describe('tracing off (no OTLP endpoint configured)', () => {
       temporalAddress: stack.TEMPORAL_ADDRESS,
       plugins: temporalWorkerPlugins(off),
     });
-    const api = await startApi({
-      databaseUrl: stack.DATABASE_URL,
-      temporalAddress: stack.TEMPORAL_ADDRESS,
+    const api = await startStackApi({
       workflowStartMode: 'relay',
       relay: { intervalMs: 100 },
     });
@@ -178,9 +176,7 @@ describe('tracing on', () => {
     });
     // Mode relay: the API only commits; its relay sweeps the outbox on a timer (no request
     // context), exactly like the relay process, so the context must come from the row.
-    api = await startApi({
-      databaseUrl: stack.DATABASE_URL,
-      temporalAddress: stack.TEMPORAL_ADDRESS,
+    api = await startStackApi({
       workflowStartMode: 'relay',
       relay: { intervalMs: 100 },
     });
@@ -353,9 +349,7 @@ describe('tracing on', () => {
 
   it('in mode async, each kicked start runs in the trace of its own request, also when it waited for a slot', async () => {
     // One start at a time: the later orders' starts are run by whichever start finished before.
-    const asyncApi = await startApi({
-      databaseUrl: stack.DATABASE_URL,
-      temporalAddress: stack.TEMPORAL_ADDRESS,
+    const asyncApi = await startStackApi({
       workflowStartMode: 'async',
       relay: { concurrency: 1 },
     });
