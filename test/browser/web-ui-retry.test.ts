@@ -99,6 +99,15 @@ async function screenshot(name: string): Promise<string> {
   return file;
 }
 
+/** Waits until the workflow page's status badge reads `status`. */
+async function statusShown(status: 'Running' | 'Completed'): Promise<void> {
+  await page
+    .getByRole('status')
+    .filter({ hasText: new RegExp(`^\\s*${status}\\s*$`, 'i') })
+    .first()
+    .waitFor();
+}
+
 /** Runs one UI step; when it fails, keeps a screenshot and the page's HTML for diagnosis. */
 async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
   const started = performance.now();
@@ -240,11 +249,7 @@ describe('Temporal Web UI', () => {
     await step('open-workflow', async () => {
       await page.getByRole('link', { name: workflowId, exact: true }).click();
       await page.getByRole('heading', { level: 1, name: workflowId }).waitFor();
-      await page
-        .getByRole('status')
-        .filter({ hasText: /^\s*Running\s*$/i })
-        .first()
-        .waitFor();
+      await statusShown('Running');
       await screenshot('02-parked-workflow');
     });
 
@@ -284,11 +289,7 @@ describe('Temporal Web UI', () => {
 
     await step('see-completed', async () => {
       await page.reload();
-      await page
-        .getByRole('status')
-        .filter({ hasText: /^\s*Completed\s*$/i })
-        .first()
-        .waitFor();
+      await statusShown('Completed');
       await screenshot('05-completed-workflow');
     });
   }, 120_000);

@@ -4,6 +4,7 @@ import {
   NativeConnection,
   Worker,
   bundleWorkflowCode,
+  type WorkerOptions,
   type WorkflowBundleWithSourceMap,
 } from '@temporalio/worker';
 import { randomUUID } from 'node:crypto';
@@ -13,6 +14,13 @@ import { greetWorkflow, sleepADayWorkflow } from '../../scripts/lib/smoke-workfl
 
 const workflowsPath = path.join(import.meta.dirname, '../../scripts/lib/smoke-workflows.ts');
 let bundle: WorkflowBundleWithSourceMap;
+
+/** A worker of the smoke workflows (and `options`' activities) on `connection`, polling `taskQueue`. */
+const smokeWorker = (
+  connection: NativeConnection,
+  taskQueue: string,
+  options: Pick<WorkerOptions, 'activities'> = {},
+) => Worker.create({ connection, taskQueue, workflowBundle: bundle, ...options });
 
 beforeAll(async () => {
   bundle = await bundleWorkflowCode({
@@ -38,10 +46,7 @@ describe('Temporal dev server (the stack’s)', () => {
 
   it('runs a workflow that calls an activity and lists it in visibility', async () => {
     const taskQueue = `smoke-${randomUUID()}`;
-    const worker = await Worker.create({
-      connection: workerConnection,
-      taskQueue,
-      workflowBundle: bundle,
+    const worker = await smokeWorker(workerConnection, taskQueue, {
       activities: { greet: async (name: string) => `hello, ${name}` },
     });
     const workflowId = `smoke-greet-${randomUUID()}`;
@@ -72,11 +77,7 @@ describe('Temporal test environments from the provisioned binaries', () => {
     });
     try {
       const taskQueue = 'smoke-sleep';
-      const worker = await Worker.create({
-        connection: env.nativeConnection,
-        taskQueue,
-        workflowBundle: bundle,
-      });
+      const worker = await smokeWorker(env.nativeConnection, taskQueue);
       const virtualBefore = await env.currentTimeMs();
       const wallBefore = performance.now();
       const result = await worker.runUntil(
@@ -106,10 +107,7 @@ describe('Temporal test environments from the provisioned binaries', () => {
     });
     try {
       const taskQueue = 'smoke-local';
-      const worker = await Worker.create({
-        connection: env.nativeConnection,
-        taskQueue,
-        workflowBundle: bundle,
+      const worker = await smokeWorker(env.nativeConnection, taskQueue, {
         activities: { greet: async (name: string) => `hi ${name}` },
       });
       const result = await worker.runUntil(
