@@ -154,33 +154,32 @@ export function registerOutboxMetrics(
       ['ENABLED', 'DISABLED'],
       endpointsByStatus,
     );
-  new client.Gauge({
-    name: 'orderflow_outbox_pending',
-    help: 'Accepted orders whose workflow start is not confirmed yet',
-    registers: [registry],
-    async collect() {
-      const b = await backlog();
-      if (b) this.set(b.pending);
-    },
-  });
-  new client.Gauge({
-    name: 'orderflow_outbox_oldest_age_seconds',
-    help: 'Age of the oldest unconfirmed workflow start',
-    registers: [registry],
-    async collect() {
-      const b = await backlog();
-      if (b) this.set(b.oldestAgeSeconds);
-    },
-  });
-  new client.Gauge({
-    name: 'orderflow_outbox_in_flight',
-    help: 'Orders counted against the relay bound: RECEIVED or PROCESSING with the workflow started within OUTBOX_IN_FLIGHT_WINDOW_MS, or being started',
-    registers: [registry],
-    async collect() {
-      const n = await inFlight();
-      if (n !== undefined) this.set(n);
-    },
-  });
+  /** A gauge set from a scrape-time read; left as it was when the read fails. */
+  const readAtScrape = (name: string, help: string, read: () => Promise<number | undefined>) =>
+    new client.Gauge({
+      name,
+      help,
+      registers: [registry],
+      async collect() {
+        const value = await read();
+        if (value !== undefined) this.set(value);
+      },
+    });
+  readAtScrape(
+    'orderflow_outbox_pending',
+    'Accepted orders whose workflow start is not confirmed yet',
+    async () => (await backlog())?.pending,
+  );
+  readAtScrape(
+    'orderflow_outbox_oldest_age_seconds',
+    'Age of the oldest unconfirmed workflow start',
+    async () => (await backlog())?.oldestAgeSeconds,
+  );
+  readAtScrape(
+    'orderflow_outbox_in_flight',
+    'Orders counted against the relay bound: RECEIVED or PROCESSING with the workflow started within OUTBOX_IN_FLIGHT_WINDOW_MS, or being started',
+    inFlight,
+  );
   new client.Gauge({
     name: 'orderflow_outbox_max_in_flight',
     help: 'The bound on orders in flight above which the relay starts no workflow (OUTBOX_MAX_IN_FLIGHT; 0: no bound)',
