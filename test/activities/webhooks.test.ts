@@ -9,7 +9,7 @@ import {
   type WebhookActivityDeps,
 } from '../../src/activities/webhooks.ts';
 import { createOrderRecordActivities } from '../../src/activities/order-records.ts';
-import { newSigningSecret } from '../../src/api/webhooks/endpoint-service.ts';
+import { newSigningSecret } from '../../src/webhooks/endpoints.ts';
 import { createDb, type Db } from '../../src/db/client.ts';
 import { orderPlacedEventId, webhookMessageId } from '../../src/shared/events.ts';
 import { FailureType, ORDER_PLACED } from '../../src/shared/steps.ts';

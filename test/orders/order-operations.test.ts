@@ -14,7 +14,7 @@ import {
   type Client,
 } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
-import { problemOfOrderError, type ProblemError } from '../../src/api/problems.ts';
+import { problemOfDomainError, type ProblemError } from '../../src/api/problems.ts';
 import { OrderError } from '../../src/orders/errors.ts';
 import { GrpcStatus, OrderOperations, grpcStatusOf } from '../../src/orders/order-operations.ts';
 
@@ -43,7 +43,7 @@ async function problemOf(action: Promise<unknown>): Promise<ProblemError & { cod
     (e: unknown) => e,
   );
   expect(err).toBeInstanceOf(OrderError);
-  return Object.assign(problemOfOrderError(err as OrderError), { code: (err as OrderError).code });
+  return Object.assign(problemOfDomainError(err as OrderError), { code: (err as OrderError).code });
 }
 
 const ops = (fail: Parameters<typeof fakeClient>[0]) =>

@@ -3,7 +3,7 @@
  * domain error code is answered with (the HTTP answers the API tests check).
  */
 import { describe, expect, it } from 'vitest';
-import { problemOfOrderError } from '../../src/api/problems.ts';
+import { problemOfDomainError } from '../../src/api/problems.ts';
 import { ORDER_ERROR_CODES, OrderError } from '../../src/orders/errors.ts';
 import { DEFAULT_CANCEL_REASON, assertCancellable, cancelReason } from '../../src/orders/rules.ts';
 
@@ -69,7 +69,7 @@ describe('problems of order errors', () => {
   it('answers every code with its status and problem type, the message as the detail', () => {
     expect(Object.keys(answers).sort()).toEqual([...ORDER_ERROR_CODES].sort());
     for (const code of ORDER_ERROR_CODES) {
-      const p = problemOfOrderError(new OrderError(code, `detail of ${code}`));
+      const p = problemOfDomainError(new OrderError(code, `detail of ${code}`));
       expect([p.status, p.kind, p.detail, p.headers], code).toEqual([
         ...answers[code],
         `detail of ${code}`,
@@ -80,11 +80,11 @@ describe('problems of order errors', () => {
 
   it('carries the fields at fault and Retry-After', () => {
     const fields = [{ field: 'reason', message: 'must be text without control characters' }];
-    const invalid = problemOfOrderError(
+    const invalid = problemOfDomainError(
       new OrderError('invalid', 'Some fields are invalid', { fields }),
     );
     expect(invalid.errors).toEqual(fields);
-    const busy = problemOfOrderError(
+    const busy = problemOfDomainError(
       new OrderError('temporal_timeout', 'late', { retryAfterSeconds: 10 }),
     );
     expect(busy.headers).toEqual({ 'Retry-After': '10' });
