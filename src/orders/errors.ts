@@ -4,7 +4,6 @@
  * and an exit code. Nothing here knows about HTTP; the mechanism is the shared
  * DomainError (src/shared/errors.ts).
  */
-import type { z } from 'zod';
 import { DomainError, validOrThrowAs } from '../shared/errors.ts';
 
 export { fieldErrors, type FieldError } from '../shared/errors.ts';
@@ -37,8 +36,4 @@ export class OrderError extends DomainError<OrderErrorCode> {
 }
 
 /** The value `schema` accepts, or an `invalid` OrderError naming the fields at fault. */
-export const validOrThrow = <T extends z.ZodType>(
-  schema: T,
-  value: unknown,
-  prefix = '',
-): z.infer<T> => validOrThrowAs(OrderError, schema, value, prefix);
+export const validOrThrow = validOrThrowAs(OrderError);

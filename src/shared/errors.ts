@@ -54,15 +54,15 @@ export type InvalidErrorClass = new (
   extra: { fields: FieldError[] },
 ) => DomainError;
 
-/** The value `schema` accepts, or an `invalid` error of class `Err` naming the fields at fault. */
-export function validOrThrowAs<T extends z.ZodType>(
-  Err: InvalidErrorClass,
-  schema: T,
-  value: unknown,
-  prefix = '',
-): z.infer<T> {
-  const r = schema.safeParse(value);
-  if (!r.success)
-    throw new Err('invalid', 'Some fields are invalid', { fields: fieldErrors(r.error, prefix) });
-  return r.data;
-}
+/**
+ * A domain's validOrThrow: the value `schema` accepts, or an `invalid` error of
+ * class `Err` naming the fields at fault (`prefix` names where the value came from).
+ */
+export const validOrThrowAs =
+  (Err: InvalidErrorClass) =>
+  <T extends z.ZodType>(schema: T, value: unknown, prefix = ''): z.infer<T> => {
+    const r = schema.safeParse(value);
+    if (!r.success)
+      throw new Err('invalid', 'Some fields are invalid', { fields: fieldErrors(r.error, prefix) });
+    return r.data;
+  };

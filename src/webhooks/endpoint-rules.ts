@@ -31,11 +31,7 @@ export class WebhookEndpointError extends DomainError<WebhookEndpointErrorCode> 
 }
 
 /** The value `schema` accepts, or an `invalid` WebhookEndpointError naming the fields at fault. */
-export const validOrThrow = <T extends z.ZodType>(
-  schema: T,
-  value: unknown,
-  prefix = '',
-): z.infer<T> => validOrThrowAs(WebhookEndpointError, schema, value, prefix);
+export const validOrThrow = validOrThrowAs(WebhookEndpointError);
 
 /** Event types a subscriber can ask for. */
 export const WEBHOOK_EVENT_TYPES = [ORDER_PLACED, ORDER_CANCELLED] as const;
