@@ -62,15 +62,14 @@ export type KnownDomainError = OrderError | WebhookEndpointError;
 /** The problem each use case error code (orders, webhook subscribers) is answered with. */
 const domainProblems: Record<OrderErrorCode | WebhookEndpointErrorCode, ProblemKind> = {
   invalid: 'validation-error',
-  not_found: 'not-found',
-  not_parked: 'not-parked',
-  not_cancellable: 'not-parked',
-  workflow_ended: 'not-parked',
-  workflow_not_ready: 'workflow-not-ready',
-  idempotency_key_reused: 'idempotency-key-reused',
-  temporal_unavailable: 'service-unavailable',
-  temporal_timeout: 'upstream-timeout',
   'not-found': 'not-found',
+  'not-parked': 'not-parked',
+  'not-cancellable': 'not-parked',
+  'workflow-ended': 'not-parked',
+  'workflow-not-ready': 'workflow-not-ready',
+  'idempotency-key-reused': 'idempotency-key-reused',
+  'temporal-unavailable': 'service-unavailable',
+  'temporal-timeout': 'upstream-timeout',
   'endpoint-limit-reached': 'endpoint-limit-reached',
   'service-unavailable': 'service-unavailable',
 };

@@ -12,21 +12,21 @@ export const ORDER_ERROR_CODES = [
   /** The input breaks a rule (`fields` says which). */
   'invalid',
   /** No order has this id. */
-  'not_found',
+  'not-found',
   /** Retry: the order is not parked (its workflow refused the retry). */
-  'not_parked',
+  'not-parked',
   /** Cancel: the order is already COMPLETED or CANCELLED. */
-  'not_cancellable',
+  'not-cancellable',
   /** Retry or cancel: the order's workflow has ended. */
-  'workflow_ended',
+  'workflow-ended',
   /** Retry or cancel: the order's workflow has not started yet, or is still starting. */
-  'workflow_not_ready',
+  'workflow-not-ready',
   /** The Idempotency-Key was first used for an order with a different body. */
-  'idempotency_key_reused',
+  'idempotency-key-reused',
   /** Temporal cannot be reached or refuses work now. */
-  'temporal_unavailable',
+  'temporal-unavailable',
   /** Temporal or a worker did not answer within the action's deadline. */
-  'temporal_timeout',
+  'temporal-timeout',
 ] as const;
 export type OrderErrorCode = (typeof ORDER_ERROR_CODES)[number];
 

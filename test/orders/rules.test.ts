@@ -46,7 +46,7 @@ describe('order rules', () => {
     for (const status of ['COMPLETED', 'CANCELLED'] as const) {
       const err = refusal(() => assertCancellable(id, status));
       expect([err.code, err.message]).toEqual([
-        'not_cancellable',
+        'not-cancellable',
         `Order ${id} is already ${status}`,
       ]);
     }
@@ -56,14 +56,14 @@ describe('order rules', () => {
 describe('problems of order errors', () => {
   const answers = {
     invalid: [400, 'validation-error'],
-    not_found: [404, 'not-found'],
-    not_parked: [409, 'not-parked'],
-    not_cancellable: [409, 'not-parked'],
-    workflow_ended: [409, 'not-parked'],
-    workflow_not_ready: [409, 'workflow-not-ready'],
-    idempotency_key_reused: [422, 'idempotency-key-reused'],
-    temporal_unavailable: [503, 'service-unavailable'],
-    temporal_timeout: [504, 'upstream-timeout'],
+    'not-found': [404, 'not-found'],
+    'not-parked': [409, 'not-parked'],
+    'not-cancellable': [409, 'not-parked'],
+    'workflow-ended': [409, 'not-parked'],
+    'workflow-not-ready': [409, 'workflow-not-ready'],
+    'idempotency-key-reused': [422, 'idempotency-key-reused'],
+    'temporal-unavailable': [503, 'service-unavailable'],
+    'temporal-timeout': [504, 'upstream-timeout'],
   } as const;
 
   it('answers every code with its status and problem type, the message as the detail', () => {
@@ -85,7 +85,7 @@ describe('problems of order errors', () => {
     );
     expect(invalid.errors).toEqual(fields);
     const busy = problemOfDomainError(
-      new OrderError('temporal_timeout', 'late', { retryAfterSeconds: 10 }),
+      new OrderError('temporal-timeout', 'late', { retryAfterSeconds: 10 }),
     );
     expect(busy.headers).toEqual({ 'Retry-After': '10' });
   });
