@@ -18,7 +18,7 @@ import type { OutboxRelay } from './outbox-relay.ts';
 import { ProblemError, problemMiddleware } from './problems.ts';
 import { JSON_MEDIA_TYPES } from './request-body.ts';
 import type { LazyTemporalClient } from './temporal-client.ts';
-import { WebhookEndpointService } from './webhooks/endpoint-service.ts';
+import { WebhookEndpointService } from '../webhooks/endpoints.ts';
 import { webhookEndpointRoutes } from './webhooks/routes.ts';
 import type { Resolver, TargetPolicy } from '../webhooks/ssrf-guard.ts';
 

@@ -4,7 +4,9 @@
  */
 import type { ErrorRequestHandler, Response } from 'express';
 import { TRANSIENT_ADAPTER_KINDS } from '../db/errors.ts';
-import { OrderError, type FieldError, type OrderErrorCode } from '../orders/errors.ts';
+import { OrderError, type OrderErrorCode } from '../orders/errors.ts';
+import type { FieldError } from '../shared/errors.ts';
+import { WebhookEndpointError, type WebhookEndpointErrorCode } from '../webhooks/endpoint-rules.ts';
 import type { Logger } from '../shared/logger.ts';
 
 const kinds = {
@@ -54,24 +56,29 @@ export class ProblemError extends Error {
   }
 }
 
-/** The problem each order use case error is answered with. */
-const orderProblems: Record<OrderErrorCode, ProblemKind> = {
+/** The use case errors the API answers with a problem of their own. */
+export type KnownDomainError = OrderError | WebhookEndpointError;
+
+/** The problem each use case error code (orders, webhook subscribers) is answered with. */
+const domainProblems: Record<OrderErrorCode | WebhookEndpointErrorCode, ProblemKind> = {
   invalid: 'validation-error',
-  not_found: 'not-found',
-  not_parked: 'not-parked',
-  not_cancellable: 'not-parked',
-  workflow_ended: 'not-parked',
-  workflow_not_ready: 'workflow-not-ready',
-  idempotency_key_reused: 'idempotency-key-reused',
-  temporal_unavailable: 'service-unavailable',
-  temporal_timeout: 'upstream-timeout',
+  'not-found': 'not-found',
+  'not-parked': 'not-parked',
+  'not-cancellable': 'not-parked',
+  'workflow-ended': 'not-parked',
+  'workflow-not-ready': 'workflow-not-ready',
+  'idempotency-key-reused': 'idempotency-key-reused',
+  'temporal-unavailable': 'service-unavailable',
+  'temporal-timeout': 'upstream-timeout',
+  'endpoint-limit-reached': 'endpoint-limit-reached',
+  'service-unavailable': 'service-unavailable',
 };
 
-/** An order use case's error as the problem the API answers with (its message is the detail). */
-export function problemOfOrderError(err: OrderError): ProblemError {
+/** A use case's error as the problem the API answers with (its message is the detail). */
+export function problemOfDomainError(err: KnownDomainError): ProblemError {
   const { fields, retryAfterSeconds } = err.extra;
   return new ProblemError(
-    orderProblems[err.code],
+    domainProblems[err.code],
     err.message,
     fields,
     retryAfterSeconds === undefined ? {} : { 'Retry-After': String(retryAfterSeconds) },
@@ -136,7 +143,8 @@ function fromHttpError(err: unknown): ProblemError | undefined {
 /** The problem a known error is answered with; undefined for anything else (a 500). */
 function problemOf(err: unknown): ProblemError | undefined {
   if (err instanceof ProblemError) return err;
-  if (err instanceof OrderError) return problemOfOrderError(err);
+  if (err instanceof OrderError || err instanceof WebhookEndpointError)
+    return problemOfDomainError(err);
   const fromHttp = fromHttpError(err);
   if (fromHttp) return fromHttp;
   if (isDatabaseUnavailable(err))

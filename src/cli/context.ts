@@ -5,9 +5,8 @@
  */
 import { Client, Connection } from '@temporalio/client';
 import pino, { type Logger } from 'pino';
-import { ProblemError } from '../api/problems.ts';
 import { loadConfig, type Config } from '../config/env.ts';
-import { OrderError, type FieldError } from '../orders/errors.ts';
+import { DomainError, type FieldError } from '../shared/errors.ts';
 import { temporalConnectSettings } from '../config/temporal.ts';
 import { createDbFromConfig, type Db } from '../db/client.ts';
 import { createKafka } from '../events/kafka.ts';
@@ -56,19 +55,12 @@ const invalidInput = (fields: FieldError[]) => ({
 
 /** The message and exit code of an error that ended a command. */
 export function describeError(err: unknown): { message: string; exitCode: number } {
-  if (err instanceof OrderError) {
+  // The errors of the use cases (orders, webhook subscribers): the message and the code.
+  if (err instanceof DomainError) {
     if (err.code === 'invalid' && err.extra.fields?.length) return invalidInput(err.extra.fields);
     return {
       message: `${err.message} (${err.code})`,
       exitCode: err.code === 'invalid' ? ExitCode.usage : ExitCode.failure,
-    };
-  }
-  // The webhook commands share the API's use cases, whose errors are problems.
-  if (err instanceof ProblemError) {
-    if (err.kind === 'validation-error' && err.errors?.length) return invalidInput(err.errors);
-    return {
-      message: `${err.message} (${err.kind})`,
-      exitCode: err.kind === 'validation-error' ? ExitCode.usage : ExitCode.failure,
     };
   }
   return { message: err instanceof Error ? err.message : String(err), exitCode: ExitCode.failure };

@@ -4,15 +4,12 @@
  */
 import type { Command } from 'commander';
 import {
-  WebhookEndpointService,
-  type WebhookEndpointView,
-} from '../api/webhooks/endpoint-service.ts';
-import {
   WEBHOOK_EVENT_TYPES,
   parseNewWebhookEndpoint,
+  validOrThrow,
   webhookEndpointIdSchema,
-} from '../api/webhooks/routes.ts';
-import { parseOrThrow } from '../api/orders/routes.ts';
+} from '../webhooks/endpoint-rules.ts';
+import { WebhookEndpointService, type WebhookEndpointView } from '../webhooks/endpoints.ts';
 import { withCtx, type Ctx } from './context.ts';
 import { examplesHelp, printJson, table } from './output.ts';
 
@@ -124,7 +121,7 @@ ${examplesHelp([['webhooks remove 5c0e2b7a-91d4-4f8e-b6a3-0d2c8e4f1a77']])}`,
     )
     .action((rawId: string) =>
       withCtx(async (ctx) => {
-        const id = parseOrThrow(webhookEndpointIdSchema, rawId, 'id');
+        const id = validOrThrow(webhookEndpointIdSchema, rawId, 'id');
         await service(ctx).deleteEndpoint(id);
         console.error(`webhook endpoint ${id} removed`);
       }),
@@ -159,7 +156,7 @@ ${examplesHelp([[`webhooks ${name} 5c0e2b7a-91d4-4f8e-b6a3-0d2c8e4f1a77`]])}`,
       )
       .action((rawId: string, opts: { json?: boolean }) =>
         withCtx(async (ctx) => {
-          const id = parseOrThrow(webhookEndpointIdSchema, rawId, 'id');
+          const id = validOrThrow(webhookEndpointIdSchema, rawId, 'id');
           const endpoint = await service(ctx).changeEndpoint(id, { status });
           if (opts.json) return printJson(endpoint);
           console.log(table([endpointRow(endpoint)], endpointColumns));

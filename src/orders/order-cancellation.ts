@@ -75,7 +75,7 @@ export class OrderCancellation {
 
   /**
    * Cancels the order (see the module comment) with the reason given, checked
-   * (`invalid`), or the default; `not_found` when unknown, `not_cancellable`
+   * (`invalid`), or the default; `not-found` when unknown, `not-cancellable`
    * when it already ended.
    */
   async cancel(orderId: string, givenReason?: string): Promise<CancelOutcome> {
@@ -85,14 +85,14 @@ export class OrderCancellation {
       where: { id: orderId },
       select: { status: true },
     });
-    if (!order) throw new OrderError('not_found', `Order ${orderId} does not exist`);
+    if (!order) throw new OrderError('not-found', `Order ${orderId} does not exist`);
     assertCancellable(orderId, order.status);
     try {
       await this.operations.cancel(orderId, reason);
       return { kind: 'cancelling' };
     } catch (err) {
       // The workflow is gone although the row says it runs: put the row right.
-      if (!(err instanceof OrderError) || err.code !== 'workflow_ended') throw err;
+      if (!(err instanceof OrderError) || err.code !== 'workflow-ended') throw err;
       const status = await this.operations.workflowStatus(orderId);
       if (status && (ABANDONED_WORKFLOW_STATUSES as readonly string[]).includes(status)) {
         await cancelAbandonedOrder(this.db, orderId, status);

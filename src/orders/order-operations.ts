@@ -44,7 +44,7 @@ export class OrderOperations {
     private readonly timeoutMs = DEFAULT_ORDER_ACTION_TIMEOUT_MS,
   ) {}
 
-  /** Re-runs the failed steps of a parked order; `not_parked` when it is not parked. */
+  /** Re-runs the failed steps of a parked order; `not-parked` when it is not parked. */
   async retry(orderId: string): Promise<RetryResult> {
     const client = await this.connected();
     const handle = client.workflow.getHandle(orderWorkflowId(orderId));
@@ -53,7 +53,7 @@ export class OrderOperations {
     } catch (err) {
       // The update's handler cannot fail: only its validator refuses, for an order not parked.
       if (err instanceof WorkflowUpdateFailedError) {
-        throw new OrderError('not_parked', `Order ${orderId} is not parked`);
+        throw new OrderError('not-parked', `Order ${orderId} is not parked`);
       }
       throw await this.errorOf(client, orderId, err);
     }
@@ -83,20 +83,20 @@ export class OrderOperations {
       code === GrpcStatus.DEADLINE_EXCEEDED
     ) {
       return new OrderError(
-        'temporal_timeout',
+        'temporal-timeout',
         `No worker answered for order ${orderId} within ${this.timeoutMs} ms`,
         { retryAfterSeconds },
       );
     }
     if (code === GrpcStatus.UNAVAILABLE || code === GrpcStatus.RESOURCE_EXHAUSTED) {
-      return new OrderError('temporal_unavailable', 'Temporal is unavailable', {
+      return new OrderError('temporal-unavailable', 'Temporal is unavailable', {
         retryAfterSeconds,
       });
     }
     // The update reached a workflow whose first task has not completed (it is starting).
     if (code === GrpcStatus.FAILED_PRECONDITION) {
       return new OrderError(
-        'workflow_not_ready',
+        'workflow-not-ready',
         `Order ${orderId}'s workflow is still starting; try again in a moment`,
         { retryAfterSeconds: 1 },
       );
@@ -104,13 +104,13 @@ export class OrderOperations {
     if (err instanceof WorkflowNotFoundError || code === GrpcStatus.NOT_FOUND) {
       const started = await this.hasStarted(client, orderId).catch(() => undefined);
       if (started === undefined)
-        return new OrderError('temporal_unavailable', 'Temporal is unavailable', {
+        return new OrderError('temporal-unavailable', 'Temporal is unavailable', {
           retryAfterSeconds,
         });
       return started
-        ? new OrderError('workflow_ended', `Order ${orderId} has no running workflow: it has ended`)
+        ? new OrderError('workflow-ended', `Order ${orderId} has no running workflow: it has ended`)
         : new OrderError(
-            'workflow_not_ready',
+            'workflow-not-ready',
             `Order ${orderId} has no running workflow: it has not started yet`,
             { retryAfterSeconds: 1 },
           );
@@ -154,7 +154,7 @@ export class OrderOperations {
     try {
       return await this.client();
     } catch {
-      throw new OrderError('temporal_unavailable', 'Temporal is unreachable', {
+      throw new OrderError('temporal-unavailable', 'Temporal is unreachable', {
         retryAfterSeconds: 5,
       });
     }

@@ -148,7 +148,7 @@ export class OrderService {
     if (!existing) throw new Error('idempotency conflict without a row');
     if (existing.requestHash !== hash) {
       throw new OrderError(
-        'idempotency_key_reused',
+        'idempotency-key-reused',
         `Idempotency-Key "${idem.key}" was first used for order ${existing.id} with a different body`,
       );
     }
@@ -157,7 +157,7 @@ export class OrderService {
 
   async getOrder(id: string): Promise<OrderView> {
     const row = await this.db.order.findUnique({ where: { id }, include: orderInclude });
-    if (!row) throw new OrderError('not_found', `Order ${id} does not exist`);
+    if (!row) throw new OrderError('not-found', `Order ${id} does not exist`);
     return toView(row);
   }
 

@@ -38,7 +38,7 @@ export const CANCELLABLE_STATUSES: readonly OrderStatus[] = ['RECEIVED', 'PROCES
 /** Refuses to cancel an order that already ended (COMPLETED or CANCELLED). */
 export function assertCancellable(orderId: string, status: OrderStatus): void {
   if (!CANCELLABLE_STATUSES.includes(status))
-    throw new OrderError('not_cancellable', `Order ${orderId} is already ${status}`);
+    throw new OrderError('not-cancellable', `Order ${orderId} is already ${status}`);
 }
 
 /** Temporal execution statuses (describe().status.name) that end an order's workflow without its code ending the row. */

@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { WebhookEndpointView } from '../../src/api/webhooks/endpoint-service.ts';
+import type { WebhookEndpointView } from '../../src/webhooks/endpoints.ts';
 import type { OrderStatus } from '../../src/shared/orders.ts';
 import { placeStartedOrder, validOrder, type Body, type TestApi } from '../support/api.ts';
 import { startInlineApp, waitForRowStatus } from '../support/inline-app.ts';

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import type { WebhookEndpointView } from '../../src/api/webhooks/endpoint-service.ts';
+import type { WebhookEndpointView } from '../../src/webhooks/endpoints.ts';
 import { createDb } from '../../src/db/client.ts';
 import { cli, parseStdout } from './run-cli.ts';
 

@@ -11,7 +11,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createOrderRecordActivities } from '../../src/activities/order-records.ts';
-import { newSigningSecret } from '../../src/api/webhooks/endpoint-service.ts';
+import { newSigningSecret } from '../../src/webhooks/endpoints.ts';
 import { WorkflowReconciler } from '../../src/api/workflow-reconciler.ts';
 import { createRateGate } from '../../src/webhooks/rate-gate.ts';
 import { createLogger } from '../../src/shared/logger.ts';

@@ -14,7 +14,7 @@ import {
   type Client,
 } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
-import { problemOfOrderError, type ProblemError } from '../../src/api/problems.ts';
+import { problemOfDomainError, type ProblemError } from '../../src/api/problems.ts';
 import { OrderError } from '../../src/orders/errors.ts';
 import { GrpcStatus, OrderOperations, grpcStatusOf } from '../../src/orders/order-operations.ts';
 
@@ -43,7 +43,7 @@ async function problemOf(action: Promise<unknown>): Promise<ProblemError & { cod
     (e: unknown) => e,
   );
   expect(err).toBeInstanceOf(OrderError);
-  return Object.assign(problemOfOrderError(err as OrderError), { code: (err as OrderError).code });
+  return Object.assign(problemOfDomainError(err as OrderError), { code: (err as OrderError).code });
 }
 
 const ops = (fail: Parameters<typeof fakeClient>[0]) =>
@@ -60,7 +60,7 @@ describe('OrderOperations', () => {
     });
     const p = await problemOf(ops({ update }).retry(id));
     expect([p.code, p.status, p.kind, p.headers['Retry-After']]).toEqual([
-      'workflow_not_ready',
+      'workflow-not-ready',
       409,
       'workflow-not-ready',
       '1',
@@ -73,7 +73,7 @@ describe('OrderOperations', () => {
     });
     const late = await problemOf(ops({ update: timeout }).retry(id));
     expect([late.code, late.status, late.headers['Retry-After']]).toEqual([
-      'temporal_timeout',
+      'temporal-timeout',
       504,
       '3',
     ]);
@@ -85,15 +85,15 @@ describe('OrderOperations', () => {
       cause: grpcError(GrpcStatus.UNAVAILABLE, 'No connection established'),
     });
     const unavailable = await problemOf(ops({ update: down }).retry(id));
-    expect([unavailable.code, unavailable.status]).toEqual(['temporal_unavailable', 503]);
+    expect([unavailable.code, unavailable.status]).toEqual(['temporal-unavailable', 503]);
   });
 
   it('tells a workflow that never started (409 workflow-not-ready) from one that ended (409 not-parked)', async () => {
     const notFound = new WorkflowNotFoundError('workflow not found', `order-${id}`, undefined);
     const never = await problemOf(ops({ update: notFound, describe: notFound }).retry(id));
-    expect([never.code, never.kind]).toEqual(['workflow_not_ready', 'workflow-not-ready']);
+    expect([never.code, never.kind]).toEqual(['workflow-not-ready', 'workflow-not-ready']);
     const ended = await problemOf(ops({ update: notFound }).retry(id));
-    expect([ended.code, ended.kind, ended.status]).toEqual(['workflow_ended', 'not-parked', 409]);
+    expect([ended.code, ended.kind, ended.status]).toEqual(['workflow-ended', 'not-parked', 409]);
     expect(ended.detail).toBe(`Order ${id} has no running workflow: it has ended`);
     const cancelNever = await problemOf(
       ops({ signal: notFound, describe: notFound }).cancel(id, 'x'),
@@ -108,7 +108,7 @@ describe('OrderOperations', () => {
     );
     const p = await problemOf(ops({ update: refused }).retry(id));
     expect([p.code, p.status, p.kind, p.detail]).toEqual([
-      'not_parked',
+      'not-parked',
       409,
       'not-parked',
       `Order ${id} is not parked`,
@@ -121,7 +121,7 @@ describe('OrderOperations', () => {
     );
     const p = await problemOf(unreachable.retry(id));
     expect([p.code, p.status, p.detail, p.headers['Retry-After']]).toEqual([
-      'temporal_unavailable',
+      'temporal-unavailable',
       503,
       'Temporal is unreachable',
       '5',

@@ -3,7 +3,7 @@
  * domain error code is answered with (the HTTP answers the API tests check).
  */
 import { describe, expect, it } from 'vitest';
-import { problemOfOrderError } from '../../src/api/problems.ts';
+import { problemOfDomainError } from '../../src/api/problems.ts';
 import { ORDER_ERROR_CODES, OrderError } from '../../src/orders/errors.ts';
 import { DEFAULT_CANCEL_REASON, assertCancellable, cancelReason } from '../../src/orders/rules.ts';
 
@@ -46,7 +46,7 @@ describe('order rules', () => {
     for (const status of ['COMPLETED', 'CANCELLED'] as const) {
       const err = refusal(() => assertCancellable(id, status));
       expect([err.code, err.message]).toEqual([
-        'not_cancellable',
+        'not-cancellable',
         `Order ${id} is already ${status}`,
       ]);
     }
@@ -56,20 +56,20 @@ describe('order rules', () => {
 describe('problems of order errors', () => {
   const answers = {
     invalid: [400, 'validation-error'],
-    not_found: [404, 'not-found'],
-    not_parked: [409, 'not-parked'],
-    not_cancellable: [409, 'not-parked'],
-    workflow_ended: [409, 'not-parked'],
-    workflow_not_ready: [409, 'workflow-not-ready'],
-    idempotency_key_reused: [422, 'idempotency-key-reused'],
-    temporal_unavailable: [503, 'service-unavailable'],
-    temporal_timeout: [504, 'upstream-timeout'],
+    'not-found': [404, 'not-found'],
+    'not-parked': [409, 'not-parked'],
+    'not-cancellable': [409, 'not-parked'],
+    'workflow-ended': [409, 'not-parked'],
+    'workflow-not-ready': [409, 'workflow-not-ready'],
+    'idempotency-key-reused': [422, 'idempotency-key-reused'],
+    'temporal-unavailable': [503, 'service-unavailable'],
+    'temporal-timeout': [504, 'upstream-timeout'],
   } as const;
 
   it('answers every code with its status and problem type, the message as the detail', () => {
     expect(Object.keys(answers).sort()).toEqual([...ORDER_ERROR_CODES].sort());
     for (const code of ORDER_ERROR_CODES) {
-      const p = problemOfOrderError(new OrderError(code, `detail of ${code}`));
+      const p = problemOfDomainError(new OrderError(code, `detail of ${code}`));
       expect([p.status, p.kind, p.detail, p.headers], code).toEqual([
         ...answers[code],
         `detail of ${code}`,
@@ -80,12 +80,12 @@ describe('problems of order errors', () => {
 
   it('carries the fields at fault and Retry-After', () => {
     const fields = [{ field: 'reason', message: 'must be text without control characters' }];
-    const invalid = problemOfOrderError(
+    const invalid = problemOfDomainError(
       new OrderError('invalid', 'Some fields are invalid', { fields }),
     );
     expect(invalid.errors).toEqual(fields);
-    const busy = problemOfOrderError(
-      new OrderError('temporal_timeout', 'late', { retryAfterSeconds: 10 }),
+    const busy = problemOfDomainError(
+      new OrderError('temporal-timeout', 'late', { retryAfterSeconds: 10 }),
     );
     expect(busy.headers).toEqual({ 'Retry-After': '10' });
   });

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll } from 'vitest';
-import { newSigningSecret } from '../../src/api/webhooks/endpoint-service.ts';
+import { newSigningSecret } from '../../src/webhooks/endpoints.ts';
 import { createDb, type Db } from '../../src/db/client.ts';
 import { ORDER_PLACED } from '../../src/shared/steps.ts';
 import { orderWorkflowId } from '../../src/shared/task-queues.ts';

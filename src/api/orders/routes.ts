@@ -14,7 +14,7 @@ import { cancelReasonSchema, orderIdSchema } from '../../orders/rules.ts';
 import type { WorkflowStartMode } from '../../orders/workflow-start.ts';
 import { ORDER_STATUSES, createOrderSchema } from '../../shared/orders.ts';
 import type { OutboxRelay } from '../outbox-relay.ts';
-import { problemOfOrderError } from '../problems.ts';
+import { problemOfDomainError } from '../problems.ts';
 import { requireJsonBody } from '../request-body.ts';
 
 export const idempotencyKeySchema = z
@@ -40,7 +40,7 @@ export function parseOrThrow<T extends z.ZodType>(
   try {
     return validOrThrow(schema, value, prefix);
   } catch (err) {
-    throw err instanceof OrderError ? problemOfOrderError(err) : err;
+    throw err instanceof OrderError ? problemOfDomainError(err) : err;
   }
 }
 

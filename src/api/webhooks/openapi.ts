@@ -17,7 +17,7 @@ import {
   changeWebhookEndpointSchema,
   createWebhookEndpointSchema,
   webhookEndpointIdSchema,
-} from './routes.ts';
+} from '../../webhooks/endpoint-rules.ts';
 
 const endpointSchema = z.object({
   id: z.uuid(),

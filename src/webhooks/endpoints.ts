@@ -1,13 +1,14 @@
 /**
  * Webhook subscribers and their delivery log: the use cases behind the
  * /webhook-endpoints routes, GET /orders/{id}/webhook-deliveries and the
- * CLI's `webhooks` commands.
+ * CLI's `webhooks` commands. They say no with a WebhookEndpointError
+ * (endpoint-rules.ts), which the API maps to a problem and the CLI to a message.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE_DEFAULT } from '../../config/env.ts';
-import type { Db } from '../../db/client.ts';
-import type { WebhookDelivery, WebhookEndpoint } from '../../generated/prisma/client.ts';
-import { ProblemError } from '../problems.ts';
+import { WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE_DEFAULT } from '../config/env.ts';
+import type { Db } from '../db/client.ts';
+import type { WebhookDelivery, WebhookEndpoint } from '../generated/prisma/client.ts';
+import { WebhookEndpointError } from './endpoint-rules.ts';
 
 export interface WebhookEndpointView {
   id: string;
@@ -84,7 +85,7 @@ export class WebhookEndpointService {
 
   /**
    * Registers a subscriber with a fresh signing secret (returned here and never again);
-   * 409 when an event type already has its maximum of endpoints.
+   * `endpoint-limit-reached` when an event type already has its maximum of endpoints.
    */
   async createEndpoint(input: {
     url: string;
@@ -98,10 +99,14 @@ export class WebhookEndpointService {
           where: { eventTypes: { has: eventType } },
         });
         if (existing >= this.maxPerEventType)
-          throw new ProblemError(
+          throw new WebhookEndpointError(
             'endpoint-limit-reached',
             `${eventType} already has ${existing} webhook endpoints, the most allowed (WEBHOOK_MAX_ENDPOINTS_PER_EVENT_TYPE=${this.maxPerEventType}); delete one first`,
-            [{ field: 'eventTypes', message: `${eventType} has no room for another endpoint` }],
+            {
+              fields: [
+                { field: 'eventTypes', message: `${eventType} has no room for another endpoint` },
+              ],
+            },
           );
       }
       return tx.webhookEndpoint.create({
@@ -134,7 +139,7 @@ export class WebhookEndpointService {
       where: change.status === 'DISABLED' ? { id, status: 'ENABLED' } : { id },
       data,
     });
-    // 404 when there is no such endpoint.
+    // `not-found` when there is no such endpoint.
     return this.getEndpoint(id);
   }
 
@@ -148,23 +153,24 @@ export class WebhookEndpointService {
 
   async getEndpoint(id: string): Promise<WebhookEndpointView> {
     const row = await this.db.webhookEndpoint.findUnique({ where: { id } });
-    if (!row) throw new ProblemError('not-found', `Webhook endpoint ${id} does not exist`);
+    if (!row) throw new WebhookEndpointError('not-found', `Webhook endpoint ${id} does not exist`);
     return toView(row);
   }
 
   /** Deletes the endpoint (and its delivery log); pending deliveries to it stop. */
   async deleteEndpoint(id: string): Promise<void> {
     const { count } = await this.db.webhookEndpoint.deleteMany({ where: { id } });
-    if (count === 0) throw new ProblemError('not-found', `Webhook endpoint ${id} does not exist`);
+    if (count === 0)
+      throw new WebhookEndpointError('not-found', `Webhook endpoint ${id} does not exist`);
   }
 
-  /** The delivery log of one order, oldest first; 404 when the order does not exist. */
+  /** The delivery log of one order, oldest first; `not-found` when the order does not exist. */
   async deliveriesOfOrder(orderId: string): Promise<WebhookDeliveryView[]> {
     const order = await this.db.order.findUnique({
       where: { id: orderId },
       select: { webhookDeliveries: { orderBy: [{ createdAt: 'asc' }, { endpointId: 'asc' }] } },
     });
-    if (!order) throw new ProblemError('not-found', `Order ${orderId} does not exist`);
+    if (!order) throw new WebhookEndpointError('not-found', `Order ${orderId} does not exist`);
     return order.webhookDeliveries.map(toDeliveryView);
   }
 }
