@@ -5,7 +5,7 @@
  */
 import { Router, type Request } from 'express';
 import { z } from 'zod';
-import { OrderError, validOrThrow } from '../../orders/errors.ts';
+import { validOrThrow } from '../../orders/errors.ts';
 import type { OrderCancellation } from '../../orders/order-cancellation.ts';
 import { ORDER_CURSOR_PATTERN } from '../../orders/order-cursor.ts';
 import type { OrderOperations } from '../../orders/order-operations.ts';
@@ -14,7 +14,6 @@ import { cancelReasonSchema, orderIdSchema } from '../../orders/rules.ts';
 import type { WorkflowStartMode } from '../../orders/workflow-start.ts';
 import { ORDER_STATUSES, createOrderSchema } from '../../shared/orders.ts';
 import type { OutboxRelay } from '../outbox-relay.ts';
-import { problemOfDomainError } from '../problems.ts';
 import { requireJsonBody } from '../request-body.ts';
 
 export const idempotencyKeySchema = z
@@ -31,19 +30,6 @@ export const listOrdersQuerySchema = z.strictObject({
     .optional()
     .describe('nextCursor of the previous page'),
 });
-/** The value `schema` accepts, or a 400 validation-error naming the fields at fault. */
-export function parseOrThrow<T extends z.ZodType>(
-  schema: T,
-  value: unknown,
-  prefix = '',
-): z.infer<T> {
-  try {
-    return validOrThrow(schema, value, prefix);
-  } catch (err) {
-    throw err instanceof OrderError ? problemOfDomainError(err) : err;
-  }
-}
-
 /** The body of POST /orders/{id}/cancel; the reason's rule is the domain's (rules.ts). */
 export const cancelOrderSchema = z.strictObject({ reason: cancelReasonSchema.optional() });
 
@@ -57,12 +43,12 @@ export function orderRoutes(
   const router = Router();
 
   router.post('/orders', async (req, res) => {
-    const body = parseOrThrow(createOrderSchema, requireJsonBody(req));
+    const body = validOrThrow(createOrderSchema, requireJsonBody(req));
     const rawKey = req.get('idempotency-key');
     const key =
       rawKey === undefined
         ? undefined
-        : parseOrThrow(idempotencyKeySchema, rawKey, 'Idempotency-Key');
+        : validOrThrow(idempotencyKeySchema, rawKey, 'Idempotency-Key');
     const idem = key === undefined ? undefined : { scope: principal(req), key };
     const { order, created } = await orders.createOrder(body, idem);
     // async: answer at the commit and start right after; inline: start first;
@@ -79,20 +65,20 @@ export function orderRoutes(
   });
 
   router.get('/orders/:id', async (req, res) => {
-    const id = parseOrThrow(orderIdSchema, req.params.id, 'id');
+    const id = validOrThrow(orderIdSchema, req.params.id, 'id');
     res.json(await orders.getOrder(id));
   });
 
   router.post('/orders/:id/retry', async (req, res) => {
-    const id = parseOrThrow(orderIdSchema, req.params.id, 'id');
+    const id = validOrThrow(orderIdSchema, req.params.id, 'id');
     await orders.getOrder(id); // 404 for an unknown order
     const { retrying } = await operations.retry(id);
     res.status(202).json({ id, retrying });
   });
 
   router.post('/orders/:id/cancel', async (req, res) => {
-    const id = parseOrThrow(orderIdSchema, req.params.id, 'id');
-    const { reason } = parseOrThrow(cancelOrderSchema, req.body ?? {});
+    const id = validOrThrow(orderIdSchema, req.params.id, 'id');
+    const { reason } = validOrThrow(cancelOrderSchema, req.body ?? {});
     const outcome = await cancellation.cancel(id, reason);
     // Cancelled now (before its workflow began, or after it was ended in Temporal): the order.
     if (outcome.kind === 'cancelled') res.status(200).json(await orders.getOrder(id));
@@ -100,7 +86,7 @@ export function orderRoutes(
   });
 
   router.get('/orders', async (req, res) => {
-    const q = parseOrThrow(listOrdersQuerySchema, req.query);
+    const q = validOrThrow(listOrdersQuerySchema, req.query);
     res.json(await orders.listOrders(q));
   });
 
