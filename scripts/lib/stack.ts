@@ -181,8 +181,8 @@ export class Stack {
   readonly procs: ManagedProcess[] = [];
   env!: StackEnv;
   kafkaSecure?: KafkaSecureListeners;
-  private readonly log: (msg: string) => void;
-  private readonly readiness = new Map<string, Readiness>();
+  readonly log: (msg: string) => void;
+  protected readonly readiness = new Map<string, Readiness>();
   private stopped = false;
   private settled = false;
   /** Keeps an `idle` background below the request path while it works (no-op without one). */
@@ -234,9 +234,13 @@ export class Stack {
     await assertPortFree('maildev', ports.mailUi, 'MAIL_UI_PORT');
 
     // Independent components start in parallel; Kafka's JVM is the slowest.
+    // Temporal may keep its own databases in the stack's PostgreSQL (the cluster topology).
+    const database = ext.databaseUrl
+      ? this.useExternalDatabase(ext.databaseUrl)
+      : this.startPostgres();
     const [databaseUrl, temporalAddress, kafkaBrokers] = await Promise.all([
-      ext.databaseUrl ? this.useExternalDatabase(ext.databaseUrl) : this.startPostgres(),
-      ext.temporalAddress ?? this.startTemporal(),
+      database,
+      ext.temporalAddress ?? this.startTemporal(database),
       ext.kafkaBrokers ?? this.startKafka(),
       this.startMaildev(),
     ]);
@@ -252,7 +256,11 @@ export class Stack {
     return this.env;
   }
 
-  private spawn(
+  /**
+   * A process of the stack (kept for stop(), given its CPU priority); for
+   * the components a subclass starts (ClusterStack).
+   */
+  spawn(
     name: string,
     command: string,
     args: string[],
@@ -278,7 +286,7 @@ export class Stack {
    * Waits until `proc` is ready (see waitUntilReady) and remembers how, so
    * `respawn` and `waitReady` can start it again after it died.
    */
-  private async awaitReady(
+  async awaitReady(
     proc: ManagedProcess,
     check: (proc: ManagedProcess) => Promise<boolean>,
     timeoutMs: number,
@@ -393,7 +401,8 @@ export class Stack {
     return url;
   }
 
-  private async startTemporal(): Promise<string> {
+  /** The Temporal dev server (SQLite) with its Web UI; returns the frontend address. */
+  protected async startTemporal(_database: Promise<string>): Promise<string> {
     const { tools, ports } = this.opts;
     const dir = path.join(this.opts.dataDir, 'temporal');
     fs.mkdirSync(dir, { recursive: true });
@@ -433,7 +442,8 @@ export class Stack {
     return address;
   }
 
-  private async startKafka(): Promise<string> {
+  /** One KRaft node (broker and controller); returns the bootstrap address. */
+  protected async startKafka(): Promise<string> {
     const { tools, ports } = this.opts;
     const dir = path.join(this.opts.dataDir, 'kafka');
     const logs = path.join(dir, 'data');
