@@ -1,11 +1,19 @@
-/** `npm run stack:reset`: wipes the local stack's data (.data/). Refuses while the stack runs. */
+/**
+ * `npm run stack:reset`: wipes the local stack's data (.data/, the cluster
+ * topology's .data/cluster/ included). Refuses while either runs.
+ */
 import fs from 'node:fs';
 import path from 'node:path';
+import { pidFileOf } from './lib/stack-runner.ts';
 import { projectRoot } from './lib/tools.ts';
 
 const dataDir = path.resolve(process.env.ORDERFLOW_DATA_DIR ?? path.join(projectRoot, '.data'));
-const pidFile = path.join(dataDir, 'run', 'pids.json');
-if (fs.existsSync(pidFile)) {
+const clusterDir = path.resolve(
+  process.env.ORDERFLOW_CLUSTER_DATA_DIR ?? path.join(projectRoot, '.data', 'cluster'),
+);
+for (const dir of [dataDir, clusterDir]) {
+  const pidFile = pidFileOf(dir);
+  if (!fs.existsSync(pidFile)) continue;
   const pids = JSON.parse(fs.readFileSync(pidFile, 'utf8')) as { pid: number }[];
   const alive = pids.filter(({ pid }) => {
     try {
@@ -17,10 +25,13 @@ if (fs.existsSync(pidFile)) {
   });
   if (alive.length) {
     console.error(
-      '[stack:reset] the stack is running (see .data/run/pids.json); stop it with Ctrl-C first.',
+      `[stack:reset] a stack is running (see ${path.relative(projectRoot, pidFile)}); stop it with Ctrl-C first.`,
     );
     process.exit(1);
   }
 }
-fs.rmSync(dataDir, { recursive: true, force: true });
-console.error(`[stack:reset] removed ${dataDir}`);
+for (const dir of [clusterDir, dataDir]) {
+  if (!fs.existsSync(dir)) continue;
+  fs.rmSync(dir, { recursive: true, force: true });
+  console.error(`[stack:reset] removed ${dir}`);
+}

@@ -7,27 +7,18 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { IDLE_BUSY_NICENESS, parseCpuPriority } from './lib/process.ts';
+import { APP_PROCESSES, Stack, backgroundPriorityOf, configuredPorts } from './lib/stack.ts';
 import {
-  ComponentError,
-  IDLE_BUSY_NICENESS,
-  parseCpuPriority,
-  signalGroup,
-  sinceLastStart,
-  tailFile,
-  type ManagedProcess,
-} from './lib/process.ts';
-import {
-  APP_PROCESSES,
-  RUNNING_LOG_LINE,
-  Stack,
-  backgroundPriorityOf,
-  configuredPorts,
-} from './lib/stack.ts';
-import { STACK_SUPERVISION, Supervisor } from './lib/supervisor.ts';
-import { ProvisionError, projectRoot, provisionAll } from './lib/tools.ts';
+  appReadiness,
+  metricsUrlOf,
+  printTable,
+  runSupervised,
+  stopLeftovers,
+} from './lib/stack-runner.ts';
+import { projectRoot, provisionAll } from './lib/tools.ts';
 
 const dataDir = path.resolve(process.env.ORDERFLOW_DATA_DIR ?? path.join(projectRoot, '.data'));
-const pidFile = path.join(dataDir, 'run', 'pids.json');
 const log = (m: string) => console.error(`[stack] ${m}`);
 
 /**
@@ -47,30 +38,6 @@ const backgroundPriority = (() => {
   }
 })();
 
-/** Process groups left by a runner that was killed with SIGKILL are stopped first. */
-function stopLeftovers(): void {
-  try {
-    const pids = JSON.parse(fs.readFileSync(pidFile, 'utf8')) as { pid: number; name: string }[];
-    for (const { pid, name } of pids) {
-      try {
-        process.kill(pid, 0);
-        log(`stopping ${name} (pid ${pid}) left over from an earlier run`);
-        signalGroup(pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
-  } catch {
-    /* no earlier run */
-  }
-  fs.rmSync(pidFile, { force: true });
-}
-
-function recordPids(procs: ManagedProcess[]): void {
-  fs.mkdirSync(path.dirname(pidFile), { recursive: true });
-  fs.writeFileSync(pidFile, JSON.stringify(procs.map((p) => ({ pid: p.pid, name: p.name }))));
-}
-
 /** One line per priority the background took, e.g. "temporal, kafka, ...: background: nice 19, autogroup nice 19". */
 function logLowered(lines: string[]): void {
   const byNote = new Map<string, string[]>();
@@ -81,16 +48,11 @@ function logLowered(lines: string[]): void {
   for (const [note, names] of byNote) log(`${note}: ${names.join(', ')}`);
 }
 
-async function isReady(url: string): Promise<boolean> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
-  return res.ok;
-}
-
 async function main(): Promise<void> {
   const started = Date.now();
   const ports = configuredPorts();
   const tools = provisionAll(log);
-  stopLeftovers();
+  stopLeftovers(dataDir, log);
   const stack = new Stack({
     dataDir,
     ports,
@@ -106,95 +68,57 @@ async function main(): Promise<void> {
     },
   });
 
-  let stopping = false;
-  // Once the stack is up, a process that dies on its own is named and started again after a
-  // backoff while the rest keep serving; only a crash loop stops the stack, saying which and why.
-  const supervisor = new Supervisor({
-    ...STACK_SUPERVISION,
-    respawn: (dead) => stack.respawn(dead),
-    ready: (proc) => stack.waitReady(proc),
-    onRestarted: () => recordPids(stack.procs),
-    onCrashLoop: (message) => {
-      console.error(`\n[stack] FAILED ${message}\n`);
-      void stop(1);
-    },
+  await runSupervised({
+    stack,
+    dataDir,
     log,
+    start: async (recordPids) => {
+      const env = await stack.startInfrastructure();
+      recordPids();
+      // Started in this order when their entry file exists.
+      for (const app of APP_PROCESSES) {
+        if (!fs.existsSync(path.join(projectRoot, app.entry))) continue;
+        // The API only commits; the relay process starts the workflows (unless told otherwise).
+        // On one machine, webhooks may target loopback receivers (the default elsewhere: public only).
+        const mode = {
+          WORKFLOW_START_MODE: process.env.WORKFLOW_START_MODE || 'relay',
+          WEBHOOK_ALLOWED_TARGETS: process.env.WEBHOOK_ALLOWED_TARGETS || 'loopback',
+        };
+        await stack.startApp(
+          app.name,
+          app.entry,
+          { PORT: String(ports.api), ...mode, ...env },
+          appReadiness(app.name, ports.api),
+        );
+        recordPids();
+      }
+      logLowered(await stack.settle());
+      if (backgroundPriority === 'idle')
+        log(`while the API works, the background's autogroups go to nice ${IDLE_BUSY_NICENESS}`);
+    },
+    ready: () => {
+      const rows: [string, string][] = [
+        ['API', `http://127.0.0.1:${ports.api}  (GET /healthz, /readyz, /metrics)`],
+        ['Temporal Web UI', stack.env.TEMPORAL_UI_URL],
+        ['Temporal frontend', stack.env.TEMPORAL_ADDRESS],
+        ['Mail UI (maildev)', stack.env.MAIL_API_URL],
+        ['SMTP', stack.env.SMTP_URL],
+        ['Kafka', stack.env.KAFKA_BROKERS],
+        ['PostgreSQL', stack.env.DATABASE_URL],
+        ['Logs', path.join(dataDir, 'logs')],
+      ];
+      // Workers and consumers serve /metrics on a port of their own (a free one unless
+      // WORKER_METRICS_PORT / CONSUMER_METRICS_PORT say otherwise), named in their "running" line.
+      for (const proc of stack.procs) {
+        const url = metricsUrlOf(proc);
+        if (url) rows.push([`Metrics ${proc.name}`, url]);
+      }
+      printTable(`orderflow is ready in ${((Date.now() - started) / 1000).toFixed(1)} s`, rows, [
+        `processes: ${stack.procs.map((p) => p.name).join(', ')}`,
+        'Ctrl-C stops everything; data stays in .data/ (npm run stack:reset wipes it).',
+      ]);
+    },
   });
-  const stop = async (code: number) => {
-    if (stopping) return;
-    stopping = true;
-    log('stopping…');
-    supervisor.stop();
-    await stack.stop();
-    fs.rmSync(pidFile, { force: true });
-    log('stopped');
-    process.exit(code);
-  };
-  process.on('SIGINT', () => void stop(0));
-  process.on('SIGTERM', () => void stop(0));
-  process.on('SIGHUP', () => void stop(0));
-
-  try {
-    const env = await stack.startInfrastructure();
-    recordPids(stack.procs);
-    // Started in this order when their entry file exists.
-    for (const app of APP_PROCESSES) {
-      if (!fs.existsSync(path.join(projectRoot, app.entry))) continue;
-      const ready =
-        app.name === 'api'
-          ? () => isReady(`http://127.0.0.1:${ports.api}/readyz`)
-          : async (p: ManagedProcess) =>
-              RUNNING_LOG_LINE.test(sinceLastStart(tailFile(p.spec.logFile, 200)));
-      // The API only commits; the relay process starts the workflows (unless told otherwise).
-      // On one machine, webhooks may target loopback receivers (the default elsewhere: public only).
-      const mode = {
-        WORKFLOW_START_MODE: process.env.WORKFLOW_START_MODE || 'relay',
-        WEBHOOK_ALLOWED_TARGETS: process.env.WEBHOOK_ALLOWED_TARGETS || 'loopback',
-      };
-      await stack.startApp(
-        app.name,
-        app.entry,
-        { PORT: String(ports.api), ...mode, ...env },
-        ready,
-      );
-      recordPids(stack.procs);
-    }
-    logLowered(await stack.settle());
-    if (backgroundPriority === 'idle')
-      log(`while the API works, the background's autogroups go to nice ${IDLE_BUSY_NICENESS}`);
-  } catch (e) {
-    const err = e as Error;
-    console.error(`\n[stack] FAILED ${err.message}\n`);
-    if (!(err instanceof ComponentError || err instanceof ProvisionError)) console.error(err.stack);
-    await stop(1);
-    return;
-  }
-
-  for (const proc of stack.procs) supervisor.watch(proc);
-
-  const rows: [string, string][] = [
-    ['API', `http://127.0.0.1:${ports.api}  (GET /healthz, /readyz, /metrics)`],
-    ['Temporal Web UI', stack.env.TEMPORAL_UI_URL],
-    ['Temporal frontend', stack.env.TEMPORAL_ADDRESS],
-    ['Mail UI (maildev)', stack.env.MAIL_API_URL],
-    ['SMTP', stack.env.SMTP_URL],
-    ['Kafka', stack.env.KAFKA_BROKERS],
-    ['PostgreSQL', stack.env.DATABASE_URL],
-    ['Logs', path.join(dataDir, 'logs')],
-  ];
-  // Workers and consumers serve /metrics on a port of their own (a free one unless
-  // WORKER_METRICS_PORT / CONSUMER_METRICS_PORT say otherwise), named in their "running" line.
-  for (const proc of stack.procs) {
-    const url = /"metricsUrl":"([^"]+)"/.exec(
-      sinceLastStart(tailFile(proc.spec.logFile, 200)),
-    )?.[1];
-    if (url) rows.push([`Metrics ${proc.name}`, url]);
-  }
-  const w = Math.max(...rows.map(([k]) => k.length));
-  console.log(`\norderflow is ready in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
-  for (const [k, v] of rows) console.log(`  ${k.padEnd(w)}  ${v}`);
-  console.log(`\n  processes: ${stack.procs.map((p) => p.name).join(', ')}`);
-  console.log('  Ctrl-C stops everything; data stays in .data/ (npm run stack:reset wipes it).\n');
 }
 
 await main();

@@ -408,7 +408,8 @@ export function isListening(port: number, host = '127.0.0.1', timeoutMs = 500): 
 export async function assertPortFree(
   component: string,
   port: number,
-  envVar: string,
+  /** The variable that moves it; absent for a port fixed by its neighbours (the cluster's). */
+  envVar?: string,
 ): Promise<void> {
   const free = await new Promise<boolean>((resolve) => {
     const server = net.createServer();
@@ -420,7 +421,7 @@ export async function assertPortFree(
   if (!free) {
     throw new ComponentError(
       component,
-      `port ${port} is already in use. Stop whatever holds it (\`ss -ltnp 'sport = :${port}'\` shows it), or choose another port with ${envVar}=<port>.`,
+      `port ${port} is already in use. Stop whatever holds it (\`ss -ltnp 'sport = :${port}'\` shows it)${envVar ? `, or choose another port with ${envVar}=<port>` : ''}.`,
     );
   }
 }
