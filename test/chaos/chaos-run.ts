@@ -13,6 +13,7 @@ import { Client, Connection } from '@temporalio/client';
 import os from 'node:os';
 import pg from 'pg';
 import { ManagedProcess, delay, isListening, waitUntilReady } from '../../scripts/lib/process.ts';
+import type { TemporalServerTools } from '../../scripts/lib/temporal-cluster.ts';
 import type { Tools } from '../../scripts/lib/tools.ts';
 import { parseDuration } from '../../src/config/parsing.ts';
 import { WEBHOOK_ATTEMPT_MARGIN_MS } from '../../src/config/retry-budgets.ts';
@@ -24,14 +25,8 @@ import {
   orderPlacedEventId,
   webhookMessageId,
 } from '../../src/shared/events.ts';
-import {
-  APP_PROCESSES,
-  currentRunLog,
-  startAppStack,
-  type AppName,
-  type AppStack,
-} from '../../scripts/lib/app-stack.ts';
 import { startChaosSubscriber, type ChaosSubscriber } from './chaos-subscriber.ts';
+import { startChaosTarget, type ChaosTarget, type Topology } from './chaos-target.ts';
 
 // ---------------------------------------------------------------- settings
 
@@ -46,10 +41,36 @@ export const FAULTS = [
   'fail:webhook-receiver',
   'stop:postgres',
 ] as const;
-export type Fault = (typeof FAULTS)[number];
+
+/**
+ * The cluster topology's faults (scripts/lib/cluster.ts), each a kill -9 of
+ * one process and its restart on the same data: a Kafka broker, the Temporal
+ * history and matching services, one replica of each worker type, one API and
+ * one relay. Its replicas keep the work going meanwhile.
+ */
+export const CLUSTER_FAULTS = [
+  'kill:kafka-2',
+  'kill:temporal-history',
+  'kill:temporal-matching',
+  'kill:worker-orders-1',
+  'kill:worker-email-1',
+  'kill:worker-webhooks-1',
+  'kill:worker-events-1',
+  'kill:api-1',
+  'kill:relay-1',
+] as const;
+export type Fault = (typeof FAULTS)[number] | (typeof CLUSTER_FAULTS)[number];
 
 export interface ChaosSettings {
+  /** `single`: npm start's stack; `cluster`: the cluster topology (two of every app). */
+  topology?: Topology;
   faults: Fault[];
+  /**
+   * WEBHOOK_RATE_PER_SECOND of the webhook workers (default 50, not binding);
+   * set below the offered rate, the run checks that no one-second window at the
+   * receiver holds more deliveries than this, across all webhook workers.
+   */
+  webhookRatePerSecond?: number;
   /** Orders per second offered to POST /orders. */
   rate: number;
   /** Steady load before the first fault and after each one. */
@@ -79,13 +100,15 @@ export interface ChaosSettings {
  */
 export function chaosSettings(defaults: ChaosSettings, env = process.env): ChaosSettings {
   let faults = defaults.faults;
+  const known: readonly string[] = defaults.topology === 'cluster' ? CLUSTER_FAULTS : FAULTS;
   if (env.CHAOS_FAULTS) {
     faults = env.CHAOS_FAULTS.split(',').map((f) => f.trim()) as Fault[];
-    const unknown = faults.filter((f) => !FAULTS.includes(f));
+    const unknown = faults.filter((f) => !known.includes(f));
     if (unknown.length)
-      throw new Error(`CHAOS_FAULTS: unknown ${unknown.join(', ')}; known: ${FAULTS.join(', ')}`);
+      throw new Error(`CHAOS_FAULTS: unknown ${unknown.join(', ')}; known: ${known.join(', ')}`);
   }
   return {
+    ...defaults,
     faults,
     rate: intEnv('CHAOS_RATE', defaults.rate, 1, 50, env),
     warmupS: intEnv('CHAOS_WARMUP_S', defaults.warmupS, 0, 600, env),
@@ -127,6 +150,11 @@ export interface FaultRecord {
   /** How long the component was down / failing (kills: until the new process was ready). */
   downS: number;
   detail: string;
+  /**
+   * The longest time without a completed order that overlaps the fault (from
+   * its start to the end of the gap after it), in seconds; null when unknown.
+   */
+  stallS?: number | null;
 }
 
 export interface NonAccepted {
@@ -201,6 +229,9 @@ export interface ChaosResult {
     duplicateTimes: number[];
     idsWithDifferentPayloads: string[];
     missing: number;
+    /** The most deliveries (any answer) the receiver saw within one second, and the limit set. */
+    maxInOneSecond: number;
+    ratePerSecond: number;
   };
   temporalRunning: number | null;
   /** Processes that died on their own and were started again by the run's supervisor. */
@@ -211,20 +242,9 @@ export interface ChaosResult {
 // ---------------------------------------------------------------- the run
 
 const log = (m: string) => console.error(`[chaos ${new Date().toISOString().slice(11, 19)}] ${m}`);
-const CONSUMERS = [
-  {
-    name: 'consumer-analytics',
-    entry: 'src/consumers/analytics.ts',
-    groupId: 'orderflow.analytics',
-  },
-  {
-    name: 'consumer-inventory',
-    entry: 'src/consumers/inventory.ts',
-    groupId: 'orderflow.inventory',
-  },
-] as const;
-/** Supervised app processes (the relay too, when app-stack runs one). */
-const WORKERS: AppName[] = APP_PROCESSES.map((a) => a.name).filter((n) => n !== 'api');
+const CONSUMER_GROUPS = ['orderflow.analytics', 'orderflow.inventory'] as const;
+/** The app a process belongs to: worker-email-1 → worker-email. */
+const appOf = (name: string) => name.replace(/-\d+$/, '');
 const STOP_GRACE = {
   postgresql: 15_000,
   kafka: 30_000,
@@ -233,15 +253,21 @@ const STOP_GRACE = {
 } as const;
 const messageIdOf = (orderId: string) => `order-${orderId}.confirmation@orderflow.local`;
 
-export async function runChaos(settings: ChaosSettings, tools: Tools): Promise<ChaosResult> {
+export async function runChaos(
+  settings: ChaosSettings,
+  tools: Tools,
+  temporalServer?: TemporalServerTools,
+): Promise<ChaosResult> {
   const runId = Date.now().toString(36);
   const startedAt = new Date();
   // Short budgets, so a fault of tens of seconds is recovered (or parks) within the run:
   // webhooks give up after about half the receiver's outage, so orders park and are retried.
   const webhookTotalS = Math.max(3, Math.floor(settings.receiverDownS / 2));
+  const webhookRate = settings.webhookRatePerSecond ?? 50;
+  const topology = settings.topology ?? 'single';
   const appEnv = {
     LOG_LEVEL: 'info',
-    WEBHOOK_RATE_PER_SECOND: '50',
+    WEBHOOK_RATE_PER_SECOND: String(webhookRate),
     RETRY_EMAIL: `initial=1s,backoff=2,max=10s,attempts=1000,total=30m,attempt=${settings.attemptTimeout}`,
     RETRY_EVENTS: `initial=1s,backoff=2,max=10s,attempts=0,total=30m,attempt=${settings.attemptTimeout}`,
     RETRY_WEBHOOKS: `initial=1s,backoff=2,max=4s,attempts=0,total=${webhookTotalS}s,attempt=${settings.attemptTimeout}`,
@@ -250,8 +276,10 @@ export async function runChaos(settings: ChaosSettings, tools: Tools): Promise<C
       Math.min(10_000, parseDuration(settings.attemptTimeout)! - WEBHOOK_ATTEMPT_MARGIN_MS),
     ),
   };
-  log(`starting the stack (${settings.faults.length} faults, ${settings.rate} orders/s)`);
-  const app = await startAppStack({ tools, ephemeral: true, appEnv, log });
+  log(
+    `starting the ${topology} stack (${settings.faults.length} faults, ${settings.rate} orders/s)`,
+  );
+  const app = await startChaosTarget({ topology, tools, temporalServer, appEnv, log });
   const db = new pg.Pool({
     connectionString: app.env.DATABASE_URL,
     max: 3,
@@ -260,7 +288,6 @@ export async function runChaos(settings: ChaosSettings, tools: Tools): Promise<C
   db.on('error', () => {}); // idle clients die with PostgreSQL's stop; the next query reconnects
   let sub: ChaosSubscriber | undefined;
   let connection: Connection | undefined;
-  const consumers = new Map<string, ManagedProcess>();
   const unexpectedExits: string[] = [];
   /** Processes being killed or restarted on purpose: the supervisor leaves them alone. */
   const handsOff = new Set<string>();
@@ -268,19 +295,28 @@ export async function runChaos(settings: ChaosSettings, tools: Tools): Promise<C
   /** When the load started (reset when it does); times in the report count from it. */
   let loadStart = Date.now();
 
-  const startConsumer = async (c: (typeof CONSUMERS)[number]) => {
-    const proc = await app.stack.startApp(
-      c.name,
-      c.entry,
-      { PORT: String(app.ports.api), ...app.env },
-      async (p) => /"msg":"consumer running"/.test(currentRunLog(p.spec.logFile)),
-    );
-    consumers.set(c.name, proc);
+  /**
+   * A request to the APIs as a load balancer sends it: to the next replica in
+   * turn, and to the following one when a replica does not answer at all
+   * (connection refused: a killed API); the same request, so the same
+   * Idempotency-Key.
+   */
+  let nextApi = 0;
+  const toApi = async (pathname: string, init: RequestInit): Promise<Response> => {
+    const first = nextApi++ % app.apiUrls.length;
+    for (let i = 0; ; i++) {
+      const url = app.apiUrls[(first + i) % app.apiUrls.length]!;
+      try {
+        return await fetch(`${url}${pathname}`, init);
+      } catch (err) {
+        const refused = /ECONNREFUSED|ECONNRESET/.test(String((err as Error).cause ?? err));
+        if (!refused || i + 1 >= app.apiUrls.length) throw err;
+      }
+    }
   };
 
   try {
-    for (const c of CONSUMERS) await startConsumer(c);
-    sub = await startChaosSubscriber(app.apiUrl, { delayMs: settings.webhookDelayMs });
+    sub = await startChaosSubscriber(app.apiUrls[0]!, { delayMs: settings.webhookDelayMs });
     connection = await Connection.connect({ address: app.env.TEMPORAL_ADDRESS });
 
     // A supervisor, as a process manager would be: a worker or consumer that dies on its own
@@ -288,25 +324,8 @@ export async function runChaos(settings: ChaosSettings, tools: Tools): Promise<C
     const supervisor = (async () => {
       while (supervising) {
         await delay(1000);
-        const all: [string, ManagedProcess | undefined, () => Promise<unknown>][] = [
-          ...WORKERS.map(
-            (w) =>
-              [w, app.apps.get(w), () => app.restart(w)] as [
-                string,
-                ManagedProcess | undefined,
-                () => Promise<unknown>,
-              ],
-          ),
-          ...CONSUMERS.map(
-            (c) =>
-              [c.name, consumers.get(c.name), () => startConsumer(c)] as [
-                string,
-                ManagedProcess | undefined,
-                () => Promise<unknown>,
-              ],
-          ),
-        ];
-        for (const [name, proc, restart] of all) {
+        for (const [name, proc] of [...app.apps]) {
+          const restart = () => app.restart(name);
           if (!supervising || handsOff.has(name) || !proc || proc.running) continue;
           const what = `${name} exited on its own (code ${proc.exitCode}, signal ${proc.exitSignal}) at t+${((Date.now() - loadStart) / 1000).toFixed(0)} s`;
           log(`${what}; starting it again. Last lines:\n${proc.tail(15)}`);
@@ -327,7 +346,7 @@ export async function runChaos(settings: ChaosSettings, tools: Tools): Promise<C
 
     const post = async (e: LedgerEntry) => {
       try {
-        const res = await fetch(`${app.apiUrl}/orders`, {
+        const res = await toApi('/orders', {
           method: 'POST',
           headers: { 'content-type': 'application/json', 'idempotency-key': e.idempotencyKey },
           body: JSON.stringify({
@@ -392,11 +411,11 @@ export async function runChaos(settings: ChaosSettings, tools: Tools): Promise<C
       let detail = '';
       let downMs = 0;
       if (fault.startsWith('kill:')) {
-        const name = fault.slice(5) as AppName;
+        const name = fault.slice(5);
         const evidence =
-          name === 'worker-webhooks'
+          appOf(name) === 'worker-webhooks'
             ? async () => sub!.inFlight
-            : name === 'worker-email'
+            : appOf(name) === 'worker-email'
               ? async () =>
                   (
                     await db.query<{ n: number }>(
@@ -407,14 +426,13 @@ export async function runChaos(settings: ChaosSettings, tools: Tools): Promise<C
         const inFlight = await awaitInFlight(evidence);
         handsOff.add(name);
         const killedAt = Date.now();
-        await app.kill(name);
-        await app.restart(name);
+        await app.killAndRestart(name);
         handsOff.delete(name);
         downMs = Date.now() - killedAt;
         const what =
-          name === 'worker-webhooks'
+          appOf(name) === 'worker-webhooks'
             ? 'deliveries in flight at the receiver'
-            : name === 'worker-email'
+            : appOf(name) === 'worker-email'
               ? 'email sends started, not recorded'
               : 'orders RECEIVED/PROCESSING';
         detail = `SIGKILL with ${inFlight} ${what}; new process ready in ${(downMs / 1000).toFixed(1)} s`;
@@ -547,7 +565,7 @@ export async function runChaos(settings: ChaosSettings, tools: Tools): Promise<C
           };
           parked.set(o.id, p);
           if (Date.now() - p.lastRetry < 5000) continue;
-          const res = await fetch(`${app.apiUrl}/orders/${o.id}/retry`, {
+          const res = await toApi(`/orders/${o.id}/retry`, {
             method: 'POST',
             signal: AbortSignal.timeout(15_000),
           }).catch(() => undefined);
@@ -559,7 +577,7 @@ export async function runChaos(settings: ChaosSettings, tools: Tools): Promise<C
         const done =
           statuses.length === ids.length &&
           statuses.every((s) => s.status === 'COMPLETED') &&
-          CONSUMERS.every((c) => (processed.get(c.groupId) ?? 0) === ids.length);
+          CONSUMER_GROUPS.every((g) => (processed.get(g) ?? 0) === ids.length);
         if (done) {
           drainS = (Date.now() - drainStart) / 1000;
           break;
@@ -590,7 +608,8 @@ export async function runChaos(settings: ChaosSettings, tools: Tools): Promise<C
     const consumersResult = await checkConsumers(db, orders);
     const kafka = await auditKafka(app.env.KAFKA_BROKERS, new Set(ids));
     const email = await auditEmail(app.env.MAIL_API_URL, db, ids);
-    const webhooks = auditWebhooks(sub, ids);
+    const webhooks = auditWebhooks(sub, ids, webhookRate);
+    await completionStalls(db, ids, faults, loadStart, settings.gapS);
     const temporalRunning = await countRunning(connection);
 
     const result: Omit<ChaosResult, 'report'> = {
@@ -633,7 +652,7 @@ export async function runChaos(settings: ChaosSettings, tools: Tools): Promise<C
   }
 }
 
-async function componentReady(component: string, app: AppStack): Promise<boolean> {
+async function componentReady(component: string, app: ChaosTarget): Promise<boolean> {
   const env = app.env;
   switch (component) {
     case 'postgresql':
@@ -651,7 +670,7 @@ async function componentReady(component: string, app: AppStack): Promise<boolean
       return kafkaReady(env.KAFKA_BROKERS, 'chaos-ready');
     case 'maildev':
       return (
-        (await isListening(app.ports.smtp)) &&
+        (await isListening(app.smtpPort)) &&
         (await fetch(`${env.MAIL_API_URL}/email`, { signal: AbortSignal.timeout(2000) })).ok
       );
     default:
@@ -802,7 +821,52 @@ async function auditEmail(
   };
 }
 
-function auditWebhooks(sub: ChaosSubscriber, ids: string[]): ChaosResult['webhooks'] {
+/** The most of `times` (ms, any order) within any window of `windowMs`. */
+export function maxInWindow(times: number[], windowMs: number): number {
+  const sorted = [...times].sort((a, b) => a - b);
+  let max = 0;
+  for (let i = 0, j = 0; i < sorted.length; i++) {
+    while (sorted[i]! - sorted[j]! >= windowMs) j++;
+    max = Math.max(max, i - j + 1);
+  }
+  return max;
+}
+
+/**
+ * For each fault, the longest stretch without a completed order (orders.updated_at
+ * of the COMPLETED ones) that overlaps the fault's window, from its start to the
+ * end of the gap after it: how long the fault stalled completions.
+ */
+async function completionStalls(
+  db: pg.Pool,
+  ids: string[],
+  faults: FaultRecord[],
+  loadStart: number,
+  gapS: number,
+): Promise<void> {
+  const { rows } = await db.query<{ at: Date }>(
+    `SELECT updated_at AS at FROM orders WHERE id = ANY($1::uuid[]) AND status = 'COMPLETED' ORDER BY updated_at`,
+    [ids],
+  );
+  const times = rows.map((r) => r.at.getTime());
+  for (const f of faults) {
+    const from = loadStart + f.startS * 1000;
+    const to = from + (f.downS + gapS) * 1000;
+    let stall = 0;
+    for (let i = 1; i < times.length; i++) {
+      const [a, b] = [times[i - 1]!, times[i]!];
+      if (b < from || a > to) continue;
+      stall = Math.max(stall, b - a);
+    }
+    f.stallS = times.length > 1 ? stall / 1000 : null;
+  }
+}
+
+function auditWebhooks(
+  sub: ChaosSubscriber,
+  ids: string[],
+  ratePerSecond: number,
+): ChaosResult['webhooks'] {
   const bodies = new Map<string, Set<string>>();
   const delivered = new Map<string, number>();
   const duplicateTimes: number[] = [];
@@ -823,6 +887,11 @@ function auditWebhooks(sub: ChaosSubscriber, ids: string[]): ChaosResult['webhoo
     duplicateTimes,
     idsWithDifferentPayloads: [...bodies].filter(([, s]) => s.size > 1).map(([id]) => id),
     missing: wanted.filter((w) => !delivered.has(w)).length,
+    maxInOneSecond: maxInWindow(
+      sub.deliveries.map((d) => d.at),
+      1000,
+    ),
+    ratePerSecond,
   };
 }
 
@@ -874,16 +943,24 @@ function chaosReport(
     `# Chaos run ${r.startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC`,
     '',
     `Machine: ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, load average at the end ${load} (shared with other work).`,
+    `Topology: ${s.topology === 'cluster' ? 'cluster (Temporal services on PostgreSQL, three Kafka brokers, two processes of every app; the load alternates between the two APIs and fails over to the other on a refused connection)' : "npm start's (one process of each)"}.`,
     `Load: ${s.rate} orders/s for ${r.loadS.toFixed(0)} s over loopback (one item, one webhook endpoint per order). ` +
       `Budgets: attempt timeout ${s.attemptTimeout}; webhooks give up after ${Math.max(3, Math.floor(s.receiverDownS / 2))} s (so the receiver outage parks orders).`,
     '',
     '## Faults injected (in order)',
     '',
-    '| # | fault | at (s after load start) | down / until ready (s) | detail |',
-    '|---|---|---|---|---|',
+    '| # | fault | at (s after load start) | down / until ready (s) | completions stalled (s) | detail |',
+    '|---|---|---|---|---|---|',
   );
   r.faults.forEach((f, i) =>
-    row(i + 1, f.fault, f.startS.toFixed(0), f.downS.toFixed(1), f.detail),
+    row(
+      i + 1,
+      f.fault,
+      f.startS.toFixed(0),
+      f.downS.toFixed(1),
+      f.stallS == null ? '–' : f.stallS.toFixed(1),
+      f.detail,
+    ),
   );
   lines.push('', '## Outcome', '', '| measure | value |', '|---|---|');
   row('orders offered (POST /orders)', r.offered);
@@ -945,6 +1022,10 @@ function chaosReport(
     r.webhooks.idsWithDifferentPayloads.length,
   );
   row('orders without a successful webhook delivery', r.webhooks.missing);
+  row(
+    'webhook requests in the busiest second at the receiver / WEBHOOK_RATE_PER_SECOND',
+    `${r.webhooks.maxInOneSecond} / ${r.webhooks.ratePerSecond}`,
+  );
   row(
     'processes that died on their own (restarted by the run)',
     r.unexpectedExits.length ? r.unexpectedExits.join('; ') : 0,
@@ -1048,8 +1129,8 @@ export function violations(r: ChaosResult): string[] {
   // the email worker killed, the SMTP connection lost, or PostgreSQL unreachable for the
   // record. Each such send was attempted again, is repeated once, and there are at most as
   // many as the SMTP pool (5 connections) had in flight per such fault.
-  const emailWindows: Fault[] = ['kill:worker-email', 'stop:smtp', 'stop:postgres'];
-  const windows = r.faults.filter((f) => emailWindows.includes(f.fault)).length;
+  const emailWindows = ['kill:worker-email', 'stop:smtp', 'stop:postgres'];
+  const windows = r.faults.filter((f) => emailWindows.includes(appOf(f.fault))).length;
   for (const d of r.email.duplicates)
     if (d.count !== 2 || d.attempts < 2)
       out.push(
@@ -1067,6 +1148,10 @@ export function violations(r: ChaosResult): string[] {
     out.push(`${r.webhooks.unverified} webhook requests failed signature verification`);
   if (r.webhooks.missing)
     out.push(`${r.webhooks.missing} orders have no successful webhook delivery`);
+  if (r.webhooks.maxInOneSecond > r.webhooks.ratePerSecond)
+    out.push(
+      `the receiver got ${r.webhooks.maxInOneSecond} webhook requests within one second; the limit is ${r.webhooks.ratePerSecond}/s`,
+    );
   if (r.temporalRunning !== 0)
     out.push(
       `${r.temporalRunning ?? 'an unknown number of'} order workflows are still running in Temporal`,
