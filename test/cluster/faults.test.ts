@@ -1,0 +1,41 @@
+/**
+ * The cluster topology's faults, short variant (part of `npm test`): under
+ * steady load spread over two APIs, kill -9 and restart one Kafka broker, the
+ * Temporal history service, one of the two webhook workers and one API; then
+ * every accepted order must be completed, consumed once per group, mailed,
+ * delivered and published, and the webhook rate limit must have held across
+ * the two webhook workers. Every fault of CLUSTER_FAULTS in turn is
+ * `npm run test:cluster` (test/chaos/cluster.chaos.ts).
+ */
+import { expect, inject, it } from 'vitest';
+import { provisionTemporalServer } from '../../scripts/lib/tools.ts';
+import { runChaos, violations, type ChaosSettings } from '../chaos/chaos-run.ts';
+
+const settings: ChaosSettings = {
+  topology: 'cluster',
+  faults: ['kill:kafka-2', 'kill:temporal-history', 'kill:worker-webhooks-1', 'kill:api-1'],
+  rate: 4,
+  // Below the offered 4/s, so deliveries queue and the limit is what paces them.
+  webhookRatePerSecond: 3,
+  warmupS: 10,
+  gapS: 10,
+  temporalDownS: 0,
+  kafkaDownS: 0,
+  smtpDownS: 0,
+  receiverDownS: 0,
+  postgresDownS: 0,
+  drainS: 240,
+  maxOrders: 1000,
+  webhookDelayMs: 50,
+  attemptTimeout: '10s',
+  keepData: process.env.KEEP_TEST_STACK === '1',
+};
+
+it('loses no accepted order through kill -9 of a Kafka broker, the Temporal history service, a webhook worker and an API, and the webhook rate limit holds across two webhook workers', async () => {
+  const result = await runChaos(settings, inject('tools'), provisionTemporalServer());
+  console.info(result.report);
+  expect(violations(result)).toEqual([]);
+  expect(result.faults.map((f) => f.fault)).toEqual(settings.faults);
+  // The limit was binding: deliveries were paced by it, not by the offered load.
+  expect(result.webhooks.maxInOneSecond).toBeGreaterThanOrEqual(2);
+}, 1_200_000);
