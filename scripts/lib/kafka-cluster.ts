@@ -173,7 +173,10 @@ export async function startKafkaCluster(
   // All three at once: a node's broker opens its listener only once the quorum (two of the
   // three controllers) has a leader and has unfenced it, so none is ready alone.
   const procs = nodes.map((n) =>
-    host.spawn(`kafka-${n.id}`, java, [...jvm, 'kafka.Kafka', n.props]),
+    // Stopped together: a node stopped after the other two cannot shut down cleanly (its broker
+    // waits for a controller quorum that is gone) and is killed, and the next start of the
+    // cluster waits about broker.session.timeout.ms for its old registration to expire.
+    host.spawn(`kafka-${n.id}`, java, [...jvm, 'kafka.Kafka', n.props], { stopGroup: 'kafka' }),
   );
   await Promise.all(
     nodes.map((n, i) =>

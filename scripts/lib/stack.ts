@@ -545,12 +545,27 @@ export class Stack {
     this.stopped = true;
     await this.governor.stop();
     // A test stack's data is thrown away: no need to wait for clean shutdowns.
-    const grace = (name: string) =>
-      this.opts.ephemeral ? 2_000 : name === 'kafka' ? 30_000 : 10_000;
-    for (const proc of [...this.procs].reverse()) {
-      const t = Date.now();
-      await proc.stop(grace(proc.name));
-      this.log(`${proc.name} stopped in ${Date.now() - t} ms`);
+    const grace = (proc: ManagedProcess) =>
+      this.opts.ephemeral
+        ? 2_000
+        : proc.name === 'kafka' || proc.spec.stopGroup === 'kafka'
+          ? 30_000
+          : 10_000;
+    const order = [...this.procs].reverse();
+    for (let i = 0; i < order.length;) {
+      // A stop group's neighbours go together (SpawnSpec.stopGroup).
+      const group = order[i]!.spec.stopGroup;
+      let end = i + 1;
+      while (group !== undefined && end < order.length && order[end]!.spec.stopGroup === group)
+        end++;
+      await Promise.all(
+        order.slice(i, end).map(async (proc) => {
+          const t = Date.now();
+          await proc.stop(grace(proc));
+          this.log(`${proc.name} stopped in ${Date.now() - t} ms`);
+        }),
+      );
+      i = end;
     }
   }
 }
