@@ -27,6 +27,7 @@ export default defineConfig({
       'test/orders/rules.test.ts',
       'test/provisioning/priority-governor.test.ts',
       'test/provisioning/process.test.ts',
+      'test/provisioning/stop-group.test.ts',
       'test/provisioning/supervisor.test.ts',
       'test/replay/replay.test.ts',
       'test/workflows/order-workflow.test.ts',

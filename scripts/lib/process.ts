@@ -33,6 +33,12 @@ export interface SpawnSpec {
   priority?: CpuPriority;
   /** It serves requests (the API): an `idle` background yields to it while it works (PriorityGovernor). */
   requestPath?: boolean;
+  /**
+   * Processes of one stop group that are next to each other in the stop order
+   * are stopped together (Stack.stop): the nodes of a quorum, whose last
+   * member cannot shut down cleanly once the others are gone.
+   */
+  stopGroup?: string;
 }
 
 /**

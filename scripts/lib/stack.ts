@@ -450,27 +450,13 @@ export class Stack {
     fs.mkdirSync(logs, { recursive: true });
     const props = path.join(dir, 'server.properties');
     const sasl = this.opts.kafkaSasl === true;
-    const java = process.env.JAVA_HOME ? path.join(process.env.JAVA_HOME, 'bin', 'java') : 'java';
+    const java = javaCommand();
     const keystore = sasl ? await brokerCertificate(path.join(dir, 'tls'), java) : undefined;
     fs.writeFileSync(props, kafkaProperties(ports, logs, keystore));
-    const jvm = [
-      '-Xms256m',
-      '-Xmx512m',
-      '-XX:+UseSerialGC',
-      '-XX:TieredStopAtLevel=1',
-      '-Xshare:auto',
-      '-Djava.awt.headless=true',
-      `-Dlog4j2.configurationFile=${path.join(projectRoot, 'scripts/kafka/log4j2.properties')}`,
-      '-cp',
-      `${tools.kafkaLibs}/*`,
-    ];
+    const jvm = kafkaJvmArgs(tools.kafkaLibs);
     if (!fs.existsSync(path.join(logs, 'meta.properties'))) {
-      // The cluster id only has to be stable for this data folder; one that starts with "-"
-      // would be read as an option by the storage tool.
-      let clusterId: string;
-      do {
-        clusterId = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('base64url');
-      } while (clusterId.startsWith('-'));
+      // The cluster id only has to be stable for this data folder.
+      const clusterId = newKafkaClusterId();
       const format = this.spawn('kafka-format', java, [
         ...jvm,
         'kafka.tools.StorageTool',
@@ -559,12 +545,27 @@ export class Stack {
     this.stopped = true;
     await this.governor.stop();
     // A test stack's data is thrown away: no need to wait for clean shutdowns.
-    const grace = (name: string) =>
-      this.opts.ephemeral ? 2_000 : name === 'kafka' ? 30_000 : 10_000;
-    for (const proc of [...this.procs].reverse()) {
-      const t = Date.now();
-      await proc.stop(grace(proc.name));
-      this.log(`${proc.name} stopped in ${Date.now() - t} ms`);
+    const grace = (proc: ManagedProcess) =>
+      this.opts.ephemeral
+        ? 2_000
+        : proc.name === 'kafka' || proc.spec.stopGroup === 'kafka'
+          ? 30_000
+          : 10_000;
+    const order = [...this.procs].reverse();
+    for (let i = 0; i < order.length;) {
+      // A stop group's neighbours go together (SpawnSpec.stopGroup).
+      const group = order[i]!.spec.stopGroup;
+      let end = i + 1;
+      while (group !== undefined && end < order.length && order[end]!.spec.stopGroup === group)
+        end++;
+      await Promise.all(
+        order.slice(i, end).map(async (proc) => {
+          const t = Date.now();
+          await proc.stop(grace(proc));
+          this.log(`${proc.name} stopped in ${Date.now() - t} ms`);
+        }),
+      );
+      i = end;
     }
   }
 }
@@ -649,6 +650,46 @@ async function temporalReady(address: string): Promise<boolean> {
   } finally {
     await connection.close();
   }
+}
+
+/** The java of JAVA_HOME, else the one on the PATH. */
+export function javaCommand(): string {
+  return process.env.JAVA_HOME ? path.join(process.env.JAVA_HOME, 'bin', 'java') : 'java';
+}
+
+/**
+ * The JVM arguments of a Kafka node (broker, controller or the storage tool)
+ * up to the main class: a small heap, the serial collector and C1 only (start
+ * time and footprint over peak throughput on two shared cores), the broker's
+ * log4j2 settings and the classpath.
+ */
+export function kafkaJvmArgs(
+  kafkaLibs: string,
+  heap: { initial: string; max: string } = { initial: '256m', max: '512m' },
+): string[] {
+  return [
+    `-Xms${heap.initial}`,
+    `-Xmx${heap.max}`,
+    '-XX:+UseSerialGC',
+    '-XX:TieredStopAtLevel=1',
+    '-Xshare:auto',
+    '-Djava.awt.headless=true',
+    `-Dlog4j2.configurationFile=${path.join(projectRoot, 'scripts/kafka/log4j2.properties')}`,
+    '-cp',
+    `${kafkaLibs}/*`,
+  ];
+}
+
+/**
+ * A new random KRaft cluster id (16 bytes, base64url), never one that starts
+ * with "-": the storage tool would read that as an option.
+ */
+export function newKafkaClusterId(): string {
+  let clusterId: string;
+  do {
+    clusterId = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('base64url');
+  } while (clusterId.startsWith('-'));
+  return clusterId;
 }
 
 /** Whether the Kafka cluster at `brokers` (comma-separated) has brokers and a controller. */
