@@ -189,6 +189,7 @@ export function temporalUiConfig(frontend: string, port: number): string {
     'host: 127.0.0.1',
     `port: ${port}`,
     'enableUi: true',
+    `defaultNamespace: ${TEMPORAL_NAMESPACE}`,
     'hideLogs: true',
     'disableNewsFetch: true',
     'cors:',
