@@ -10,6 +10,7 @@ import { Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
@@ -58,6 +59,70 @@ export const TEMPORAL_CLUSTER_PORT_DEFAULTS: TemporalClusterPorts = {
   metrics: { frontend: 8000, history: 8001, matching: 8002, worker: 8003 },
   ui: 8233,
 };
+
+/**
+ * The highest membership port Temporal can use on PostgreSQL: the services
+ * find each other through the cluster_membership table, whose rpc_port is a
+ * SMALLINT, so a membership port above 32767 makes the service die at start
+ * ("value ... is out of range for type smallint"). Linux hands out ephemeral
+ * ports from 32768 up, so a test stack cannot take its membership ports from
+ * freePorts(): see ephemeralTemporalClusterPorts.
+ */
+export const MAX_MEMBERSHIP_PORT = 32767;
+
+/** Membership ports are searched for from here (below Linux's ephemeral range, above the well-known ports). */
+const LOW_PORT_FLOOR = 20000;
+
+/**
+ * Ports for a test cluster: gRPC, HTTP, metrics and UI from `freePorts`
+ * (ephemeral), the four membership ports free ones at or below
+ * MAX_MEMBERSHIP_PORT, all distinct.
+ */
+export async function ephemeralTemporalClusterPorts(
+  freePorts: (n: number) => Promise<number[]>,
+): Promise<TemporalClusterPorts> {
+  const p = await freePorts(10);
+  const low = await freeLowPorts(4);
+  const at = (list: number[], i: number): number => list[i]!;
+  return {
+    frontend: at(p, 0),
+    frontendHttp: at(p, 1),
+    frontendMembership: at(low, 0),
+    history: at(p, 2),
+    historyMembership: at(low, 1),
+    matching: at(p, 3),
+    matchingMembership: at(low, 2),
+    worker: at(p, 4),
+    workerMembership: at(low, 3),
+    metrics: { frontend: at(p, 5), history: at(p, 6), matching: at(p, 7), worker: at(p, 8) },
+    ui: at(p, 9),
+  };
+}
+
+/** n distinct free ports in [LOW_PORT_FLOOR, MAX_MEMBERSHIP_PORT], each held bound until all are found. */
+async function freeLowPorts(n: number): Promise<number[]> {
+  const held: net.Server[] = [];
+  const tried = new Set<number>();
+  const span = MAX_MEMBERSHIP_PORT - LOW_PORT_FLOOR + 1;
+  try {
+    while (held.length < n && tried.size < span) {
+      const port = LOW_PORT_FLOOR + Math.floor(Math.random() * span);
+      if (tried.has(port)) continue;
+      tried.add(port);
+      const server = await new Promise<net.Server | undefined>((resolve) => {
+        const s = net.createServer();
+        s.once('error', () => resolve(undefined));
+        s.listen({ port, host: '127.0.0.1', exclusive: true }, () => resolve(s));
+      });
+      if (server) held.push(server);
+    }
+    if (held.length < n)
+      throw new ComponentError('temporal', `no ${n} free ports at or below ${MAX_MEMBERSHIP_PORT}`);
+    return held.map((s) => (s.address() as net.AddressInfo).port);
+  } finally {
+    await Promise.all(held.map((s) => new Promise((r) => s.close(r))));
+  }
+}
 
 /** The pinned server binaries (scripts/lib/tools.ts provisionTemporalServer). */
 export interface TemporalServerTools {
@@ -214,9 +279,17 @@ export async function startTemporalCluster(
   },
 ): Promise<string> {
   const { ports, tools } = opts;
+  for (const service of TEMPORAL_SERVICES) {
+    const membership = servicePorts(service, ports)[1];
+    if (membership > MAX_MEMBERSHIP_PORT)
+      throw new ComponentError(
+        `temporal-${service}`,
+        `membership port ${membership} is above ${MAX_MEMBERSHIP_PORT}: Temporal keeps it in a SMALLINT column of PostgreSQL (cluster_membership.rpc_port). Choose one at or below ${MAX_MEMBERSHIP_PORT}.`,
+      );
+  }
   const dir = path.join(opts.dataDir, 'temporal-cluster');
   fs.mkdirSync(dir, { recursive: true });
-  const started = Date.now();
+  const t0 = Date.now();
   const db = temporalDatabaseOf(await opts.database);
   const applied = await setUpTemporalDatabases(tools, db);
   host.log(
@@ -226,40 +299,40 @@ export async function startTemporalCluster(
   const env = Object.fromEntries(
     Object.entries(process.env).filter(([k]) => !CONFLICTING_SERVER_ENV.includes(k)),
   );
-  const procs = TEMPORAL_SERVICES.map(
-    (service) =>
-      [
-        service,
-        host.spawn(`temporal-${service}`, tools.server, temporalServiceArgs(service), {
-          cwd: projectRoot,
-          env: { ...env, ...temporalServiceEnv(service, ports, db) },
-        }),
-      ] as const,
-  );
   const address = `127.0.0.1:${ports.frontend}`;
-  await Promise.all(
-    procs.map(async ([service, proc]) => {
-      const [grpc, membership] = servicePorts(service, ports);
-      if (service === 'frontend') {
-        // First: it answers at all (the namespace may not exist yet).
-        await host.awaitReady(proc, () => frontendAnswers(address), TIMEOUT.frontend);
-      } else {
-        await host.awaitReady(
-          proc,
-          async () => (await isListening(grpc)) && (await isListening(membership)),
-          TIMEOUT.service,
-        );
-      }
-      host.log(
-        `temporal-${service} ready: gRPC ${grpc}, membership ${membership}, metrics ${ports.metrics[service]}${proc.priorityNote}`,
+  const startService = async (service: TemporalService): Promise<ManagedProcess> => {
+    const proc = host.spawn(`temporal-${service}`, tools.server, temporalServiceArgs(service), {
+      cwd: projectRoot,
+      env: { ...env, ...temporalServiceEnv(service, ports, db) },
+    });
+    const [grpc, membership] = servicePorts(service, ports);
+    if (service === 'frontend') {
+      // For now: it answers at all (the namespace may not exist yet).
+      await host.awaitReady(proc, () => frontendAnswers(address), TIMEOUT.frontend);
+    } else {
+      // Its ports open once it has joined the membership ring.
+      await host.awaitReady(
+        proc,
+        async () => (await isListening(grpc)) && (await isListening(membership)),
+        TIMEOUT.service,
       );
-    }),
-  );
+    }
+    host.log(
+      `temporal-${service} ready: gRPC ${grpc}, membership ${membership}, metrics ${ports.metrics[service]}${proc.priorityNote}`,
+    );
+    return proc;
+  };
+  // One service first: on a new database every service writes the cluster metadata at
+  // start, and those that lose the race exit ("SaveClusterMetadata encountered version
+  // mismatch"); once one is up, the others find it written.
+  const [first, ...rest] = TEMPORAL_SERVICES;
+  await startService(first);
+  const started = await Promise.all(rest.map(startService));
+  const frontend = started[rest.indexOf('frontend')]!;
 
   const created = await ensureNamespace(address);
   if (created.length) host.log(`temporal: created ${created.join(', ')}`);
   // From now on (and after a restart) the frontend is ready when the application can use it.
-  const frontend = procs.find(([s]) => s === 'frontend')![1];
   await host.awaitReady(frontend, () => namespaceReady(address), TIMEOUT.frontend);
 
   const ui = startUi(host, tools, dir, address, ports.ui);
@@ -269,9 +342,7 @@ export async function startTemporalCluster(
     TIMEOUT.ui,
   );
   host.log(`temporal-ui ready on ${ports.ui}${ui.priorityNote}`);
-  host.log(
-    `temporal cluster ready on ${address} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
-  );
+  host.log(`temporal cluster ready on ${address} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   return address;
 }
 
