@@ -420,6 +420,9 @@ const TEMPORAL_SERVER_BINARIES = [
   ],
 ] as const;
 
+/** The `go` line of go.temporal.io/server's go.mod at versions.temporalServer. */
+const GO_FOR_TEMPORAL_SERVER = '1.26.8';
+
 /** Makes a copied tree writable by its owner (the Go module cache is read-only), so it can be removed. */
 function makeWritable(dir: string): void {
   fs.chmodSync(dir, 0o755);
@@ -459,8 +462,9 @@ export function provisionTemporalServer(log: Log): TemporalServerTools {
   };
   if (isInstalled(dir)) return tools;
   const fix =
-    'Fix: install Go >= 1.26 (https://go.dev/dl, or apt-get install golang-go when recent enough) ' +
-    'and make sure the Go module proxy (proxy.golang.org, or GOPROXY) is reachable.';
+    `Fix: install Go ${GO_FOR_TEMPORAL_SERVER} or later (https://go.dev/dl; any Go >= 1.21 also works with ` +
+    `GOTOOLCHAIN=auto, which fetches ${GO_FOR_TEMPORAL_SERVER} from the module proxy) and make sure the Go ` +
+    'module proxy (proxy.golang.org, or GOPROXY) is reachable.';
   if (!which('go')) {
     throw new ProvisionError(
       'temporal-server',

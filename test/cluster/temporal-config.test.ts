@@ -6,8 +6,11 @@
  */
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { freePorts } from '../../scripts/lib/process.ts';
 import {
+  MAX_MEMBERSHIP_PORT,
   TEMPORAL_CLUSTER_PORT_DEFAULTS,
+  ephemeralTemporalClusterPorts,
   TEMPORAL_CONFIG_FILE,
   TEMPORAL_SERVICES,
   servicePorts,
@@ -86,6 +89,19 @@ describe('temporal cluster config', () => {
       matching: 8002,
       worker: 8003,
     });
+  });
+
+  it('keeps membership ports of a test cluster within PostgreSQL SMALLINT, all ports distinct', async () => {
+    const ports = await ephemeralTemporalClusterPorts(freePorts);
+    const membership = TEMPORAL_SERVICES.map((s) => servicePorts(s, ports)[1]);
+    for (const p of membership) expect(p).toBeLessThanOrEqual(MAX_MEMBERSHIP_PORT);
+    const all = [
+      ...TEMPORAL_SERVICES.flatMap((s) => servicePorts(s, ports)),
+      ports.frontendHttp,
+      ports.ui,
+      ...Object.values(ports.metrics),
+    ];
+    expect(new Set(all).size).toBe(all.length);
   });
 
   it('points the Web UI server at the frontend', () => {
