@@ -11,17 +11,14 @@
  */
 import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import pg from 'pg';
 import {
-  CLUSTER_EXTRA_PORTS,
   CLUSTER_REPLICAS,
   ClusterStack,
-  clusterPortsOf,
+  ephemeralClusterPorts,
   startClusterApps,
 } from '../scripts/lib/cluster.ts';
-import { freePorts } from '../scripts/lib/process.ts';
-import { ephemeralPorts, tmpStackDir } from '../scripts/lib/stack.ts';
+import { tmpStackDir } from '../scripts/lib/stack.ts';
 import { provisionAll, provisionTemporalServer, versions } from '../scripts/lib/tools.ts';
 import { closedLoop } from './lib/closed-loop.ts';
 import { cpuMsPer } from './lib/cpu-per-order.ts';
@@ -49,8 +46,7 @@ async function main(): Promise<void> {
   const started = Date.now();
   const tools = provisionAll((m) => log(`provision: ${m}`));
   const temporalServer = provisionTemporalServer((m: string) => log(`provision: ${m}`));
-  const ports = await ephemeralPorts(freePorts);
-  const cluster = clusterPortsOf(ports, await freePorts(CLUSTER_EXTRA_PORTS));
+  const { ports, cluster } = await ephemeralClusterPorts();
   const stack = new ClusterStack({
     dataDir: tmpStackDir(),
     ports,

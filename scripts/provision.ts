@@ -15,6 +15,7 @@ import {
   provisionAll,
   provisionChromium,
   provisionSchemathesis,
+  provisionTemporalServer,
 } from './lib/tools.ts';
 
 const log = (m: string) => console.error(`[setup] ${m}`);
@@ -70,6 +71,22 @@ function provisionFuzzer(): void {
   }
 }
 
+/**
+ * The Temporal server, its schema tool and Web UI server, for the cluster
+ * topology (`npm run start:cluster`, its fault suite and bench); built with Go.
+ * npm start does not need them, so warn instead of failing.
+ */
+function provisionClusterTools(): void {
+  try {
+    provisionTemporalServer((m) => log(m));
+  } catch (e) {
+    if (!(e instanceof ProvisionError)) throw e;
+    log(
+      `WARNING ${e.message} (only npm run start:cluster, test/cluster/faults.test.ts and bench:cluster need it)`,
+    );
+  }
+}
+
 /** Without a prebuilt bundle the orders worker bundles at start-up (slower), so warn instead of failing. */
 async function provisionWorkflowBundle(): Promise<void> {
   try {
@@ -87,6 +104,7 @@ try {
   provisionAll((m) => log(m));
   provisionBrowser();
   provisionFuzzer();
+  provisionClusterTools();
   generatePrismaClient();
   await provisionWorkflowBundle();
   const s = ((Date.now() - started) / 1000).toFixed(1);

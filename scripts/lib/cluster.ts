@@ -6,11 +6,12 @@
  * (kafka-cluster.ts). Configuration files shared with docker-compose.yml live
  * in deploy/.
  */
-import { assertPortFree, type ManagedProcess } from './process.ts';
-import { APP_PROCESSES, Stack, type StackOptions, type StackPorts } from './stack.ts';
+import { assertPortFree, freePorts, type ManagedProcess } from './process.ts';
+import { APP_PROCESSES, Stack, defaultPorts, type StackOptions, type StackPorts } from './stack.ts';
 import { appReadiness } from './stack-runner.ts';
 import {
   TEMPORAL_CLUSTER_PORT_DEFAULTS,
+  ephemeralTemporalClusterPorts,
   startTemporalCluster,
   type TemporalClusterPorts,
   type TemporalServerTools,
@@ -84,51 +85,73 @@ export class ClusterStack extends Stack {
 export const CLUSTER_REPLICAS = 2;
 
 /**
- * The cluster's addresses from the one-machine stack's (configuredPorts(),
- * ephemeralPorts()): the same frontend, Web UI, first broker and first API, so
- * tools and docs work against either; the other services and brokers on
- * Temporal's own defaults or next to the first (brokers +100, +200; the
- * second API +1). Ephemeral stacks pass `extra` ports for the rest.
+ * The cluster's addresses from the one-machine stack's (configuredPorts()):
+ * the same frontend, Web UI, first broker and first API, so tools and docs
+ * work against either; the other Temporal services on Temporal's own default
+ * ports, the other brokers next to the first (+100, +200) and the second API
+ * on the next port.
  */
-export function clusterPortsOf(ports: StackPorts, extra?: number[]): ClusterPorts {
-  const next = (() => {
-    let i = 0;
-    return (fallback: number) => extra?.[i++] ?? fallback;
-  })();
+export function clusterPortsOf(ports: StackPorts): ClusterPorts {
   const d = TEMPORAL_CLUSTER_PORT_DEFAULTS;
   return {
     temporal: {
+      ...d,
       frontend: ports.temporal,
       frontendHttp: ports.temporalHttp,
-      frontendMembership: next(d.frontendMembership),
-      history: next(d.history),
-      historyMembership: next(d.historyMembership),
-      matching: next(d.matching),
-      matchingMembership: next(d.matchingMembership),
-      worker: next(d.worker),
-      workerMembership: next(d.workerMembership),
-      metrics: {
-        frontend: next(d.metrics.frontend),
-        history: next(d.metrics.history),
-        matching: next(d.metrics.matching),
-        worker: next(d.metrics.worker),
-      },
       ui: ports.temporalUi,
     },
     kafka: {
-      brokers: [ports.kafka, next(ports.kafka + 100), next(ports.kafka + 200)],
+      brokers: [ports.kafka, ports.kafka + 100, ports.kafka + 200],
       controllers: [
         ports.kafkaController,
-        next(ports.kafkaController + 100),
-        next(ports.kafkaController + 200),
+        ports.kafkaController + 100,
+        ports.kafkaController + 200,
       ],
     },
-    api: [ports.api, next(ports.api + 1)],
+    api: [ports.api, ports.api + 1],
   };
 }
 
-/** Ports clusterPortsOf takes from `extra` for an ephemeral cluster. */
-export const CLUSTER_EXTRA_PORTS = 16;
+/**
+ * Ports for a test or bench cluster: all free and distinct, ephemeral but for
+ * Temporal's membership ports, which must be at or below 32767
+ * (ephemeralTemporalClusterPorts).
+ */
+export async function ephemeralClusterPorts(): Promise<{
+  ports: StackPorts;
+  cluster: ClusterPorts;
+}> {
+  const keys = Object.keys(defaultPorts) as (keyof StackPorts)[];
+  // One freePorts call for everything from the ephemeral range, so no port is handed out twice.
+  const all = await freePorts(keys.length + 10 + 5);
+  const ports = Object.fromEntries(keys.map((k, i) => [k, all[i]])) as unknown as StackPorts;
+  const rest = all.slice(keys.length);
+  const temporal = await ephemeralTemporalClusterPorts(async (n) => rest.splice(0, n));
+  const [broker2, broker3, controller2, controller3, api2] = rest as [
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  Object.assign(ports, {
+    temporal: temporal.frontend,
+    temporalHttp: temporal.frontendHttp,
+    temporalUi: temporal.ui,
+    temporalMetrics: temporal.metrics.frontend,
+  });
+  return {
+    ports,
+    cluster: {
+      temporal,
+      kafka: {
+        brokers: [ports.kafka, broker2, broker3],
+        controllers: [ports.kafkaController, controller2, controller3],
+      },
+      api: [ports.api, api2],
+    },
+  };
+}
 
 /** The replicas of one application, e.g. worker-email-1, worker-email-2. */
 export function replicaNames(app: string, replicas = CLUSTER_REPLICAS): string[] {

@@ -6,16 +6,15 @@
  * processes of every app). The run sees the APIs, the app processes it
  * supervises, and one way to kill -9 and restart any process by name.
  */
-import { signalGroup, freePorts, type ManagedProcess } from '../../scripts/lib/process.ts';
+import { signalGroup, type ManagedProcess } from '../../scripts/lib/process.ts';
 import type { APP_PROCESSES } from '../../scripts/lib/app-stack.ts';
 import { startAppStack, currentRunLog } from '../../scripts/lib/app-stack.ts';
 import {
-  CLUSTER_EXTRA_PORTS,
   ClusterStack,
-  clusterPortsOf,
+  ephemeralClusterPorts,
   startClusterApps,
 } from '../../scripts/lib/cluster.ts';
-import { ephemeralPorts, tmpStackDir, type Stack, type StackEnv } from '../../scripts/lib/stack.ts';
+import { tmpStackDir, type Stack, type StackEnv } from '../../scripts/lib/stack.ts';
 import type { TemporalServerTools } from '../../scripts/lib/temporal-cluster.ts';
 import type { Tools } from '../../scripts/lib/tools.ts';
 
@@ -137,8 +136,7 @@ async function startCluster(opts: {
   log: (msg: string) => void;
 }): Promise<ChaosTarget> {
   if (!opts.temporalServer) throw new Error('the cluster topology needs the Temporal server tools');
-  const ports = await ephemeralPorts(freePorts);
-  const cluster = clusterPortsOf(ports, await freePorts(CLUSTER_EXTRA_PORTS));
+  const { ports, cluster } = await ephemeralClusterPorts();
   const stack = new ClusterStack({
     dataDir: tmpStackDir(),
     ports,

@@ -33,7 +33,11 @@ const settings = chaosSettings({
 });
 
 it('loses no accepted order and applies every effect as promised through kill -9 of a broker, Temporal services, worker replicas, an API and a relay', async () => {
-  const result = await runChaos(settings, provisionAll(), provisionTemporalServer());
+  const result = await runChaos(
+    settings,
+    provisionAll(),
+    provisionTemporalServer((m) => console.error(`[provision] ${m}`)),
+  );
   const label = process.env.CHAOS_LABEL ? `-${process.env.CHAOS_LABEL}` : '';
   const file = path.join(
     projectRoot,

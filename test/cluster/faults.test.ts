@@ -32,7 +32,11 @@ const settings: ChaosSettings = {
 };
 
 it('loses no accepted order through kill -9 of a Kafka broker, the Temporal history service, a webhook worker and an API, and the webhook rate limit holds across two webhook workers', async () => {
-  const result = await runChaos(settings, inject('tools'), provisionTemporalServer());
+  const result = await runChaos(
+    settings,
+    inject('tools'),
+    provisionTemporalServer((m) => console.error(`[provision] ${m}`)),
+  );
   console.info(result.report);
   expect(violations(result)).toEqual([]);
   expect(result.faults.map((f) => f.fault)).toEqual(settings.faults);
