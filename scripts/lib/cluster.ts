@@ -160,8 +160,9 @@ export function replicaNames(app: string, replicas = CLUSTER_REPLICAS): string[]
 
 /**
  * Starts CLUSTER_REPLICAS processes of every application on a running
- * ClusterStack (in APP_PROCESSES order, each replica ready before the next):
- * API replica i on cluster.api[i]. Returns them by name (api-1, api-2, relay-1, ...).
+ * ClusterStack, app after app in APP_PROCESSES order, the replicas of one app
+ * together: API replica i on cluster.api[i]. Returns them by name (api-1,
+ * api-2, relay-1, ...).
  */
 export async function startClusterApps(
   stack: ClusterStack,
@@ -170,17 +171,19 @@ export async function startClusterApps(
 ): Promise<Map<string, ManagedProcess>> {
   const procs = new Map<string, ManagedProcess>();
   for (const app of APP_PROCESSES) {
-    for (const [i, name] of replicaNames(app.name).entries()) {
-      const apiPort = stack.opts.cluster.api[i] ?? stack.opts.cluster.api[0]!;
-      const proc = await stack.startApp(
-        name,
-        app.entry,
-        { ...env, PORT: String(apiPort) },
-        appReadiness(app.name, apiPort),
-      );
-      procs.set(name, proc);
-      onStarted(proc);
-    }
+    await Promise.all(
+      replicaNames(app.name).map(async (name, i) => {
+        const apiPort = stack.opts.cluster.api[i] ?? stack.opts.cluster.api[0]!;
+        const proc = await stack.startApp(
+          name,
+          app.entry,
+          { ...env, PORT: String(apiPort) },
+          appReadiness(app.name, apiPort),
+        );
+        procs.set(name, proc);
+        onStarted(proc);
+      }),
+    );
   }
   return procs;
 }

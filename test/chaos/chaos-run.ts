@@ -262,7 +262,11 @@ export async function runChaos(
   const startedAt = new Date();
   // Short budgets, so a fault of tens of seconds is recovered (or parks) within the run:
   // webhooks give up after about half the receiver's outage, so orders park and are retried.
-  const webhookTotalS = Math.max(3, Math.floor(settings.receiverDownS / 2));
+  // Without a receiver outage nothing should park: deliveries that wait for the rate limit
+  // (a binding WEBHOOK_RATE_PER_SECOND) get ten minutes.
+  const webhookTotalS = settings.faults.includes('fail:webhook-receiver')
+    ? Math.max(3, Math.floor(settings.receiverDownS / 2))
+    : 600;
   const webhookRate = settings.webhookRatePerSecond ?? 50;
   const topology = settings.topology ?? 'single';
   const appEnv = {
@@ -945,7 +949,7 @@ function chaosReport(
     `Machine: ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, load average at the end ${load} (shared with other work).`,
     `Topology: ${s.topology === 'cluster' ? 'cluster (Temporal services on PostgreSQL, three Kafka brokers, two processes of every app; the load alternates between the two APIs and fails over to the other on a refused connection)' : "npm start's (one process of each)"}.`,
     `Load: ${s.rate} orders/s for ${r.loadS.toFixed(0)} s over loopback (one item, one webhook endpoint per order). ` +
-      `Budgets: attempt timeout ${s.attemptTimeout}; webhooks give up after ${Math.max(3, Math.floor(s.receiverDownS / 2))} s (so the receiver outage parks orders).`,
+      `Budgets: attempt timeout ${s.attemptTimeout}; ${s.faults.includes('fail:webhook-receiver') ? `webhooks give up after ${Math.max(3, Math.floor(s.receiverDownS / 2))} s (so the receiver outage parks orders)` : 'webhooks give up after 600 s'}${s.webhookRatePerSecond ? `; webhook rate limit ${s.webhookRatePerSecond}/s across all webhook workers` : ''}.`,
     '',
     '## Faults injected (in order)',
     '',
