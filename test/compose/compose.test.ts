@@ -57,6 +57,7 @@ import {
   TEMPORAL_SERVICES,
   temporalServiceArgs,
 } from '../../scripts/lib/temporal-cluster.ts';
+import { versions } from '../../scripts/lib/tools.ts';
 import { apiAccessOf, loadConfig } from '../../src/config/env.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -652,6 +653,22 @@ describe('docker-compose.yml', () => {
     // No single-node leftovers.
     expect([...svc.keys()]).not.toEqual(expect.arrayContaining(['temporal']));
     expect([...svc.keys()]).not.toEqual(expect.arrayContaining(['kafka']));
+  });
+
+  it('pins the images to the releases the cluster topology runs (scripts/lib/tools.ts)', () => {
+    const svc = new Map(services(compose));
+    const server = versions.temporalServer.replace(/^v/, '');
+    const images: [string, string][] = [
+      ...TEMPORAL_SERVICES.map((s): [string, string] => [
+        `temporal-${s}`,
+        `temporalio/server:${server}`,
+      ]),
+      ['temporal-schema', `temporalio/admin-tools:${server}`],
+      ['temporal-setup', `temporalio/admin-tools:${server}`],
+      ['temporal-ui', `temporalio/ui:${versions.temporalUiServer.replace(/^v/, '')}`],
+      ...KAFKA_NODES.map((n): [string, string] => [n, `apache/kafka:${versions.kafka}`]),
+    ];
+    for (const [name, image] of images) expect(svc.get(name)?.image, name).toBe(image);
   });
 
   it('runs each Temporal service as the cluster runner does, from the shared config file', () => {
