@@ -12,6 +12,16 @@
  *    deploy.replicas >= 1; app services get the shared connection settings;
  *    images are pinned; depends_on targets exist, form no cycle, and wait
  *    only for conditions the target can reach; no accidental `$` interpolation.
+ *    And the cluster topology of `npm run start:cluster`, from the same files:
+ *    every Temporal service mounts deploy/temporal/config.yaml and runs exactly
+ *    the arguments the cluster runner gives it (temporalServiceArgs), sets only
+ *    variables that file reads, history first, all after the schema job; the
+ *    three Kafka nodes mount deploy/kafka/cluster.properties, set every
+ *    node-specific key the cluster runner adds (kafkaNodeProperties) and
+ *    override no shared one, node ids 1-3, voters all three; CLUSTER_REPLICAS
+ *    processes of every application; KAFKA_BROKERS lists every broker; the
+ *    published ports of DESIGN.md (API 3000 and 3001, UI 8233, frontend 7233,
+ *    Kafka 9092).
  * 4. When a Compose CLI is on PATH (`docker compose` or `docker-compose`), or
  *    COMPOSE_CLI names one, its `config -q` must accept the file too. That
  *    case is reported as skipped where no CLI exists; 1-3 always run.
@@ -28,12 +38,26 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { parseDocument } from 'yaml';
+import { CLUSTER_REPLICAS } from '../../scripts/lib/cluster.ts';
+import {
+  KAFKA_CLUSTER_PORT_DEFAULTS,
+  KAFKA_CLUSTER_PROPERTIES,
+  kafkaNodeProperties,
+} from '../../scripts/lib/kafka-cluster.ts';
+import {
+  TEMPORAL_CONFIG_FILE,
+  TEMPORAL_DYNAMIC_CONFIG_FILE,
+  TEMPORAL_SERVICES,
+  temporalServiceArgs,
+} from '../../scripts/lib/temporal-cluster.ts';
+import { versions } from '../../scripts/lib/tools.ts';
 import { apiAccessOf, loadConfig } from '../../src/config/env.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -267,6 +291,278 @@ function invariantProblems(doc: Doc): string[] {
     }
 
   problems.push(...strayDollars(doc, '$'));
+  problems.push(...topologyProblems(doc));
+  return problems;
+}
+
+// ------------------------------------------------------------------ cluster topology
+
+/** The variables deploy/temporal/config.yaml reads (`env "NAME"` in the template). */
+const temporalTemplateVars = new Set(
+  [...readFileSync(TEMPORAL_CONFIG_FILE, 'utf8').matchAll(/env "([A-Z_]+)"/g)].map((m) => m[1]),
+);
+
+/** `key=value` lines of a properties file (comments and blank lines skipped). */
+function parseProperties(text: string): Map<string, string> {
+  const props = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const m = /^\s*([^#!\s][^=]*?)\s*=\s*(.*?)\s*$/.exec(line);
+    if (m) props.set(m[1]!, m[2]!);
+  }
+  return props;
+}
+
+const sharedKafkaText = readFileSync(KAFKA_CLUSTER_PROPERTIES, 'utf8');
+const sharedKafkaProps = parseProperties(sharedKafkaText);
+
+/** The keys the cluster runner adds per node to the shared file (node.id, listeners, ...). */
+const kafkaNodeKeys = [
+  ...parseProperties(
+    kafkaNodeProperties(sharedKafkaText, KAFKA_CLUSTER_PORT_DEFAULTS, 1, '/data'),
+  ).keys(),
+].filter((k) => !sharedKafkaProps.has(k));
+
+/** Where the apache/kafka image reads a properties file ("file input", see docker-compose.yml). */
+const KAFKA_FILE_INPUT = '/mnt/shared/config/server.properties';
+
+/** Variables of the apache/kafka image that are not broker properties (its kafka-propertiesSpec.json excludes). */
+const KAFKA_NON_PROPERTY_ENV = new Set([
+  'KAFKA_VERSION',
+  'KAFKA_HEAP_OPTS',
+  'KAFKA_LOG4J_OPTS',
+  'KAFKA_OPTS',
+  'KAFKA_JMX_OPTS',
+  'KAFKA_JVM_PERFORMANCE_OPTS',
+  'KAFKA_GC_LOG_OPTS',
+  'KAFKA_LOG4J_ROOT_LOGLEVEL',
+  'KAFKA_LOG4J_LOGGERS',
+  'KAFKA_TOOLS_LOG4J_LOGLEVEL',
+]);
+
+/** The broker property a KAFKA_* variable sets, by the image's rules (_ is ., __ is _, ___ is -). */
+function kafkaPropertyOf(envKey: string): string {
+  return envKey
+    .slice('KAFKA_'.length)
+    .replace(/(?<!_)_(?!_)/g, '.')
+    .replaceAll('___', '-')
+    .replaceAll('__', '_')
+    .toLowerCase();
+}
+
+const KAFKA_NODES = ['kafka-1', 'kafka-2', 'kafka-3'];
+
+/** A scalar as Compose reads it into a string; anything else as ''. */
+const str = (v: unknown): string =>
+  typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? String(v) : '';
+
+function envOf(svc: Doc): Record<string, string> {
+  const env = svc.environment;
+  if (Array.isArray(env))
+    return Object.fromEntries(
+      env.map((e) => {
+        const [k, ...v] = String(e).split('=');
+        return [k ?? '', v.join('=')];
+      }),
+    );
+  return isRecord(env) ? Object.fromEntries(Object.entries(env).map(([k, v]) => [k, str(v)])) : {};
+}
+
+/** A service's mounts as absolute host paths (bind mounts only) with their target and mode. */
+function bindMounts(svc: Doc): { source: string; target: string; readOnly: boolean }[] {
+  const out: { source: string; target: string; readOnly: boolean }[] = [];
+  for (const v of Array.isArray(svc.volumes) ? svc.volumes : []) {
+    if (typeof v === 'string') {
+      const [source, target, mode] = v.split(':');
+      if (source && target && /^[./]/.test(source))
+        out.push({
+          source: path.resolve(root, source),
+          target,
+          readOnly: (mode ?? '').split(',').includes('ro'),
+        });
+    } else if (isRecord(v) && v.type === 'bind' && typeof v.source === 'string') {
+      out.push({
+        source: path.resolve(root, v.source),
+        target: String(v.target),
+        readOnly: v.read_only === true,
+      });
+    }
+  }
+  return out;
+}
+
+/** [host port, container port] of each published port (short syntax). */
+function publishedPorts(svc: Doc): [string, string][] {
+  return (Array.isArray(svc.ports) ? svc.ports : []).flatMap((p): [string, string][] => {
+    if (isRecord(p)) return [[str(p.published), str(p.target)]];
+    const parts = String(p).split(':');
+    return parts.length >= 2 ? [[parts.at(-2)!, parts.at(-1)!.split('/')[0]!]] : [];
+  });
+}
+
+const rel = (file: string) => path.relative(root, file);
+
+/** The cluster topology's rules (see the file comment); one message per violation. */
+function topologyProblems(doc: Doc): string[] {
+  const problems: string[] = [];
+  const all = services(doc);
+  const byName = new Map(all);
+
+  // Temporal: four services from the one config file, as the cluster runner starts them.
+  const schemaJobs = all
+    .filter(
+      ([, s]) =>
+        str(s.image).startsWith('temporalio/admin-tools:') &&
+        JSON.stringify(s.command ?? '').includes('update-schema'),
+    )
+    .map(([name]) => name);
+  for (const service of TEMPORAL_SERVICES) {
+    const name = `temporal-${service}`;
+    const svc = byName.get(name);
+    if (!svc) {
+      problems.push(`no service ${name}`);
+      continue;
+    }
+    if (!str(svc.image).startsWith('temporalio/server:'))
+      problems.push(`${name}: image is not temporalio/server`);
+    const mounts = bindMounts(svc);
+    const config = mounts.find((m) => m.source === TEMPORAL_CONFIG_FILE && m.readOnly);
+    const dynamic = mounts.find((m) => m.source === TEMPORAL_DYNAMIC_CONFIG_FILE && m.readOnly);
+    if (!config) problems.push(`${name}: does not mount ${rel(TEMPORAL_CONFIG_FILE)} read-only`);
+    if (!dynamic)
+      problems.push(`${name}: does not mount ${rel(TEMPORAL_DYNAMIC_CONFIG_FILE)} read-only`);
+    const expected = temporalServiceArgs(service, config?.target ?? '<config.yaml>');
+    if (JSON.stringify(svc.command) !== JSON.stringify(expected))
+      problems.push(`${name}: command is not \`${expected.join(' ')}\``);
+    const env = envOf(svc);
+    for (const key of Object.keys(env))
+      if (!temporalTemplateVars.has(key))
+        problems.push(`${name}: sets ${key}, which ${rel(TEMPORAL_CONFIG_FILE)} does not read`);
+    if (dynamic && env.DYNAMIC_CONFIG_FILE_PATH !== dynamic.target)
+      problems.push(`${name}: DYNAMIC_CONFIG_FILE_PATH is not the mounted ${dynamic.target}`);
+    if (env.TEMPORAL_SERVICES !== service)
+      problems.push(`${name}: TEMPORAL_SERVICES is not ${service}`);
+    const broadcast = env.TEMPORAL_BROADCAST_ADDRESS ?? '';
+    if (broadcast !== '' && isIP(broadcast) === 0)
+      problems.push(
+        `${name}: TEMPORAL_BROADCAST_ADDRESS must be an IP or empty (is "${broadcast}")`,
+      );
+    if (env.FRONTEND_ADDRESS?.split(':')[0] !== 'temporal-frontend')
+      problems.push(`${name}: FRONTEND_ADDRESS is not temporal-frontend`);
+    const deps = dependsOn(svc);
+    if (!schemaJobs.some((job) => deps.get(job) === 'service_completed_successfully'))
+      problems.push(`${name}: does not wait for the schema job to complete`);
+    if (service !== 'history' && deps.get('temporal-history') !== 'service_healthy')
+      problems.push(`${name}: must wait for temporal-history to be healthy (history starts first)`);
+  }
+
+  // Kafka: three nodes on the shared file; only node-specific keys from the environment.
+  const advertised = new Map<string, string[]>();
+  const clusterIds = new Set<string>();
+  for (const [i, name] of KAFKA_NODES.entries()) {
+    const svc = byName.get(name);
+    if (!svc) {
+      problems.push(`no service ${name}`);
+      continue;
+    }
+    if (
+      !bindMounts(svc).some(
+        (m) => m.source === KAFKA_CLUSTER_PROPERTIES && m.target === KAFKA_FILE_INPUT,
+      )
+    )
+      problems.push(
+        `${name}: does not mount ${rel(KAFKA_CLUSTER_PROPERTIES)} at ${KAFKA_FILE_INPUT}`,
+      );
+    const env = envOf(svc);
+    clusterIds.add(env.CLUSTER_ID ?? '');
+    const props = new Map(
+      Object.entries(env)
+        .filter(([k]) => k.startsWith('KAFKA_') && !KAFKA_NON_PROPERTY_ENV.has(k))
+        .map(([k, v]) => [kafkaPropertyOf(k), v]),
+    );
+    for (const key of kafkaNodeKeys)
+      if (!props.has(key)) problems.push(`${name}: node-specific ${key} is not set`);
+    for (const [key, value] of props) {
+      const shared = sharedKafkaProps.get(key);
+      if (shared !== undefined && shared !== value)
+        problems.push(
+          `${name}: ${key}=${value} overrides ${key}=${shared} of ${rel(KAFKA_CLUSTER_PROPERTIES)}`,
+        );
+    }
+    if (props.get('node.id') !== String(i + 1))
+      problems.push(`${name}: KAFKA_NODE_ID is not ${i + 1}`);
+    const controllerPort = /CONTROLLER:\/\/[^:,]*:(\d+)/.exec(props.get('listeners') ?? '')?.[1];
+    const voters = (props.get('controller.quorum.voters') ?? '').split(',').sort();
+    const expectedVoters = KAFKA_NODES.map((n, j) => `${j + 1}@${n}:${controllerPort}`).sort();
+    if (JSON.stringify(voters) !== JSON.stringify(expectedVoters))
+      problems.push(
+        `${name}: controller.quorum.voters is not ${expectedVoters.join(',')} (is ${voters.join(',')})`,
+      );
+    advertised.set(name, (props.get('advertised.listeners') ?? '').split(','));
+  }
+  if (clusterIds.size > 1) problems.push('kafka: the nodes have different CLUSTER_IDs');
+  const brokers = KAFKA_NODES.flatMap((n) =>
+    (advertised.get(n) ?? []).filter((l) => l.startsWith('PLAINTEXT://')),
+  )
+    .map((l) => l.slice('PLAINTEXT://'.length))
+    .sort();
+
+  // The applications: CLUSTER_REPLICAS processes each, every broker, the Temporal frontend.
+  const processes = new Map<string, number>();
+  for (const [name, svc] of all) {
+    const entry = entryOf(svc);
+    if (!entry) continue;
+    const replicas = isRecord(svc.deploy) ? svc.deploy.replicas : undefined;
+    processes.set(
+      entry,
+      (processes.get(entry) ?? 0) + (typeof replicas === 'number' ? replicas : 1),
+    );
+    const env = envOf(svc);
+    const listed = (env.KAFKA_BROKERS ?? '').split(',').sort();
+    if (JSON.stringify(listed) !== JSON.stringify(brokers))
+      problems.push(`${name}: KAFKA_BROKERS is not every broker (${brokers.join(',')})`);
+    if (env.TEMPORAL_ADDRESS?.split(':')[0] !== 'temporal-frontend')
+      problems.push(`${name}: TEMPORAL_ADDRESS is not temporal-frontend`);
+  }
+  const appEntries = new Set([...requiredEntries, 'src/api/relay.ts', ...consumerEntries()]);
+  for (const entry of appEntries) {
+    const n = processes.get(entry) ?? 0;
+    if (n !== CLUSTER_REPLICAS)
+      problems.push(
+        `${CLUSTER_REPLICAS} processes of "${commandOf(entry).join(' ')}" expected, ${n} found`,
+      );
+  }
+
+  // Published ports (DESIGN.md): API 3000 and 3001, UI 8233, frontend 7233, Kafka bootstrap 9092.
+  const publisher = new Map<string, [string, Doc, string]>();
+  for (const [name, svc] of all)
+    for (const [host, target] of publishedPorts(svc)) publisher.set(host, [name, svc, target]);
+  for (const host of ['3000', '3001']) {
+    const [, svc, target] = publisher.get(host) ?? [];
+    if (!svc || entryOf(svc) !== 'src/api/server.ts' || envOf(svc).PORT !== target)
+      problems.push(`host port ${host} is not published by an API service on its PORT`);
+  }
+  const expectPort = (host: string, service: string, target: string) => {
+    const [name, , t] = publisher.get(host) ?? [];
+    if (name !== service || t !== target)
+      problems.push(`host port ${host} is not published by ${service} (to ${target})`);
+  };
+  expectPort('8233', 'temporal-ui', '8080');
+  expectPort('7233', 'temporal-frontend', '7233');
+  const [kafkaName, kafkaSvc, kafkaTarget] = publisher.get('9092') ?? [];
+  const hostListener = kafkaSvc
+    ? (advertised.get(kafkaName ?? '') ?? []).find((l) => l.endsWith('://localhost:9092'))
+    : undefined;
+  const listenerName = hostListener?.split('://')[0];
+  const listens = new RegExp(`(^|,)${listenerName}://[^:,]*:${kafkaTarget}(,|$)`);
+  if (
+    kafkaName !== 'kafka-1' ||
+    !hostListener ||
+    !listens.test(envOf(kafkaSvc ?? {}).KAFKA_LISTENERS ?? '')
+  )
+    problems.push(
+      'host port 9092 is not kafka-1 advertising localhost:9092 on the listener it publishes',
+    );
+
   return problems;
 }
 
@@ -304,57 +600,180 @@ describe('docker-compose.yml', () => {
     expect(invariantProblems(compose)).toEqual([]);
   });
 
-  it('runs the expected replicas and shared settings', () => {
+  it('runs the cluster topology: two of every process, every broker, the Temporal frontend', () => {
     const svc = new Map(services(compose));
-    for (const name of ['worker-orders', 'worker-email', 'worker-webhooks', 'worker-events']) {
+    for (const name of [
+      'relay',
+      'worker-orders',
+      'worker-email',
+      'worker-webhooks',
+      'worker-events',
+      'consumer-analytics',
+      'consumer-inventory',
+    ]) {
       const deploy = svc.get(name)?.deploy;
-      expect(isRecord(deploy) && deploy.replicas, name).toBeGreaterThanOrEqual(2);
+      expect(isRecord(deploy) && deploy.replicas, name).toBe(CLUSTER_REPLICAS);
     }
-    // The API only commits; a relay service starts the workflows.
+    // Two API services, one host port each (DESIGN.md: :3000 and :3001).
+    for (const [name, port] of [
+      ['api-1', '3000:3000'],
+      ['api-2', '3001:3000'],
+    ] as const) {
+      expect(svc.get(name)?.command, name).toEqual(['node', 'dist/src/api/server.js']);
+      expect(svc.get(name)?.ports, name).toEqual([port]);
+      // The API only commits; a relay service starts the workflows.
+      expect(svc.get(name)?.environment, name).toMatchObject({ WORKFLOW_START_MODE: 'relay' });
+    }
     expect(svc.get('relay')?.command).toEqual(['node', 'dist/src/api/relay.js']);
-    expect(svc.get('api')?.environment).toMatchObject({ WORKFLOW_START_MODE: 'relay' });
     const env = compose['x-app-env'];
     expect(env).toMatchObject({
       DATABASE_URL: 'postgresql://orderflow:orderflow@postgres:5432/orderflow',
-      TEMPORAL_ADDRESS: 'temporal:7233',
+      TEMPORAL_ADDRESS: 'temporal-frontend:7233',
       TEMPORAL_NAMESPACE: 'default',
-      KAFKA_BROKERS: 'kafka:9092',
+      KAFKA_BROKERS: 'kafka-1:9092,kafka-2:9092,kafka-3:9092',
       SMTP_URL: 'smtp://smtp:1025',
     });
     // Hostnames in the shared settings are services of this file.
     expect([...svc.keys()]).toEqual(
-      expect.arrayContaining(['postgres', 'temporal', 'kafka', 'smtp']),
+      expect.arrayContaining([
+        'postgres',
+        'temporal-schema',
+        'temporal-history',
+        'temporal-matching',
+        'temporal-frontend',
+        'temporal-worker',
+        'temporal-setup',
+        'temporal-ui',
+        'kafka-1',
+        'kafka-2',
+        'kafka-3',
+        'smtp',
+      ]),
     );
+    // No single-node leftovers.
+    expect([...svc.keys()]).not.toEqual(expect.arrayContaining(['temporal']));
+    expect([...svc.keys()]).not.toEqual(expect.arrayContaining(['kafka']));
+  });
+
+  it('pins the images to the releases the cluster topology runs (scripts/lib/tools.ts)', () => {
+    const svc = new Map(services(compose));
+    const server = versions.temporalServer.replace(/^v/, '');
+    const images: [string, string][] = [
+      ...TEMPORAL_SERVICES.map((s): [string, string] => [
+        `temporal-${s}`,
+        `temporalio/server:${server}`,
+      ]),
+      ['temporal-schema', `temporalio/admin-tools:${server}`],
+      ['temporal-setup', `temporalio/admin-tools:${server}`],
+      ['temporal-ui', `temporalio/ui:${versions.temporalUiServer.replace(/^v/, '')}`],
+      ...KAFKA_NODES.map((n): [string, string] => [n, `apache/kafka:${versions.kafka}`]),
+    ];
+    for (const [name, image] of images) expect(svc.get(name)?.image, name).toBe(image);
+  });
+
+  it('runs each Temporal service as the cluster runner does, from the shared config file', () => {
+    const svc = new Map(services(compose));
+    for (const service of TEMPORAL_SERVICES) {
+      const s = svc.get(`temporal-${service}`) ?? {};
+      expect(s.image, service).toBe('temporalio/server:1.32.0');
+      expect(s.volumes, service).toEqual([
+        './deploy/temporal/config.yaml:/etc/temporal/orderflow/config.yaml:ro',
+        './deploy/temporal/dynamicconfig.yaml:/etc/temporal/orderflow/dynamicconfig.yaml:ro',
+      ]);
+      expect(s.command, service).toEqual(
+        temporalServiceArgs(service, '/etc/temporal/orderflow/config.yaml'),
+      );
+      expect(s.command, service).toEqual(expect.arrayContaining(['start', '--service', service]));
+      expect(s.environment, service).toMatchObject({
+        BIND_ON_IP: '0.0.0.0',
+        TEMPORAL_BROADCAST_ADDRESS: '',
+        FRONTEND_ADDRESS: 'temporal-frontend:7233',
+      });
+    }
+    // The schema job and the namespace job use the admin tools of the same server release.
+    expect(svc.get('temporal-schema')?.image).toBe('temporalio/admin-tools:1.32.0');
+    expect(svc.get('temporal-setup')?.image).toBe('temporalio/admin-tools:1.32.0');
+    expect(svc.get('temporal-ui')?.image).toBe('temporalio/ui:2.54.1');
+    // The schema steps of setUpTemporalDatabases, for both databases.
+    const schema = JSON.stringify(svc.get('temporal-schema')?.command);
+    for (const step of [
+      'create-database',
+      'setup-schema -v 0.0',
+      'update-schema -d',
+      'temporal:temporal',
+      'temporal_visibility:visibility',
+      '/etc/temporal/schema/postgresql/v12/',
+    ])
+      expect(schema).toContain(step);
+    const setup = JSON.stringify(svc.get('temporal-setup')?.command);
+    for (const step of [
+      'namespace create --namespace default',
+      'search-attribute create --namespace default',
+      '--name OrderStatus --type Keyword',
+    ])
+      expect(setup).toContain(step);
+  });
+
+  it('configures the Kafka nodes from the shared file and only node-specific values', () => {
+    const svc = new Map(services(compose));
+    const ids = new Set<string>();
+    for (const [i, name] of KAFKA_NODES.entries()) {
+      const s = svc.get(name) ?? {};
+      expect(s.image, name).toBe('apache/kafka:4.1.1');
+      expect(s.volumes, name).toContain(
+        './deploy/kafka/cluster.properties:/mnt/shared/config/server.properties:ro',
+      );
+      const env = envOf(s);
+      expect(env.KAFKA_NODE_ID, name).toBe(String(i + 1));
+      expect(env.KAFKA_CONTROLLER_QUORUM_VOTERS, name).toBe(
+        '1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093',
+      );
+      ids.add(env.CLUSTER_ID ?? '');
+      // Nothing of the replication settings comes from the environment.
+      for (const key of Object.keys(env).filter((k) => k.startsWith('KAFKA_')))
+        expect(sharedKafkaProps.get(kafkaPropertyOf(key)) ?? env[key], key).toBe(env[key]);
+    }
+    expect(ids.size).toBe(1);
+    expect(sharedKafkaProps.get('default.replication.factor')).toBe('3');
+    expect(sharedKafkaProps.get('min.insync.replicas')).toBe('2');
+    expect(kafkaNodeKeys.sort()).toEqual([
+      'advertised.listeners',
+      'controller.quorum.voters',
+      'listener.security.protocol.map',
+      'listeners',
+      'log.dirs',
+      'node.id',
+    ]);
+    expect(svc.get('kafka-1')?.ports).toEqual(['9092:9094']);
   });
 
   it('runs the API with keys from a secret, which its own start-up check accepts', () => {
-    const api = new Map(services(compose)).get('api') ?? {};
-    const env = Object.fromEntries(
-      Object.entries(isRecord(api.environment) ? api.environment : {}).map(([k, v]) => [
-        k,
-        String(v),
-      ]),
-    );
-    // The secret is mounted where API_KEYS_FILE points, from a file of the project.
-    expect(api.secrets).toEqual(['api_keys']);
-    expect(env.API_KEYS_FILE).toBe('/run/secrets/api_keys');
-    expect(compose.secrets).toEqual({ api_keys: { file: './secrets/api-keys' } });
-    expect(env.API_ALLOW_ANONYMOUS).toBeUndefined();
-    // What the container sees, with a key in the secret file: the API starts.
-    const dir = mkdtempSync(path.join(tmpdir(), 'orderflow-compose-'));
-    try {
-      const secret = path.join(dir, 'api-keys');
-      writeFileSync(secret, `${'k'.repeat(32)}\n`);
-      const access = apiAccessOf(loadConfig({ ...env, API_KEYS_FILE: secret }));
-      expect(access).toMatchObject({ apiKeys: ['k'.repeat(32)], anonymous: false });
-      expect(access.metrics).toBe('elsewhere');
-      // Without the secret, the same environment is refused, naming API_KEYS.
-      const keyless = { ...env };
-      delete keyless.API_KEYS_FILE;
-      expect(() => apiAccessOf(loadConfig(keyless))).toThrow(/API_KEYS/);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
+    for (const name of ['api-1', 'api-2']) {
+      const api = new Map(services(compose)).get(name) ?? {};
+      const env = envOf(api);
+      // The secret is mounted where API_KEYS_FILE points, from a file of the project.
+      expect(api.secrets, name).toEqual(['api_keys']);
+      expect(env.API_KEYS_FILE, name).toBe('/run/secrets/api_keys');
+      expect(env.API_ALLOW_ANONYMOUS, name).toBeUndefined();
+      expect(env.NODE_ENV, name).toBe('production');
+      expect(env.API_METRICS_PORT, name).toBe('9464');
+      // What the container sees, with a key in the secret file: the API starts.
+      const dir = mkdtempSync(path.join(tmpdir(), 'orderflow-compose-'));
+      try {
+        const secret = path.join(dir, 'api-keys');
+        writeFileSync(secret, `${'k'.repeat(32)}\n`);
+        const access = apiAccessOf(loadConfig({ ...env, API_KEYS_FILE: secret }));
+        expect(access).toMatchObject({ apiKeys: ['k'.repeat(32)], anonymous: false });
+        expect(access.metrics).toBe('elsewhere');
+        // Without the secret, the same environment is refused, naming API_KEYS.
+        const keyless = { ...env };
+        delete keyless.API_KEYS_FILE;
+        expect(() => apiAccessOf(loadConfig(keyless))).toThrow(/API_KEYS/);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     }
+    expect(compose.secrets).toEqual({ api_keys: { file: './secrets/api-keys' } });
   });
 
   it('references entry points that exist in the repository', () => {
@@ -378,6 +797,16 @@ describe('docker-compose.yml', () => {
   });
 });
 
+/** Sets (or, with undefined, removes) variables of a service's environment, on a copy (anchors share it). */
+function setEnv(svc: Doc, patch: Record<string, string | undefined>): void {
+  const env: Record<string, string> = { ...envOf(svc) };
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === undefined) delete env[k];
+    else env[k] = v;
+  }
+  svc.environment = env;
+}
+
 describe('the checks reject broken compose files', () => {
   const broken = (mutate: (doc: Doc, svc: (name: string) => Doc) => void): Doc => {
     const doc = clone(compose);
@@ -391,13 +820,13 @@ describe('the checks reject broken compose files', () => {
 
   it('schema: unknown service key, bad depends_on condition, wrong types, unknown top-level key', () => {
     const cases: [string, Doc][] = [
-      ['unknown key', broken((_, s) => (s('api').restart_policy = 'always'))],
+      ['unknown key', broken((_, s) => (s('api-1').restart_policy = 'always'))],
       [
         'bad condition',
-        broken((_, s) => (s('api').depends_on = { migrate: { condition: 'service_ready' } })),
+        broken((_, s) => (s('api-1').depends_on = { migrate: { condition: 'service_ready' } })),
       ],
       ['replicas type', broken((_, s) => (s('worker-orders').deploy = { replicas: [2] }))],
-      ['command type', broken((_, s) => (s('api').command = { run: 'node' }))],
+      ['command type', broken((_, s) => (s('api-1').command = { run: 'node' }))],
       ['top-level key', broken((doc) => (doc.service = {}))],
       ['service name', broken((doc) => ((doc.services as Doc)['bad name!'] = { image: 'x:1' }))],
     ];
@@ -405,7 +834,7 @@ describe('the checks reject broken compose files', () => {
   });
 
   it('YAML: ambiguous scalars and duplicate keys are refused', () => {
-    const sexagesimal = composeText.replace("- '9094:9094'", '- 22:22');
+    const sexagesimal = composeText.replace("- '8233:8080'", '- 22:22');
     expect(parseYaml(sexagesimal, '1.1')).not.toEqual(parseYaml(sexagesimal, '1.2'));
     const duplicate = composeText.replace('  postgres:\n', '  postgres:\n    image: postgres:15\n');
     expect(() => parseYaml(duplicate, '1.2')).toThrow();
@@ -420,8 +849,8 @@ describe('the checks reject broken compose files', () => {
       ],
       [
         'tsx at run time',
-        broken((_, s) => (s('api').command = ['node', '--import', 'tsx', 'src/api/server.ts'])),
-        /api: runs tsx/,
+        broken((_, s) => (s('api-1').command = ['node', '--import', 'tsx', 'src/api/server.ts'])),
+        /api-1: runs tsx/,
       ],
       [
         'no replicas',
@@ -442,17 +871,17 @@ describe('the checks reject broken compose files', () => {
         }),
         /worker-email: environment lacks KAFKA_BROKERS/,
       ],
-      ['latest', broken((_, s) => (s('kafka').image = 'apache/kafka:latest')), /kafka: image/],
+      ['latest', broken((_, s) => (s('kafka-1').image = 'apache/kafka:latest')), /kafka-1: image/],
       ['untagged', broken((_, s) => (s('postgres').image = 'postgres')), /postgres: image/],
       [
         'unknown dependency',
-        broken((_, s) => (s('api').depends_on = { database: { condition: 'service_started' } })),
-        /api: depends_on unknown service "database"/,
+        broken((_, s) => (s('api-1').depends_on = { database: { condition: 'service_started' } })),
+        /api-1: depends_on unknown service "database"/,
       ],
       [
         'healthy without healthcheck',
-        broken((_, s) => delete s('kafka').healthcheck),
-        /waits for kafka to be healthy, but kafka has no healthcheck/,
+        broken((_, s) => delete s('kafka-1').healthcheck),
+        /waits for kafka-1 to be healthy, but kafka-1 has no healthcheck/,
       ],
       [
         'completion of a restarting service',
@@ -461,7 +890,7 @@ describe('the checks reject broken compose files', () => {
       ],
       [
         'cycle',
-        broken((_, s) => (s('postgres').depends_on = ['api'])),
+        broken((_, s) => (s('postgres').depends_on = ['api-1'])),
         /depends_on cycle: .*postgres/,
       ],
       [
@@ -473,6 +902,160 @@ describe('the checks reject broken compose files', () => {
         'stray $',
         broken((_, s) => (s('temporal-setup').command = ['echo $i'])),
         /temporal-setup\.command\[0\]: unescaped "\$"/,
+      ],
+      // The cluster topology, from the shared files.
+      [
+        'temporal service without the shared config',
+        broken((_, s) => (s('temporal-matching').volumes = [])),
+        /temporal-matching: does not mount deploy\/temporal\/config\.yaml read-only/,
+      ],
+      [
+        'temporal config mounted writable',
+        broken(
+          (_, s) =>
+            (s('temporal-history').volumes = [
+              './deploy/temporal/config.yaml:/etc/temporal/orderflow/config.yaml',
+              './deploy/temporal/dynamicconfig.yaml:/etc/temporal/orderflow/dynamicconfig.yaml:ro',
+            ]),
+        ),
+        /temporal-history: does not mount deploy\/temporal\/config\.yaml read-only/,
+      ],
+      [
+        'temporal service running another service',
+        broken(
+          (_, s) =>
+            (s('temporal-worker').command = temporalServiceArgs(
+              'frontend',
+              '/etc/temporal/orderflow/config.yaml',
+            )),
+        ),
+        /temporal-worker: command is not `.*start --service worker`/,
+      ],
+      [
+        'temporal service with its own config',
+        broken((_, s) => (s('temporal-frontend').command = ['--env', 'docker', 'start'])),
+        /temporal-frontend: command is not/,
+      ],
+      [
+        'temporal variable the template does not read',
+        broken((_, s) => setEnv(s('temporal-history'), { PROMETHEUS_ENDPOINT: '0.0.0.0:8000' })),
+        /temporal-history: sets PROMETHEUS_ENDPOINT, which deploy\/temporal\/config\.yaml does not read/,
+      ],
+      [
+        'temporal broadcast address as a name',
+        broken((_, s) =>
+          setEnv(s('temporal-matching'), { TEMPORAL_BROADCAST_ADDRESS: 'temporal-matching' }),
+        ),
+        /temporal-matching: TEMPORAL_BROADCAST_ADDRESS must be an IP/,
+      ],
+      [
+        'temporal service before history',
+        broken(
+          (_, s) =>
+            (s('temporal-frontend').depends_on = {
+              'temporal-schema': { condition: 'service_completed_successfully' },
+            }),
+        ),
+        /temporal-frontend: must wait for temporal-history to be healthy/,
+      ],
+      [
+        'temporal service before the schema',
+        broken(
+          (_, s) =>
+            (s('temporal-history').depends_on = { postgres: { condition: 'service_healthy' } }),
+        ),
+        /temporal-history: does not wait for the schema job to complete/,
+      ],
+      [
+        'temporal service missing',
+        broken((doc) => delete (doc.services as Doc)['temporal-worker']),
+        /no service temporal-worker/,
+      ],
+      [
+        'kafka node without the shared file',
+        broken((_, s) => (s('kafka-2').volumes = ['kafka2data:/var/lib/kafka/data'])),
+        /kafka-2: does not mount deploy\/kafka\/cluster\.properties at \/mnt\/shared\/config\/server\.properties/,
+      ],
+      [
+        'kafka node id',
+        broken((_, s) => setEnv(s('kafka-3'), { KAFKA_NODE_ID: '1' })),
+        /kafka-3: KAFKA_NODE_ID is not 3/,
+      ],
+      [
+        'kafka voters missing a node',
+        broken((_, s) =>
+          setEnv(s('kafka-1'), { KAFKA_CONTROLLER_QUORUM_VOTERS: '1@kafka-1:9093,2@kafka-2:9093' }),
+        ),
+        /kafka-1: controller\.quorum\.voters is not 1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093/,
+      ],
+      [
+        'kafka environment overriding a shared setting',
+        broken((_, s) => setEnv(s('kafka-2'), { KAFKA_MIN_INSYNC_REPLICAS: '1' })),
+        /kafka-2: min\.insync\.replicas=1 overrides min\.insync\.replicas=2 of deploy\/kafka\/cluster\.properties/,
+      ],
+      [
+        'kafka node-specific setting missing',
+        broken((_, s) => setEnv(s('kafka-1'), { KAFKA_LOG_DIRS: undefined })),
+        /kafka-1: node-specific log\.dirs is not set/,
+      ],
+      [
+        'kafka nodes of different clusters',
+        broken((_, s) => setEnv(s('kafka-3'), { CLUSTER_ID: 'MkU3OEVBNTcwNTJENDM2Qk' })),
+        /the nodes have different CLUSTER_IDs/,
+      ],
+      [
+        'one relay',
+        broken((_, s) => (s('relay').deploy = { replicas: 1 })),
+        /2 processes of "node dist\/src\/api\/relay\.js" expected, 1 found/,
+      ],
+      [
+        'one API',
+        broken((doc) => delete (doc.services as Doc)['api-2']),
+        /2 processes of "node dist\/src\/api\/server\.js" expected, 1 found/,
+      ],
+      [
+        'three consumers',
+        broken((_, s) => (s('consumer-analytics').deploy = { replicas: 3 })),
+        /2 processes of "node dist\/src\/consumers\/analytics\.js" expected, 3 found/,
+      ],
+      [
+        'one broker listed',
+        broken((_, s) => setEnv(s('worker-events'), { KAFKA_BROKERS: 'kafka-1:9092' })),
+        /worker-events: KAFKA_BROKERS is not every broker \(kafka-1:9092,kafka-2:9092,kafka-3:9092\)/,
+      ],
+      [
+        'second API port',
+        broken((_, s) => (s('api-2').ports = ['3002:3000'])),
+        /host port 3001 is not published by an API service/,
+      ],
+      [
+        'API port to the wrong container port',
+        broken((_, s) => (s('api-1').ports = ['3000:3001'])),
+        /host port 3000 is not published by an API service/,
+      ],
+      [
+        'UI port',
+        broken((_, s) => (s('temporal-ui').ports = ['8080:8080'])),
+        /host port 8233 is not published by temporal-ui/,
+      ],
+      [
+        'frontend port',
+        broken((_, s) => delete s('temporal-frontend').ports),
+        /host port 7233 is not published by temporal-frontend/,
+      ],
+      [
+        'Kafka bootstrap port',
+        broken((_, s) => (s('kafka-1').ports = ['9094:9094'])),
+        /host port 9092 is not kafka-1/,
+      ],
+      [
+        'Kafka bootstrap advertised elsewhere',
+        broken((_, s) =>
+          setEnv(s('kafka-1'), {
+            KAFKA_ADVERTISED_LISTENERS: 'PLAINTEXT://kafka-1:9092,HOST://localhost:9094',
+          }),
+        ),
+        /host port 9092 is not kafka-1 advertising localhost:9092/,
       ],
     ];
     for (const [label, doc, expected] of cases) {
