@@ -1,13 +1,16 @@
 /**
  * The chaos run's webhook subscriber: an endpoint registered through the API
- * whose receiver on 127.0.0.1 verifies every request's Standard Webhooks
+ * whose receiver on 127.0.0.1 (chaos-receiver-process.ts, a process of its
+ * own at a raised CPU priority, so its timestamps are not delayed by the
+ * runner's work or the stack's) verifies every request's Standard Webhooks
  * signature with the secret the API returned, records it (webhook-id, body,
- * answer), and answers 204 after an optional delay (so deliveries overlap and
- * a killed webhooks worker dies mid-request), or 503 while an outage is on.
+ * answer, arrival time), and answers 204 after an optional delay (so
+ * deliveries overlap and a killed webhooks worker dies mid-request), or 503
+ * while an outage is on.
  */
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { Webhook } from 'standardwebhooks';
+import { fork } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
 import { registerEndpoint } from '../support/api.ts';
 
 export interface Delivery {
@@ -17,6 +20,7 @@ export interface Delivery {
   verifyError?: string;
   /** The status the receiver answered (503 during an outage). */
   status: number;
+  /** When the request arrived at the receiver (Unix ms). */
   at: number;
 }
 
@@ -30,52 +34,60 @@ export interface ChaosSubscriber {
   close(): Promise<void>;
 }
 
+type ReceiverMessage =
+  | { kind: 'listening'; port: number }
+  | { kind: 'arrived' }
+  | { kind: 'answered' }
+  | { kind: 'delivery'; delivery: Delivery };
+
+/** Niceness of the receiver: it stands for a system on another machine, so it waits for no one's CPU. */
+const RECEIVER_NICENESS = -10;
+
 export async function startChaosSubscriber(
   apiUrl: string,
   opts: { delayMs: number },
 ): Promise<ChaosSubscriber> {
   const deliveries: Delivery[] = [];
-  const auth: { verifier?: Webhook } = {};
   let inFlight = 0;
-  const state = { failing: false };
-
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    inFlight++;
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const body = Buffer.concat(chunks).toString('utf8');
-      const status = !auth.verifier || state.failing ? 503 : 204;
-      const d: Delivery = {
-        webhookId: String(req.headers['webhook-id'] ?? ''),
-        body,
-        verified: false,
-        status,
-        at: Date.now(),
-      };
-      try {
-        auth.verifier?.verify(body, req.headers as Record<string, string>);
-        d.verified = auth.verifier !== undefined;
-      } catch (err) {
-        d.verifyError = err instanceof Error ? err.message : String(err);
-      }
-      deliveries.push(d);
-      setTimeout(() => {
-        inFlight--;
-        if (!res.destroyed) res.writeHead(status).end(status === 503 ? 'chaos: receiver down' : '');
-      }, opts.delayMs);
+  let failing = false;
+  const child = fork(
+    path.join(import.meta.dirname, 'chaos-receiver-process.ts'),
+    [String(opts.delayMs)],
+    { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
+  );
+  try {
+    if (child.pid) os.setPriority(child.pid, RECEIVER_NICENESS);
+  } catch {
+    /* not allowed (not root): the receiver runs at normal priority */
+  }
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error('chaos receiver did not start in 30 s')),
+      30_000,
+    );
+    child.once('exit', (code) => reject(new Error(`chaos receiver exited with ${code}`)));
+    child.on('message', (m: ReceiverMessage) => {
+      if (m.kind === 'listening') {
+        clearTimeout(timer);
+        resolve(m.port);
+      } else if (m.kind === 'arrived') inFlight++;
+      else if (m.kind === 'answered') inFlight--;
+      else deliveries.push(m.delivery);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-
+  const close = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+  };
   const created = await registerEndpoint(apiUrl, `http://127.0.0.1:${port}/hooks`).catch(
-    (e: unknown) => {
-      server.close();
+    async (e: unknown) => {
+      await close();
       throw e;
     },
   );
-  auth.verifier = new Webhook(created.secret);
+  child.send({ secret: created.secret });
 
   return {
     endpointId: created.id,
@@ -84,14 +96,12 @@ export async function startChaosSubscriber(
       return inFlight;
     },
     get failing() {
-      return state.failing;
+      return failing;
     },
     set failing(v: boolean) {
-      state.failing = v;
+      failing = v;
+      child.send({ failing: v });
     },
-    async close() {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
+    close,
   };
 }
