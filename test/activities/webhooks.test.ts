@@ -28,6 +28,7 @@ import {
 } from '../../src/webhooks/ssrf-guard.ts';
 import { useWebhookFixture } from '../support/webhook-fixture.ts';
 import { startWebhookReceiver } from '../support/webhook-receiver.ts';
+import { mostInWindow } from '../support/windows.ts';
 
 const fx = useWebhookFixture(inject('stack').DATABASE_URL);
 
@@ -393,16 +394,6 @@ describe('the webhook rate gate', () => {
       R,
       () => Promise<R>
     >(body);
-  /** Most requests whose arrival falls in any one window of `ms` (sliding, from each arrival). */
-  const mostInWindow = (times: number[], ms: number) => {
-    const t = [...times].sort((a, b) => a - b);
-    let most = 0;
-    for (let i = 0, j = 0; i < t.length; i++) {
-      while (t[i]! - t[j]! >= ms) j++;
-      most = Math.max(most, i - j + 1);
-    }
-    return most;
-  };
 
   it('spaces the sends of concurrent deliveries from several workers to the rate, as the receiver sees them', async () => {
     const rate = 20;

@@ -25,6 +25,7 @@ import {
   orderPlacedEventId,
   webhookMessageId,
 } from '../../src/shared/events.ts';
+import { mostInWindow } from '../support/windows.ts';
 import { startChaosSubscriber, type ChaosSubscriber } from './chaos-subscriber.ts';
 import { startChaosTarget, type ChaosTarget, type Topology } from './chaos-target.ts';
 
@@ -825,17 +826,6 @@ async function auditEmail(
   };
 }
 
-/** The most of `times` (ms, any order) within any window of `windowMs`. */
-export function maxInWindow(times: number[], windowMs: number): number {
-  const sorted = [...times].sort((a, b) => a - b);
-  let max = 0;
-  for (let i = 0, j = 0; i < sorted.length; i++) {
-    while (sorted[i]! - sorted[j]! >= windowMs) j++;
-    max = Math.max(max, i - j + 1);
-  }
-  return max;
-}
-
 /**
  * For each fault, the longest stretch without a completed order (orders.updated_at
  * of the COMPLETED ones) that overlaps the fault's window, from its start to the
@@ -891,7 +881,7 @@ function auditWebhooks(
     duplicateTimes,
     idsWithDifferentPayloads: [...bodies].filter(([, s]) => s.size > 1).map(([id]) => id),
     missing: wanted.filter((w) => !delivered.has(w)).length,
-    maxInOneSecond: maxInWindow(
+    maxInOneSecond: mostInWindow(
       sub.deliveries.map((d) => d.at),
       1000,
     ),
