@@ -27,6 +27,7 @@ import {
 } from '../../src/shared/events.ts';
 import { mostInWindow } from '../support/windows.ts';
 import { startChaosSubscriber, type ChaosSubscriber } from './chaos-subscriber.ts';
+import { metricsUrlOf } from '../../scripts/lib/stack-runner.ts';
 import { startChaosTarget, type ChaosTarget, type Topology } from './chaos-target.ts';
 
 // ---------------------------------------------------------------- settings
@@ -233,6 +234,11 @@ export interface ChaosResult {
     /** The most deliveries (any answer) the receiver saw within one second, and the limit set. */
     maxInOneSecond: number;
     ratePerSecond: number;
+    /**
+     * Deliveries each webhook worker process made since its latest start (its
+     * orderflow_webhook_deliveries_total{outcome="delivered"}), by process name.
+     */
+    perWorker: Record<string, number | null>;
   };
   temporalRunning: number | null;
   /** Processes that died on their own and were started again by the run's supervisor. */
@@ -613,7 +619,10 @@ export async function runChaos(
     const consumersResult = await checkConsumers(db, orders);
     const kafka = await auditKafka(app.env.KAFKA_BROKERS, new Set(ids));
     const email = await auditEmail(app.env.MAIL_API_URL, db, ids);
-    const webhooks = auditWebhooks(sub, ids, webhookRate);
+    const webhooks = {
+      ...auditWebhooks(sub, ids, webhookRate),
+      perWorker: await deliveriesPerWebhookWorker(app),
+    };
     await completionStalls(db, ids, faults, loadStart, settings.gapS);
     const temporalRunning = await countRunning(connection);
 
@@ -856,11 +865,30 @@ async function completionStalls(
   }
 }
 
+/** Each running webhook worker's delivered count from its /metrics (null when unreadable). */
+async function deliveriesPerWebhookWorker(
+  app: ChaosTarget,
+): Promise<Record<string, number | null>> {
+  const out: Record<string, number | null> = {};
+  for (const [name, proc] of app.apps) {
+    if (appOf(name) !== 'worker-webhooks') continue;
+    const url = metricsUrlOf(proc);
+    try {
+      const text = await (await fetch(url!, { signal: AbortSignal.timeout(5000) })).text();
+      const line = /^orderflow_webhook_deliveries_total\{outcome="delivered"\} (\d+)/m.exec(text);
+      out[name] = line ? Number(line[1]) : 0;
+    } catch {
+      out[name] = null;
+    }
+  }
+  return out;
+}
+
 function auditWebhooks(
   sub: ChaosSubscriber,
   ids: string[],
   ratePerSecond: number,
-): ChaosResult['webhooks'] {
+): Omit<ChaosResult['webhooks'], 'perWorker'> {
   const bodies = new Map<string, Set<string>>();
   const delivered = new Map<string, number>();
   const duplicateTimes: number[] = [];
@@ -1016,6 +1044,12 @@ function chaosReport(
     r.webhooks.idsWithDifferentPayloads.length,
   );
   row('orders without a successful webhook delivery', r.webhooks.missing);
+  row(
+    'webhook deliveries per webhook worker process (since its latest start)',
+    Object.entries(r.webhooks.perWorker)
+      .map(([k, v]) => `${k} ${v ?? 'unknown'}`)
+      .join(', '),
+  );
   row(
     'webhook requests in the busiest second at the receiver / WEBHOOK_RATE_PER_SECOND',
     `${r.webhooks.maxInOneSecond} / ${r.webhooks.ratePerSecond}`,

@@ -42,4 +42,8 @@ it('loses no accepted order through kill -9 of a Kafka broker, the Temporal hist
   expect(result.faults.map((f) => f.fault)).toEqual(settings.faults);
   // The limit was binding: deliveries were paced by it, not by the offered load.
   expect(result.webhooks.maxInOneSecond).toBeGreaterThanOrEqual(2);
+  // And it held across two processes: both webhook workers delivered.
+  const perWorker = Object.values(result.webhooks.perWorker);
+  expect(perWorker).toHaveLength(2);
+  for (const n of perWorker) expect(n).toBeGreaterThan(0);
 }, 1_200_000);
