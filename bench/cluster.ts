@@ -22,7 +22,8 @@ import { tmpStackDir } from '../scripts/lib/stack.ts';
 import { provisionAll, provisionTemporalServer, versions } from '../scripts/lib/tools.ts';
 import { closedLoop } from './lib/closed-loop.ts';
 import { cpuMsPer } from './lib/cpu-per-order.ts';
-import { CompletionWatcher, codeMeasured, log, postOrder } from './lib/e2e-kit.ts';
+import { CompletionWatcher, codeMeasured, delay, log, postOrder } from './lib/e2e-kit.ts';
+import { coresBetween, procSnapshot } from './lib/proc-stats.ts';
 import { fmtNum as f } from './lib/report-format.ts';
 import { freeResultBase, resultsDir } from './lib/results.ts';
 import { labelEnv } from './lib/settings.ts';
@@ -32,6 +33,8 @@ const settings = {
   seconds: intEnv('BENCH_SUSTAINED_S', 60, 1, 3600),
   warmupS: intEnv('BENCH_SUSTAINED_WARMUP_S', 10, 0, 600),
   inFlight: intEnv('BENCH_SUSTAINED_IN_FLIGHT', 200, 1, 5000),
+  /** Seconds of the idle window measured before the load (what the topology costs at rest). */
+  idleS: intEnv('BENCH_CLUSTER_IDLE_S', 20, 5, 600),
   label: labelEnv(),
 };
 
@@ -77,6 +80,12 @@ async function main(): Promise<void> {
     const readyS = (Date.now() - started) / 1000;
     log(`cluster ready in ${readyS.toFixed(0)} s (infrastructure ${infraS.toFixed(0)} s)`);
     db = new pg.Pool({ connectionString: env.DATABASE_URL, max: 4 });
+    // At rest first: pollers, heartbeats, shard timers and fetch loops cost CPU without orders.
+    await delay(10_000);
+    log(`idle: ${settings.idleS} s`);
+    const idleFrom = procSnapshot();
+    await delay(settings.idleS * 1000);
+    const idleCores = coresBetween(idleFrom, procSnapshot(), stack.procs);
     const apis = cluster.api.map((p) => `http://127.0.0.1:${p}`);
     log(
       `sustained: ${settings.inFlight} in flight, ${settings.warmupS} s warm-up + ${settings.seconds} s`,
@@ -94,6 +103,25 @@ async function main(): Promise<void> {
 
     const per = (pick: (name: string) => boolean) =>
       cpuMsPer(loop.cores, loop.seconds, loop.completed, pick);
+    const stackProc = (k: string) => stack.procs.some((p) => p.name === k);
+    const sumCores = (cores: Record<string, number>, pick: (name: string) => boolean) =>
+      Object.entries(cores)
+        .filter(([k]) => stackProc(k) && pick(k))
+        .reduce((a, [, v]) => a + v, 0);
+    /** Cores at rest, under load, and the CPU ms each order adds on top of rest. */
+    const costOf = (pick: (name: string) => boolean) => {
+      const idle = sumCores(idleCores, pick);
+      const loaded = sumCores(loop.cores, pick);
+      return {
+        idleCores: Math.round(idle * 1000) / 1000,
+        loadedCores: Math.round(loaded * 1000) / 1000,
+        msPerOrder: per(pick),
+        marginalMsPerOrder:
+          loop.completed > 0
+            ? Math.round((((loaded - idle) * loop.seconds * 1000) / loop.completed) * 10) / 10
+            : NaN,
+      };
+    };
     const groups = [
       ...new Set(
         Object.keys(loop.cores)
@@ -101,9 +129,7 @@ async function main(): Promise<void> {
           .map(groupOf),
       ),
     ].sort();
-    const byGroup = Object.fromEntries(
-      groups.map((g) => [g, per((k) => stack.procs.some((p) => p.name === k) && groupOf(k) === g)]),
-    );
+    const byGroup = Object.fromEntries(groups.map((g) => [g, costOf((k) => groupOf(k) === g)]));
     const temporal = per((k) => k.startsWith('temporal-') && k !== 'temporal-ui');
     const apps = per((k) => /^(api|relay|worker-|consumer-)/.test(k));
     const result = {
@@ -119,6 +145,7 @@ async function main(): Promise<void> {
       postErrors: loop.startErrors,
       latencyMs: loop.latencyMs,
       cores: loop.cores,
+      idleCores,
       rssPeakKiB: loop.rssPeakKiB,
       cpuMsPerOrder: {
         byGroup,
@@ -140,6 +167,13 @@ async function main(): Promise<void> {
   }
 }
 
+interface Cost {
+  idleCores: number;
+  loadedCores: number;
+  msPerOrder: number;
+  marginalMsPerOrder: number;
+}
+
 function report(
   r: {
     date: string;
@@ -152,6 +186,7 @@ function report(
     postErrors: number;
     latencyMs: { p50: number; p99: number };
     cores: Record<string, number>;
+    idleCores: Record<string, number>;
     rssPeakKiB: Record<string, number>;
     cpuMsPerOrder: {
       temporalServices: number;
@@ -160,18 +195,18 @@ function report(
       postgresql: number;
     };
   },
-  byGroup: Record<string, number>,
+  byGroup: Record<string, Cost>,
 ): string {
   const lines = [
     `# Cluster topology, sustained end to end (${r.date.slice(0, 16).replace('T', ' ')} UTC)`,
     '',
     `Command: \`npm run bench:cluster\`. Machine: ${r.machine}. Code: ${r.code}.`,
     `Topology: Temporal frontend, history, matching and worker as separate processes on PostgreSQL (fsync on), the Web UI server, three Kafka brokers (RF 3, min.insync 2), two processes of every app. All on this one machine.`,
-    `Closed loop: ${r.settings.inFlight} orders in flight, ${r.settings.warmupS} s warm-up, ${r.settings.seconds} s counted; POSTs alternate between the two APIs.`,
+    `First ${r.settings.idleS} s at rest (no orders), then a closed loop: ${r.settings.inFlight} orders in flight, ${r.settings.warmupS} s warm-up, ${r.settings.seconds} s counted; POSTs alternate between the two APIs.`,
     '',
     '| measure | value |',
     '|---|--:|',
-    `| orders/s COMPLETED | **${f(r.ordersPerS)}** |`,
+    `| orders/s COMPLETED | **${f(r.ordersPerS, 1)}** |`,
     `| orders completed in the window | ${r.completed} |`,
     `| POST → COMPLETED p50 / p99 ms | ${f(r.latencyMs.p50)} / ${f(r.latencyMs.p99)} |`,
     `| POST errors | ${r.postErrors} |`,
@@ -181,21 +216,28 @@ function report(
     `| CPU ms per order: Kafka (3 brokers) | ${f(r.cpuMsPerOrder.kafka)} |`,
     `| CPU ms per order: PostgreSQL | ${f(r.cpuMsPerOrder.postgresql)} |`,
     '',
-    '## CPU ms per completed order, by service and app (replicas summed)',
+    '## CPU by service and app (replicas summed)',
     '',
-    '| service / app | CPU ms per order |',
-    '|---|--:|',
-    ...Object.entries(byGroup).map(([g, v]) => `| ${g} | ${f(v)} |`),
+    'Cores at rest and under load; CPU ms per completed order (all the CPU of the window ÷ orders), and',
+    'the marginal CPU ms per order (what the load added over rest ÷ orders): cores needed ≈ at rest +',
+    'marginal × orders/s ÷ 1000.',
     '',
-    '## Cores and peak RSS per process over the counted window',
+    '| service / app | cores at rest | cores under load | CPU ms per order | marginal CPU ms per order |',
+    '|---|--:|--:|--:|--:|',
+    ...Object.entries(byGroup).map(
+      ([g, c]) =>
+        `| ${g} | ${f(c.idleCores, 3)} | ${f(c.loadedCores, 2)} | ${f(c.msPerOrder)} | ${f(c.marginalMsPerOrder)} |`,
+    ),
     '',
-    '| process | cores | peak RSS MiB |',
-    '|---|--:|--:|',
+    '## Cores and peak RSS per process',
+    '',
+    '| process | cores at rest | cores under load | peak RSS MiB under load |',
+    '|---|--:|--:|--:|',
     ...Object.entries(r.cores)
       .sort(([a], [b]) => a.localeCompare(b))
       .map(
         ([k, v]) =>
-          `| ${k} | ${f(v)} | ${r.rssPeakKiB[k] ? f(Math.round(r.rssPeakKiB[k] / 1024)) : '–'} |`,
+          `| ${k} | ${f(r.idleCores[k], 3)} | ${f(v, 2)} | ${r.rssPeakKiB[k] ? f(r.rssPeakKiB[k] / 1024) : '–'} |`,
       ),
     '',
   ];
