@@ -17,7 +17,7 @@ import {
   startClusterApps,
 } from './lib/cluster.ts';
 import { configuredPorts } from './lib/stack.ts';
-import { metricsUrlOf, printTable, runSupervised, stopLeftovers } from './lib/stack-runner.ts';
+import { addressRows, printTable, runSupervised, stopLeftovers } from './lib/stack-runner.ts';
 import { projectRoot, provisionAll, provisionTemporalServer } from './lib/tools.ts';
 
 const dataDir = path.resolve(
@@ -60,22 +60,13 @@ async function main(): Promise<void> {
           `API ${i + 1}`,
           `http://127.0.0.1:${port}  (GET /healthz, /readyz, /metrics)`,
         ]),
-        ['Temporal Web UI', stack.env.TEMPORAL_UI_URL],
-        ['Temporal frontend', stack.env.TEMPORAL_ADDRESS],
-        [
-          'Temporal services',
-          `history :${t.history}, matching :${t.matching}, worker :${t.worker} (metrics :${t.metrics.frontend}-:${t.metrics.worker})`,
-        ],
-        ['Mail UI (maildev)', stack.env.MAIL_API_URL],
-        ['SMTP', stack.env.SMTP_URL],
-        ['Kafka brokers', stack.env.KAFKA_BROKERS],
-        ['PostgreSQL', stack.env.DATABASE_URL],
-        ['Logs', path.join(dataDir, 'logs')],
+        ...addressRows(stack, dataDir, [
+          [
+            'Temporal services',
+            `history :${t.history}, matching :${t.matching}, worker :${t.worker} (metrics :${t.metrics.frontend}-:${t.metrics.worker})`,
+          ],
+        ]),
       ];
-      for (const proc of stack.procs) {
-        const url = metricsUrlOf(proc);
-        if (url) rows.push([`Metrics ${proc.name}`, url]);
-      }
       printTable(
         `orderflow (cluster topology) is ready in ${((Date.now() - started) / 1000).toFixed(1)} s`,
         rows,

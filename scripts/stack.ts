@@ -11,7 +11,7 @@ import { IDLE_BUSY_NICENESS, parseCpuPriority } from './lib/process.ts';
 import { APP_PROCESSES, Stack, backgroundPriorityOf, configuredPorts } from './lib/stack.ts';
 import {
   appReadiness,
-  metricsUrlOf,
+  addressRows,
   printTable,
   runSupervised,
   stopLeftovers,
@@ -99,20 +99,8 @@ async function main(): Promise<void> {
     ready: () => {
       const rows: [string, string][] = [
         ['API', `http://127.0.0.1:${ports.api}  (GET /healthz, /readyz, /metrics)`],
-        ['Temporal Web UI', stack.env.TEMPORAL_UI_URL],
-        ['Temporal frontend', stack.env.TEMPORAL_ADDRESS],
-        ['Mail UI (maildev)', stack.env.MAIL_API_URL],
-        ['SMTP', stack.env.SMTP_URL],
-        ['Kafka', stack.env.KAFKA_BROKERS],
-        ['PostgreSQL', stack.env.DATABASE_URL],
-        ['Logs', path.join(dataDir, 'logs')],
+        ...addressRows(stack, dataDir),
       ];
-      // Workers and consumers serve /metrics on a port of their own (a free one unless
-      // WORKER_METRICS_PORT / CONSUMER_METRICS_PORT say otherwise), named in their "running" line.
-      for (const proc of stack.procs) {
-        const url = metricsUrlOf(proc);
-        if (url) rows.push([`Metrics ${proc.name}`, url]);
-      }
       printTable(`orderflow is ready in ${((Date.now() - started) / 1000).toFixed(1)} s`, rows, [
         `processes: ${stack.procs.map((p) => p.name).join(', ')}`,
         'Ctrl-C stops everything; data stays in .data/ (npm run stack:reset wipes it).',

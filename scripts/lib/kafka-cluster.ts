@@ -3,11 +3,16 @@
  * and min.insync.replicas 2 by default, settings shared with
  * docker-compose.yml (deploy/kafka/).
  */
-import { Kafka, logLevel } from 'kafkajs';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ComponentError, type ManagedProcess } from './process.ts';
-import { javaCommand, kafkaJvmArgs, newKafkaClusterId, type Stack } from './stack.ts';
+import {
+  describeKafkaCluster,
+  javaCommand,
+  kafkaJvmArgs,
+  newKafkaClusterId,
+  type Stack,
+} from './stack.ts';
 import { projectRoot } from './tools.ts';
 
 export interface KafkaClusterPorts {
@@ -85,33 +90,6 @@ function clusterIdOf(dataDir: string): string {
   const clusterId = newKafkaClusterId();
   fs.writeFileSync(file, `${clusterId}\n`);
   return clusterId;
-}
-
-/**
- * What the cluster at `brokers` (comma list) says about itself: the node ids
- * of its registered (unfenced) brokers and the controller it names; kafkajs
- * asks the first broker of the list that answers.
- */
-export async function describeKafkaCluster(
-  brokers: string,
-  clientId = 'orderflow-stack',
-): Promise<{ brokers: number[]; controller: number | null }> {
-  const kafka = new Kafka({
-    brokers: brokers.split(','),
-    clientId,
-    logLevel: logLevel.NOTHING,
-    retry: { retries: 0 },
-    connectionTimeout: 1000,
-    requestTimeout: 5000,
-  });
-  const admin = kafka.admin();
-  try {
-    await admin.connect();
-    const cluster = await admin.describeCluster();
-    return { brokers: cluster.brokers.map((b) => b.nodeId).sort(), controller: cluster.controller };
-  } finally {
-    await admin.disconnect().catch(() => {});
-  }
 }
 
 /**
@@ -221,3 +199,5 @@ export async function startKafkaCluster(
   );
   return brokers;
 }
+
+export { describeKafkaCluster };

@@ -70,6 +70,34 @@ export function metricsUrlOf(proc: ManagedProcess): string | undefined {
   return /"metricsUrl":"([^"]+)"/.exec(sinceLastStart(tailFile(proc.spec.logFile, 200)))?.[1];
 }
 
+/**
+ * The address rows both runners print after their API rows: Temporal, mail,
+ * Kafka, PostgreSQL, logs (`extra` after the frontend), then the /metrics of
+ * every worker and consumer (a free port unless WORKER_METRICS_PORT /
+ * CONSUMER_METRICS_PORT say otherwise, named in their "running" line).
+ */
+export function addressRows(
+  stack: Stack,
+  dataDir: string,
+  extra: [string, string][] = [],
+): [string, string][] {
+  const rows: [string, string][] = [
+    ['Temporal Web UI', stack.env.TEMPORAL_UI_URL],
+    ['Temporal frontend', stack.env.TEMPORAL_ADDRESS],
+    ...extra,
+    ['Mail UI (maildev)', stack.env.MAIL_API_URL],
+    ['SMTP', stack.env.SMTP_URL],
+    ['Kafka', stack.env.KAFKA_BROKERS],
+    ['PostgreSQL', stack.env.DATABASE_URL],
+    ['Logs', path.join(dataDir, 'logs')],
+  ];
+  for (const proc of stack.procs) {
+    const url = metricsUrlOf(proc);
+    if (url) rows.push([`Metrics ${proc.name}`, url]);
+  }
+  return rows;
+}
+
 export function printTable(title: string, rows: [string, string][], footer: string[]): void {
   const w = Math.max(...rows.map(([k]) => k.length));
   console.log(`\n${title}\n`);

@@ -692,23 +692,37 @@ export function newKafkaClusterId(): string {
   return clusterId;
 }
 
-/** Whether the Kafka cluster at `brokers` (comma-separated) has brokers and a controller. */
-export async function kafkaReady(brokers: string, clientId = 'orderflow-stack'): Promise<boolean> {
+/**
+ * What the cluster at `brokers` (comma list) says about itself: the node ids
+ * of its registered (unfenced) brokers and the controller it names; kafkajs
+ * asks the first broker of the list that answers.
+ */
+export async function describeKafkaCluster(
+  brokers: string,
+  clientId = 'orderflow-stack',
+): Promise<{ brokers: number[]; controller: number | null }> {
   const kafka = new Kafka({
     brokers: brokers.split(','),
     clientId,
     logLevel: logLevel.NOTHING,
     retry: { retries: 0 },
     connectionTimeout: 1000,
+    requestTimeout: 5000,
   });
   const admin = kafka.admin();
   try {
     await admin.connect();
-    const { brokers: list, controller } = await admin.describeCluster();
-    return list.length > 0 && controller !== null && controller >= 0;
+    const cluster = await admin.describeCluster();
+    return { brokers: cluster.brokers.map((b) => b.nodeId).sort(), controller: cluster.controller };
   } finally {
     await admin.disconnect().catch(() => {});
   }
+}
+
+/** Whether the Kafka cluster at `brokers` (comma-separated) has brokers and a controller. */
+export async function kafkaReady(brokers: string, clientId = 'orderflow-stack'): Promise<boolean> {
+  const { brokers: registered, controller } = await describeKafkaCluster(brokers, clientId);
+  return registered.length > 0 && controller !== null && controller >= 0;
 }
 
 /** `kafka-storage format` arguments that create the SCRAM users of KAFKA_SASL_USERS. */
