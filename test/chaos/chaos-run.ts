@@ -241,6 +241,11 @@ export interface ChaosResult {
     perWorker: Record<string, number | null>;
   };
   temporalRunning: number | null;
+  /**
+   * What the Temporal Web UI (its server's API, as the browser reads it) said
+   * of the last accepted order's workflow: its status, or why it could not.
+   */
+  webUi: { workflowId: string; status: string };
   /** Processes that died on their own and were started again by the run's supervisor. */
   unexpectedExits: string[];
   report: string;
@@ -625,6 +630,7 @@ export async function runChaos(
     };
     await completionStalls(db, ids, faults, loadStart, settings.gapS);
     const temporalRunning = await countRunning(connection);
+    const webUi = await webUiStatus(app.env.TEMPORAL_UI_URL, ids.at(-1));
 
     const result: Omit<ChaosResult, 'report'> = {
       settings,
@@ -650,6 +656,7 @@ export async function runChaos(
       email,
       webhooks,
       temporalRunning,
+      webUi,
       unexpectedExits,
     };
     return { ...result, report: chaosReport(result, orders.length, committedAnyway.length) };
@@ -917,6 +924,23 @@ function auditWebhooks(
   };
 }
 
+/** The status the Web UI's server gives for the workflow of order `id` (what its page shows). */
+async function webUiStatus(uiUrl: string, id: string | undefined): Promise<ChaosResult['webUi']> {
+  const workflowId = id ? `order-${id}` : '(no order)';
+  if (!id) return { workflowId, status: 'no accepted order' };
+  try {
+    const res = await fetch(
+      `${uiUrl}/api/v1/namespaces/default/workflows/${encodeURIComponent(workflowId)}`,
+      { signal: AbortSignal.timeout(10_000) },
+    );
+    if (!res.ok) return { workflowId, status: `HTTP ${res.status}` };
+    const body = (await res.json()) as { workflowExecutionInfo?: { status?: string } };
+    return { workflowId, status: body.workflowExecutionInfo?.status ?? 'no status in the answer' };
+  } catch (e) {
+    return { workflowId, status: `no answer: ${String(e)}` };
+  }
+}
+
 /** Order workflows still running (visibility is eventually consistent: polled briefly). */
 async function countRunning(connection: Connection): Promise<number | null> {
   const client = new Client({ connection });
@@ -1004,6 +1028,7 @@ function chaosReport(
     r.drainS === null ? `not drained in ${s.drainS} s` : `${r.drainS.toFixed(1)} s`,
   );
   row('order workflows still running in Temporal', r.temporalRunning ?? 'unknown');
+  row(`the Web UI's status of ${r.webUi.workflowId}`, r.webUi.status);
   for (const c of r.consumers)
     row(
       `consumer ${c.group}: events applied (processed_events) / orders`,
@@ -1180,6 +1205,8 @@ export function violations(r: ChaosResult): string[] {
     out.push(
       `the receiver got ${r.webhooks.maxInOneSecond} webhook requests within one second; the limit is ${r.webhooks.ratePerSecond}/s`,
     );
+  if (r.webUi.status !== 'WORKFLOW_EXECUTION_STATUS_COMPLETED')
+    out.push(`the Web UI shows ${r.webUi.workflowId} as ${r.webUi.status}, not completed`);
   if (r.temporalRunning !== 0)
     out.push(
       `${r.temporalRunning ?? 'an unknown number of'} order workflows are still running in Temporal`,
