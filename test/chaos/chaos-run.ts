@@ -27,7 +27,7 @@ import {
 } from '../../src/shared/events.ts';
 import { mostInWindow } from '../support/windows.ts';
 import { startChaosSubscriber, type ChaosSubscriber } from './chaos-subscriber.ts';
-import { metricsUrlOf } from '../../scripts/lib/stack-runner.ts';
+import { currentRunLog } from '../../scripts/lib/app-stack.ts';
 import { startChaosTarget, type ChaosTarget, type Topology } from './chaos-target.ts';
 
 // ---------------------------------------------------------------- settings
@@ -234,6 +234,12 @@ export interface ChaosResult {
     /** The most deliveries (any answer) the receiver saw within one second, and the limit set. */
     maxInOneSecond: number;
     ratePerSecond: number;
+    /**
+     * The shortest time (ms) that rate + 1 consecutive requests spanned at the
+     * receiver (the gate spaces sends so that this is at least 1 s + 25 ms);
+     * null with fewer requests.
+     */
+    tightestSpanMs: number | null;
     /**
      * Deliveries each webhook worker process made since its latest start (its
      * orderflow_webhook_deliveries_total{outcome="delivered"}), by process name.
@@ -872,6 +878,17 @@ async function completionStalls(
   }
 }
 
+/** The shortest time `n` consecutive `times` span (null with fewer than n). */
+function tightestSpan(times: number[], n: number): number | null {
+  const t = [...times].sort((a, b) => a - b);
+  let min: number | null = null;
+  for (let i = 0; i + n - 1 < t.length; i++) {
+    const span = t[i + n - 1]! - t[i]!;
+    if (min === null || span < min) min = span;
+  }
+  return min;
+}
+
 /** Each running webhook worker's delivered count from its /metrics (null when unreadable). */
 async function deliveriesPerWebhookWorker(
   app: ChaosTarget,
@@ -879,9 +896,14 @@ async function deliveriesPerWebhookWorker(
   const out: Record<string, number | null> = {};
   for (const [name, proc] of app.apps) {
     if (appOf(name) !== 'worker-webhooks') continue;
-    const url = metricsUrlOf(proc);
+    // The whole log of its latest start: a busy worker's "running" line is far from the tail.
+    const url = /"metricsUrl":"([^"]+)"/.exec(currentRunLog(proc.spec.logFile))?.[1];
+    if (!url) {
+      out[name] = null;
+      continue;
+    }
     try {
-      const text = await (await fetch(url!, { signal: AbortSignal.timeout(5000) })).text();
+      const text = await (await fetch(url, { signal: AbortSignal.timeout(5000) })).text();
       const line = /^orderflow_webhook_deliveries_total\{outcome="delivered"\} (\d+)/m.exec(text);
       out[name] = line ? Number(line[1]) : 0;
     } catch {
@@ -916,6 +938,10 @@ function auditWebhooks(
     duplicateTimes,
     idsWithDifferentPayloads: [...bodies].filter(([, s]) => s.size > 1).map(([id]) => id),
     missing: wanted.filter((w) => !delivered.has(w)).length,
+    tightestSpanMs: tightestSpan(
+      sub.deliveries.map((d) => d.at),
+      ratePerSecond + 1,
+    ),
     maxInOneSecond: mostInWindow(
       sub.deliveries.map((d) => d.at),
       1000,
@@ -1077,7 +1103,7 @@ function chaosReport(
   );
   row(
     'webhook requests in the busiest second at the receiver / WEBHOOK_RATE_PER_SECOND',
-    `${r.webhooks.maxInOneSecond} / ${r.webhooks.ratePerSecond}`,
+    `${r.webhooks.maxInOneSecond} / ${r.webhooks.ratePerSecond} (the shortest span of ${r.webhooks.ratePerSecond + 1} consecutive requests: ${r.webhooks.tightestSpanMs ?? '–'} ms)`,
   );
   row(
     'processes that died on their own (restarted by the run)',

@@ -14,8 +14,8 @@ import { runChaos, violations, type ChaosSettings } from '../chaos/chaos-run.ts'
 const settings: ChaosSettings = {
   topology: 'cluster',
   faults: ['kill:kafka-2', 'kill:temporal-history', 'kill:worker-webhooks-1', 'kill:api-1'],
-  rate: 4,
-  // Below the offered 4/s, so deliveries queue and the limit is what paces them.
+  rate: 3,
+  // Below the offered 3/s (less the gate's 5% margin: 2.85/s), so deliveries queue and the limit paces them.
   webhookRatePerSecond: 3,
   warmupS: 10,
   gapS: 10,
