@@ -129,7 +129,7 @@ export async function startKafkaCluster(
   const toFormat = nodes.filter((n) => !fs.existsSync(path.join(n.logDir, 'meta.properties')));
   await Promise.all(
     toFormat.map(async (n) => {
-      const format = host.spawn(`kafka-format-${n.id}`, java, [
+      await host.formatKafkaStorage(`kafka-format-${n.id}`, `kafka-${n.id}`, java, [
         ...jvm,
         'kafka.tools.StorageTool',
         'format',
@@ -139,11 +139,6 @@ export async function startKafkaCluster(
         n.props,
         '--ignore-formatted',
       ]);
-      await format.exited;
-      host.procs.splice(host.procs.indexOf(format), 1);
-      if (format.exitCode !== 0) {
-        throw new ComponentError(`kafka-${n.id}`, `storage format failed:\n${format.tail()}`);
-      }
     }),
   );
   const formatted = Date.now();

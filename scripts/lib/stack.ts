@@ -457,7 +457,7 @@ export class Stack {
     if (!fs.existsSync(path.join(logs, 'meta.properties'))) {
       // The cluster id only has to be stable for this data folder.
       const clusterId = newKafkaClusterId();
-      const format = this.spawn('kafka-format', java, [
+      await this.formatKafkaStorage('kafka-format', 'kafka', java, [
         ...jvm,
         'kafka.tools.StorageTool',
         'format',
@@ -468,10 +468,6 @@ export class Stack {
         '--ignore-formatted',
         ...(sasl ? scramCredentialArgs() : []),
       ]);
-      await format.exited;
-      this.procs.splice(this.procs.indexOf(format), 1);
-      if (format.exitCode !== 0)
-        throw new ComponentError('kafka', `storage format failed:\n${format.tail()}`);
     }
     const proc = this.spawn('kafka', java, [...jvm, 'kafka.Kafka', props]);
     const brokers = `127.0.0.1:${ports.kafka}`;
@@ -485,6 +481,24 @@ export class Stack {
     }
     this.log(`kafka ready on ${brokers}${proc.priorityNote}`);
     return brokers;
+  }
+
+  /**
+   * Runs Kafka's storage tool (`args`: the JVM flags, then `kafka.tools.StorageTool
+   * format ...`) as a short-lived process of the stack; throws, as `component`,
+   * with the tail of its log when it fails.
+   */
+  async formatKafkaStorage(
+    name: string,
+    component: string,
+    java: string,
+    args: string[],
+  ): Promise<void> {
+    const format = this.spawn(name, java, args);
+    await format.exited;
+    this.procs.splice(this.procs.indexOf(format), 1);
+    if (format.exitCode !== 0)
+      throw new ComponentError(component, `storage format failed:\n${format.tail()}`);
   }
 
   private async startMaildev(): Promise<void> {
