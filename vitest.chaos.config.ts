@@ -4,7 +4,7 @@ import { defineConfig } from 'vitest/config';
  * `npm run test:chaos` (test/chaos/full.chaos.ts) and `npm run test:cluster`
  * (test/chaos/cluster.chaos.ts): the full chaos runs, each on a stack
  * of its own; not part of `npm test`, which runs the short variants
- * (test/chaos/short.test.ts, test/cluster/faults.test.ts). Durations and faults: CHAOS_* (test/chaos/chaos-run.ts).
+ * (test/chaos/short.test.ts); `npm run test:cluster:short` is the cluster's short run. Durations and faults: CHAOS_* (test/chaos/chaos-run.ts).
  */
 export default defineConfig({
   test: {

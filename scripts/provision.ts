@@ -82,7 +82,7 @@ function provisionClusterTools(): void {
   } catch (e) {
     if (!(e instanceof ProvisionError)) throw e;
     log(
-      `WARNING ${e.message} (only npm run start:cluster, test/cluster/faults.test.ts and bench:cluster need it)`,
+      `WARNING ${e.message} (only npm run start:cluster, the cluster fault runs and bench:cluster need it)`,
     );
   }
 }
