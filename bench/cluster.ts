@@ -103,25 +103,22 @@ async function main(): Promise<void> {
 
     const per = (pick: (name: string) => boolean) =>
       cpuMsPer(loop.cores, loop.seconds, loop.completed, pick);
-    const stackProc = (k: string) => stack.procs.some((p) => p.name === k);
-    const sumCores = (cores: Record<string, number>, pick: (name: string) => boolean) =>
+    const coresOf = (cores: Record<string, number>, pick: (name: string) => boolean) =>
       Object.entries(cores)
-        .filter(([k]) => stackProc(k) && pick(k))
+        .filter(([k]) => pick(k))
         .reduce((a, [, v]) => a + v, 0);
     /** Cores at rest, under load, and the CPU ms each order adds on top of rest. */
     const costOf = (pick: (name: string) => boolean) => {
-      const idle = sumCores(idleCores, pick);
-      const loaded = sumCores(loop.cores, pick);
+      const msPerOrder = per(pick);
+      const atRestMs = cpuMsPer(idleCores, loop.seconds, loop.completed, pick);
       return {
-        idleCores: Math.round(idle * 1000) / 1000,
-        loadedCores: Math.round(loaded * 1000) / 1000,
-        msPerOrder: per(pick),
-        marginalMsPerOrder:
-          loop.completed > 0
-            ? Math.round((((loaded - idle) * loop.seconds * 1000) / loop.completed) * 10) / 10
-            : NaN,
+        idleCores: Math.round(coresOf(idleCores, pick) * 1000) / 1000,
+        loadedCores: Math.round(coresOf(loop.cores, pick) * 1000) / 1000,
+        msPerOrder,
+        marginalMsPerOrder: Math.round((msPerOrder - atRestMs) * 10) / 10,
       };
     };
+    // One group per service or app of the stack (not the runner, the machine, the others).
     const groups = [
       ...new Set(
         Object.keys(loop.cores)

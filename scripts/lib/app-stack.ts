@@ -7,9 +7,9 @@
  */
 import fs from 'node:fs';
 import {
+  currentRunLog,
   freePorts,
-  signalGroup,
-  sinceLastStart,
+  killGroup,
   type CpuPriority,
   type ManagedProcess,
 } from './process.ts';
@@ -31,20 +31,7 @@ export const APP_PROCESSES = ALL_APP_PROCESSES.filter(
 );
 export type AppName = (typeof APP_PROCESSES)[number]['name'];
 
-/**
- * The log a process wrote since its latest start. Log files are appended to
- * and ManagedProcess writes a `--- <ISO date> <command>` line at each start,
- * so a restarted worker is not judged ready by its predecessor's log line.
- */
-export function currentRunLog(logFile: string): string {
-  let text: string;
-  try {
-    text = fs.readFileSync(logFile, 'utf8');
-  } catch {
-    return '';
-  }
-  return sinceLastStart(text);
-}
+export { currentRunLog };
 
 export interface AppStack {
   stack: Stack;
@@ -139,10 +126,8 @@ export async function startAppStack(opts: {
     restart: start,
     async kill(name) {
       const proc = apps.get(name);
-      if (!proc?.pid) throw new Error(`${name} is not running`);
-      signalGroup(proc.pid, 'SIGKILL');
-      await Promise.race([proc.exited, new Promise((r) => setTimeout(r, 10_000))]);
-      if (proc.running) throw new Error(`${name} (pid ${proc.pid}) survived SIGKILL`);
+      if (!proc) throw new Error(`${name} is not running`);
+      await killGroup(proc);
     },
     async stop() {
       await stack.stop();

@@ -56,7 +56,10 @@ export class ClusterStack extends Stack {
       ['matching membership', t.matchingMembership],
       ['worker', t.worker],
       ['worker membership', t.workerMembership],
-      ...Object.entries(t.metrics).map(([k, v]): [string, number] => [`${k} metrics`, v]),
+      // The frontend's metrics port is checked by startInfrastructure, as ports.temporalMetrics.
+      ['history metrics', t.metrics.history],
+      ['matching metrics', t.metrics.matching],
+      ['worker metrics', t.metrics.worker],
     ];
     for (const [what, port] of own) await assertPortFree(`temporal ${what}`, port);
     return startTemporalCluster(this, {
@@ -134,11 +137,11 @@ export async function ephemeralClusterPorts(): Promise<{
     number,
     number,
   ];
+  // ClusterStack puts the frontend's metrics port in place of the dev server's.
   Object.assign(ports, {
     temporal: temporal.frontend,
     temporalHttp: temporal.frontendHttp,
     temporalUi: temporal.ui,
-    temporalMetrics: temporal.metrics.frontend,
   });
   return {
     ports,

@@ -129,16 +129,12 @@ export async function startKafkaCluster(
   const toFormat = nodes.filter((n) => !fs.existsSync(path.join(n.logDir, 'meta.properties')));
   await Promise.all(
     toFormat.map(async (n) => {
-      await host.formatKafkaStorage(`kafka-format-${n.id}`, `kafka-${n.id}`, java, [
-        ...jvm,
-        'kafka.tools.StorageTool',
-        'format',
-        '-t',
+      await host.formatKafkaStorage(`kafka-format-${n.id}`, `kafka-${n.id}`, {
+        java,
+        jvm,
         clusterId,
-        '-c',
-        n.props,
-        '--ignore-formatted',
-      ]);
+        props: n.props,
+      });
     }),
   );
   const formatted = Date.now();

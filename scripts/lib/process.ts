@@ -219,6 +219,21 @@ export function sinceLastStart(logText: string): string {
   return i < 0 ? logText : logText.slice(i);
 }
 
+/**
+ * The log a process wrote since its latest start. Log files are appended to
+ * and ManagedProcess writes a `--- <ISO date> <command>` line at each start,
+ * so a restarted worker is not judged ready by its predecessor's log line.
+ */
+export function currentRunLog(logFile: string): string {
+  let text: string;
+  try {
+    text = fs.readFileSync(logFile, 'utf8');
+  } catch {
+    return '';
+  }
+  return sinceLastStart(text);
+}
+
 export class ManagedProcess {
   readonly child: ChildProcess;
   exitCode: number | null = null;
@@ -330,6 +345,14 @@ export function signalGroup(pid: number, signal: NodeJS.Signals): void {
   } catch {
     /* already gone */
   }
+}
+
+/** SIGKILLs `proc`'s whole process group and waits (10 s at most) for it to exit. */
+export async function killGroup(proc: ManagedProcess): Promise<void> {
+  if (!proc.pid) throw new Error(`${proc.name} is not running`);
+  signalGroup(proc.pid, 'SIGKILL');
+  await Promise.race([proc.exited, new Promise((r) => setTimeout(r, 10_000))]);
+  if (proc.running) throw new Error(`${proc.name} (pid ${proc.pid}) survived SIGKILL`);
 }
 
 export function tailFile(file: string, lines = 30): string {

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
   ComponentError,
+  currentRunLog,
   signalGroup,
   sinceLastStart,
   tailFile,
@@ -65,9 +66,13 @@ export function appReadiness(
     : async (p) => RUNNING_LOG_LINE.test(sinceLastStart(tailFile(p.spec.logFile, 200)));
 }
 
-/** The /metrics address a worker or consumer named in its "running" line, if any. */
+/**
+ * The /metrics address a worker or consumer named in its "running" line, if
+ * any: from the whole log of its latest start, since a busy process's line is
+ * soon far from the tail.
+ */
 export function metricsUrlOf(proc: ManagedProcess): string | undefined {
-  return /"metricsUrl":"([^"]+)"/.exec(sinceLastStart(tailFile(proc.spec.logFile, 200)))?.[1];
+  return /"metricsUrl":"([^"]+)"/.exec(currentRunLog(proc.spec.logFile))?.[1];
 }
 
 /**

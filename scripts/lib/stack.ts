@@ -182,7 +182,7 @@ export class Stack {
   env!: StackEnv;
   kafkaSecure?: KafkaSecureListeners;
   readonly log: (msg: string) => void;
-  protected readonly readiness = new Map<string, Readiness>();
+  private readonly readiness = new Map<string, Readiness>();
   private stopped = false;
   private settled = false;
   /** Keeps an `idle` background below the request path while it works (no-op without one). */
@@ -457,17 +457,13 @@ export class Stack {
     if (!fs.existsSync(path.join(logs, 'meta.properties'))) {
       // The cluster id only has to be stable for this data folder.
       const clusterId = newKafkaClusterId();
-      await this.formatKafkaStorage('kafka-format', 'kafka', java, [
-        ...jvm,
-        'kafka.tools.StorageTool',
-        'format',
-        '-t',
+      await this.formatKafkaStorage('kafka-format', 'kafka', {
+        java,
+        jvm,
         clusterId,
-        '-c',
         props,
-        '--ignore-formatted',
-        ...(sasl ? scramCredentialArgs() : []),
-      ]);
+        extra: sasl ? scramCredentialArgs() : [],
+      });
     }
     const proc = this.spawn('kafka', java, [...jvm, 'kafka.Kafka', props]);
     const brokers = `127.0.0.1:${ports.kafka}`;
@@ -484,17 +480,26 @@ export class Stack {
   }
 
   /**
-   * Runs Kafka's storage tool (`args`: the JVM flags, then `kafka.tools.StorageTool
-   * format ...`) as a short-lived process of the stack; throws, as `component`,
-   * with the tail of its log when it fails.
+   * Formats one node's storage with Kafka's storage tool (`props` names its
+   * log.dirs; `--ignore-formatted`, then `extra`) as a short-lived process of
+   * the stack; throws, as `component`, with the tail of its log when it fails.
    */
   async formatKafkaStorage(
     name: string,
     component: string,
-    java: string,
-    args: string[],
+    f: { java: string; jvm: string[]; clusterId: string; props: string; extra?: string[] },
   ): Promise<void> {
-    const format = this.spawn(name, java, args);
+    const format = this.spawn(name, f.java, [
+      ...f.jvm,
+      'kafka.tools.StorageTool',
+      'format',
+      '-t',
+      f.clusterId,
+      '-c',
+      f.props,
+      '--ignore-formatted',
+      ...(f.extra ?? []),
+    ]);
     await format.exited;
     this.procs.splice(this.procs.indexOf(format), 1);
     if (format.exitCode !== 0)
@@ -655,7 +660,8 @@ export async function postgresAnswers(connectionString: string): Promise<boolean
   }
 }
 
-async function temporalReady(address: string): Promise<boolean> {
+/** The application can use the frontend: the `default` namespace is there with the OrderStatus attribute. */
+export async function temporalReady(address: string): Promise<boolean> {
   const connection = await Connection.connect({ address, connectTimeout: 1000 });
   try {
     await connection.workflowService.describeNamespace({ namespace: 'default' });

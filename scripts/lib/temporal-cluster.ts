@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { ORDER_STATUS_SEARCH_ATTRIBUTE } from '../../src/shared/task-queues.ts';
 import { ComponentError, isListening, type ManagedProcess } from './process.ts';
-import type { Stack } from './stack.ts';
+import { temporalReady, type Stack } from './stack.ts';
 
 const execFileAsync = promisify(execFile);
 const projectRoot = path.resolve(import.meta.dirname, '..', '..');
@@ -333,7 +333,7 @@ export async function startTemporalCluster(
   const created = await ensureNamespace(address);
   if (created.length) host.log(`temporal: created ${created.join(', ')}`);
   // From now on (and after a restart) the frontend is ready when the application can use it.
-  await host.awaitReady(frontend, () => namespaceReady(address), TIMEOUT.frontend);
+  await host.awaitReady(frontend, () => temporalReady(address), TIMEOUT.frontend);
 
   const ui = startUi(host, tools, dir, address, ports.ui);
   await host.awaitReady(
@@ -483,15 +483,6 @@ async function frontendAnswers(address: string): Promise<boolean> {
   return withConnection(address, async (c) => {
     await c.workflowService.getSystemInfo({});
     return true;
-  });
-}
-
-/** The application can use the frontend: the namespace is there with its search attribute. */
-export async function namespaceReady(address: string): Promise<boolean> {
-  return withConnection(address, async (c) => {
-    await c.workflowService.describeNamespace({ namespace: TEMPORAL_NAMESPACE });
-    const attrs = await c.operatorService.listSearchAttributes({ namespace: TEMPORAL_NAMESPACE });
-    return ORDER_STATUS_SEARCH_ATTRIBUTE in (attrs.customAttributes ?? {});
   });
 }
 

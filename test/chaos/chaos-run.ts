@@ -27,7 +27,7 @@ import {
 } from '../../src/shared/events.ts';
 import { mostInWindow } from '../support/windows.ts';
 import { startChaosSubscriber, type ChaosSubscriber } from './chaos-subscriber.ts';
-import { currentRunLog } from '../../scripts/lib/app-stack.ts';
+import { metricsUrlOf } from '../../scripts/lib/stack-runner.ts';
 import { startChaosTarget, type ChaosTarget, type Topology } from './chaos-target.ts';
 
 // ---------------------------------------------------------------- settings
@@ -896,8 +896,7 @@ async function deliveriesPerWebhookWorker(
   const out: Record<string, number | null> = {};
   for (const [name, proc] of app.apps) {
     if (appOf(name) !== 'worker-webhooks') continue;
-    // The whole log of its latest start: a busy worker's "running" line is far from the tail.
-    const url = /"metricsUrl":"([^"]+)"/.exec(currentRunLog(proc.spec.logFile))?.[1];
+    const url = metricsUrlOf(proc);
     if (!url) {
       out[name] = null;
       continue;

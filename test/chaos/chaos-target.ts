@@ -6,7 +6,7 @@
  * processes of every app). The run sees the APIs, the app processes it
  * supervises, and one way to kill -9 and restart any process by name.
  */
-import { signalGroup, type ManagedProcess } from '../../scripts/lib/process.ts';
+import { killGroup, type ManagedProcess } from '../../scripts/lib/process.ts';
 import type { APP_PROCESSES } from '../../scripts/lib/app-stack.ts';
 import { startAppStack, currentRunLog } from '../../scripts/lib/app-stack.ts';
 import {
@@ -45,18 +45,11 @@ const CONSUMERS = [
   { name: 'consumer-inventory', entry: 'src/consumers/inventory.ts' },
 ] as const;
 
-async function sigkill(proc: ManagedProcess): Promise<void> {
-  if (!proc.pid) throw new Error(`${proc.name} is not running`);
-  signalGroup(proc.pid, 'SIGKILL');
-  await Promise.race([proc.exited, new Promise((r) => setTimeout(r, 10_000))]);
-  if (proc.running) throw new Error(`${proc.name} (pid ${proc.pid}) survived SIGKILL`);
-}
-
 /** Kills an infrastructure process of `stack` and starts it again the way it was started. */
 async function killAndRespawn(stack: Stack, name: string): Promise<void> {
   const dead = stack.procs.find((p) => p.name === name && p.running);
   if (!dead) throw new Error(`${name} is not running: cannot kill it`);
-  await sigkill(dead);
+  await killGroup(dead);
   const fresh = stack.respawn(dead);
   await stack.waitReady(fresh);
 }
@@ -122,7 +115,7 @@ async function startSingle(opts: {
     async killAndRestart(name) {
       const proc = apps.get(name) ?? (name === 'api' ? app.apps.get('api') : undefined);
       if (!proc) return killAndRespawn(app.stack, name);
-      await sigkill(proc);
+      await killGroup(proc);
       await restart(name);
     },
     stop: () => app.stop(),
@@ -180,7 +173,7 @@ async function startCluster(opts: {
     async killAndRestart(name) {
       const proc = apps.get(name);
       if (!proc) return killAndRespawn(stack, name);
-      await sigkill(proc);
+      await killGroup(proc);
       await restartApp(name);
     },
     stop: () => stack.stop(),
