@@ -38,9 +38,7 @@ async function main(): Promise<void> {
     stack,
     dataDir,
     log,
-    start: async (recordPids) => {
-      const env = await stack.startInfrastructure();
-      recordPids();
+    startApps: async (env, recordPids) => {
       await startClusterApps(
         stack,
         {

@@ -72,9 +72,7 @@ async function main(): Promise<void> {
     stack,
     dataDir,
     log,
-    start: async (recordPids) => {
-      const env = await stack.startInfrastructure();
-      recordPids();
+    startApps: async (env, recordPids) => {
       // Started in this order when their entry file exists.
       for (const app of APP_PROCESSES) {
         if (!fs.existsSync(path.join(projectRoot, app.entry))) continue;

@@ -15,7 +15,7 @@ import {
   tailFile,
   type ManagedProcess,
 } from './process.ts';
-import { RUNNING_LOG_LINE, type Stack } from './stack.ts';
+import { RUNNING_LOG_LINE, type Stack, type StackEnv } from './stack.ts';
 import { STACK_SUPERVISION, Supervisor } from './supervisor.ts';
 import { ProvisionError } from './tools.ts';
 
@@ -113,15 +113,16 @@ export function printTable(title: string, rows: [string, string][], footer: stri
 }
 
 /**
- * Runs `stack`: `start` brings it up (infrastructure, then the apps); once it
- * resolves, every process is supervised and `ready` prints what to print.
+ * Runs `stack`: starts its infrastructure, then `startApps`; once both are up,
+ * every process is supervised and `ready` prints what to print.
  * A failed start stops what did start and exits 1; a signal stops all and exits 0.
  */
 export async function runSupervised(opts: {
   stack: Stack;
   dataDir: string;
   log: Log;
-  start: (recordPids: () => void) => Promise<void>;
+  /** Starts the applications once the infrastructure is up (`env`: its addresses). */
+  startApps: (env: StackEnv, recordPids: () => void) => Promise<void>;
   ready: () => void;
 }): Promise<void> {
   const { stack, dataDir, log } = opts;
@@ -155,7 +156,9 @@ export async function runSupervised(opts: {
   process.on('SIGHUP', () => void stop(0));
 
   try {
-    await opts.start(record);
+    const env = await stack.startInfrastructure();
+    record();
+    await opts.startApps(env, record);
   } catch (e) {
     const err = e as Error;
     console.error(`\n[stack] FAILED ${err.message}\n`);
