@@ -49,6 +49,24 @@ describe('configuration', () => {
       expect(() => loadConfig({ [name]: value }), name).toThrow(name);
   });
 
+  it('leaves 100 ms of every second to the webhook rate gate by default; 0 to 1000 accepted', () => {
+    expect(loadConfig({}).WEBHOOK_RATE_MARGIN_MS).toBe(100);
+    expect(loadConfig({ WEBHOOK_RATE_MARGIN_MS: '0' }).WEBHOOK_RATE_MARGIN_MS).toBe(0);
+    for (const bad of ['-1', '1001', '50ms'])
+      expect(() => loadConfig({ WEBHOOK_RATE_MARGIN_MS: bad }), bad).toThrow(
+        /WEBHOOK_RATE_MARGIN_MS/,
+      );
+  });
+
+  it('calls a consumer stalled after 60 s by default; a duration of at least 1 s', () => {
+    expect(loadConfig({}).CONSUMER_STALL_TIMEOUT).toBe(60_000);
+    expect(loadConfig({ CONSUMER_STALL_TIMEOUT: '2m' }).CONSUMER_STALL_TIMEOUT).toBe(120_000);
+    for (const bad of ['500ms', 'soon'])
+      expect(() => loadConfig({ CONSUMER_STALL_TIMEOUT: bad }), bad).toThrow(
+        /CONSUMER_STALL_TIMEOUT/,
+      );
+  });
+
   it('bounds the orders in flight at 200 by default; 0 turns the bound off; a negative bound stops', () => {
     expect(loadConfig({}).OUTBOX_MAX_IN_FLIGHT).toBe(200);
     expect(loadConfig({ OUTBOX_MAX_IN_FLIGHT: '0' }).OUTBOX_MAX_IN_FLIGHT).toBe(0);

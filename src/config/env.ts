@@ -121,6 +121,13 @@ const envSchema = z.object({
   /** How long POST /orders/{id}/retry and /cancel wait for Temporal and a worker before answering 504. */
   ORDER_ACTION_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
   WEBHOOK_RATE_PER_SECOND: z.coerce.number().positive().default(20),
+  /**
+   * Of every second, how much the webhook rate gate leaves unused for delays after its last
+   * check (the sender descheduled, the network, the receiver), so the receiver too never counts
+   * more than WEBHOOK_RATE_PER_SECOND in a second; the rate effectively sent is
+   * rate * 1000 / (1025 + margin).
+   */
+  WEBHOOK_RATE_MARGIN_MS: z.coerce.number().int().min(0).max(1000).default(100),
   WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
   /**
    * Which webhook targets the SSRF guard lets through besides public addresses. `npm start`
@@ -215,6 +222,20 @@ const envSchema = z.object({
       const ms = parseDuration(text);
       if (ms === undefined || ms < 100)
         ctx.addIssue({ code: 'custom', message: 'a duration of at least 100ms, like 5s' });
+      return ms ?? 0;
+    }),
+  /**
+   * A consumer process whose partitions have records waiting, whose committed offsets have not
+   * moved and that has done nothing with them for this long is stalled: it exits non-zero so
+   * its supervisor starts a fresh one (src/consumers/runtime/stall-watch.ts).
+   */
+  CONSUMER_STALL_TIMEOUT: z
+    .string()
+    .default('60s')
+    .transform((text, ctx) => {
+      const ms = parseDuration(text);
+      if (ms === undefined || ms < 1000)
+        ctx.addIssue({ code: 'custom', message: 'a duration of at least 1s, like 60s' });
       return ms ?? 0;
     }),
   // Tracing (src/observability/tracing.ts): the standard OpenTelemetry variables. On when an

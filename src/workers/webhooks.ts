@@ -36,7 +36,9 @@ runWorker({
           timeoutMs,
           allowedTargets: config.WEBHOOK_ALLOWED_TARGETS,
           disableAfterFailures: config.WEBHOOK_DISABLE_AFTER_FAILURES,
-          rateGate: createRateGate(db, config.WEBHOOK_RATE_PER_SECOND),
+          rateGate: createRateGate(db, config.WEBHOOK_RATE_PER_SECOND, 'deliveries', {
+            marginMs: config.WEBHOOK_RATE_MARGIN_MS,
+          }),
           deliveries: webhookDeliveriesCounter(registry),
         }),
         maxConcurrentActivityTaskExecutions: config.WEBHOOKS_WORKER_CONCURRENCY,

@@ -429,25 +429,25 @@ describe('the webhook rate gate', () => {
   });
 
   it('takes no turn further away than the attempt can wait: a retryable WebhookThrottled after the gate is free, nothing sent', async () => {
-    const gate = createRateGate(fx.db, 0.5, gateName()); // one send per 2 s
+    const gate = createRateGate(fx.db, 0.5, gateName()); // one send per 2.25 s
     const first = await fixture({ rateGate: gate });
     const second = await fixture({ rateGate: gate });
     // The mock attempt's start-to-close timeout (1 s) is below the request timeout: no waiting.
     expect((await first.deliver()).status).toBe(204);
     const throttled = await failureOf(second.deliver());
     expect([throttled.type, throttled.nonRetryable]).toEqual([FailureType.WebhookThrottled, false]);
-    expect(throttled.nextRetryDelay).toBeGreaterThan(1500);
-    expect(throttled.nextRetryDelay).toBeLessThanOrEqual(2100);
+    expect(throttled.nextRetryDelay).toBeGreaterThan(gate.spacingMs - 500);
+    expect(throttled.nextRetryDelay).toBeLessThanOrEqual(gate.spacingMs + 100);
     expect(fx.receiver.requests).toHaveLength(1);
     // Nothing was reserved by the refused attempt: the next turn is still the one after the first send.
     const again = await gate.reserve(5000);
     expect(again.kind).toBe('reserved');
-    expect(again.kind === 'reserved' && again.waitMs).toBeLessThanOrEqual(2100);
+    expect(again.kind === 'reserved' && again.waitMs).toBeLessThanOrEqual(gate.spacingMs + 100);
   });
 
   it('gives up a send time it woke up too late for and reserves another: never a burst after a stall', async () => {
     const gate = createRateGate(fx.db, 10, gateName());
-    expect((await gate.reserve(0)).kind).toBe('reserved'); // the next time is 105 ms away
+    expect((await gate.reserve(0)).kind).toBe('reserved'); // the next time is 112.5 ms away
     const sleeps: number[] = [];
     let stalls = 1;
     const t0 = performance.now();
@@ -504,8 +504,32 @@ describe('the webhook rate gate', () => {
     expect(fx.receiver.requests).toHaveLength(0);
   });
 
-  it('refuses a rate that is not positive', () => {
+  it('reserves times (1 s + 25 ms + the margin)/rate apart: any rate + 1 of them span 1 s + the margin', async () => {
+    for (const [marginMs, spacingMs] of [
+      [undefined, 112.5], // the default margin, 100 ms
+      [0, 102.5],
+      [300, 132.5],
+    ] as const) {
+      const gate = createRateGate(fx.db, 10, gateName(), { marginMs });
+      expect(gate.spacingMs).toBe(spacingMs);
+      const times: number[] = [];
+      for (let i = 0; i < 11; i++) {
+        const turn = await gate.reserve(5000);
+        if (turn.kind !== 'reserved') throw new Error(`turn ${i} not reserved: ${turn.kind}`);
+        times.push(turn.atMs);
+      }
+      // Reserved on the database's clock: each exactly one spacing after the one before.
+      for (let i = 1; i < times.length; i++)
+        expect(times[i]! - times[i - 1]!).toBeCloseTo(spacingMs, 3);
+      expect(times[10]! - times[0]! - LATE_TOLERANCE_MS).toBeCloseTo(1000 + (marginMs ?? 100), 3);
+    }
+  });
+
+  it('refuses a rate that is not positive, and a negative margin', () => {
     expect(() => createRateGate(fx.db, 0)).toThrow(/rate must be positive/);
+    expect(() => createRateGate(fx.db, 1, 'x', { marginMs: -1 })).toThrow(
+      /margin must be 0 or more/,
+    );
   });
 });
 

@@ -11,6 +11,7 @@
  */
 import { Client, Connection } from '@temporalio/client';
 import os from 'node:os';
+import path from 'node:path';
 import pg from 'pg';
 import { ManagedProcess, delay, isListening, waitUntilReady } from '../../scripts/lib/process.ts';
 import type { TemporalServerTools } from '../../scripts/lib/temporal-cluster.ts';
@@ -278,6 +279,7 @@ export async function runChaos(
 ): Promise<ChaosResult> {
   const runId = Date.now().toString(36);
   const startedAt = new Date();
+  let outcome: ChaosResult | undefined;
   // Short budgets, so a fault of tens of seconds is recovered (or parks) within the run:
   // webhooks give up after about half the receiver's outage, so orders park and are retried.
   // Without a receiver outage nothing should park: deliveries that wait for the rate limit
@@ -665,7 +667,8 @@ export async function runChaos(
       webUi,
       unexpectedExits,
     };
-    return { ...result, report: chaosReport(result, orders.length, committedAnyway.length) };
+    outcome = { ...result, report: chaosReport(result, orders.length, committedAnyway.length) };
+    return outcome;
   } finally {
     supervising = false;
     await connection?.close().catch(() => {});
@@ -674,6 +677,16 @@ export async function runChaos(
     await app.stop();
     if (!settings.keepData) {
       const fs = await import('node:fs');
+      // A failed run keeps its processes' logs (test-results/ is not committed).
+      const logs = path.join(app.stack.opts.dataDir, 'logs');
+      if ((!outcome || violations(outcome).length > 0) && fs.existsSync(logs)) {
+        const kept = path.resolve(
+          'test-results',
+          `chaos-logs-${startedAt.toISOString().replace(/[:.]/g, '-')}`,
+        );
+        fs.cpSync(logs, kept, { recursive: true });
+        log(`the run failed: its processes' logs kept in ${kept}`);
+      }
       fs.rmSync(app.stack.opts.dataDir, { recursive: true, force: true });
     } else log(`stack data kept in ${app.stack.opts.dataDir}`);
   }

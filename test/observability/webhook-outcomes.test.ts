@@ -81,7 +81,7 @@ describe('orderflow_webhook_deliveries_total', () => {
     await fx.db.webhookEndpoint.delete({ where: { id: deleted.endpointId } });
     expect(await attempt(deleted)).toBe('failed');
 
-    // A rate gate with its one send per 2 s taken: the attempt cannot wait for the next.
+    // A rate gate with its one send per 2.25 s taken: the attempt cannot wait for the next.
     const gate = createRateGate(fx.db, 0.5, `test-${randomUUID()}`);
     expect((await gate.reserve(0)).kind).toBe('reserved');
     const gated = createWebhookActivities({

@@ -82,6 +82,7 @@ export function startLagMonitor({
   intervalMs,
   metrics,
   log,
+  onLag,
 }: {
   admin: KafkaAdmin;
   groupId: string;
@@ -89,12 +90,16 @@ export function startLagMonitor({
   intervalMs: number;
   metrics: ConsumerMetrics;
   log: Logger;
+  /** Called with each reading (the stall watch). */
+  onLag?: (lags: PartitionLag[]) => void;
 }): { refresh(): Promise<void>; stop(): void } {
   const refresh = async () => {
     try {
-      for (const p of await groupLag(admin, groupId, topic)) {
+      const lags = await groupLag(admin, groupId, topic);
+      for (const p of lags) {
         metrics.lag.set({ group: groupId, topic, partition: String(p.partition) }, p.lag);
       }
+      onLag?.(lags);
     } catch (err) {
       log.warn({ err, groupId, topic }, 'consumer lag not refreshed');
     }

@@ -5,6 +5,7 @@
  * fatal error.
  */
 import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { inspect } from 'node:util';
 import client from 'prom-client';
 import { loadConfig } from '../../config/env.ts';
@@ -17,6 +18,23 @@ import { deadLetterTopicOf } from './dead-letters.ts';
 import type { ConsumerGroupDefinition } from './groups.ts';
 import { createConsumerMetrics, startLagMonitor, startMetricsServer } from './metrics.ts';
 import { createConsumerRunner } from './runner.ts';
+import { createStallDetector, type Stall } from './stall-watch.ts';
+
+/** How long a stalled consumer may take to leave its group before the process exits anyway. */
+const STALLED_STOP_MS = 10_000;
+
+/** The process ends with this when its consumer stalled (exit 1: the supervisor starts a new one). */
+export class ConsumerStalledError extends Error {
+  override name = 'ConsumerStalledError';
+  constructor(
+    readonly groupId: string,
+    readonly stalls: readonly Stall[],
+  ) {
+    super(
+      `consumer of ${groupId} stalled on partition(s) ${stalls.map((s) => s.partition).join(', ')}`,
+    );
+  }
+}
 
 /** Dead letters are few; one partition keeps them in the order they failed. */
 export const DEAD_LETTER_PARTITIONS = 1;
@@ -66,16 +84,6 @@ export function runConsumer(group: ConsumerGroupDefinition): void {
         config.CONSUMER_METRICS_PORT,
       );
       closers.push(() => server.close());
-      const lag = startLagMonitor({
-        admin,
-        groupId: group.groupId,
-        topic,
-        intervalMs: config.CONSUMER_LAG_INTERVAL,
-        metrics,
-        log,
-      });
-      closers.push(async () => lag.stop());
-
       const runner = createConsumerRunner({
         kafka,
         db,
@@ -91,6 +99,26 @@ export function runConsumer(group: ConsumerGroupDefinition): void {
         log,
         metrics,
       });
+      // The stall watch reads the lag monitor: a stalled consumer ends the process (non-zero).
+      let stalled: (stalls: Stall[]) => void = () => {};
+      const stall = new Promise<Stall[]>((resolve) => (stalled = resolve));
+      const detector = createStallDetector({
+        stallMs: config.CONSUMER_STALL_TIMEOUT,
+        activity: runner.activity,
+      });
+      const lag = startLagMonitor({
+        admin,
+        groupId: group.groupId,
+        topic,
+        intervalMs: config.CONSUMER_LAG_INTERVAL,
+        metrics,
+        log,
+        onLag: (lags) => {
+          const stalls = detector.observe(lags);
+          if (stalls.length > 0) stalled(stalls);
+        },
+      });
+      closers.push(async () => lag.stop());
       await runner.start();
       log.info(
         {
@@ -108,7 +136,18 @@ export function runConsumer(group: ConsumerGroupDefinition): void {
         once(process, 'SIGTERM').then(() => 'SIGTERM'),
         once(process, 'SIGINT').then(() => 'SIGINT'),
         runner.crashed,
+        stall,
       ]);
+      if (typeof signal !== 'string') {
+        const stalls = signal;
+        log.error(
+          { groupId: group.groupId, topic, stalls, stallTimeoutMs: config.CONSUMER_STALL_TIMEOUT },
+          'consumer stalled: records wait on partitions it owns and it has not worked on them; exiting for a fresh start',
+        );
+        // Leaving the group may wait on the hung fetch: bounded, then the process goes anyway.
+        await Promise.race([runner.stop().catch(() => {}), sleep(STALLED_STOP_MS)]);
+        throw new ConsumerStalledError(group.groupId, stalls);
+      }
       log.info({ signal }, 'stopping: finishing the record in hand, committing, leaving the group');
       await runner.stop();
     } finally {

@@ -25,6 +25,7 @@ import { deadLetterOf, deadLetterTopicOf, type Origin } from './dead-letters.ts'
 import type { ConsumerMetrics, EventOutcome } from './metrics.ts';
 import { decodeOrderPlaced, PoisonMessageError } from './order-placed-decoder.ts';
 import { applyOnce, type ApplyResult, type SourcedEvent } from './processed-events.ts';
+import type { ConsumerActivity } from './stall-watch.ts';
 import { inProcessSpans, type ConsumedRecord } from './tracing.ts';
 
 export type TransactionMode = 'per-batch' | 'per-event';
@@ -61,6 +62,8 @@ export interface ConsumerRunner {
   stop(): Promise<void>;
   /** Rejects when the client gives up on the consumer (a crash it does not restart). */
   readonly crashed: Promise<never>;
+  /** What this process owns and when it last worked on each partition (for the stall watch). */
+  readonly activity: ConsumerActivity;
 }
 
 /** Offsets are committed after each batch, and at least this often within a long one. */
@@ -107,12 +110,29 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
     rejectCrashed = reject;
   });
   crashed.catch(() => {}); // observed by whoever awaits it
+  // The stall watch's view: the partitions of the latest join (none while out of the group),
+  // which partitions have a batch in hand (our own waits are bounded: transaction and statement
+  // timeouts, retries that heartbeat) and when each last had one; a join or a crash counts as
+  // activity on every partition.
+  let assigned: readonly number[] | undefined;
+  let groupEventAt = Date.now();
+  const inHand = new Map<number, number>();
+  const lastBatchAt = new Map<number, number>();
+  const activity: ConsumerActivity = {
+    assigned: () => assigned,
+    lastActivityAt: (partition) =>
+      inHand.get(partition) ? Date.now() : Math.max(lastBatchAt.get(partition) ?? 0, groupEventAt),
+  };
   consumer.onCrash(({ error, restart }) => {
     log.error({ err: error, groupId, restart }, 'consumer crashed');
+    assigned = undefined;
+    groupEventAt = Date.now();
     if (!restart) rejectCrashed(error);
   });
   consumer.onGroupJoin(({ memberId, memberAssignment }) => {
     log.info({ groupId, memberId, assignment: memberAssignment }, 'joined consumer group');
+    assigned = memberAssignment[topic] ?? [];
+    groupEventAt = Date.now();
   });
 
   const count = (outcome: EventOutcome, n = 1) => {
@@ -313,6 +333,7 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
     const isRunning = () => payload.isRunning();
     const heartbeat = () => payload.heartbeat();
     const ctx: PartitionContext = { topic, partition, heartbeat, isRunning };
+    inHand.set(partition, (inHand.get(partition) ?? 0) + 1);
     let next: string | undefined; // offset after the last finished record
     let committed: string | undefined;
     let lastCommit = Date.now();
@@ -348,16 +369,22 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
       throw err;
     } finally {
       // Also after a failure (e.g. a rebalance): what is in the database need not be redelivered.
-      await commit().catch((err: unknown) => {
-        if (!failed) throw err;
-        log.warn({ err, groupId, topic, partition }, 'offset commit failed');
-      });
+      await commit()
+        .catch((err: unknown) => {
+          if (!failed) throw err;
+          log.warn({ err, groupId, topic, partition }, 'offset commit failed');
+        })
+        .finally(() => {
+          inHand.set(partition, inHand.get(partition)! - 1);
+          lastBatchAt.set(partition, Date.now());
+        });
     }
   }
 
   return {
     consumer,
     crashed,
+    activity,
     async start() {
       await consumer.connect();
       await consumer.subscribe({ topics: [topic], fromBeginning: true });
