@@ -226,7 +226,7 @@ const envSchema = z.object({
     }),
   /**
    * A consumer process whose partitions have records waiting, whose committed offsets have not
-   * moved and that has done nothing with them for this long is stalled: it exits non-zero so
+   * moved and that has made no progress on them for this long is stalled: it exits non-zero so
    * its supervisor starts a fresh one (src/consumers/runtime/stall-watch.ts).
    */
   CONSUMER_STALL_TIMEOUT: z

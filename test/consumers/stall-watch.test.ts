@@ -5,7 +5,8 @@
  * readings once the timeout passes, while a partition whose batch is in hand
  * for longer than the timeout (a slow transaction) is not. The hang is made at
  * the client boundary: the consumer's eachBatch for that partition is held
- * and never reaches the runner, as with the real hang.
+ * and never reaches the runner, as with the real hang. A batch that hangs in
+ * hand is reported once the in-hand grace is over too.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect, it } from 'vitest';
@@ -21,12 +22,29 @@ import {
   recordOf,
   useConsumerClients,
   waitFor,
+  type TestRunner,
 } from './support.ts';
 
 useConsumerClients();
 
 const STALL_MS = 1_500;
 const SLOW_TRANSACTION_MS = 4_000;
+
+/** The lag monitor and a stall detector over `runner`, as the consumer process wires them; every reading kept. */
+function watch(s: { groupId: string; topic: string }, runner: TestRunner) {
+  const readings: { at: number; stalls: Stall[] }[] = [];
+  const detector = createStallDetector({ stallMs: STALL_MS, activity: runner.activity });
+  const lag = startLagMonitor({
+    admin,
+    groupId: s.groupId,
+    topic: s.topic,
+    intervalMs: 200,
+    metrics: createConsumerMetrics(),
+    log: logger,
+    onLag: (lags) => readings.push({ at: Date.now(), stalls: detector.observe(lags) }),
+  });
+  return { readings, lag };
+}
 
 it('reports a partition the client stops handing over, not one whose batch is in hand longer than the timeout', async () => {
   const s = await consumerScenario('analytics', 2);
@@ -70,17 +88,7 @@ it('reports a partition the client stops handing over, not one whose batch is in
     },
   });
 
-  const readings: { at: number; stalls: Stall[] }[] = [];
-  const detector = createStallDetector({ stallMs: STALL_MS, activity: runner.activity });
-  const lag = startLagMonitor({
-    admin,
-    groupId: s.groupId,
-    topic: s.topic,
-    intervalMs: 200,
-    metrics: createConsumerMetrics(),
-    log: logger,
-    onLag: (lags) => readings.push({ at: Date.now(), stalls: detector.observe(lags) }),
-  });
+  const { readings, lag } = watch(s, runner);
   try {
     await waitFor(
       'partition 0 reported stalled and partition 1 done',
@@ -105,4 +113,39 @@ it('reports a partition the client stops handing over, not one whose batch is in
     readings.filter((r) => r.at > slowSpan!.from + STALL_MS && r.at < slowSpan!.to).length,
   ).toBeGreaterThan(0);
   expect(await s.processedCount()).toBe(1);
+}, 60_000);
+
+it('reports a batch that hangs in hand once the in-hand grace after its latest progress is over', async () => {
+  const s = await consumerScenario('analytics', 1);
+  const GRACE_MS = 2_000;
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let hungAt: number | undefined;
+  await s.publish([s.order()]);
+  const runner = await s.start({
+    projection: analyticsProjection,
+    inHandGraceMs: GRACE_MS,
+    afterTransaction: async () => {
+      hungAt ??= Date.now();
+      await released;
+    },
+  });
+  const { readings, lag } = watch(s, runner);
+  try {
+    await waitFor(
+      'the hung batch reported',
+      () => readings.some((r) => r.stalls.length > 0),
+      30_000,
+    );
+  } finally {
+    lag.stop();
+    release();
+    await runner.stop();
+  }
+  const first = readings.find((r) => r.stalls.length > 0)!;
+  expect(first.stalls).toMatchObject([{ partition: 0, lag: 1 }]);
+  // Not before the grace and the timeout had both passed since the batch's latest progress.
+  expect(first.at - hungAt!).toBeGreaterThanOrEqual(GRACE_MS + STALL_MS);
+  expect(first.stalls[0]!.idleForMs).toBeGreaterThanOrEqual(STALL_MS);
+  await s.waitCaughtUp('the released batch committed', 30_000);
 }, 60_000);

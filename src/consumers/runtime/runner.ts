@@ -50,6 +50,8 @@ export interface ConsumerRunnerOptions {
   metrics: ConsumerMetrics;
   /** Overrides of the consumer's settings (session timeouts in tests). */
   consumerConfig?: Omit<Partial<ConsumerSettings>, 'groupId'>;
+  /** How long a batch in hand counts as activity after its latest progress (IN_HAND_GRACE_MS; tests shorten it). */
+  inHandGraceMs?: number;
   /** Runs after a transaction committed and before the offsets are committed (fault-injection tests). */
   afterTransaction?: (records: readonly SourcedEvent[]) => void | Promise<void>;
 }
@@ -71,6 +73,8 @@ const COMMIT_INTERVAL_MS = 1_000;
 const MAX_BACKOFF_MS = 30_000;
 /** Waits through a transient failure are capped lower, so recovery is noticed within seconds. */
 const TRANSIENT_MAX_BACKOFF_MS = 5_000;
+/** A batch in hand without progress for this long is no longer taken as activity by the stall watch. */
+export const IN_HAND_GRACE_MS = 120_000;
 
 /** A failure that is not the record's fault: the database's or the broker's state at the moment. */
 export const isTransientFailure = (err: unknown): boolean =>
@@ -110,18 +114,23 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
     rejectCrashed = reject;
   });
   crashed.catch(() => {}); // observed by whoever awaits it
-  // The stall watch's view: the partitions of the latest join (none while out of the group),
-  // which partitions have a batch in hand (our own waits are bounded: transaction and statement
-  // timeouts, retries that heartbeat) and when each last had one; a join or a crash counts as
-  // activity on every partition.
+  // The stall watch's view: the partitions of the latest join (none while out of the group) and
+  // when each last made progress (a batch begun or ended, an attempt, a tick of a wait). A batch
+  // in hand counts as activity for IN_HAND_GRACE_MS after its latest progress, longer than any
+  // single wait of ours (a transaction: 30 s for a connection + 60 s; a broker request: 30 s);
+  // a join or a crash counts as activity on every partition.
   let assigned: readonly number[] | undefined;
   let groupEventAt = Date.now();
   const inHand = new Map<number, number>();
-  const lastBatchAt = new Map<number, number>();
+  const progressAt = new Map<number, number>();
+  const progress = (partition: number) => progressAt.set(partition, Date.now());
+  const inHandGraceMs = opts.inHandGraceMs ?? IN_HAND_GRACE_MS;
   const activity: ConsumerActivity = {
     assigned: () => assigned,
-    lastActivityAt: (partition) =>
-      inHand.get(partition) ? Date.now() : Math.max(lastBatchAt.get(partition) ?? 0, groupEventAt),
+    lastActivityAt(partition) {
+      const last = Math.max(progressAt.get(partition) ?? 0, groupEventAt);
+      return inHand.get(partition) ? Math.min(Date.now(), last + inHandGraceMs) : last;
+    },
   };
   consumer.onCrash(({ error, restart }) => {
     log.error({ err: error, groupId, restart }, 'consumer crashed');
@@ -157,6 +166,7 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
     while (Date.now() < until) {
       if (!ctx.isRunning()) return false;
       await sleep(Math.min(until - Date.now(), 1_000));
+      progress(ctx.partition);
       await ctx.heartbeat();
     }
     return ctx.isRunning();
@@ -183,6 +193,7 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
   ): Promise<Attempt<T>> {
     let counted = 0;
     for (let n = 1; ; n++) {
+      progress(ctx.partition);
       try {
         return { ok: true, value: await fn() };
       } catch (error) {
@@ -334,6 +345,7 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
     const heartbeat = () => payload.heartbeat();
     const ctx: PartitionContext = { topic, partition, heartbeat, isRunning };
     inHand.set(partition, (inHand.get(partition) ?? 0) + 1);
+    progress(partition);
     let next: string | undefined; // offset after the last finished record
     let committed: string | undefined;
     let lastCommit = Date.now();
@@ -376,7 +388,7 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
         })
         .finally(() => {
           inHand.set(partition, inHand.get(partition)! - 1);
-          lastBatchAt.set(partition, Date.now());
+          progress(partition);
         });
     }
   }

@@ -12,10 +12,12 @@
  * - records wait on it (lag > 0) and its committed offset has not moved;
  * - this process owns it (its latest group join assigned it), or the process
  *   is in no group at all (crashed and not back);
- * - this process had no batch of it in hand. A batch in hand counts as
- *   activity however long it takes: the runner's own waits are bounded
- *   (transaction and statement timeouts) or deliberate (an outage waited out,
- *   heartbeating), so only the client not handing batches over is a stall.
+ * - this process made no progress on it: no batch begun or ended, no attempt,
+ *   no tick of a wait. A batch in hand counts as activity for
+ *   IN_HAND_GRACE_MS (2 min) after its latest progress, longer than any one
+ *   wait of the runner (a transaction, a broker request), so a slow
+ *   transaction or an outage being waited out (it heartbeats every second) is
+ *   not a stall, and a batch hung in the client is one.
  * A stalled consumer cannot be trusted to recover in place (stopping it waits
  * for the hung fetch), so the process exits non-zero and its supervisor
  * (`npm start`, the cluster runner, an orchestrator) starts a fresh one; the
@@ -26,7 +28,7 @@ import type { PartitionLag } from './metrics.ts';
 export interface ConsumerActivity {
   /** Partitions of the latest group join; undefined while in no group (not yet joined, or crashed). */
   assigned(): readonly number[] | undefined;
-  /** Now while a batch of `partition` is in hand; else when the last one ended, or the latest join or crash (Date.now() ms). */
+  /** When this process last made progress on `partition`, joined or crashed (Date.now() ms); a batch in hand adds a grace. */
   lastActivityAt(partition: number): number;
 }
 
