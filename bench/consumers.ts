@@ -351,7 +351,7 @@ function renderReport(
     `- Node ${machine.node}; ${machine.postgres}; Kafka ${machine.kafka}`,
     `- code measured: ${machine.code}`,
     `- load average at start ${machine.loadBefore}, at end ${machine.loadAfter}`,
-    `- backlog published in ${publish.seconds.toFixed(1)} s (${Math.round(settings.events / publish.seconds).toLocaleString('en-US')} events/s, idempotent producer, acks=all)`,
+    `- backlog published in ${publish.seconds.toFixed(1)} s (${Math.round(settings.events / publish.seconds).toLocaleString('en-US')} events/s, the app's producer, acks=all)`,
     '',
     '## Events per second per group',
     '',

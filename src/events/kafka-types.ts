@@ -78,7 +78,7 @@ export interface ConsumerSettings {
 /**
  * A Kafka client: makes consumers and admin clients (each connected by its
  * user); producers come from createOrderEventsProducer, which sets what order
- * events need (idempotence, ordering, the partitioner).
+ * events need (acks, ordering, the partitioner).
  */
 export interface KafkaClient {
   consumer(settings: ConsumerSettings): EventConsumer;

@@ -1,6 +1,6 @@
 /**
  * The Kafka client of orderflow's processes, built from configuration: the
- * client itself (its logs routed to pino), the idempotent producer of order
+ * client itself (its logs routed to pino), the producer of order
  * events, the start-up check that the topic exists, and the classification of
  * the client's errors. The only module of src/ that imports kafkajs: the rest
  * uses the types of ./kafka-types.ts, which the kafkajs objects implement
@@ -171,23 +171,33 @@ function kafkajsOf(kafka: KafkaClient): Kafka {
 }
 
 /**
- * The producer of order events: idempotent (the broker drops its own retried
- * duplicates), one request in flight (order kept within a partition), and the
- * Java client's murmur2 partitioner, so a key lands on the same partition from
- * any language's producer.
+ * The producer of order events: acknowledged by all in-sync replicas (each
+ * send asks acks -1), one request in flight (order kept within a partition),
+ * and the Java client's murmur2 partitioner, so a key lands on the same
+ * partition from any language's producer.
+ *
+ * Not kafkajs' idempotent mode (experimental in kafkajs 2.2.4): it moves its
+ * sequence number on only when a send is answered, so after a send whose
+ * records the broker stored but whose answer was lost (a broker killed, a
+ * connection cut), the next send reuses the sequence, the broker takes it for
+ * a retry of the stored batch and acknowledges it with that batch's offset,
+ * and the new records are dropped without an error. The cluster fault run lost
+ * an order's event that way, and test/activities/events.test.ts reproduces it.
+ * Without it a retry may store a record twice; that is already the contract
+ * (Temporal retries a publish whose answer was lost), and consumers drop
+ * duplicates by the CloudEvent id.
  */
 export function createOrderEventsProducer(
   kafka: KafkaClient,
   overrides: ProducerSettings = {},
 ): EventProducer {
   return kafkajsOf(kafka).producer({
-    idempotent: true,
+    idempotent: false,
     maxInFlightRequests: 1,
     createPartitioner: Partitioners.DefaultPartitioner,
     // Topics are created at start-up (ensureTopic); a send to a missing topic must fail, not create it.
     allowAutoTopicCreation: false,
-    // Bounded (kafkajs' idempotent default is unbounded) so a send fails within one activity
-    // attempt and Temporal's retry policy takes over; kafkajs logs a warning about it once.
+    // Bounded so a send fails within one activity attempt and Temporal's retry policy takes over.
     retry: { retries: 5, maxRetryTime: 5_000 },
     ...overrides,
   } satisfies ProducerConfig);

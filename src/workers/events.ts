@@ -1,6 +1,6 @@
 /**
  * Worker for task queues `events` (live) and `events-bulk` (re-publication):
- * publishes orders' events to Kafka through one idempotent producer per
+ * publishes orders' events to Kafka through one producer (acks=all) per
  * process, after making sure the topic exists.
  */
 import { createEventActivities } from '../activities/events.ts';

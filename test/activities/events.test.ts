@@ -169,6 +169,73 @@ async function startCuttableProxy() {
   };
 }
 
+/** Calls `onFrame` with each whole Kafka frame (its 4-byte size included) read from `socket`. */
+function onFrames(socket: net.Socket, onFrame: (frame: Buffer) => void): void {
+  let buffered = Buffer.alloc(0);
+  socket.on('data', (chunk: Buffer) => {
+    buffered = Buffer.concat([buffered, chunk]);
+    while (buffered.length >= 4 && buffered.length >= 4 + buffered.readInt32BE(0)) {
+      const size = 4 + buffered.readInt32BE(0);
+      onFrame(buffered.subarray(0, size));
+      buffered = buffered.subarray(size);
+    }
+  });
+}
+
+/**
+ * A TCP proxy in front of the broker for one client that, once armed, lets the
+ * next Produce requests through to the broker and then closes the connection
+ * instead of passing the broker's answer on: the record is stored, and the
+ * client is told the connection closed (what a client sees when the network
+ * or a broker fails between the write and the answer).
+ */
+async function startAnswerDroppingProxy() {
+  const PRODUCE = 0;
+  let armed = 0;
+  let dropped = 0;
+  const awaited = new Set<number>(); // correlation ids of Produce requests whose answer is dropped
+  const targets: { host: string; port: number }[] = [];
+  const server = net.createServer((inbound) => {
+    const target = targets.shift();
+    if (!target) return inbound.destroy();
+    const outbound = net.connect(target);
+    const close = () => {
+      inbound.destroy();
+      outbound.destroy();
+    };
+    inbound.on('error', close).on('close', close);
+    outbound.on('error', close).on('close', close);
+    // Request header: size, api key (int16), api version (int16), correlation id (int32).
+    onFrames(inbound, (frame) => {
+      if (armed > 0 && frame.readInt16BE(4) === PRODUCE) {
+        awaited.add(frame.readInt32BE(8));
+        armed--;
+      }
+      outbound.write(frame);
+    });
+    // Response header: size, correlation id (int32).
+    onFrames(outbound, (frame) => {
+      if (awaited.delete(frame.readInt32BE(4))) {
+        dropped++;
+        return close();
+      }
+      inbound.write(frame);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port: proxyPort } = server.address() as net.AddressInfo;
+  toDisconnect.push({ disconnect: () => new Promise<void>((r) => server.close(() => r())) });
+  return {
+    connect(host: string, port: number, onConnect: () => void): net.Socket {
+      targets.push({ host, port });
+      return net.connect({ host: '127.0.0.1', port: proxyPort }, onConnect);
+    },
+    /** Drops the answers to the next `requests` Produce requests. */
+    arm: (requests: number) => void (armed = requests),
+    dropped: () => dropped,
+  };
+}
+
 const headerText = (headers: KafkaHeaders | undefined): Record<string, string> =>
   Object.fromEntries(Object.entries(headers ?? {}).map(([k, v]) => [k, String(v)]));
 
@@ -319,6 +386,45 @@ describe('publishOrderPlaced', () => {
     expect(error).toBeInstanceOf(ApplicationFailure);
     expect(error).toEqual(failure(FailureType.UnknownTopic, true));
     expect(await admin.listTopics()).not.toContain(topic);
+  });
+
+  it("never acknowledges a record with another one's offset: after a publish whose answer was lost, the next publish's record is in the topic", async () => {
+    // Two orders whose records go to the same partition (the producer's sequence numbers are per partition).
+    const first = await createOrder();
+    let second = await createOrder();
+    const partitionOfOrder = (id: string) => partitionOf(ORDERS_PLACED_TOPIC, id, partitions);
+    for (let i = 0; i < 100 && partitionOfOrder(second.id) !== partitionOfOrder(first.id); i++)
+      second = await createOrder();
+    expect(partitionOfOrder(second.id)).toBe(partitionOfOrder(first.id));
+
+    const proxy = await startAnswerDroppingProxy();
+    const viaProxy: KafkaClient = createKafka(config, {
+      logger,
+      clientId: 'events-test-lost-answer',
+      socketFactory: ({ host, port, onConnect }) => proxy.connect(host, port, onConnect),
+    });
+    // One retry inside the client: both answers are lost, so the send fails, as an activity
+    // attempt that ran out of retries does.
+    const producerViaProxy = await connected(
+      createOrderEventsProducer(viaProxy, { retry: { retries: 1, maxRetryTime: 500 } }),
+    );
+    const throughProxy = createEventActivities({ db, producer: producerViaProxy });
+
+    proxy.arm(2);
+    const lost = await publish(throughProxy, first.id).catch((e: unknown) => e);
+    expect(proxy.dropped()).toBe(2);
+    expect(lost).toEqual(failure(FailureType.KafkaUnavailable, false));
+    // The broker stored it although the client was not told: Temporal's retry publishes it again.
+    await readRecords(ORDERS_PLACED_TOPIC, first.id, 1);
+
+    // The next publish through the same producer is acknowledged with its own record's offset.
+    const next = await publish(throughProxy, second.id);
+    const [record] = await readRecords(ORDERS_PLACED_TOPIC, second.id, 1);
+    expect([
+      record!.partition,
+      record!.message.offset,
+      record!.message.headers?.ce_id?.toString(),
+    ]).toEqual([next.partition, next.offset, next.eventId]);
   });
 
   it('fails with a retryable KafkaUnavailable when the broker becomes unreachable', async () => {

@@ -18,7 +18,8 @@ const settings = chaosSettings({
   faults: [...CLUSTER_FAULTS],
   // Below what the topology completes on one 2-core machine (3.7 orders/s in bench:cluster), so
   // the faults meet a stack that keeps up rather than an overloaded one; the webhook gate's
-  // 2.85/s (3/s less its 5% margin) is below the offered rate, so the limit paces deliveries.
+  // 2.67/s (3 per 1 s + its 25 ms tolerance + the default 100 ms margin) is below the offered
+  // rate, so the limit paces deliveries.
   rate: 3,
   webhookRatePerSecond: 3,
   warmupS: 20,

@@ -1,7 +1,7 @@
 /**
  * The three-node KRaft cluster of the cluster topology (scripts/lib/kafka-cluster.ts):
  * the app's topics get three replicas and min.insync.replicas 2 from the broker
- * defaults; with the app's producer (idempotent, acks=all) and a consumer group,
+ * defaults; with the app's producer (acks=all) and a consumer group,
  * every record sent is consumed while the leader of some partitions is killed
  * (kill -9) and restarted; the restarted node rejoins every ISR; a whole-cluster
  * restart reuses its data. Prints the start times, each JVM's RSS and idle CPU,
