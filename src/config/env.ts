@@ -78,6 +78,17 @@ function kafkaSecurityIssues(c: Config): string[] {
 
 /** The OTLP transports the tracing exporter has: HTTP with protobuf (the spec's default) or JSON bodies. */
 export const OTLP_PROTOCOLS = ['http/protobuf', 'http/json'] as const;
+/** A duration like 200ms, 5s or 2m (parseDuration), in ms; `message` says what is wanted when it is not one or below `minMs`. */
+const duration = (defaultText: string, minMs: number, message: string) =>
+  z
+    .string()
+    .default(defaultText)
+    .transform((text, ctx) => {
+      const ms = parseDuration(text);
+      if (ms === undefined || ms < minMs) ctx.addIssue({ code: 'custom', message });
+      return ms ?? 0;
+    });
+
 const otlpProtocol = z.enum(
   OTLP_PROTOCOLS,
   'http/protobuf (the default) or http/json; grpc is not built in',
@@ -205,39 +216,15 @@ const envSchema = z.object({
   /** Attempts at an event that keeps failing (database reachable) before it is dead-lettered. */
   CONSUMER_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(5),
   /** First retry delay of a failing event; doubles per attempt, at most 30 s. */
-  CONSUMER_RETRY_INITIAL: z
-    .string()
-    .default('200ms')
-    .transform((text, ctx) => {
-      const ms = parseDuration(text);
-      if (ms === undefined)
-        ctx.addIssue({ code: 'custom', message: 'a duration like 200ms or 1s' });
-      return ms ?? 0;
-    }),
+  CONSUMER_RETRY_INITIAL: duration('200ms', 0, 'a duration like 200ms or 1s'),
   /** How often the consumer lag gauge is refreshed from the broker. */
-  CONSUMER_LAG_INTERVAL: z
-    .string()
-    .default('5s')
-    .transform((text, ctx) => {
-      const ms = parseDuration(text);
-      if (ms === undefined || ms < 100)
-        ctx.addIssue({ code: 'custom', message: 'a duration of at least 100ms, like 5s' });
-      return ms ?? 0;
-    }),
+  CONSUMER_LAG_INTERVAL: duration('5s', 100, 'a duration of at least 100ms, like 5s'),
   /**
    * A consumer process whose partitions have records waiting, whose committed offsets have not
    * moved and that has made no progress on them for this long is stalled: it exits non-zero so
    * its supervisor starts a fresh one (src/consumers/runtime/stall-watch.ts).
    */
-  CONSUMER_STALL_TIMEOUT: z
-    .string()
-    .default('60s')
-    .transform((text, ctx) => {
-      const ms = parseDuration(text);
-      if (ms === undefined || ms < 1000)
-        ctx.addIssue({ code: 'custom', message: 'a duration of at least 1s, like 60s' });
-      return ms ?? 0;
-    }),
+  CONSUMER_STALL_TIMEOUT: duration('60s', 1000, 'a duration of at least 1s, like 60s'),
   // Tracing (src/observability/tracing.ts): the standard OpenTelemetry variables. On when an
   // OTLP endpoint is set or OTEL_TRACES_EXPORTER=otlp; off otherwise or with OTEL_SDK_DISABLED=true.
   OTEL_SDK_DISABLED: z

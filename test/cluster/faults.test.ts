@@ -29,7 +29,10 @@ const settings: ChaosSettings = {
   drainS: 240,
   maxOrders: 1000,
   webhookDelayMs: 50,
-  attemptTimeout: '10s',
+  // As the full run: an attempt may wait up to 4 s for a send time (15 s less the request's
+  // 10 s and 1 s), so few attempts are throttled and retried (each retry takes one of the task
+  // queue's dispatches at the limit too).
+  attemptTimeout: '15s',
   keepData: process.env.KEEP_TEST_STACK === '1',
 };
 
