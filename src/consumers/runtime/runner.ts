@@ -121,7 +121,7 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
   // a join or a crash counts as activity on every partition.
   let assigned: readonly number[] | undefined;
   let groupEventAt = Date.now();
-  const inHand = new Map<number, number>();
+  const inHand = new Set<number>(); // kafkajs hands a partition's batches over one at a time
   const progressAt = new Map<number, number>();
   const progress = (partition: number) => progressAt.set(partition, Date.now());
   const inHandGraceMs = opts.inHandGraceMs ?? IN_HAND_GRACE_MS;
@@ -129,7 +129,7 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
     assigned: () => assigned,
     lastActivityAt(partition) {
       const last = Math.max(progressAt.get(partition) ?? 0, groupEventAt);
-      return inHand.get(partition) ? Math.min(Date.now(), last + inHandGraceMs) : last;
+      return inHand.has(partition) ? Math.min(Date.now(), last + inHandGraceMs) : last;
     },
   };
   consumer.onCrash(({ error, restart }) => {
@@ -344,7 +344,7 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
     const isRunning = () => payload.isRunning();
     const heartbeat = () => payload.heartbeat();
     const ctx: PartitionContext = { topic, partition, heartbeat, isRunning };
-    inHand.set(partition, (inHand.get(partition) ?? 0) + 1);
+    inHand.add(partition);
     progress(partition);
     let next: string | undefined; // offset after the last finished record
     let committed: string | undefined;
@@ -387,7 +387,7 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
           log.warn({ err, groupId, topic, partition }, 'offset commit failed');
         })
         .finally(() => {
-          inHand.set(partition, inHand.get(partition)! - 1);
+          inHand.delete(partition);
           progress(partition);
         });
     }
