@@ -222,11 +222,19 @@ ${rows}
 }
 
 /** Formats an amount in the currency's minor unit (cents, or yen for JPY). */
+/** One formatter per currency for the process: building an Intl.NumberFormat costs more than a mail's formatting. */
+const moneyFormatters = new Map<string, (minor: bigint) => string>();
+
 function moneyFormatter(currency: string): (minor: bigint) => string {
-  const format = new Intl.NumberFormat('en', { style: 'currency', currency });
-  const digits = format.resolvedOptions().maximumFractionDigits ?? 2;
-  // Totals are at most 10^12 minor units: exact enough as a double for display.
-  return (minor) => format.format(Number(minor) / 10 ** digits);
+  let money = moneyFormatters.get(currency);
+  if (!money) {
+    const format = new Intl.NumberFormat('en', { style: 'currency', currency });
+    const digits = format.resolvedOptions().maximumFractionDigits ?? 2;
+    // Totals are at most 10^12 minor units: exact enough as a double for display.
+    money = (minor) => format.format(Number(minor) / 10 ** digits);
+    moneyFormatters.set(currency, money);
+  }
+  return money;
 }
 
 const HTML_ESCAPES: Record<string, string> = {

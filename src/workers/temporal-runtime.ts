@@ -23,6 +23,8 @@ export class PinoTemporalLogger implements TemporalLogger {
   constructor(private readonly pino: Logger) {}
 
   log(level: LogLevel, message: string, meta?: LogMetadata): void {
+    // The SDK logs each activity's and workflow's start and end at DEBUG: skipped before any copying.
+    if (!this.pino.isLevelEnabled(PINO_METHOD[level])) return;
     // The SDK's timestamp rides along under a symbol key, which pino ignores. The task token
     // is left out: long, and enough (with a connection) to complete the activity in its stead.
     const fields: Record<string, unknown> = { ...meta };
