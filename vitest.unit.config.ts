@@ -16,6 +16,7 @@ export default defineConfig({
       'test/bench/cpu-accounting.test.ts',
       'test/bench/report-and-settings.test.ts',
       'test/bench/stats.test.ts',
+      'test/bench/temporal-counters.test.ts',
       'test/node-runtime.test.ts',
       'test/compose/compose.test.ts',
       'test/compose/dockerfile.test.ts',

@@ -258,6 +258,8 @@ async function main(): Promise<number> {
         seconds: settings.sustainedS,
         drainS: settings.drainS,
         orderflowRate: orderflowSustainedRate(results),
+        orderflowCounts:
+          results.sustained?.find((x) => x.system === 'orderflow')?.temporalPerOrder ?? null,
       });
       write();
     }

@@ -31,6 +31,8 @@ export interface ClosedLoopResult {
   leftInFlight: number;
   cores: Record<string, number>;
   rssPeakKiB: Record<string, number>;
+  /** The counters `opts.counters` read at the window's start and end (both empty without it). */
+  counters: { before: Record<string, number>; after: Record<string, number> };
 }
 
 export async function closedLoop(opts: {
@@ -45,6 +47,8 @@ export async function closedLoop(opts: {
   completions(onCompleted: (id: string) => void): Completions;
   /** Start failures after which no new unit is started (bound). */
   maxStartErrors?: number;
+  /** Counters read when the counted window opens and when it closes (e.g. the Temporal server's). */
+  counters?: () => Promise<Record<string, number>>;
 }): Promise<ClosedLoopResult> {
   const begin = now();
   const measureFrom = begin + opts.warmupS * 1000;
@@ -84,12 +88,15 @@ export async function closedLoop(opts: {
     send();
   });
   for (let i = 0; i < opts.inFlight; i++) send();
+  const readCounters = () => opts.counters?.() ?? Promise.resolve({});
   await delay(Math.max(0, measureFrom - now()));
   const before = procSnapshot();
+  const countersBefore = readCounters();
   rss.start();
   await delay(Math.max(0, stopAt - now()));
   const rssPeakKiB = rss.stop();
   const cores = coresBetween(before, procSnapshot(), opts.procs());
+  const counters = { before: await countersBefore, after: await readCounters() };
   await source.stop();
   const completed = perSecond.reduce((a, b) => a + b, 0);
   return {
@@ -103,5 +110,6 @@ export async function closedLoop(opts: {
     leftInFlight: inFlight,
     cores,
     rssPeakKiB,
+    counters,
   };
 }

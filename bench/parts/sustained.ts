@@ -21,6 +21,7 @@ import { TABLE, drain } from '../lib/order-load.ts';
 import { fmtNum as f, mib } from '../lib/report-format.ts';
 import { sumWhere, type Summary } from '../lib/stats.ts';
 import type { RunSettings } from '../run-settings.ts';
+import { countersPer, readTemporalCounters } from '../lib/temporal-counters.ts';
 
 export interface SustainedResult {
   system: System;
@@ -35,6 +36,8 @@ export interface SustainedResult {
   rssPeakKiB: Record<string, number>;
   /** CPU ms per COMPLETED order over the counted window, per group of processes. */
   cpuMsPerOrder: CpuPerOrder;
+  /** orderflow: the Temporal server's requests and persistence calls per COMPLETED order (bench/lib/temporal-counters.ts). */
+  temporalPerOrder?: [string, number][];
 }
 
 /**
@@ -59,6 +62,9 @@ export async function sustained(
     procs: () => app.stack.procs,
     start: async (seq) => (await postOrder(apiUrl, `sustained-${sys}-${seq}@bench.local`)).id,
     completions: (onCompleted) => new CompletionWatcher(db, 100, TABLE[sys], onCompleted),
+    ...(sys === 'orderflow'
+      ? { counters: () => readTemporalCounters(app.ports.temporalMetrics) }
+      : {}),
   });
   const r: SustainedResult = {
     system: sys,
@@ -72,6 +78,9 @@ export async function sustained(
     cores: loop.cores,
     rssPeakKiB: loop.rssPeakKiB,
     cpuMsPerOrder: cpuMsPerOrder(sys, loop.cores, loop.seconds, loop.completed),
+    ...(sys === 'orderflow'
+      ? { temporalPerOrder: countersPer(loop.counters.before, loop.counters.after, loop.completed) }
+      : {}),
   };
   log(
     `  ${r.ordersPerS} orders/s COMPLETED (${loop.leftInFlight} still in flight), POST errors ${r.postErrors}`,

@@ -34,6 +34,7 @@ import { cpuMsPer } from '../lib/cpu-per-order.ts';
 import { CompletionWatcher, delay, log, postOrder } from '../lib/e2e-kit.ts';
 import { coreLine, fmtNum as f, ratioCell } from '../lib/report-format.ts';
 import { round } from '../lib/stats.ts';
+import { countersPer, readTemporalCounters } from '../lib/temporal-counters.ts';
 
 /**
  * src/workflows/order.ts's happy path without webhook subscribers, used only
@@ -68,6 +69,11 @@ export interface TemporalFloorResult {
   cpuMsPerWorkflow: { temporal: number; workers: number };
   /** Every started floor workflow finished before the workers were stopped. */
   drained: boolean;
+  /**
+   * The Temporal server's requests and persistence calls (bench/lib/temporal-counters.ts)
+   * per floor workflow, and per orderflow order in the sustained part (null: it did not run).
+   */
+  temporalCounts?: { floor: [string, number][]; orderflow: [string, number][] | null };
   /** Floor workflows completed by the runner's count and by the server's visibility. */
   completedTotal: { heard: number; server: number | null };
 }
@@ -241,6 +247,8 @@ export async function temporalFloor(opts: {
   drainS: number;
   /** orderflow's sustained orders/s in this run; null when that part did not run. */
   orderflowRate: number | null;
+  /** The Temporal server's work per orderflow order in the sustained part, when it ran. */
+  orderflowCounts?: [string, number][] | null;
 }): Promise<TemporalFloorResult> {
   const { app } = opts;
   const connection = await Connection.connect({ address: app.env.TEMPORAL_ADDRESS });
@@ -310,6 +318,7 @@ export async function temporalFloor(opts: {
         return workflowId;
       },
       completions: (onCompleted) => listener.attach(onCompleted),
+      counters: () => readTemporalCounters(app.ports.temporalMetrics),
     });
     log(
       `  ${loop.rate} workflows/s completed (${loop.leftInFlight} still in flight), start errors ${loop.startErrors}; temporal ${loop.cores.temporal ?? 0} cores`,
@@ -354,6 +363,10 @@ export async function temporalFloor(opts: {
       },
       drained,
       completedTotal: { heard: listener.total, server },
+      temporalCounts: {
+        floor: countersPer(loop.counters.before, loop.counters.after, loop.completed),
+        orderflow: opts.orderflowCounts ?? null,
+      },
     };
   } finally {
     // The floor's workers leave the stack: later parts run without them.
@@ -396,6 +409,30 @@ export function renderTemporalFloor(r: TemporalFloorResult, goal: number): strin
     `| floor workflows completed: heard by the runner / by the server's visibility | ${r.completedTotal.heard} / ${r.completedTotal.server ?? '–'} | |`,
     '',
     `CPU cores over the counted window: ${coreLine(r.loop.cores)}.`,
+    '',
+    ...renderTemporalCounts(r.temporalCounts),
+  ];
+}
+
+/** How many of each server request and persistence call a floor workflow and an order cost. */
+function renderTemporalCounts(c: TemporalFloorResult['temporalCounts']): string[] {
+  if (!c || (c.floor.length === 0 && !c.orderflow?.length)) return [];
+  const floor = new Map(c.floor);
+  const order = new Map(c.orderflow ?? []);
+  const sum = (m: Map<string, number>, kind: string) =>
+    [...m].filter(([k]) => k.startsWith(`${kind}:`)).reduce((a, [, v]) => a + v, 0);
+  const keys = [...new Set([...order.keys(), ...floor.keys()])]
+    .sort((a, b) => (order.get(b) ?? floor.get(b)!) - (order.get(a) ?? floor.get(a)!))
+    .filter((k) => Math.max(order.get(k) ?? 0, floor.get(k) ?? 0) >= 0.05);
+  const cell = (m: Map<string, number>, k: string) => (m.has(k) ? f(m.get(k), 2) : '–');
+  return [
+    `The Temporal server's own counters (\`service_requests\` and \`persistence_requests\` by operation, from its metrics endpoint) over each counted window, divided by the orders / floor workflows completed in it (operations under 0.05 per order are left out; the sustained window is orderflow's, so its polls and reads of the relay and the reconciler are in it):`,
+    '',
+    '| counter | per orderflow order | per floor workflow |',
+    '|---|--:|--:|',
+    `| **all service requests** | ${c.orderflow ? f(sum(order, 'service_requests'), 2) : '–'} | ${f(sum(floor, 'service_requests'), 2)} |`,
+    `| **all persistence requests** | ${c.orderflow ? f(sum(order, 'persistence_requests'), 2) : '–'} | ${f(sum(floor, 'persistence_requests'), 2)} |`,
+    ...keys.map((k) => `| ${k.replace(':', ' ')} | ${cell(order, k)} | ${cell(floor, k)} |`),
     '',
   ];
 }
