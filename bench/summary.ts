@@ -46,7 +46,14 @@ interface Run {
     /** Since the Temporal-floor part. */
     cpuMsPerOrder?: CpuPerOrder;
   }[];
-  temporalFloor?: { workflowsPerS: number; shape: string; ratio: number | null };
+  temporalFloor?: {
+    workflowsPerS: number;
+    shape: string;
+    ratio: number | null;
+    cpuMsPerWorkflow?: { temporal: number; workers: number };
+    /** Since the server's counters were read (bench/lib/temporal-counters.ts). */
+    temporalCounts?: { floor: [string, number][]; orderflow: [string, number][] | null };
+  };
   backlog?: {
     orders: number;
     windowS: number;
@@ -117,6 +124,15 @@ const bothSystems = (
     pick: (r: Run) => pick(r, s),
     digits,
   }));
+
+/** The Temporal server's counters of one kind (service or persistence requests) per unit, summed. */
+function counterSum(
+  perUnit: [string, number][] | null | undefined,
+  kind: 'service_requests' | 'persistence_requests',
+): number | undefined {
+  if (!perUnit?.length) return undefined;
+  return perUnit.filter(([k]) => k.startsWith(`${kind}:`)).reduce((a, [, v]) => a + v, 0);
+}
 
 /**
  * The backlog's drain: orders/s COMPLETED over the window after the last POST
@@ -308,6 +324,26 @@ const MEASURES: Measure[] = [
     digits: 2,
     goal: '≥ 0.85',
   },
+  {
+    section: 'ceilings',
+    name: 'Temporal floor: CPU ms per workflow, Temporal server',
+    pick: (r) => r.temporalFloor?.cpuMsPerWorkflow?.temporal,
+    digits: 2,
+  },
+  {
+    section: 'ceilings',
+    name: 'Temporal floor: CPU ms per workflow, its four workers',
+    pick: (r) => r.temporalFloor?.cpuMsPerWorkflow?.workers,
+    digits: 2,
+  },
+  ...(['service_requests', 'persistence_requests'] as const).flatMap((kind) =>
+    (['orderflow', 'floor'] as const).map((who): Measure => ({
+      section: 'ceilings',
+      name: `Temporal server ${kind.replace('_', ' ')} per ${who === 'floor' ? 'floor workflow' : 'orderflow order'} (all operations)`,
+      pick: (r) => counterSum(r.temporalFloor?.temporalCounts?.[who], kind),
+      digits: 2,
+    })),
+  ),
   {
     section: 'ceilings',
     name: 'backlog: orders/s COMPLETED over its first window (default 60 s)',
