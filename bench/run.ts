@@ -55,6 +55,10 @@
  *   BENCH_RUN_MAX_MIN=60               bound on the whole run (exceeding it is a harness error)
  *   BENCH_BACKGROUND_PRIORITY=idle     CPU priority of all but the APIs, PostgreSQL and Redis
  *                                      (idle | normal | a niceness 1-19; npm start's default)
+ *   NODE_OPTIONS=--import=./bench/cpu-profiler.mjs BENCH_PROFILE_DIR=<dir> BENCH_PROFILE_ONLY=src/workers/orders.ts
+ *                                      investigation: a CPU profile of the stack's processes whose command
+ *                                      line holds one of the (comma-separated) texts; profile one or a few at a
+ *                                      time: a profiler in every process slows the whole stack down
  *   BENCH_LABEL=                       suffix of the result files
  *   BENCH_RESULTS_DIR=bench/results    where they are written
  *   bench/intake.ts's own variables (BENCH_DURATION_S, BENCH_RATES, BENCH_TARGETS, BENCH_REF,
@@ -78,6 +82,7 @@ import { drain } from './lib/order-load.ts';
 import { coresBetween, procSnapshot } from './lib/proc-stats.ts';
 import { freeResultBase, resultsDir } from './lib/results.ts';
 import { round } from './lib/stats.ts';
+import { readTemporalCounters } from './lib/temporal-counters.ts';
 import { backlog } from './parts/backlog.ts';
 import { faultRun } from './parts/faults.ts';
 import { runIntake, stopIntake } from './parts/intake.ts';
@@ -277,6 +282,7 @@ async function main(): Promise<number> {
         windowS: settings.backlogWindowS,
         drainS: settings.drainS,
         steadyRate: orderflowSustainedRate(results),
+        counters: () => readTemporalCounters(app!.ports.temporalMetrics),
       });
       write();
       // What the bound left unfinished drains before a later part measures (bounded).

@@ -11,6 +11,7 @@ import type { ManagedProcess } from '../../scripts/lib/process.ts';
 import { cpuMsPerOrder, cpuPerOrderTable, type CpuPerOrder } from '../lib/cpu-per-order.ts';
 import { delay, log, now, postOrder } from '../lib/e2e-kit.ts';
 import { coresBetween, procSnapshot } from '../lib/proc-stats.ts';
+import { countersPer, type TemporalCounters } from '../lib/temporal-counters.ts';
 import { coreLine, fmtNum as f, ratioCell } from '../lib/report-format.ts';
 import { perSecond, round, summary, type Summary } from '../lib/stats.ts';
 
@@ -50,6 +51,8 @@ export interface BacklogResult {
   seconds: number;
   cores: Record<string, number>;
   cpuMsPerOrder: CpuPerOrder;
+  /** The Temporal server's requests and persistence calls per completed order over the same time (bench/lib/temporal-counters.ts). */
+  temporalPerOrder?: [string, number][];
 }
 
 /** POSTs `count` orders, `connections` at a time; what each answered. */
@@ -96,12 +99,16 @@ export async function backlog(opts: {
   /** Bound on waiting for all to complete, from the posting's start (at least the window). */
   drainS: number;
   steadyRate: number | null;
+  /** The Temporal server's counters now (read when the posting starts and when all completed). */
+  counters?: () => Promise<TemporalCounters>;
 }): Promise<BacklogResult> {
   const { db } = opts;
+  const readCounters = () => opts.counters?.() ?? Promise.resolve({});
   log(
     `backlog: ${opts.orders} orders posted at once (${opts.connections} at a time), completion rate over the first ${opts.windowS} s`,
   );
   const a = procSnapshot();
+  const countersBefore = await readCounters();
   const t0 = now();
   const posted = await postAll(opts.apiUrl, opts.orders, opts.connections);
   const postedS = (now() - t0) / 1000;
@@ -119,6 +126,7 @@ export async function backlog(opts: {
       log(`  ${done}/${accepted} COMPLETED after ${round((now() - t0) / 1000, 0)} s`);
   }
   const b = procSnapshot();
+  const countersAfter = await readCounters();
   const cores = coresBetween(a, b, opts.procs());
   const seconds = (b.at - a.at) / 1000;
   // Completion times from the rows (written by the workflow's last bookkeeping step).
@@ -173,6 +181,7 @@ export async function backlog(opts: {
     seconds: round(seconds, 1),
     cores,
     cpuMsPerOrder: cpuMsPerOrder('orderflow', cores, seconds, times.length),
+    temporalPerOrder: countersPer(countersBefore, countersAfter, times.length),
   };
   log(
     `  ${afterRate} orders/s COMPLETED over the ${r.afterPosting!.windowUsedS} s after the posting${r.afterPosting!.ratio === null ? '' : ` (${Math.round(r.afterPosting!.ratio * 100)}% of the steady ${r.steadyRate}/s)`}`,
@@ -226,5 +235,14 @@ export function renderBacklog(r: BacklogResult, goal: number): string[] {
     '',
     `CPU cores over that time: ${coreLine(r.cores)}.`,
     '',
+    ...(r.temporalPerOrder?.length
+      ? [
+          `The Temporal server's requests and persistence calls per completed order over that time (its own counters; the operations of at least 0.05 per order): ${r.temporalPerOrder
+            .filter(([, v]) => v >= 0.05)
+            .map(([k, v]) => `${k.replace(':', ' ')} ${f(v, 2)}`)
+            .join(', ')}.`,
+          '',
+        ]
+      : []),
   ];
 }
