@@ -221,10 +221,10 @@ ${rows}
   return { subject, text, html };
 }
 
-/** Formats an amount in the currency's minor unit (cents, or yen for JPY). */
 /** One formatter per currency for the process: building an Intl.NumberFormat costs more than a mail's formatting. */
 const moneyFormatters = new Map<string, (minor: bigint) => string>();
 
+/** Formats an amount in the currency's minor unit (cents, or yen for JPY). */
 function moneyFormatter(currency: string): (minor: bigint) => string {
   let money = moneyFormatters.get(currency);
   if (!money) {
