@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { isOrderflowApp, isPeerApp, type CpuPerOrder } from './lib/cpu-per-order.ts';
 import { median, sumWhere } from './lib/stats.ts';
+import { counterTotal } from './lib/temporal-counters.ts';
 
 /** What this reads of a run's JSON: the fields bench/run.ts writes. */
 interface Latency {
@@ -124,15 +125,6 @@ const bothSystems = (
     pick: (r: Run) => pick(r, s),
     digits,
   }));
-
-/** The Temporal server's counters of one kind (service or persistence requests) per unit, summed. */
-function counterSum(
-  perUnit: [string, number][] | null | undefined,
-  kind: 'service_requests' | 'persistence_requests',
-): number | undefined {
-  if (!perUnit?.length) return undefined;
-  return perUnit.filter(([k]) => k.startsWith(`${kind}:`)).reduce((a, [, v]) => a + v, 0);
-}
 
 /**
  * The backlog's drain: orders/s COMPLETED over the window after the last POST
@@ -340,7 +332,10 @@ const MEASURES: Measure[] = [
     (['orderflow', 'floor'] as const).map((who): Measure => ({
       section: 'ceilings',
       name: `Temporal server ${kind.replace('_', ' ')} per ${who === 'floor' ? 'floor workflow' : 'orderflow order'} (all operations)`,
-      pick: (r) => counterSum(r.temporalFloor?.temporalCounts?.[who], kind),
+      pick: (r) => {
+        const perUnit = r.temporalFloor?.temporalCounts?.[who];
+        return perUnit?.length ? counterTotal(perUnit, kind) : undefined;
+      },
       digits: 2,
     })),
   ),

@@ -49,3 +49,11 @@ export function countersPer(
     .filter(([, v]) => v > 0)
     .sort((a, b) => b[1] - a[1]);
 }
+
+/** The sum over every operation of one counter (`service_requests` or `persistence_requests`) in a per-unit list. */
+export function counterTotal(
+  perUnit: readonly [string, number][],
+  kind: 'service_requests' | 'persistence_requests',
+): number {
+  return perUnit.filter(([k]) => k.startsWith(`${kind}:`)).reduce((a, [, v]) => a + v, 0);
+}

@@ -34,7 +34,7 @@ import { cpuMsPer } from '../lib/cpu-per-order.ts';
 import { CompletionWatcher, delay, log, postOrder } from '../lib/e2e-kit.ts';
 import { coreLine, fmtNum as f, ratioCell } from '../lib/report-format.ts';
 import { round } from '../lib/stats.ts';
-import { countersPer, readTemporalCounters } from '../lib/temporal-counters.ts';
+import { counterTotal, countersPer, readTemporalCounters } from '../lib/temporal-counters.ts';
 
 /**
  * src/workflows/order.ts's happy path without webhook subscribers, used only
@@ -419,8 +419,6 @@ function renderTemporalCounts(c: TemporalFloorResult['temporalCounts']): string[
   if (!c || (c.floor.length === 0 && !c.orderflow?.length)) return [];
   const floor = new Map(c.floor);
   const order = new Map(c.orderflow ?? []);
-  const sum = (m: Map<string, number>, kind: string) =>
-    [...m].filter(([k]) => k.startsWith(`${kind}:`)).reduce((a, [, v]) => a + v, 0);
   const keys = [...new Set([...order.keys(), ...floor.keys()])]
     .sort((a, b) => (order.get(b) ?? floor.get(b)!) - (order.get(a) ?? floor.get(a)!))
     .filter((k) => Math.max(order.get(k) ?? 0, floor.get(k) ?? 0) >= 0.05);
@@ -430,8 +428,8 @@ function renderTemporalCounts(c: TemporalFloorResult['temporalCounts']): string[
     '',
     '| counter | per orderflow order | per floor workflow |',
     '|---|--:|--:|',
-    `| **all service requests** | ${c.orderflow ? f(sum(order, 'service_requests'), 2) : '–'} | ${f(sum(floor, 'service_requests'), 2)} |`,
-    `| **all persistence requests** | ${c.orderflow ? f(sum(order, 'persistence_requests'), 2) : '–'} | ${f(sum(floor, 'persistence_requests'), 2)} |`,
+    `| **all service requests** | ${c.orderflow ? f(counterTotal(c.orderflow, 'service_requests'), 2) : '–'} | ${f(counterTotal(c.floor, 'service_requests'), 2)} |`,
+    `| **all persistence requests** | ${c.orderflow ? f(counterTotal(c.orderflow, 'persistence_requests'), 2) : '–'} | ${f(counterTotal(c.floor, 'persistence_requests'), 2)} |`,
     ...keys.map((k) => `| ${k.replace(':', ' ')} | ${cell(order, k)} | ${cell(floor, k)} |`),
     '',
   ];

@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { countersPer, parseTemporalCounters } from '../../bench/lib/temporal-counters.ts';
+import {
+  counterTotal,
+  countersPer,
+  parseTemporalCounters,
+} from '../../bench/lib/temporal-counters.ts';
 
 const exposition = (n: { start: number; poll: number; create: number }) => `
 # HELP service_requests service_requests counter
@@ -29,5 +33,16 @@ describe('the Temporal server counters of the bench', () => {
       ['service_requests:PollWorkflowTaskQueue', 1],
     ]);
     expect(countersPer(before, after, 0)).toEqual([]);
+  });
+
+  it('totals one counter over its operations', () => {
+    const perUnit: [string, number][] = [
+      ['service_requests:StartWorkflowExecution', 1],
+      ['persistence_requests:CreateTasks', 0.5],
+      ['service_requests:PollWorkflowTaskQueue', 2],
+    ];
+    expect(counterTotal(perUnit, 'service_requests')).toBe(3);
+    expect(counterTotal(perUnit, 'persistence_requests')).toBe(0.5);
+    expect(counterTotal([], 'service_requests')).toBe(0);
   });
 });
