@@ -2,7 +2,7 @@ import { ApplicationFailure, log } from '@temporalio/activity';
 import type { Transporter } from 'nodemailer';
 import type { Db } from '../db/client.ts';
 import { ensureNotCancelledByTemporal, withHeartbeats } from './heartbeat.ts';
-import { ensureNotCancelled, loadOrder } from './order-data.ts';
+import { loadOrder } from './order-data.ts';
 import { confirmationMessageId } from '../shared/events.ts';
 import { FailureType } from '../shared/steps.ts';
 
@@ -47,25 +47,24 @@ export function createEmailActivities(deps: { db: Db; mailer: Transporter; from:
     orderId,
   }: SendConfirmationInput): Promise<SendConfirmationResult> {
     const order = await loadOrder(db, orderId);
-
-    const key = { orderId_kind: { orderId, kind: CONFIRMATION } };
-    const previous = await db.emailDelivery.findUnique({ where: key });
-    if (previous?.sentAt) {
-      log.info('confirmation email already sent', { orderId, messageId: previous.messageId });
-      return { messageId: previous.messageId, alreadySent: true };
-    }
-
-    const messageId = confirmationMessageId(orderId);
-    const delivery = await db.emailDelivery.upsert({
-      where: key,
-      create: { orderId, kind: CONFIRMATION, messageId, attempts: 1 },
-      update: { messageId, attempts: { increment: 1 } },
-    });
-
     const mail = renderConfirmation(order);
+    const messageId = confirmationMessageId(orderId);
+
     // The last point before anything leaves: a cancel since the attempt began stops it here.
     ensureNotCancelledByTemporal();
-    await ensureNotCancelled(db, orderId);
+    const claim = await claimSend(orderId, messageId);
+    if (claim.sentMessageId !== null) {
+      log.info('confirmation email already sent', { orderId, messageId: claim.sentMessageId });
+      return { messageId: claim.sentMessageId, alreadySent: true };
+    }
+    if (claim.status === 'CANCELLED') {
+      throw ApplicationFailure.create({
+        type: FailureType.OrderCancelled,
+        message: `order ${orderId} was cancelled; nothing sent`,
+        nonRetryable: true,
+      });
+    }
+    const key = { orderId_kind: { orderId, kind: CONFIRMATION } };
     try {
       await mailer.sendMail({
         messageId,
@@ -81,7 +80,7 @@ export function createEmailActivities(deps: { db: Db; mailer: Transporter; from:
       const lastError = describeError(err);
       log.warn('confirmation email failed', {
         orderId,
-        attempt: delivery.attempts,
+        attempt: claim.attempts,
         failureType: failure instanceof ApplicationFailure ? failure.type : failure.name,
         error: lastError,
       });
@@ -96,8 +95,38 @@ export function createEmailActivities(deps: { db: Db; mailer: Transporter; from:
       where: key,
       data: { sentAt: new Date(), lastError: null },
     });
-    log.info('confirmation email sent', { orderId, messageId, attempt: delivery.attempts });
+    log.info('confirmation email sent', { orderId, messageId, attempt: claim.attempts });
     return { messageId, alreadySent: false };
+  }
+
+  /**
+   * Counts this attempt in the delivery row, unless the mail was sent already,
+   * and reads the order's status now, in one statement (the statement's
+   * snapshot: a cancel committed before it is seen). `sentMessageId` is the
+   * Message-ID of an earlier send, null when there was none.
+   */
+  async function claimSend(orderId: string, messageId: string) {
+    const [row] = await db.$queryRaw<
+      { attempts: number | null; sent_message_id: string | null; status: string | null }[]
+    >`
+      WITH attempt AS (
+        INSERT INTO email_deliveries (order_id, kind, message_id, attempts)
+        VALUES (${orderId}::uuid, ${CONFIRMATION}, ${messageId}, 1)
+        ON CONFLICT (order_id, kind) DO UPDATE
+          SET message_id = EXCLUDED.message_id, attempts = email_deliveries.attempts + 1
+          WHERE email_deliveries.sent_at IS NULL
+        RETURNING attempts
+      )
+      SELECT (SELECT attempts FROM attempt) AS attempts,
+             (SELECT message_id FROM email_deliveries
+               WHERE order_id = ${orderId}::uuid AND kind = ${CONFIRMATION} AND sent_at IS NOT NULL)
+               AS sent_message_id,
+             (SELECT status::text FROM orders WHERE id = ${orderId}::uuid) AS status`;
+    return {
+      attempts: row?.attempts ?? 0,
+      sentMessageId: row?.sent_message_id ?? null,
+      status: row?.status ?? null,
+    };
   }
 }
 

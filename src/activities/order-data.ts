@@ -1,25 +1,61 @@
 /** The order as activities read it, and as events carry it. */
 import { ApplicationFailure } from '@temporalio/activity';
 import type { Db } from '../db/client.ts';
-import { orderInclude, type OrderWithItems } from '../orders/order-view.ts';
+import type { OrderStatus } from '../generated/prisma/enums.ts';
 import type { OrderCancelledData, OrderPlacedData } from '../shared/events.ts';
 import { FailureType } from '../shared/steps.ts';
 
-/** Loads an order with its lines; a missing order is a permanent failure (OrderNotFound). */
-export async function loadOrder(db: Db, orderId: string): Promise<OrderWithItems> {
-  const order = await db.order.findUnique({ where: { id: orderId }, include: orderInclude });
-  if (!order) {
+/** What the activities use of a stored order: the fields they send, and its lines in line order. */
+export interface StoredOrder {
+  id: string;
+  status: OrderStatus;
+  customerEmail: string;
+  currency: string;
+  totalCents: bigint;
+  lastError: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+  items: { sku: string; quantity: number; unitPriceCents: bigint }[];
+}
+
+interface StoredOrderRow extends Omit<StoredOrder, 'items'> {
+  /** [sku, quantity, unit price as text] per line: JSON keeps no bigint. */
+  items: [string, number, string][];
+}
+
+/**
+ * Loads an order with its lines in one statement (Prisma's `include` takes two:
+ * the row, then its lines; every order is loaded by the email and the events
+ * activity); a missing order is a permanent failure (OrderNotFound).
+ */
+export async function loadOrder(db: Db, orderId: string): Promise<StoredOrder> {
+  const [row] = await db.$queryRaw<StoredOrderRow[]>`
+    SELECT o.id::text, o.status::text, o.customer_email AS "customerEmail", o.currency,
+           o.total_cents AS "totalCents", o.last_error AS "lastError",
+           o.created_at AS "createdAt", o.updated_at AS "updatedAt",
+           coalesce((SELECT json_agg(json_build_array(i.sku, i.quantity, i.unit_price_cents::text)
+                                     ORDER BY i.line)
+                     FROM order_items i WHERE i.order_id = o.id), '[]') AS items
+    FROM orders o WHERE o.id = ${orderId}::uuid`;
+  if (!row) {
     throw ApplicationFailure.create({
       type: FailureType.OrderNotFound,
       message: `order ${orderId} does not exist`,
       nonRetryable: true,
     });
   }
-  return order;
+  return {
+    ...row,
+    items: row.items.map(([sku, quantity, unitPriceCents]) => ({
+      sku,
+      quantity,
+      unitPriceCents: BigInt(unitPriceCents),
+    })),
+  };
 }
 
 /** The `order.placed` data, built from the stored order only, so every retry sends the same bytes. */
-export function orderPlacedData(order: OrderWithItems): OrderPlacedData {
+export function orderPlacedData(order: StoredOrder): OrderPlacedData {
   return {
     orderId: order.id,
     customerEmail: order.customerEmail,
@@ -35,7 +71,7 @@ export function orderPlacedData(order: OrderWithItems): OrderPlacedData {
 }
 
 /** The `order.cancelled` data: what was placed, and why it was cancelled. */
-export function orderCancelledData(order: OrderWithItems, reason: string): OrderCancelledData {
+export function orderCancelledData(order: StoredOrder, reason: string): OrderCancelledData {
   return { ...orderPlacedData(order), reason };
 }
 

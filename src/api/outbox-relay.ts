@@ -100,16 +100,23 @@ export async function countInFlight(
       (SELECT count(*) FROM workflow_starts
         WHERE started_at IS NULL AND attempts > 0 AND next_attempt_at > now())::int AS leased,
       (SELECT count(*) FROM (SELECT FROM workflow_starts
-        WHERE started_at IS NULL AND next_attempt_at <= now() LIMIT ${dueCap}) d)::int AS due`;
+        WHERE started_at IS NULL AND next_attempt_at <= now()
+        ORDER BY next_attempt_at LIMIT ${dueCap}) d)::int AS due`;
   const { started = 0, leased = 0, due = 0 } = row ?? {};
   return { inFlight: started + leased, due };
 }
 
-/** Whether any start is due now (one index probe). */
+/**
+ * Whether any start is due now: one index probe, the earliest pending start.
+ * Not `EXISTS (... WHERE next_attempt_at <= now())`: once pending rows are a few
+ * percent of the table, the planner takes that for a sequential scan (it
+ * assumes they are spread through the table, but they are all at its end), which
+ * reads the whole history (6-11 ms at 100,000 started rows, against 0.05 ms).
+ */
 async function anyDue(db: Sql): Promise<boolean> {
   const [row] = await db.$queryRaw<{ due: boolean }[]>`
-    SELECT EXISTS (SELECT FROM workflow_starts
-      WHERE started_at IS NULL AND next_attempt_at <= now()) AS due`;
+    SELECT coalesce((SELECT next_attempt_at FROM workflow_starts WHERE started_at IS NULL
+      ORDER BY next_attempt_at LIMIT 1) <= now(), false) AS due`;
   return row?.due ?? false;
 }
 

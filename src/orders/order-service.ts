@@ -123,9 +123,11 @@ export class OrderService {
         ), wake AS (
           -- Wakes the relay process when this start is due at once and no other one is
           -- (relay mode): a busy relay sweeps again anyway, and NOTIFY serializes commits.
+          -- The earliest pending start, not NOT EXISTS (... <= now()): see anyDue in outbox-relay.ts.
           SELECT pg_notify(${OUTBOX_CHANNEL}, '') FROM o
-          WHERE ${this.startGraceMs}::int = 0 AND NOT EXISTS (
-            SELECT FROM workflow_starts WHERE started_at IS NULL AND next_attempt_at <= now())
+          WHERE ${this.startGraceMs}::int = 0 AND NOT coalesce((
+            SELECT next_attempt_at FROM workflow_starts WHERE started_at IS NULL
+            ORDER BY next_attempt_at LIMIT 1) <= now(), false)
         )
         SELECT status, created_at, updated_at FROM o LEFT JOIN wake ON true`,
     );

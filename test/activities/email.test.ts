@@ -205,6 +205,29 @@ describe('sendConfirmationEmail', () => {
     expect((await delivery(orderId))?.attempts).toBe(1);
   });
 
+  it('sends nothing for an order cancelled before the attempt (OrderCancelled), and sends nothing again once it was sent', async () => {
+    const cancelled = await createOrder();
+    await db.order.update({ where: { id: cancelled }, data: { status: 'CANCELLED' } });
+    const { stub, mailer } = await stubRefusing({});
+
+    const failure = await failureOf(sendConfirmation(mailer, cancelled));
+
+    expect(failure.type).toBe(FailureType.OrderCancelled);
+    expect(failure.nonRetryable).toBe(true);
+    expect(stub.dataCount).toBe(0);
+    expect(await delivery(cancelled)).toMatchObject({ sentAt: null });
+
+    // A mail already sent is reported as sent, whatever happened to the order since.
+    const sent = await createOrder();
+    const first = await sendConfirmation(mailer, sent);
+    await db.order.update({ where: { id: sent }, data: { status: 'CANCELLED' } });
+    expect(await sendConfirmation(mailer, sent)).toEqual({
+      messageId: first.messageId,
+      alreadySent: true,
+    });
+    expect(stub.dataCount).toBe(1);
+  });
+
   it('fails non-retryably with OrderNotFound for an unknown order', async () => {
     const orderId = randomUUID();
 

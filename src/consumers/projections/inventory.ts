@@ -112,10 +112,14 @@ export const inventoryProjection: Projection = {
       ON CONFLICT (sku) DO UPDATE SET
         reserved_quantity = stock_reservations.reserved_quantity + EXCLUDED.reserved_quantity,
         order_count = stock_reservations.order_count + EXCLUDED.order_count`;
-    // A SKU nothing is reserved for any more has no row, as if never reserved (whatever the batching).
+    // A SKU nothing is reserved for any more has no row, as if never reserved (whatever the
+    // batching). Only a release can bring a row down to zero: a batch of placements alone
+    // (the usual one) has nothing to delete and skips the statement.
+    const lowered = changes.filter((d) => d.quantity < 0n || d.orderCount < 0).map((d) => d.sku);
+    if (lowered.length === 0) return;
     await tx.$executeRaw`
       DELETE FROM stock_reservations
-      WHERE sku = ANY(${changes.map((d) => d.sku)}::text[])
+      WHERE sku = ANY(${lowered}::text[])
         AND reserved_quantity = 0 AND order_count = 0`;
   },
 
