@@ -35,6 +35,15 @@ const flag = z
   .transform((v) => v === 'true')
   .default(false);
 
+/** "true" or "false" (any case); unset is true. */
+const flagOn = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .pipe(z.enum(['true', 'false'], { error: 'must be true or false' }))
+  .transform((v) => v === 'true')
+  .default(true);
+
 /** The SASL mechanisms kafkajs offers that a broker's SASL listener may ask for. */
 export const KAFKA_SASL_MECHANISMS = ['plain', 'scram-sha-256', 'scram-sha-512'] as const;
 export type KafkaSaslMechanism = (typeof KAFKA_SASL_MECHANISMS)[number];
@@ -246,6 +255,12 @@ const envSchema = z.object({
   // and SASL/TLS for every Kafka client (workers, consumers, CLI); cross-checked in loadConfig.
   /** PostgreSQL cancels a statement of the pooled connections after this long (ms); 0: no limit. */
   DATABASE_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(0).max(3_600_000).default(30_000),
+  /**
+   * Named prepared statements on the services' pooled connections (each distinct
+   * statement parsed and planned once per connection); false behind a pooler that
+   * cannot carry them (PgBouncer in transaction mode before 1.21).
+   */
+  DATABASE_PREPARED_STATEMENTS: flagOn,
   KAFKA_SASL_MECHANISM: z
     .string()
     .transform((v) => v.trim().toLowerCase())

@@ -15,30 +15,69 @@ export interface DbOptions {
    * Migrations and the relay's LISTEN connection use connections of their own.
    */
   statementTimeoutMs?: number;
+  /**
+   * Names each distinct statement (up to PREPARED_STATEMENTS_MAX per process),
+   * so node-postgres prepares it once per connection and PostgreSQL skips
+   * parsing and planning it on every later run (the intake statement: 0.43 ms of
+   * server CPU unnamed, 0.22 ms prepared). Off behind a pooler that cannot carry
+   * prepared statements.
+   */
+  preparedStatements?: boolean;
+}
+
+/**
+ * Distinct statements named per process; later ones run unnamed, so the
+ * statements each connection holds prepared stay bounded (orderflow's are a few
+ * dozen: Prisma's and the raw statements keep their text whatever their arguments).
+ */
+export const PREPARED_STATEMENTS_MAX = 200;
+
+/**
+ * Names for node-postgres's per-connection statement cache: one per SQL text,
+ * at most `max`; beyond them '' (unnamed: parsed and planned on every run).
+ */
+export function statementNames(max = PREPARED_STATEMENTS_MAX): (query: { sql: string }) => string {
+  const names = new Map<string, string>();
+  return ({ sql }) => {
+    let name = names.get(sql);
+    if (name === undefined) {
+      if (names.size >= max) return '';
+      name = `orderflow_${names.size}`;
+      names.set(sql, name);
+    }
+    return name;
+  };
 }
 
 /** A Prisma client over node-postgres (Prisma 7's driver adapter; no engine binary). */
 export function createDb(
   databaseUrl: string,
   poolSize = 10,
-  { statementTimeoutMs = DEFAULT_STATEMENT_TIMEOUT_MS }: DbOptions = {},
+  { statementTimeoutMs = DEFAULT_STATEMENT_TIMEOUT_MS, preparedStatements = true }: DbOptions = {},
 ): Db {
-  const adapter = new PrismaPg({
-    connectionString: databaseUrl,
-    max: poolSize,
-    // Fail fast when PostgreSQL is unreachable instead of queueing forever.
-    connectionTimeoutMillis: 3000,
-    ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}),
-  });
+  const adapter = new PrismaPg(
+    {
+      connectionString: databaseUrl,
+      max: poolSize,
+      // Fail fast when PostgreSQL is unreachable instead of queueing forever.
+      connectionTimeoutMillis: 3000,
+      ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}),
+    },
+    preparedStatements ? { statementNameGenerator: statementNames() } : {},
+  );
   return new PrismaClient({ adapter });
 }
 
 /** createDb for a service process: `DATABASE_URL` and `DATABASE_STATEMENT_TIMEOUT_MS` from its configuration. */
 export function createDbFromConfig(
-  config: Pick<Config, 'DATABASE_URL' | 'DATABASE_STATEMENT_TIMEOUT_MS'>,
+  config: Pick<
+    Config,
+    'DATABASE_URL' | 'DATABASE_STATEMENT_TIMEOUT_MS' | 'DATABASE_PREPARED_STATEMENTS'
+  >,
   poolSize: number,
 ): Db {
   return createDb(config.DATABASE_URL, poolSize, {
     statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+    preparedStatements: config.DATABASE_PREPARED_STATEMENTS,
   });
 }
