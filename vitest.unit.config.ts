@@ -25,6 +25,7 @@ export default defineConfig({
       'test/events/kafka-boundary.test.ts',
       'test/events/kafka-warning.test.ts',
       'test/layout/import-direction.test.ts',
+      'test/api/access-log.test.ts',
       'test/api/problems-database.test.ts',
       'test/orders/order-operations.test.ts',
       'test/orders/rules.test.ts',

@@ -1,11 +1,10 @@
 import express, { type Express } from 'express';
 import helmet from 'helmet';
-import { randomUUID } from 'node:crypto';
-import { pinoHttp } from 'pino-http';
 import type { Db } from '../db/client.ts';
 import { httpServerSpans } from '../observability/http-tracing.ts';
 import { tracingEnabled } from '../observability/tracing.ts';
 import type { Logger } from '../shared/logger.ts';
+import { accessLog } from './access-log.ts';
 import { requireApiKey } from './auth.ts';
 import { createApiMetrics, type ApiMetrics } from './metrics.ts';
 import { buildOpenApiDocument, type DocumentAccess } from './openapi.ts';
@@ -44,8 +43,6 @@ export interface AppDeps {
   webhookResolver?: Resolver;
 }
 
-const REQUEST_ID = /^[\w.:-]{1,128}$/;
-
 /** The Express application: thin routes over use cases, one error middleware. */
 export function createApp(deps: AppDeps): Express {
   const app = express();
@@ -54,32 +51,8 @@ export function createApp(deps: AppDeps): Express {
   if (tracingEnabled()) app.use(httpServerSpans());
   app.use(helmet());
   app.use(
-    pinoHttp({
-      logger: deps.log,
-      // A caller's request id is kept when sane; otherwise one is made.
-      genReqId: (req, res) => {
-        const given = req.headers['x-request-id'];
-        const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
-        res.setHeader('X-Request-Id', id);
-        return id;
-      },
-      customAttributeKeys: { reqId: 'requestId' },
-      // Binds requestId on req.log and on the completion line (pino-http only
-      // writes the reqId key with this; otherwise it is buried in req.id).
-      quietReqLogger: true,
-      autoLogging: {
-        ignore: (req) => req.url === '/healthz' || req.url === '/readyz' || req.url === '/metrics',
-      },
-      // A response that never finished (the connection closed first) is a warning,
-      // whatever status it was about to have.
-      customLogLevel: (_req, res, err) =>
-        err || res.statusCode >= 500
-          ? 'error'
-          : !res.writableEnded
-            ? 'warn'
-            : res.statusCode >= 400
-              ? 'info'
-              : 'debug',
+    accessLog(deps.log, {
+      ignore: (req) => req.url === '/healthz' || req.url === '/readyz' || req.url === '/metrics',
     }),
   );
   const metrics = deps.metrics ?? createApiMetrics(deps.relay, deps.db);
