@@ -54,7 +54,7 @@ export function runSettings(env: Env = process.env) {
     faultRate: int('BENCH_FAULT_RATE', 20, 1, 1000),
     faultDrainS: int('BENCH_FAULT_DRAIN_S', 240, 10, 3600),
     redisAof: env.BENCH_REDIS_AOF !== '0',
-    drainS: int('BENCH_DRAIN_S', 300, 10, 3600),
+    drainS: int('BENCH_DRAIN_S', 900, 10, 3600),
     maxMin: int('BENCH_RUN_MAX_MIN', 60, 1, 480),
     label: labelEnv(env),
     backgroundPriority: parseCpuPriority(

@@ -51,7 +51,8 @@
  *   BENCH_PEER_RATE=300  BENCH_PEER_S=5  BENCH_PEER_WARMUP_S=3  BENCH_PEER_SAT_CONNECTIONS=64
  *   BENCH_FAULT_ORDERS=300  BENCH_FAULT_RATE=20  BENCH_FAULT_DRAIN_S=240
  *   BENCH_REDIS_AOF=1                  1: appendonly yes, appendfsync everysec; 0: no persistence
- *   BENCH_DRAIN_S=300                  bound on waiting for a backlog between parts
+ *   BENCH_DRAIN_S=900                  bound on waiting for a backlog between parts (orderflow's
+ *                                      5 s at saturation leaves ~9,000 orders: ~7 min at 20/s)
  *   BENCH_RUN_MAX_MIN=60               bound on the whole run (exceeding it is a harness error)
  *   BENCH_BACKGROUND_PRIORITY=idle     CPU priority of all but the APIs, PostgreSQL and Redis
  *                                      (idle | normal | a niceness 1-19; npm start's default)
