@@ -26,23 +26,17 @@ const csv = z
       .filter(Boolean),
   )
   .pipe(z.array(z.string()).min(1));
-/** "true" or "false" (any case); unset is false. */
-const flag = z
-  .string()
-  .trim()
-  .toLowerCase()
-  .pipe(z.enum(['true', 'false'], { error: 'must be true or false' }))
-  .transform((v) => v === 'true')
-  .default(false);
-
-/** "true" or "false" (any case); unset is true. */
-const flagOn = z
-  .string()
-  .trim()
-  .toLowerCase()
-  .pipe(z.enum(['true', 'false'], { error: 'must be true or false' }))
-  .transform((v) => v === 'true')
-  .default(true);
+/** "true" or "false" (any case); unset is `byDefault`. */
+const trueOrFalse = (byDefault: boolean) =>
+  z
+    .string()
+    .trim()
+    .toLowerCase()
+    .pipe(z.enum(['true', 'false'], { error: 'must be true or false' }))
+    .transform((v) => v === 'true')
+    .default(byDefault);
+const flag = trueOrFalse(false);
+const flagOn = trueOrFalse(true);
 
 /** The SASL mechanisms kafkajs offers that a broker's SASL listener may ask for. */
 export const KAFKA_SASL_MECHANISMS = ['plain', 'scram-sha-256', 'scram-sha-512'] as const;
