@@ -18,9 +18,9 @@ export interface DbOptions {
   /**
    * Names each distinct statement (up to PREPARED_STATEMENTS_MAX per process),
    * so node-postgres prepares it once per connection and PostgreSQL skips
-   * parsing and planning it on every later run (the intake statement: 0.43 ms of
-   * server CPU unnamed, 0.22 ms prepared). Off behind a pooler that cannot carry
-   * prepared statements.
+   * parsing and planning it on every later run (the intake statement through
+   * Prisma: 0.89 ms of server CPU unnamed, 0.32 ms prepared; README, Configuration).
+   * Off behind a pooler that cannot carry prepared statements.
    */
   preparedStatements?: boolean;
 }
