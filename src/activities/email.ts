@@ -2,7 +2,7 @@ import { ApplicationFailure, log } from '@temporalio/activity';
 import type { Transporter } from 'nodemailer';
 import type { Db } from '../db/client.ts';
 import { ensureNotCancelledByTemporal, withHeartbeats } from './heartbeat.ts';
-import { loadOrder } from './order-data.ts';
+import { loadOrder, orderCancelled } from './order-data.ts';
 import { confirmationMessageId } from '../shared/events.ts';
 import { FailureType } from '../shared/steps.ts';
 
@@ -57,13 +57,7 @@ export function createEmailActivities(deps: { db: Db; mailer: Transporter; from:
       log.info('confirmation email already sent', { orderId, messageId: claim.sentMessageId });
       return { messageId: claim.sentMessageId, alreadySent: true };
     }
-    if (claim.status === 'CANCELLED') {
-      throw ApplicationFailure.create({
-        type: FailureType.OrderCancelled,
-        message: `order ${orderId} was cancelled; nothing sent`,
-        nonRetryable: true,
-      });
-    }
+    if (claim.status === 'CANCELLED') throw orderCancelled(orderId);
     const key = { orderId_kind: { orderId, kind: CONFIRMATION } };
     try {
       await mailer.sendMail({

@@ -81,11 +81,14 @@ export function orderCancelledData(order: StoredOrder, reason: string): OrderCan
  */
 export async function ensureNotCancelled(db: Db, orderId: string): Promise<void> {
   const row = await db.order.findUnique({ where: { id: orderId }, select: { status: true } });
-  if (row?.status === 'CANCELLED') {
-    throw ApplicationFailure.create({
-      type: FailureType.OrderCancelled,
-      message: `order ${orderId} was cancelled; nothing sent`,
-      nonRetryable: true,
-    });
-  }
+  if (row?.status === 'CANCELLED') throw orderCancelled(orderId);
+}
+
+/** What an attempt throws when it finds its order cancelled before sending (not retried). */
+export function orderCancelled(orderId: string): ApplicationFailure {
+  return ApplicationFailure.create({
+    type: FailureType.OrderCancelled,
+    message: `order ${orderId} was cancelled; nothing sent`,
+    nonRetryable: true,
+  });
 }
