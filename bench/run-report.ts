@@ -19,7 +19,12 @@ import {
 } from './parts/peer-intake.ts';
 import { renderPriority, type PriorityResult } from './parts/priority.ts';
 import { renderSpike, type SpikeResult } from './parts/spike.ts';
-import { renderSustained, sustainedComparison, type SustainedResult } from './parts/sustained.ts';
+import {
+  renderSustained,
+  renderSustainedAgain,
+  sustainedComparison,
+  type SustainedResult,
+} from './parts/sustained.ts';
 import { renderTemporalFloor, type TemporalFloorResult } from './parts/temporal-floor.ts';
 import { GOALS, type RunSettings } from './run-settings.ts';
 
@@ -49,6 +54,8 @@ export interface Results {
   intake?: IntakePart;
   peerIntake?: PeerIntakeResult;
   sustained?: SustainedResult[];
+  /** orderflow's second sustained window, after the floor's (BENCH_FLOOR_PAIRED). */
+  sustainedAgain?: SustainedResult;
   temporalFloor?: TemporalFloorResult;
   backlog?: BacklogResult;
   priority?: PriorityResult;
@@ -69,9 +76,14 @@ export function versionOf(pkg: string): string {
   }
 }
 
-/** orderflow's sustained orders/s in this run, or null when that part did not run. */
+/**
+ * orderflow's sustained orders/s in this run (the mean of its windows around the
+ * floor's when there were two), or null when that part did not run.
+ */
 export const orderflowSustainedRate = (r: Results): number | null =>
-  r.sustained?.find((x) => x.system === 'orderflow')?.ordersPerS ?? null;
+  (r.temporalFloor?.orderflowWindowRates?.length ?? 0) > 1
+    ? r.temporalFloor!.orderflowRate
+    : (r.sustained?.find((x) => x.system === 'orderflow')?.ordersPerS ?? null);
 
 /** The headline table, orderflow against the peer, from the parts that ran. */
 function comparisonTable(r: Results): string[] {
@@ -141,6 +153,7 @@ export function renderReport(r: Results, svgName: string): string {
   }
   if (r.spike) lines.push(...renderSpike(r.spike, r.settings, svgName));
   if (r.sustained?.length) lines.push(...renderSustained(r.sustained, r.settings));
+  if (r.sustainedAgain) lines.push(...renderSustainedAgain(r.sustainedAgain));
   if (r.temporalFloor) lines.push(...renderTemporalFloor(r.temporalFloor, GOALS.floorRatio));
   if (r.backlog) lines.push(...renderBacklog(r.backlog, GOALS.backlogRatio));
   if (r.priority) lines.push(...renderPriority(r.priority, r.settings));
@@ -163,6 +176,9 @@ export function renderRunChart(r: Results): string {
       : undefined,
     sustained: [
       ...(r.sustained ?? []).map((x) => ({ name: x.system, perSecond: x.perSecond })),
+      ...(r.sustainedAgain
+        ? [{ name: 'orderflow, after the floor', perSecond: r.sustainedAgain.perSecond }]
+        : []),
       ...(r.temporalFloor
         ? [{ name: 'Temporal floor (workflows)', perSecond: r.temporalFloor.loop.perSecond }]
         : []),

@@ -42,6 +42,8 @@ export function runSettings(env: Env = process.env) {
     backlogWindowS: int('BENCH_BACKLOG_WINDOW_S', 60, 1, 3600),
     backlogConnections: int('BENCH_BACKLOG_CONNECTIONS', 64, 1, 1000),
     consumers: env.BENCH_CONSUMERS !== '0',
+    /** With sustained and temporal-floor: orderflow, floor, floor, orderflow (ABBA), ratio of the means. */
+    floorPaired: env.BENCH_FLOOR_PAIRED !== '0',
     bulkJobs: int('BENCH_BULK_JOBS', 10_000, 1, 1_000_000),
     liveRate: int('BENCH_LIVE_RATE', 5, 1, 1000),
     liveS: int('BENCH_LIVE_S', 20, 1, 600),

@@ -47,6 +47,10 @@
  *   BENCH_BACKLOG_ORDERS=5000  BENCH_BACKLOG_WINDOW_S=60  BENCH_BACKLOG_CONNECTIONS=64
  *                                      (the backlog's wait for all to complete is bounded by BENCH_DRAIN_S)
  *   BENCH_CONSUMERS=1                  0: the stack without the two Kafka consumer groups
+ *   BENCH_FLOOR_PAIRED=1               with sustained and temporal-floor: orderflow's window, two floor
+ *                                      windows, a second orderflow window (ABBA, so a machine whose speed
+ *                                      drifts during the run weighs on both sides alike), then the peer's;
+ *                                      0: orderflow, the peer, then one floor window
  *   BENCH_BULK_JOBS=10000  BENCH_LIVE_RATE=5  BENCH_LIVE_S=20  BENCH_BULK_DRAIN_S=60 (then the rest is terminated)
  *   BENCH_PEER_RATE=300  BENCH_PEER_S=5  BENCH_PEER_WARMUP_S=3  BENCH_PEER_SAT_CONNECTIONS=64
  *   BENCH_FAULT_ORDERS=300  BENCH_FAULT_RATE=20  BENCH_FAULT_DRAIN_S=240
@@ -79,6 +83,7 @@ import {
 import { projectRoot, provisionAll, versions } from '../scripts/lib/tools.ts';
 import type { System } from './lib/cpu-per-order.ts';
 import { delay, log, sh, startReceiver, type Receiver } from './lib/e2e-kit.ts';
+import { pairWithOrderflow } from './lib/floor-pairing.ts';
 import { drain } from './lib/order-load.ts';
 import { coresBetween, procSnapshot } from './lib/proc-stats.ts';
 import { freeResultBase, resultsDir } from './lib/results.ts';
@@ -250,24 +255,41 @@ async function main(): Promise<number> {
         write();
       }
     };
-    if (want('sustained')) {
-      await onBothSystems((results.sustained = []), (sys) =>
-        sustained(app!, sys, sys === 'orderflow' ? app!.apiUrl : peer.apiUrl, db!, settings),
-      );
-    }
-    if (want('temporal-floor')) {
-      results.temporalFloor = await temporalFloor({
-        app,
-        db,
+    const sustainedOf = (sys: System) =>
+      sustained(app!, sys, sys === 'orderflow' ? app!.apiUrl : peer.apiUrl, db!, settings);
+    const floorOf = (windows: number) =>
+      temporalFloor({
+        app: app!,
+        db: db!,
         inFlight: settings.sustainedInFlight,
         warmupS: settings.sustainedWarmupS,
         seconds: settings.sustainedS,
+        windows,
         drainS: settings.drainS,
         orderflowRate: orderflowSustainedRate(results),
         orderflowCounts:
           results.sustained?.find((x) => x.system === 'orderflow')?.temporalPerOrder ?? null,
       });
+    if (want('sustained') && want('temporal-floor') && settings.floorPaired) {
+      // orderflow, floor, floor, orderflow (ABBA), then the peer: see BENCH_FLOOR_PAIRED.
+      results.sustained = [await sustainedOf('orderflow')];
       write();
+      results.temporalFloor = await floorOf(2);
+      write();
+      results.sustainedAgain = await sustainedOf('orderflow');
+      results.temporalFloor = pairWithOrderflow(results.temporalFloor, [
+        results.sustained[0]!.ordersPerS,
+        results.sustainedAgain.ordersPerS,
+      ]);
+      write();
+      results.sustained.push(await sustainedOf('peer'));
+      write();
+    } else {
+      if (want('sustained')) await onBothSystems((results.sustained = []), sustainedOf);
+      if (want('temporal-floor')) {
+        results.temporalFloor = await floorOf(1);
+        write();
+      }
     }
     if (want('priority')) {
       results.priority = await priority(app, db, settings);

@@ -150,3 +150,11 @@ export function renderSustained(list: SustainedResult[], settings: RunSettings):
     '',
   ];
 }
+
+/** orderflow's second window, run after the Temporal floor's (bench/run.ts, BENCH_FLOOR_PAIRED). */
+export function renderSustainedAgain(x: SustainedResult): string[] {
+  return [
+    `orderflow again, after the Temporal floor's windows (the same closed loop; the floor's ratio uses the mean of both orderflow windows): **${x.ordersPerS}** orders/s COMPLETED, POST → COMPLETED p50 / p99 ${f(x.latencyMs.p50)} / ${f(x.latencyMs.p99)} ms, ${x.postErrors} POST errors, CPU ms per completed order ${f(x.cpuMsPerOrder.app, 2)} app + ${f(x.cpuMsPerOrder.broker, 2)} Temporal (with PostgreSQL and Kafka ${f(x.cpuMsPerOrder.total, 2)}).`,
+    '',
+  ];
+}

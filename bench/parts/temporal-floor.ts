@@ -7,8 +7,11 @@
  * through four worker processes (one per orderflow task queue, on queues of
  * their own, at the stack's background CPU priority) in the sustained part's
  * closed loop: `inFlight` workflows at a time, a new one started when one
- * completes, the same warm-up and counted window. It reports workflows/s,
- * and the CPU of the Temporal server and of the floor's workers.
+ * completes, the same warm-up and counted window, `windows` times (drained
+ * in between). It reports workflows/s, and the CPU of the Temporal server and
+ * of the floor's workers. bench/run.ts puts orderflow's sustained windows
+ * around the floor's (orderflow, floor, floor, orderflow) and pairs them
+ * (pairWithOrderflow), so the ratio holds when the machine's speed drifts.
  */
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode } from '@temporalio/worker';
@@ -33,7 +36,7 @@ import { closedLoop, type ClosedLoopResult, type Completions } from '../lib/clos
 import { cpuMsPer } from '../lib/cpu-per-order.ts';
 import { CompletionWatcher, delay, log, postOrder } from '../lib/e2e-kit.ts';
 import { coreLine, fmtNum as f, ratioCell } from '../lib/report-format.ts';
-import { round } from '../lib/stats.ts';
+import { mean, round } from '../lib/stats.ts';
 import { counterTotal, countersPer, readTemporalCounters } from '../lib/temporal-counters.ts';
 
 /**
@@ -61,10 +64,18 @@ export interface TemporalFloorResult {
   /** The search attributes each of the order's upserts wrote (a patch writes TemporalChangeVersion). */
   orderUpserts: string[] | null;
   workers: string[];
+  /** The mean of the floor windows' rates. */
   workflowsPerS: number;
-  /** orderflow's sustained orders/s in the same run (null: that part did not run), and ÷ the floor. */
+  /** Each floor window's workflows/s, in run order. */
+  windowRates: number[];
+  /**
+   * orderflow's sustained orders/s in the same run (null: that part did not run), and ÷ the
+   * floor; with windows around the floor's, the mean of their rates (`orderflowWindowRates`).
+   */
   orderflowRate: number | null;
+  orderflowWindowRates?: number[];
   ratio: number | null;
+  /** The first floor window (its latency, CPU and counters are the ones reported). */
   loop: ClosedLoopResult;
   cpuMsPerWorkflow: { temporal: number; workers: number };
   /** Every started floor workflow finished before the workers were stopped. */
@@ -243,7 +254,9 @@ export async function temporalFloor(opts: {
   inFlight: number;
   warmupS: number;
   seconds: number;
-  /** Bound on waiting for the floor workflows still in flight after the window. */
+  /** Counted windows, one after the other, each drained before the next. */
+  windows: number;
+  /** Bound on waiting for the floor workflows still in flight after a window. */
   drainS: number;
   /** orderflow's sustained orders/s in this run; null when that part did not run. */
   orderflowRate: number | null;
@@ -296,43 +309,51 @@ export async function temporalFloor(opts: {
     }
 
     const runId = Date.now().toString(36);
-    log(
-      `temporal-floor: ${opts.inFlight} workflows in flight, ${opts.warmupS} s warm-up + ${opts.seconds} s`,
-    );
-    const loop = await closedLoop({
-      inFlight: opts.inFlight,
-      warmupS: opts.warmupS,
-      seconds: opts.seconds,
-      procs: () => app.stack.procs,
-      maxStartErrors: 1000,
-      start: async (seq) => {
-        const workflowId = `bench-floor-${runId}-${seq}`;
-        // As src/api/workflow-starter.ts starts an order's workflow.
-        await client.workflow.start<typeof temporalFloorWorkflow>(FLOOR_WORKFLOW_TYPE, {
-          workflowId,
-          taskQueue: floorQueue('orders'),
-          args: [shape],
-          workflowIdConflictPolicy: 'USE_EXISTING',
-          workflowIdReusePolicy: 'REJECT_DUPLICATE',
-        });
-        return workflowId;
-      },
-      completions: (onCompleted) => listener.attach(onCompleted),
-      counters: () => readTemporalCounters(app.ports.temporalMetrics),
-    });
-    log(
-      `  ${loop.rate} workflows/s completed (${loop.leftInFlight} still in flight), start errors ${loop.startErrors}; temporal ${loop.cores.temporal ?? 0} cores`,
-    );
-    // What is still in flight finishes before the workers stop (bounded).
-    const deadline = Date.now() + opts.drainS * 1000;
-    while (listener.pendingCount > 0 && Date.now() < deadline) await delay(200);
-    const drained = listener.pendingCount === 0;
+    const loops: ClosedLoopResult[] = [];
+    let drained = true;
+    for (let w = 1; w <= opts.windows && drained; w++) {
+      log(
+        `temporal-floor: window ${w}/${opts.windows}: ${opts.inFlight} workflows in flight, ${opts.warmupS} s warm-up + ${opts.seconds} s`,
+      );
+      const loop = await closedLoop({
+        inFlight: opts.inFlight,
+        warmupS: opts.warmupS,
+        seconds: opts.seconds,
+        procs: () => app.stack.procs,
+        maxStartErrors: 1000,
+        start: async (seq) => {
+          const workflowId = `bench-floor-${runId}-${w}-${seq}`;
+          // As src/api/workflow-starter.ts starts an order's workflow.
+          await client.workflow.start<typeof temporalFloorWorkflow>(FLOOR_WORKFLOW_TYPE, {
+            workflowId,
+            taskQueue: floorQueue('orders'),
+            args: [shape],
+            workflowIdConflictPolicy: 'USE_EXISTING',
+            workflowIdReusePolicy: 'REJECT_DUPLICATE',
+          });
+          return workflowId;
+        },
+        completions: (onCompleted) => listener.attach(onCompleted),
+        counters: () => readTemporalCounters(app.ports.temporalMetrics),
+      });
+      loops.push(loop);
+      log(
+        `  ${loop.rate} workflows/s completed (${loop.leftInFlight} still in flight), start errors ${loop.startErrors}; temporal ${loop.cores.temporal ?? 0} cores`,
+      );
+      // What is still in flight finishes before the next window or the workers' stop (bounded).
+      const deadline = Date.now() + opts.drainS * 1000;
+      while (listener.pendingCount > 0 && Date.now() < deadline) await delay(200);
+      drained = listener.pendingCount === 0;
+    }
     if (!drained) {
       log(
-        `  ${listener.pendingCount} floor workflows not finished within the bound: terminating them`,
+        `  ${listener.pendingCount} floor workflows not finished within the bound: terminating them (no further window)`,
       );
       await terminateRunning(client);
     }
+    const loop = loops[0]!;
+    const windowRates = loops.map((l) => l.rate);
+    const workflowsPerS = round(mean(windowRates), 2);
     const floorEvents = listener.firstId
       ? ((await client.workflow.getHandle(listener.firstId).fetchHistory()).events?.length ?? null)
       : null;
@@ -348,18 +369,17 @@ export async function temporalFloor(opts: {
       otherMarkers,
       orderUpserts,
       workers: workers.map((w) => w.name),
-      workflowsPerS: loop.rate,
+      workflowsPerS,
+      windowRates,
       orderflowRate: opts.orderflowRate,
       ratio:
-        opts.orderflowRate !== null && loop.rate > 0
-          ? round(opts.orderflowRate / loop.rate, 3)
+        opts.orderflowRate !== null && workflowsPerS > 0
+          ? round(opts.orderflowRate / workflowsPerS, 3)
           : null,
       loop,
       cpuMsPerWorkflow: {
-        temporal: cpuMsPer(loop.cores, loop.seconds, loop.completed, (k) => k === 'temporal'),
-        workers: cpuMsPer(loop.cores, loop.seconds, loop.completed, (k) =>
-          k.startsWith('floor-worker-'),
-        ),
+        temporal: cpuMsOverWindows(loops, (k) => k === 'temporal'),
+        workers: cpuMsOverWindows(loops, (k) => k.startsWith('floor-worker-')),
       },
       drained,
       completedTotal: { heard: listener.total, server },
@@ -380,6 +400,16 @@ export async function temporalFloor(opts: {
   }
 }
 
+/** CPU ms per workflow of the processes `pick` selects, over all the counted windows. */
+function cpuMsOverWindows(loops: ClosedLoopResult[], pick: (name: string) => boolean): number {
+  const completed = loops.reduce((a, l) => a + l.completed, 0);
+  const ms = loops.reduce(
+    (a, l) => a + cpuMsPer(l.cores, l.seconds, l.completed, pick) * l.completed,
+    0,
+  );
+  return completed > 0 ? round(ms / completed, 2) : 0;
+}
+
 const count = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
 /** The report's section. */
@@ -394,12 +424,17 @@ export function renderTemporalFloor(r: TemporalFloorResult, goal: number): strin
   return [
     '## Temporal floor: no-op workflows of orderflow’s shape',
     '',
-    `The Temporal work of one order with nothing behind it, on the same Temporal dev server in the same run: shape \`${r.shape}\`, read from ${r.shapeSource} (P = a patch: its marker and the ${PATCH_SEARCH_ATTRIBUTE} upsert the SDK writes with it; U = a search-attribute upsert, \`OrderStatus\` in the floor; L = a local activity; (…) = activities started together, on those task queues). Per workflow: ${count(c.patches, 'patch', 'patches')}, ${count(c.upserts, 'upsert')}, ${count(c.localActivities, 'local activity', 'local activities')}, ${activities || 'no activity'}; every (local) activity a no-op. Four worker processes (${r.workers.join(', ')}), one per orderflow task queue, on floor queues of their own (\`${floorQueue('…')}\`), SDK default worker options, the workflow bundle built once by the runner, the stack's background CPU priority. ${r.loop.inFlight} workflows kept in flight (a new one started, as orderflow's are, when one completes), the sustained part's warm-up, then ${r.loop.seconds} s counted. A workflow counts when its worker finishes it (a sink on its last activation: no server call).`,
+    `The Temporal work of one order with nothing behind it, on the same Temporal dev server in the same run: shape \`${r.shape}\`, read from ${r.shapeSource} (P = a patch: its marker and the ${PATCH_SEARCH_ATTRIBUTE} upsert the SDK writes with it; U = a search-attribute upsert, \`OrderStatus\` in the floor; L = a local activity; (…) = activities started together, on those task queues). Per workflow: ${count(c.patches, 'patch', 'patches')}, ${count(c.upserts, 'upsert')}, ${count(c.localActivities, 'local activity', 'local activities')}, ${activities || 'no activity'}; every (local) activity a no-op. Four worker processes (${r.workers.join(', ')}), one per orderflow task queue, on floor queues of their own (\`${floorQueue('…')}\`), SDK default worker options, the workflow bundle built once by the runner, the stack's background CPU priority. ${r.loop.inFlight} workflows kept in flight (a new one started, as orderflow's are, when one completes), the sustained part's warm-up, then ${r.loop.seconds} s counted${r.windowRates.length > 1 ? `, ${r.windowRates.length} times (drained in between)` : ''}. A workflow counts when its worker finishes it (a sink on its last activation: no server call).`,
     '',
     '| measure | value | goal |',
     '|---|--:|---|',
-    `| floor: workflows/s completed | **${f(r.workflowsPerS, 1)}** | |`,
-    `| orderflow sustained orders/s ÷ floor | ${r.orderflowRate === null ? 'sustained did not run in this run: no ratio' : ratioCell(r.orderflowRate, r.workflowsPerS)} | ≥ ${Math.round(goal * 100)}% |`,
+    `| floor: workflows/s completed${r.windowRates.length > 1 ? ` (mean of ${r.windowRates.length} windows)` : ''} | **${f(r.workflowsPerS, 1)}** | |`,
+    ...(r.orderflowWindowRates && r.orderflowWindowRates.length > 1
+      ? [
+          `| windows in run order: orderflow orders/s, floor workflows/s…, orderflow orders/s | ${[r.orderflowWindowRates[0], ...r.windowRates, ...r.orderflowWindowRates.slice(1)].map((x) => f(x, 1)).join(' → ')} | |`,
+        ]
+      : []),
+    `| orderflow sustained orders/s${r.orderflowWindowRates && r.orderflowWindowRates.length > 1 ? ' (mean of the windows around the floor’s)' : ''} ÷ floor | ${r.orderflowRate === null ? 'sustained did not run in this run: no ratio' : ratioCell(r.orderflowRate, r.workflowsPerS)} | ≥ ${Math.round(goal * 100)}% |`,
     `| floor: start → completed p50 / p99 ms | ${f(r.loop.latencyMs.p50)} / ${f(r.loop.latencyMs.p99)} | |`,
     `| CPU cores: Temporal server / floor workers | ${f(r.loop.cores.temporal, 2)} / ${f(floorWorkers, 2)} | |`,
     `| CPU ms per workflow: Temporal server / floor workers | ${f(r.cpuMsPerWorkflow.temporal, 2)} / ${f(r.cpuMsPerWorkflow.workers, 2)} | |`,
@@ -408,7 +443,7 @@ export function renderTemporalFloor(r: TemporalFloorResult, goal: number): strin
     `| start errors; all finished before the workers stopped | ${r.loop.startErrors}; ${r.drained ? 'yes' : '**no**'} | |`,
     `| floor workflows completed: heard by the runner / by the server's visibility | ${r.completedTotal.heard} / ${r.completedTotal.server ?? '–'} | |`,
     '',
-    `CPU cores over the counted window: ${coreLine(r.loop.cores)}.`,
+    `CPU cores over the ${r.windowRates.length > 1 ? 'first floor window (the CPU ms per workflow above are over all of them)' : 'counted window'}: ${coreLine(r.loop.cores)}.`,
     '',
     ...renderTemporalCounts(r.temporalCounts),
   ];
@@ -424,7 +459,7 @@ function renderTemporalCounts(c: TemporalFloorResult['temporalCounts']): string[
     .filter((k) => Math.max(order.get(k) ?? 0, floor.get(k) ?? 0) >= 0.05);
   const cell = (m: Map<string, number>, k: string) => (m.has(k) ? f(m.get(k), 2) : '–');
   return [
-    `The Temporal server's own counters (\`service_requests\` and \`persistence_requests\` by operation, from its metrics endpoint) over each counted window, divided by the orders / floor workflows completed in it (operations under 0.05 per order are left out; the sustained window is orderflow's, so its polls and reads of the relay and the reconciler are in it):`,
+    `The Temporal server's own counters (\`service_requests\` and \`persistence_requests\` by operation, from its metrics endpoint) over the first counted window of each, divided by the orders / floor workflows completed in it (operations under 0.05 per order are left out; the sustained window is orderflow's, so its polls and reads of the relay and the reconciler are in it):`,
     '',
     '| counter | per orderflow order | per floor workflow |',
     '|---|--:|--:|',

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { intakeStats, type Sent } from '../../bench/lib/order-load.ts';
 import { coreLine, fmtNum, mib, ratioCell } from '../../bench/lib/report-format.ts';
+import { pairWithOrderflow } from '../../bench/lib/floor-pairing.ts';
 import { freeResultBase } from '../../bench/lib/results.ts';
 import { labelEnv } from '../../bench/lib/settings.ts';
 import { intEnv, listEnv } from '../../scripts/lib/env-settings.ts';
@@ -34,6 +35,26 @@ describe('report formatting', () => {
     expect(mib(2048)).toBe('2');
     expect(mib(undefined)).toBe('–');
     expect(mib(undefined, 'n/a')).toBe('n/a');
+  });
+});
+
+describe('the Temporal-floor ratio over windows around the floor', () => {
+  const floor = { workflowsPerS: 30, orderflowRate: 18, ratio: 0.6, shape: 'P L' };
+
+  it('divides the mean of the orderflow windows by the floor windows’ mean', () => {
+    // A machine slowing down over orderflow 24, floor 32 and 28, orderflow 18: 21 ÷ 30.
+    expect(pairWithOrderflow(floor, [24, 18])).toEqual({
+      workflowsPerS: 30,
+      orderflowRate: 21,
+      orderflowWindowRates: [24, 18],
+      ratio: 0.7,
+      shape: 'P L',
+    });
+  });
+
+  it('leaves the result alone without orderflow windows, and gives no ratio for a floor of 0', () => {
+    expect(pairWithOrderflow(floor, [])).toBe(floor);
+    expect(pairWithOrderflow({ ...floor, workflowsPerS: 0 }, [10, 12]).ratio).toBeNull();
   });
 });
 
@@ -88,13 +109,21 @@ describe('bench settings', () => {
       sustainedInFlight: 200,
       backlogOrders: 5000,
       consumers: true,
+      floorPaired: true,
       redisAof: true,
       label: '',
       backgroundPriority: 'idle',
     });
-    expect(runSettings({ BENCH_PARTS: 'sustained, spike', BENCH_CONSUMERS: '0' })).toMatchObject({
+    expect(
+      runSettings({
+        BENCH_PARTS: 'sustained, spike',
+        BENCH_CONSUMERS: '0',
+        BENCH_FLOOR_PAIRED: '0',
+      }),
+    ).toMatchObject({
       parts: ['sustained', 'spike'],
       consumers: false,
+      floorPaired: false,
     });
     expect(() => runSettings({ BENCH_PARTS: 'sustained,nap' })).toThrow(
       /BENCH_PARTS: unknown part nap/,
