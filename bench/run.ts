@@ -17,7 +17,10 @@
  *     - temporal-floor: no-op workflows of orderflow's shape (read from an order's
  *       history) on the same Temporal server, in the same closed loop, through
  *       four worker processes of their own (bench/parts/temporal-floor.ts);
- *       orderflow's sustained rate against it;
+ *       orderflow's sustained rate against it (with BENCH_FLOOR_PAIRED, the default:
+ *       orderflow's window, two floor windows, orderflow's second window, then the
+ *       backlog, then the peer's sustained window, so the ratios compare windows
+ *       minutes apart, not a quarter of an hour);
  *     - priority: live-order POST→COMPLETED without and while a bulk backlog
  *       (`resendOrderEventsWorkflow` over seeded orders, task queue events-bulk) drains;
  *     - backlog: many orders posted at once, the completion rate over the first
@@ -49,8 +52,9 @@
  *   BENCH_CONSUMERS=1                  0: the stack without the two Kafka consumer groups
  *   BENCH_FLOOR_PAIRED=1               with sustained and temporal-floor: orderflow's window, two floor
  *                                      windows, a second orderflow window (ABBA, so a machine whose speed
- *                                      drifts during the run weighs on both sides alike), then the peer's;
- *                                      0: orderflow, the peer, then one floor window
+ *                                      drifts during the run weighs on both sides alike), the backlog part
+ *                                      (if chosen) right after them, then the peer's; 0: orderflow, the
+ *                                      peer, then one floor window, the backlog after priority
  *   BENCH_BULK_JOBS=10000  BENCH_LIVE_RATE=5  BENCH_LIVE_S=20  BENCH_BULK_DRAIN_S=60 (then the rest is terminated)
  *   BENCH_PEER_RATE=300  BENCH_PEER_S=5  BENCH_PEER_WARMUP_S=3  BENCH_PEER_SAT_CONNECTIONS=64
  *   BENCH_FAULT_ORDERS=300  BENCH_FAULT_RATE=20  BENCH_FAULT_DRAIN_S=240
@@ -270,8 +274,23 @@ async function main(): Promise<number> {
         orderflowCounts:
           results.sustained?.find((x) => x.system === 'orderflow')?.temporalPerOrder ?? null,
       });
+    const runBacklog = async () => {
+      results.backlog = await backlog({
+        apiUrl: app!.apiUrl,
+        db: db!,
+        procs: () => app!.stack.procs,
+        orders: settings.backlogOrders,
+        connections: settings.backlogConnections,
+        windowS: settings.backlogWindowS,
+        drainS: settings.drainS,
+        steadyRate: orderflowSustainedRate(results),
+        counters: () => readTemporalCounters(app!.ports.temporalMetrics),
+      });
+      write();
+    };
     if (want('sustained') && want('temporal-floor') && settings.floorPaired) {
-      // orderflow, floor, floor, orderflow (ABBA), then the peer: see BENCH_FLOOR_PAIRED.
+      // orderflow, floor, floor, orderflow (ABBA), the backlog right after (its steady rate is
+      // the two orderflow windows' mean), then the peer: see BENCH_FLOOR_PAIRED.
       results.sustained = [await sustainedOf('orderflow')];
       write();
       results.temporalFloor = await floorOf(2);
@@ -282,6 +301,10 @@ async function main(): Promise<number> {
         results.sustainedAgain.ordersPerS,
       ]);
       write();
+      if (want('backlog')) {
+        await runBacklog();
+        await drain(db, 'orderflow', settings.drainS);
+      }
       results.sustained.push(await sustainedOf('peer'));
       write();
     } else {
@@ -295,22 +318,10 @@ async function main(): Promise<number> {
       results.priority = await priority(app, db, settings);
       write();
     }
-    if (want('backlog')) {
-      results.backlog = await backlog({
-        apiUrl: app.apiUrl,
-        db,
-        procs: () => app!.stack.procs,
-        orders: settings.backlogOrders,
-        connections: settings.backlogConnections,
-        windowS: settings.backlogWindowS,
-        drainS: settings.drainS,
-        steadyRate: orderflowSustainedRate(results),
-        counters: () => readTemporalCounters(app!.ports.temporalMetrics),
-      });
-      write();
-      // What the bound left unfinished drains before a later part measures (bounded).
-      if (want('spike') || want('faults')) await drain(db, 'orderflow', settings.drainS);
-    }
+    if (want('backlog') && !results.backlog) await runBacklog();
+    // What the backlog's bound left unfinished drains before a later part measures (bounded).
+    if (results.backlog && (want('spike') || want('faults')))
+      await drain(db, 'orderflow', settings.drainS);
     if (want('spike')) {
       results.spike = await spike(app, db, receiver, settings);
       write();
