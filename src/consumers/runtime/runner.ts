@@ -48,11 +48,6 @@ export interface ConsumerRunnerOptions {
   retryInitialMs: number;
   log: Logger;
   metrics: ConsumerMetrics;
-  /**
-   * How long a fetch waits for more records (CONSUMER_FETCH_WAIT): records arriving within
-   * it come in one fetch and, per partition, one transaction. 0: answer as soon as one is there.
-   */
-  fetchWaitMs?: number;
   /** Overrides of the consumer's settings (session timeouts in tests). */
   consumerConfig?: Omit<Partial<ConsumerSettings>, 'groupId'>;
   /** How long a batch in hand counts as activity after its latest progress (IN_HAND_GRACE_MS; tests shorten it). */
@@ -73,16 +68,8 @@ export interface ConsumerRunner {
   readonly activity: ConsumerActivity;
 }
 
-/**
- * A partition's offset is committed at most this often: a batch that ends sooner after
- * the last commit leaves it to a timer (or the next batch, or stop), so a steady
- * trickle of small batches costs one commit request a second, not one per batch.
- * What is applied but not committed yet is redelivered after a crash or a rebalance,
- * and acknowledged as a duplicate (processed_events).
- */
+/** Offsets are committed after each batch, and at least this often within a long one. */
 const COMMIT_INTERVAL_MS = 1_000;
-/** What a fetch waits for, up to the fetch wait, before it answers (kafkajs' maxBytesPerPartition). */
-const FETCH_MIN_BYTES = 1_048_576;
 const MAX_BACKOFF_MS = 30_000;
 /** Waits through a transient failure are capped lower, so recovery is noticed within seconds. */
 const TRANSIENT_MAX_BACKOFF_MS = 5_000;
@@ -119,7 +106,6 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
   const consumer = opts.kafka.consumer({
     groupId,
     allowAutoTopicCreation: false,
-    ...(opts.fetchWaitMs ? { maxWaitTimeInMs: opts.fetchWaitMs, minBytes: FETCH_MIN_BYTES } : {}),
     ...opts.consumerConfig,
   });
 
@@ -353,52 +339,6 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
     return messages.length;
   }
 
-  // Finished offsets not committed yet (the next record to read, per partition), and when each
-  // partition's offset was last committed. A batch commits its partition's; the timer commits
-  // those of partitions no batch holds; stop() commits the rest.
-  const uncommitted = new Map<number, string>();
-  const committedAt = new Map<number, number>();
-  let stopping = false;
-  let flushTimer: NodeJS.Timeout | undefined;
-  let flushing: Promise<void> | undefined;
-
-  async function commitUncommitted(): Promise<void> {
-    // A partition another member owns now is that member's to commit (it reads what we applied
-    // but did not commit again, as duplicates).
-    for (const p of uncommitted.keys())
-      if (assigned && !assigned.includes(p)) uncommitted.delete(p);
-    const offsets = [...uncommitted]
-      .filter(([p]) => !inHand.has(p))
-      .map(([partition, offset]) => ({ topic, partition, offset }));
-    if (offsets.length === 0) return;
-    try {
-      await consumer.commitOffsets(offsets);
-      const at = Date.now();
-      for (const { partition, offset } of offsets) {
-        if (uncommitted.get(partition) === offset) uncommitted.delete(partition);
-        committedAt.set(partition, at);
-      }
-    } catch (err) {
-      // Kept for the next try (a rebalance in progress, the coordinator moving).
-      log.warn(
-        { err, groupId, topic, partitions: offsets.map((o) => o.partition) },
-        'offset commit failed',
-      );
-    }
-  }
-
-  function flushSoon(): void {
-    if (flushTimer || stopping) return;
-    flushTimer = setTimeout(() => {
-      flushing = commitUncommitted().finally(() => {
-        flushTimer = undefined;
-        flushing = undefined;
-        if (uncommitted.size > 0) flushSoon();
-      });
-    }, COMMIT_INTERVAL_MS);
-    flushTimer.unref();
-  }
-
   async function eachBatch(payload: RecordBatch): Promise<void> {
     const { topic, partition, messages } = payload.batch;
     const isRunning = () => payload.isRunning();
@@ -406,25 +346,17 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
     const ctx: PartitionContext = { topic, partition, heartbeat, isRunning };
     inHand.add(partition);
     progress(partition);
-    // The offset after the last finished record: an earlier batch's not committed yet, if any.
-    let next: string | undefined = uncommitted.get(partition);
+    let next: string | undefined; // offset after the last finished record
     let committed: string | undefined;
-    const sinceCommit = () => Date.now() - (committedAt.get(partition) ?? 0);
-    /** Commits `next` now, or (`whenDue`) only if the partition's last commit is COMMIT_INTERVAL_MS old. */
-    const commit = async (whenDue = false) => {
+    let lastCommit = Date.now();
+    const commit = async () => {
       if (next === undefined || next === committed) return;
       const offset = next;
-      if (whenDue && !stopping && sinceCommit() < COMMIT_INTERVAL_MS) {
-        uncommitted.set(partition, offset);
-        flushSoon();
-        return;
-      }
       await payload.commitOffsetsIfNecessary({
         topics: [{ topic, partitions: [{ partition, offset }] }],
       });
       committed = offset;
-      if (uncommitted.get(partition) === offset) uncommitted.delete(partition);
-      committedAt.set(partition, Date.now());
+      lastCommit = Date.now();
     };
     const size = opts.transaction === 'per-batch' ? opts.batchMaxEvents : 1;
     let failed = false;
@@ -439,7 +371,7 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
           next = (BigInt(last.offset) + 1n).toString();
         }
         if (finished < records.length) break;
-        if (sinceCommit() >= COMMIT_INTERVAL_MS) {
+        if (Date.now() - lastCommit >= COMMIT_INTERVAL_MS) {
           await commit();
           await heartbeat();
         }
@@ -449,8 +381,7 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
       throw err;
     } finally {
       // Also after a failure (e.g. a rebalance): what is in the database need not be redelivered.
-      // A batch that ends normally commits only when the partition's last commit is due.
-      await commit(!failed && isRunning() && !payload.isStale())
+      await commit()
         .catch((err: unknown) => {
           if (!failed) throw err;
           log.warn({ err, groupId, topic, partition }, 'offset commit failed');
@@ -477,11 +408,6 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
       });
     },
     async stop() {
-      // From here every batch commits when it ends; what finished before is committed now.
-      stopping = true;
-      clearTimeout(flushTimer);
-      await flushing;
-      await commitUncommitted();
       // The client stops fetching, waits for the batches in hand (they stop at the next record), then leaves the group.
       await consumer.disconnect();
     },
