@@ -145,8 +145,16 @@ export class CompletionWatcher {
         if (this.pending.size) {
           let rows: { id: string; updated_at: Date }[];
           try {
+            // One primary-key probe per pending id. `id = ANY($1)` with ~200 ids is
+            // planned as a sequential scan of the whole table up to ~40,000 rows
+            // (cheaper on paper than 200 probes), so every poll read every order
+            // the earlier parts left behind (1.75 ms a poll at 8,800 orders, 10 polls
+            // a second); OFFSET 0 keeps the lateral subquery from being flattened
+            // into that plan again.
             ({ rows } = await this.db.query<{ id: string; updated_at: Date }>(
-              `SELECT id::text, updated_at FROM ${table} WHERE id = ANY($1::uuid[]) AND status = 'COMPLETED'`,
+              `SELECT t.id::text, t.updated_at FROM unnest($1::uuid[]) AS p(id)
+               CROSS JOIN LATERAL (SELECT id, updated_at FROM ${table}
+                 WHERE id = p.id AND status = 'COMPLETED' OFFSET 0) t`,
               [[...this.pending]],
             ));
           } catch (e) {

@@ -24,6 +24,8 @@ const port = Number(process.env.PORT ?? 0);
 const db = new pg.Pool({
   connectionString: requireEnv('DATABASE_URL'),
   max: Number(process.env.DATABASE_POOL_SIZE ?? 10),
+  // As orderflow's pools: idle connections kept, not closed and reopened at each burst.
+  idleTimeoutMillis: 300_000, // POOL_IDLE_TIMEOUT_MS in src/db/client.ts
 });
 await db.query(PEER_SCHEMA);
 const flows = new FlowProducer({ connection: redisConnection('api') });

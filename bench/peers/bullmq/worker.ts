@@ -86,7 +86,11 @@ async function processorFor(name: PeerQueue): Promise<(job: Job<StepData>) => Pr
         });
     }
     case 'orders': {
-      const db = new pg.Pool({ connectionString: requireEnv('DATABASE_URL'), max: 10 });
+      const db = new pg.Pool({
+        connectionString: requireEnv('DATABASE_URL'),
+        max: 10,
+        idleTimeoutMillis: 300_000, // as orderflow's pools (POOL_IDLE_TIMEOUT_MS, src/db/client.ts)
+      });
       closers.push(() => db.end());
       return async (job) =>
         db.query(`UPDATE peer_orders SET status = 'COMPLETED', updated_at = now() WHERE id = $1`, [
