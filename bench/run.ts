@@ -274,7 +274,8 @@ async function main(): Promise<number> {
         orderflowCounts:
           results.sustained?.find((x) => x.system === 'orderflow')?.temporalPerOrder ?? null,
       });
-    const runBacklog = async () => {
+    /** The backlog part; what its bound left unfinished then drains (bounded) if `drainAfter`. */
+    const runBacklog = async (drainAfter: boolean) => {
       results.backlog = await backlog({
         apiUrl: app!.apiUrl,
         db: db!,
@@ -287,6 +288,7 @@ async function main(): Promise<number> {
         counters: () => readTemporalCounters(app!.ports.temporalMetrics),
       });
       write();
+      if (drainAfter) await drain(db!, 'orderflow', settings.drainS);
     };
     if (want('sustained') && want('temporal-floor') && settings.floorPaired) {
       // orderflow, floor, floor, orderflow (ABBA), the backlog right after (its steady rate is
@@ -301,10 +303,8 @@ async function main(): Promise<number> {
         results.sustainedAgain.ordersPerS,
       ]);
       write();
-      if (want('backlog')) {
-        await runBacklog();
-        await drain(db, 'orderflow', settings.drainS);
-      }
+      // The peer's sustained window follows.
+      if (want('backlog')) await runBacklog(true);
       results.sustained.push(await sustainedOf('peer'));
       write();
     } else {
@@ -318,10 +318,7 @@ async function main(): Promise<number> {
       results.priority = await priority(app, db, settings);
       write();
     }
-    if (want('backlog') && !results.backlog) await runBacklog();
-    // What the backlog's bound left unfinished drains before a later part measures (bounded).
-    if (results.backlog && (want('spike') || want('faults')))
-      await drain(db, 'orderflow', settings.drainS);
+    if (want('backlog') && !results.backlog) await runBacklog(want('spike') || want('faults'));
     if (want('spike')) {
       results.spike = await spike(app, db, receiver, settings);
       write();

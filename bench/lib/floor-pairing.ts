@@ -1,8 +1,9 @@
 /**
- * The Temporal-floor ratio from orderflow's sustained windows run around the
- * floor's (orderflow, floor, floor, orderflow: bench/run.ts, BENCH_FLOOR_PAIRED):
- * the mean of each side's rates, so a drift of the machine's speed over the
- * sequence weighs on both sides alike.
+ * The Temporal-floor ratio: orderflow's sustained rate ÷ the floor's, where
+ * each side is the mean of its windows. With orderflow's windows run around
+ * the floor's (orderflow, floor, floor, orderflow: bench/run.ts,
+ * BENCH_FLOOR_PAIRED), a drift of the machine's speed over the sequence weighs
+ * on both sides alike; with none, there is no ratio.
  */
 import { mean, round } from './stats.ts';
 

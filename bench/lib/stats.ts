@@ -2,10 +2,10 @@
 
 export const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
 
-/** The `p`th percentile (0-100, nearest rank) of ascending `sorted`; NaN when empty. */
 /** The arithmetic mean; NaN for none. */
 export const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
+/** The `p`th percentile (0-100, nearest rank) of ascending `sorted`; NaN when empty. */
 export function percentile(sorted: number[], p: number): number {
   if (!sorted.length) return NaN;
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));

@@ -9,9 +9,9 @@
  * closed loop: `inFlight` workflows at a time, a new one started when one
  * completes, the same warm-up and counted window, `windows` times (drained
  * in between). It reports workflows/s, and the CPU of the Temporal server and
- * of the floor's workers. bench/run.ts puts orderflow's sustained windows
- * around the floor's (orderflow, floor, floor, orderflow) and pairs them
- * (pairWithOrderflow), so the ratio holds when the machine's speed drifts.
+ * of the floor's workers, and orderflow's rate ÷ the floor's (pairWithOrderflow;
+ * bench/run.ts pairs it again with orderflow's windows on both sides of the
+ * floor's, so the ratio holds when the machine's speed drifts).
  */
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode } from '@temporalio/worker';
@@ -34,9 +34,10 @@ import {
 import type { temporalFloorWorkflow } from '../floor-workflow/workflows.ts';
 import { closedLoop, type ClosedLoopResult, type Completions } from '../lib/closed-loop.ts';
 import { cpuMsPer } from '../lib/cpu-per-order.ts';
+import { pairWithOrderflow } from '../lib/floor-pairing.ts';
 import { CompletionWatcher, delay, log, postOrder } from '../lib/e2e-kit.ts';
 import { coreLine, fmtNum as f, ratioCell } from '../lib/report-format.ts';
-import { mean, round } from '../lib/stats.ts';
+import { mean, round, sumWhere } from '../lib/stats.ts';
 import { counterTotal, countersPer, readTemporalCounters } from '../lib/temporal-counters.ts';
 
 /**
@@ -361,7 +362,7 @@ export async function temporalFloor(opts: {
       .count(`WorkflowType = '${FLOOR_WORKFLOW_TYPE}' AND ExecutionStatus = 'Completed'`)
       .then((c) => c.count)
       .catch(() => null);
-    return {
+    const result: TemporalFloorResult = {
       shape,
       shapeSource,
       perWorkflow: countShape(parseShape(shape)),
@@ -371,11 +372,8 @@ export async function temporalFloor(opts: {
       workers: workers.map((w) => w.name),
       workflowsPerS,
       windowRates,
-      orderflowRate: opts.orderflowRate,
-      ratio:
-        opts.orderflowRate !== null && workflowsPerS > 0
-          ? round(opts.orderflowRate / workflowsPerS, 3)
-          : null,
+      orderflowRate: null,
+      ratio: null,
       loop,
       cpuMsPerWorkflow: {
         temporal: cpuMsOverWindows(loops, (k) => k === 'temporal'),
@@ -388,6 +386,8 @@ export async function temporalFloor(opts: {
         orderflow: opts.orderflowCounts ?? null,
       },
     };
+    // The ratio as bench/run.ts pairs it when orderflow's windows run around the floor's.
+    return pairWithOrderflow(result, opts.orderflowRate === null ? [] : [opts.orderflowRate]);
   } finally {
     // The floor's workers leave the stack: later parts run without them.
     for (const w of workers) {
@@ -402,12 +402,9 @@ export async function temporalFloor(opts: {
 
 /** CPU ms per workflow of the processes `pick` selects, over all the counted windows. */
 function cpuMsOverWindows(loops: ClosedLoopResult[], pick: (name: string) => boolean): number {
+  const coreSeconds = loops.reduce((a, l) => a + sumWhere(l.cores, pick) * l.seconds, 0);
   const completed = loops.reduce((a, l) => a + l.completed, 0);
-  const ms = loops.reduce(
-    (a, l) => a + cpuMsPer(l.cores, l.seconds, l.completed, pick) * l.completed,
-    0,
-  );
-  return completed > 0 ? round(ms / completed, 2) : 0;
+  return cpuMsPer({ picked: coreSeconds }, 1, completed, () => true);
 }
 
 const count = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;

@@ -23,17 +23,15 @@ export interface DbOptions {
    * Off behind a pooler that cannot carry prepared statements.
    */
   preparedStatements?: boolean;
-  /**
-   * How long a pooled connection may sit idle before it is closed (POOL_IDLE_TIMEOUT_MS;
-   * 0: never). node-postgres's own default, 10 s, closed the connections a
-   * process uses only in bursts and opened them again at the next one: 54
-   * PostgreSQL backends forked, warmed and their statements prepared anew
-   * per minute of the bench's sustained part (a diagnosis with pg_stat_statements).
-   */
-  idleTimeoutMs?: number;
 }
 
-/** Idle pooled connections are kept this long: a process keeps what its peaks opened. */
+/**
+ * How long a pooled connection may sit idle before it is closed: a process
+ * keeps what its peaks opened. node-postgres's own default, 10 s, closed the
+ * connections a process uses only in bursts and opened them again at the next
+ * one: 54 PostgreSQL backends forked, warmed and their statements prepared anew
+ * per minute of the bench's sustained part (a diagnosis with pg_stat_statements).
+ */
 export const POOL_IDLE_TIMEOUT_MS = 300_000;
 
 /**
@@ -64,17 +62,13 @@ export function statementNames(max = PREPARED_STATEMENTS_MAX): (query: { sql: st
 export function createDb(
   databaseUrl: string,
   poolSize = 10,
-  {
-    statementTimeoutMs = DEFAULT_STATEMENT_TIMEOUT_MS,
-    preparedStatements = true,
-    idleTimeoutMs = POOL_IDLE_TIMEOUT_MS,
-  }: DbOptions = {},
+  { statementTimeoutMs = DEFAULT_STATEMENT_TIMEOUT_MS, preparedStatements = true }: DbOptions = {},
 ): Db {
   const adapter = new PrismaPg(
     {
       connectionString: databaseUrl,
       max: poolSize,
-      idleTimeoutMillis: idleTimeoutMs,
+      idleTimeoutMillis: POOL_IDLE_TIMEOUT_MS,
       // Fail fast when PostgreSQL is unreachable instead of queueing forever.
       connectionTimeoutMillis: 3000,
       ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}),
