@@ -24,6 +24,8 @@ export interface ProcInfo {
   pgrp: number;
   /** utime + stime + cutime + cstime */
   ticks: number;
+  /** cutime + cstime: what its reaped children used in their whole lives. */
+  childTicks: number;
   rssKiB: number;
 }
 
@@ -44,6 +46,7 @@ export function parseStat(stat: string): Omit<ProcInfo, 'rssKiB'> {
     ppid: Number(f[1]),
     pgrp: Number(f[2]),
     ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]),
+    childTicks: Number(f[13]) + Number(f[14]),
   };
 }
 
@@ -145,6 +148,37 @@ export function coresFromTicks(
   return out;
 }
 
+/**
+ * Ticks per stack process between two snapshots. A process that exits in
+ * between hands its whole life's ticks to its parent's cutime when it is
+ * reaped (a PostgreSQL backend to the postmaster, a dead app process to the
+ * runner); what it had used before `a` is taken back out of the parent's
+ * delta (at most what the parent reaped), so only its time inside the window
+ * counts, on the parent's owner.
+ */
+export function ticksBetween(
+  a: Snapshot,
+  b: Snapshot,
+  procs: ManagedProcess[],
+  runner = 'runner',
+): Record<string, number> {
+  const ticks: Record<string, number> = {};
+  const own = owners(b, procs, runner);
+  for (const [pid, name] of own)
+    ticks[name] = (ticks[name] ?? 0) + b.procs.get(pid)!.ticks - (a.procs.get(pid)?.ticks ?? 0);
+  const before = new Map<number, number>(); // per parent: its exited children's ticks at `a`
+  for (const [pid, info] of a.procs)
+    if (!b.procs.has(pid)) before.set(info.ppid, (before.get(info.ppid) ?? 0) + info.ticks);
+  for (const [ppid, gone] of before) {
+    const name = own.get(ppid);
+    const x = a.procs.get(ppid);
+    const y = b.procs.get(ppid);
+    if (!name || !x || !y) continue;
+    ticks[name]! -= Math.min(gone, Math.max(0, y.childTicks - x.childTicks));
+  }
+  return ticks;
+}
+
 /** Cores used per stack process, by this runner, by the whole machine and by everything else. */
 export function coresBetween(
   a: Snapshot,
@@ -152,9 +186,7 @@ export function coresBetween(
   procs: ManagedProcess[],
   labels: CoreLabels = {},
 ): Record<string, number> {
-  const ticks: Record<string, number> = {};
-  for (const [pid, name] of owners(b, procs, labels.runner ?? 'runner'))
-    ticks[name] = (ticks[name] ?? 0) + b.procs.get(pid)!.ticks - (a.procs.get(pid)?.ticks ?? 0);
+  const ticks = ticksBetween(a, b, procs, labels.runner ?? 'runner');
   return coresFromTicks(ticks, b.busy - a.busy, (b.at - a.at) / 1000, CLK_TCK, labels);
 }
 

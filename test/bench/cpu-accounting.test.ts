@@ -13,6 +13,7 @@ import {
   mainThread,
   owners,
   parseStat,
+  ticksBetween,
   type ProcInfo,
   type Snapshot,
 } from '../../bench/lib/proc-stats.ts';
@@ -20,14 +21,19 @@ import {
 const snapshot = (at: number, procs: [number, Partial<ProcInfo>][] = []): Snapshot => ({
   at,
   busy: 0,
-  procs: new Map(procs.map(([pid, p]) => [pid, { ppid: 1, pgrp: pid, ticks: 0, rssKiB: 0, ...p }])),
+  procs: new Map(
+    procs.map(([pid, p]) => [
+      pid,
+      { ppid: 1, pgrp: pid, ticks: 0, childTicks: 0, rssKiB: 0, ...p },
+    ]),
+  ),
   sched: new Map(),
 });
 
 describe('CPU from /proc', () => {
   it('reads ppid, pgrp and the four tick counters after a command with spaces and parentheses', () => {
     const stat = '4242 (node (worker) x) S 17 4242 4242 0 -1 4194304 1 0 0 0 100 50 7 3 20 0 11 0';
-    expect(parseStat(stat)).toEqual({ ppid: 17, pgrp: 4242, ticks: 160 });
+    expect(parseStat(stat)).toEqual({ ppid: 17, pgrp: 4242, ticks: 160, childTicks: 10 });
   });
 
   it('counts the machine busy without idle and iowait', () => {
@@ -65,6 +71,29 @@ describe('CPU from /proc', () => {
       201: 'api',
       [process.pid]: 'loadgen',
     });
+  });
+
+  it('counts an exited child only for its time inside the window, on its parent', () => {
+    const stack = [{ name: 'postgresql', pid: 100, running: true }] as unknown as ManagedProcess[];
+    // Backend 101 had used 500 ticks before the window, 30 more in it, then exited and was
+    // reaped: the postmaster's cutime grew by its whole life (530).
+    const a = snapshot(0, [
+      [100, { ticks: 1000, childTicks: 400 }],
+      [101, { ppid: 100, pgrp: 101, ticks: 500 }],
+      [102, { ppid: 100, pgrp: 102, ticks: 70 }],
+    ]);
+    const b = snapshot(1000, [
+      [100, { ticks: 1000 + 10 + 530, childTicks: 400 + 530 }],
+      [102, { ppid: 100, pgrp: 102, ticks: 90 }],
+    ]);
+    // 10 of its own, 30 of 101 in the window, 20 of 102.
+    expect(ticksBetween(a, b, stack)).toEqual({ postgresql: 60 });
+    // Not reaped into the parent (e.g. reaped by init): nothing is taken back from the parent.
+    const c = snapshot(1000, [
+      [100, { ticks: 1010, childTicks: 400 }],
+      [102, { ppid: 100, pgrp: 102, ticks: 90 }],
+    ]);
+    expect(ticksBetween(a, c, stack)).toEqual({ postgresql: 30 });
   });
 
   it("gives a watched main thread's share of time on a CPU and waiting for one", () => {
