@@ -12,6 +12,7 @@ export default defineConfig({
     include: [
       'test/cluster/temporal-config.test.ts',
       'test/config.test.ts',
+      'test/consumers/offset-committer.test.ts',
       'test/consumers/stall-detector.test.ts',
       'test/bench/cpu-accounting.test.ts',
       'test/bench/report-and-settings.test.ts',

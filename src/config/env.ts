@@ -223,6 +223,11 @@ const envSchema = z.object({
   /** How often the consumer lag gauge is refreshed from the broker. */
   CONSUMER_LAG_INTERVAL: duration('5s', 100, 'a duration of at least 100ms, like 5s'),
   /**
+   * How long a consumer's fetch waits for more records before it answers (0: as soon as one is
+   * there): what arrives within it is one fetch and, per partition, one transaction.
+   */
+  CONSUMER_FETCH_WAIT: duration('100ms', 0, 'a duration like 100ms (0: no wait)'),
+  /**
    * A consumer process whose partitions have records waiting, whose committed offsets have not
    * moved and that has made no progress on them for this long is stalled: it exits non-zero so
    * its supervisor starts a fresh one (src/consumers/runtime/stall-watch.ts).

@@ -73,6 +73,8 @@ export interface ConsumerSettings {
   rebalanceTimeout?: number;
   /** How long a fetch waits for records before it answers empty. */
   maxWaitTimeInMs?: number;
+  /** Bytes of records a fetch waits for (up to maxWaitTimeInMs) before it answers. */
+  minBytes?: number;
 }
 
 /**
@@ -155,6 +157,8 @@ export interface EventConsumer {
   /** Starts consuming; resolves once running. */
   run(settings: ConsumerRunSettings): Promise<void>;
   describeGroup(): Promise<GroupDescription>;
+  /** Commits the offsets (the next record to read of each partition) now, as a member of the group. */
+  commitOffsets(offsets: { topic: string; partition: number; offset: string }[]): Promise<void>;
   onCrash(listener: (crash: ConsumerCrash) => void): void;
   onGroupJoin(listener: (join: GroupJoin) => void): void;
 }

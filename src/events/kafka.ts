@@ -119,6 +119,7 @@ function eventConsumer(consumer: Consumer): EventConsumer {
     subscribe: (subscription) => consumer.subscribe(subscription),
     run: (settings) => consumer.run(settings),
     describeGroup: () => consumer.describeGroup(),
+    commitOffsets: (offsets) => consumer.commitOffsets(offsets),
     onCrash(listener) {
       consumer.on(consumer.events.CRASH, ({ payload: { error, restart } }) =>
         listener({ error, restart }),

@@ -96,6 +96,7 @@ export function runConsumer(group: ConsumerGroupDefinition): void {
         concurrency: config.CONSUMER_CONCURRENCY ?? config.KAFKA_TOPIC_PARTITIONS,
         maxAttempts: config.CONSUMER_MAX_ATTEMPTS,
         retryInitialMs: config.CONSUMER_RETRY_INITIAL,
+        fetchWaitMs: config.CONSUMER_FETCH_WAIT,
         log,
         metrics,
       });

@@ -23,6 +23,7 @@ import type { Logger } from '../../shared/logger.ts';
 import { projectionHandles, type Projection } from '../projections/projection.ts';
 import { deadLetterOf, deadLetterTopicOf, type Origin } from './dead-letters.ts';
 import type { ConsumerMetrics, EventOutcome } from './metrics.ts';
+import { createOffsetCommitter, type CommitFn } from './offset-committer.ts';
 import { decodeOrderPlaced, PoisonMessageError } from './order-placed-decoder.ts';
 import { applyOnce, type ApplyResult, type SourcedEvent } from './processed-events.ts';
 import type { ConsumerActivity } from './stall-watch.ts';
@@ -48,6 +49,11 @@ export interface ConsumerRunnerOptions {
   retryInitialMs: number;
   log: Logger;
   metrics: ConsumerMetrics;
+  /**
+   * How long a fetch waits for more records (CONSUMER_FETCH_WAIT): records arriving within
+   * it come in one fetch and, per partition, one transaction. 0: answer as soon as one is there.
+   */
+  fetchWaitMs?: number;
   /** Overrides of the consumer's settings (session timeouts in tests). */
   consumerConfig?: Omit<Partial<ConsumerSettings>, 'groupId'>;
   /** How long a batch in hand counts as activity after its latest progress (IN_HAND_GRACE_MS; tests shorten it). */
@@ -68,8 +74,16 @@ export interface ConsumerRunner {
   readonly activity: ConsumerActivity;
 }
 
-/** Offsets are committed after each batch, and at least this often within a long one. */
+/**
+ * Finished offsets are committed at most this often, every partition's in one
+ * request (offset-committer.ts), so a steady trickle of small batches costs one
+ * commit a second, not one per batch.
+ */
 const COMMIT_INTERVAL_MS = 1_000;
+/** Within a long batch, the client's heartbeat is sent at least this often. */
+const HEARTBEAT_EVERY_MS = 1_000;
+/** What a fetch waits for, up to the fetch wait, before it answers (kafkajs' maxBytesPerPartition). */
+const FETCH_MIN_BYTES = 1_048_576;
 const MAX_BACKOFF_MS = 30_000;
 /** Waits through a transient failure are capped lower, so recovery is noticed within seconds. */
 const TRANSIENT_MAX_BACKOFF_MS = 5_000;
@@ -106,6 +120,7 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
   const consumer = opts.kafka.consumer({
     groupId,
     allowAutoTopicCreation: false,
+    ...(opts.fetchWaitMs ? { maxWaitTimeInMs: opts.fetchWaitMs, minBytes: FETCH_MIN_BYTES } : {}),
     ...opts.consumerConfig,
   });
 
@@ -114,6 +129,13 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
     rejectCrashed = reject;
   });
   crashed.catch(() => {}); // observed by whoever awaits it
+  const committer = createOffsetCommitter({
+    commit: (offsets) => consumer.commitOffsets(offsets.map((o) => ({ topic, ...o }))),
+    intervalMs: COMMIT_INTERVAL_MS,
+    log,
+    about: { groupId, topic },
+  });
+  let stopping = false;
   // The stall watch's view: the partitions of the latest join (none while out of the group) and
   // when each last made progress (a batch begun or ended, an attempt, a tick of a wait). A batch
   // in hand counts as activity for IN_HAND_GRACE_MS after its latest progress, longer than any
@@ -141,6 +163,7 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
   consumer.onGroupJoin(({ memberId, memberAssignment }) => {
     log.info({ groupId, memberId, assignment: memberAssignment }, 'joined consumer group');
     assigned = memberAssignment[topic] ?? [];
+    committer.rejoined(assigned);
     groupEventAt = Date.now();
   });
 
@@ -339,6 +362,12 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
     return messages.length;
   }
 
+  /** A batch's own commit: the consumer group's, which also works while the client stops. */
+  const viaBatch =
+    (payload: RecordBatch): CommitFn =>
+    (offsets) =>
+      payload.commitOffsetsIfNecessary({ topics: [{ topic, partitions: offsets }] });
+
   async function eachBatch(payload: RecordBatch): Promise<void> {
     const { topic, partition, messages } = payload.batch;
     const isRunning = () => payload.isRunning();
@@ -346,18 +375,7 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
     const ctx: PartitionContext = { topic, partition, heartbeat, isRunning };
     inHand.add(partition);
     progress(partition);
-    let next: string | undefined; // offset after the last finished record
-    let committed: string | undefined;
-    let lastCommit = Date.now();
-    const commit = async () => {
-      if (next === undefined || next === committed) return;
-      const offset = next;
-      await payload.commitOffsetsIfNecessary({
-        topics: [{ topic, partitions: [{ partition, offset }] }],
-      });
-      committed = offset;
-      lastCommit = Date.now();
-    };
+    let beatAt = Date.now();
     const size = opts.transaction === 'per-batch' ? opts.batchMaxEvents : 1;
     let failed = false;
     try {
@@ -368,20 +386,22 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
         const last = records[finished - 1];
         if (last) {
           payload.resolveOffset(last.offset);
-          next = (BigInt(last.offset) + 1n).toString();
+          committer.finished(partition, (BigInt(last.offset) + 1n).toString());
         }
         if (finished < records.length) break;
-        if (Date.now() - lastCommit >= COMMIT_INTERVAL_MS) {
-          await commit();
+        if (Date.now() - beatAt >= HEARTBEAT_EVERY_MS) {
           await heartbeat();
+          beatAt = Date.now();
         }
       }
     } catch (err) {
       failed = true;
       throw err;
     } finally {
-      // Also after a failure (e.g. a rebalance): what is in the database need not be redelivered.
-      await commit()
+      // A batch that ends normally leaves its offset to the committer's next round. Stopping,
+      // a rebalance or a failure commits now: what is in the database need not be redelivered.
+      const now = stopping || failed || !isRunning() || payload.isStale();
+      await (now ? committer.flush(viaBatch(payload)) : Promise.resolve())
         .catch((err: unknown) => {
           if (!failed) throw err;
           log.warn({ err, groupId, topic, partition }, 'offset commit failed');
@@ -408,6 +428,12 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
       });
     },
     async stop() {
+      // From here every batch commits as it ends; what finished before is committed now.
+      stopping = true;
+      committer.close();
+      await committer.flush().catch((err: unknown) => {
+        log.warn({ err, groupId, topic, offsets: committer.pending() }, 'offset commit failed');
+      });
       // The client stops fetching, waits for the batches in hand (they stop at the next record), then leaves the group.
       await consumer.disconnect();
     },
