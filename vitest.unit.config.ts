@@ -15,6 +15,7 @@ export default defineConfig({
       'test/consumers/offset-committer.test.ts',
       'test/consumers/stall-detector.test.ts',
       'test/bench/cpu-accounting.test.ts',
+      'test/bench/machine-speed.test.ts',
       'test/bench/report-and-settings.test.ts',
       'test/bench/stats.test.ts',
       'test/bench/temporal-counters.test.ts',

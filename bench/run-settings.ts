@@ -44,6 +44,8 @@ export function runSettings(env: Env = process.env) {
     consumers: env.BENCH_CONSUMERS !== '0',
     /** With sustained and temporal-floor: orderflow, floor, floor, orderflow (ABBA), ratio of the means. */
     floorPaired: env.BENCH_FLOOR_PAIRED !== '0',
+    /** With the paired windows: the machine-speed probe beside them (bench/lib/machine-speed.ts). */
+    speedProbe: env.BENCH_SPEED_PROBE !== '0',
     bulkJobs: int('BENCH_BULK_JOBS', 10_000, 1, 1_000_000),
     liveRate: int('BENCH_LIVE_RATE', 5, 1, 1000),
     liveS: int('BENCH_LIVE_S', 20, 1, 600),

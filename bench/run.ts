@@ -55,6 +55,9 @@
  *                                      drifts during the run weighs on both sides alike), the backlog part
  *                                      (if chosen) right after them, then the peer's; 0: orderflow, the
  *                                      peer, then one floor window, the backlog after priority
+ *   BENCH_SPEED_PROBE=1                with those windows: bench/probes/machine-speed.ts runs beside them
+ *                                      (~2.5% of a core, counted as the runner's) and each window reports
+ *                                      how fast the machine was then; 0: no probe
  *   BENCH_BULK_JOBS=10000  BENCH_LIVE_RATE=5  BENCH_LIVE_S=20  BENCH_BULK_DRAIN_S=60 (then the rest is terminated)
  *   BENCH_PEER_RATE=300  BENCH_PEER_S=5  BENCH_PEER_WARMUP_S=3  BENCH_PEER_SAT_CONNECTIONS=64
  *   BENCH_FAULT_ORDERS=300  BENCH_FAULT_RATE=20  BENCH_FAULT_DRAIN_S=240
@@ -88,6 +91,7 @@ import { projectRoot, provisionAll, versions } from '../scripts/lib/tools.ts';
 import type { System } from './lib/cpu-per-order.ts';
 import { delay, log, sh, startReceiver, type Receiver } from './lib/e2e-kit.ts';
 import { pairWithOrderflow } from './lib/floor-pairing.ts';
+import { speedIn, startSpeedProbe, type Window } from './lib/machine-speed.ts';
 import { drain } from './lib/order-load.ts';
 import { coresBetween, procSnapshot } from './lib/proc-stats.ts';
 import { freeResultBase, resultsDir } from './lib/results.ts';
@@ -293,15 +297,27 @@ async function main(): Promise<number> {
     if (want('sustained') && want('temporal-floor') && settings.floorPaired) {
       // orderflow, floor, floor, orderflow (ABBA), the backlog right after (its steady rate is
       // the two orderflow windows' mean), then the peer: see BENCH_FLOOR_PAIRED.
+      const probe = settings.speedProbe ? startSpeedProbe(settings.maxMin * 60) : undefined;
       results.sustained = [await sustainedOf('orderflow')];
       write();
       results.temporalFloor = await floorOf(2);
       write();
       results.sustainedAgain = await sustainedOf('orderflow');
+      probe?.stop();
       results.temporalFloor = pairWithOrderflow(results.temporalFloor, [
         results.sustained[0]!.ordersPerS,
         results.sustainedAgain.ordersPerS,
       ]);
+      if (probe) {
+        const at = (w: Window | undefined) => (w ? speedIn(probe.samples, w) : null);
+        results.sustained[0]!.machineSpeed = at(results.sustained[0]!.window);
+        results.sustainedAgain.machineSpeed = at(results.sustainedAgain.window);
+        results.temporalFloor.windowSpeeds = [
+          results.sustained[0]!.machineSpeed,
+          ...(results.temporalFloor.windows ?? []).map(at),
+          results.sustainedAgain.machineSpeed,
+        ];
+      }
       write();
       // The peer's sustained window follows.
       if (want('backlog')) await runBacklog(true);

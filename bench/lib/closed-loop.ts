@@ -33,6 +33,8 @@ export interface ClosedLoopResult {
   rssPeakKiB: Record<string, number>;
   /** The counters `opts.counters` read at the window's start and end (both empty without it). */
   counters: { before: Record<string, number>; after: Record<string, number> };
+  /** The counted window, epoch ms (for the machine-speed probe's samples in it). */
+  window: { from: number; to: number };
 }
 
 export async function closedLoop(opts: {
@@ -90,12 +92,14 @@ export async function closedLoop(opts: {
   for (let i = 0; i < opts.inFlight; i++) send();
   const readCounters = () => opts.counters?.() ?? Promise.resolve({});
   await delay(Math.max(0, measureFrom - now()));
+  const windowFrom = now();
   const before = procSnapshot();
   const countersBefore = readCounters();
   rss.start();
   await delay(Math.max(0, stopAt - now()));
   const rssPeakKiB = rss.stop();
   const cores = coresBetween(before, procSnapshot(), opts.procs());
+  const window = { from: Math.round(windowFrom), to: Math.round(now()) };
   const counters = { before: await countersBefore, after: await readCounters() };
   await source.stop();
   const completed = perSecond.reduce((a, b) => a + b, 0);
@@ -111,5 +115,6 @@ export async function closedLoop(opts: {
     cores,
     rssPeakKiB,
     counters,
+    window,
   };
 }

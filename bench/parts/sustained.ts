@@ -8,6 +8,7 @@ import os from 'node:os';
 import type pg from 'pg';
 import type { AppStack } from '../../scripts/lib/app-stack.ts';
 import { closedLoop } from '../lib/closed-loop.ts';
+import type { MachineSpeed } from '../lib/machine-speed.ts';
 import {
   cpuMsPerOrder,
   cpuPerOrderTable,
@@ -38,6 +39,10 @@ export interface SustainedResult {
   cpuMsPerOrder: CpuPerOrder;
   /** orderflow: the Temporal server's requests and persistence calls per COMPLETED order (bench/lib/temporal-counters.ts). */
   temporalPerOrder?: [string, number][];
+  /** The counted window, epoch ms. */
+  window?: { from: number; to: number };
+  /** The machine-speed probe's medians over the window (bench/lib/machine-speed.ts). */
+  machineSpeed?: MachineSpeed | null;
 }
 
 /**
@@ -77,6 +82,7 @@ export async function sustained(
     latencyMs: loop.latencyMs,
     cores: loop.cores,
     rssPeakKiB: loop.rssPeakKiB,
+    window: loop.window,
     cpuMsPerOrder: cpuMsPerOrder(sys, loop.cores, loop.seconds, loop.completed),
     ...(sys === 'orderflow'
       ? { temporalPerOrder: countersPer(loop.counters.before, loop.counters.after, loop.completed) }

@@ -33,6 +33,7 @@ import {
 } from '../floor-workflow/shape.ts';
 import type { temporalFloorWorkflow } from '../floor-workflow/workflows.ts';
 import { closedLoop, type ClosedLoopResult, type Completions } from '../lib/closed-loop.ts';
+import type { MachineSpeed, Window } from '../lib/machine-speed.ts';
 import { cpuMsPer } from '../lib/cpu-per-order.ts';
 import { pairWithOrderflow } from '../lib/floor-pairing.ts';
 import { CompletionWatcher, delay, log, postOrder } from '../lib/e2e-kit.ts';
@@ -69,6 +70,13 @@ export interface TemporalFloorResult {
   workflowsPerS: number;
   /** Each floor window's workflows/s, in run order. */
   windowRates: number[];
+  /** Each floor window's counted span, epoch ms. */
+  windows?: Window[];
+  /**
+   * The machine-speed probe's medians over each window of the windows row, in run order
+   * (orderflow's first, the floor's, orderflow's second); set by bench/run.ts.
+   */
+  windowSpeeds?: (MachineSpeed | null)[];
   /**
    * orderflow's sustained orders/s in the same run (null: that part did not run), and ÷ the
    * floor; with windows around the floor's, the mean of their rates (`orderflowWindowRates`).
@@ -372,6 +380,7 @@ export async function temporalFloor(opts: {
       workers: workers.map((w) => w.name),
       workflowsPerS,
       windowRates,
+      windows: loops.map((l) => l.window),
       orderflowRate: null,
       ratio: null,
       loop,
@@ -429,6 +438,11 @@ export function renderTemporalFloor(r: TemporalFloorResult, goal: number): strin
     ...(r.orderflowWindowRates && r.orderflowWindowRates.length > 1
       ? [
           `| windows in run order: orderflow orders/s, floor workflows/s…, orderflow orders/s | ${[r.orderflowWindowRates[0], ...r.windowRates, ...r.orderflowWindowRates.slice(1)].map((x) => f(x, 1)).join(' → ')} | |`,
+          ...(r.windowSpeeds?.some((x) => x)
+            ? [
+                `| the machine in those windows: CPU ms of the speed probe's memory walk / arithmetic loop (lower: faster; bench/probes/machine-speed.ts) | ${r.windowSpeeds.map((x) => (x ? `${f(x.memMs, 1)} / ${f(x.aluMs, 1)}` : '–')).join(' → ')} | |`,
+              ]
+            : []),
         ]
       : []),
     `| orderflow sustained orders/s${r.orderflowWindowRates && r.orderflowWindowRates.length > 1 ? ' (mean of the windows around the floor’s)' : ''} ÷ floor | ${r.orderflowRate === null ? 'sustained did not run in this run: no ratio' : ratioCell(r.orderflowRate, r.workflowsPerS)} | ≥ ${Math.round(goal * 100)}% |`,

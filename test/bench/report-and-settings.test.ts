@@ -110,6 +110,7 @@ describe('bench settings', () => {
       backlogOrders: 5000,
       consumers: true,
       floorPaired: true,
+      speedProbe: true,
       redisAof: true,
       label: '',
       backgroundPriority: 'idle',
@@ -119,11 +120,13 @@ describe('bench settings', () => {
         BENCH_PARTS: 'sustained, spike',
         BENCH_CONSUMERS: '0',
         BENCH_FLOOR_PAIRED: '0',
+        BENCH_SPEED_PROBE: '0',
       }),
     ).toMatchObject({
       parts: ['sustained', 'spike'],
       consumers: false,
       floorPaired: false,
+      speedProbe: false,
     });
     expect(() => runSettings({ BENCH_PARTS: 'sustained,nap' })).toThrow(
       /BENCH_PARTS: unknown part nap/,
