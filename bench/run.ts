@@ -91,7 +91,8 @@ import { projectRoot, provisionAll, versions } from '../scripts/lib/tools.ts';
 import type { System } from './lib/cpu-per-order.ts';
 import { delay, log, sh, startReceiver, type Receiver } from './lib/e2e-kit.ts';
 import { pairWithOrderflow } from './lib/floor-pairing.ts';
-import { speedIn, startSpeedProbe, type Window } from './lib/machine-speed.ts';
+import type { Window } from './lib/closed-loop.ts';
+import { speedIn, startSpeedProbe } from './lib/machine-speed.ts';
 import { drain } from './lib/order-load.ts';
 import { coresBetween, procSnapshot } from './lib/proc-stats.ts';
 import { freeResultBase, resultsDir } from './lib/results.ts';
@@ -310,13 +311,11 @@ async function main(): Promise<number> {
       ]);
       if (probe) {
         const at = (w: Window | undefined) => (w ? speedIn(probe.samples, w) : null);
-        results.sustained[0]!.machineSpeed = at(results.sustained[0]!.window);
-        results.sustainedAgain.machineSpeed = at(results.sustainedAgain.window);
         results.temporalFloor.windowSpeeds = [
-          results.sustained[0]!.machineSpeed,
-          ...(results.temporalFloor.windows ?? []).map(at),
-          results.sustainedAgain.machineSpeed,
-        ];
+          results.sustained[0]!.window,
+          ...(results.temporalFloor.windows ?? []),
+          results.sustainedAgain.window,
+        ].map(at);
       }
       write();
       // The peer's sustained window follows.

@@ -16,6 +16,12 @@ export interface Completions {
   stop(): Promise<void>;
 }
 
+/** A counted window, epoch ms. */
+export interface Window {
+  from: number;
+  to: number;
+}
+
 export interface ClosedLoopResult {
   seconds: number;
   inFlight: number;
@@ -34,7 +40,7 @@ export interface ClosedLoopResult {
   /** The counters `opts.counters` read at the window's start and end (both empty without it). */
   counters: { before: Record<string, number>; after: Record<string, number> };
   /** The counted window, epoch ms (for the machine-speed probe's samples in it). */
-  window: { from: number; to: number };
+  window: Window;
 }
 
 export async function closedLoop(opts: {

@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import readline from 'node:readline';
 import { projectRoot } from '../../scripts/lib/tools.ts';
+import type { Window } from './closed-loop.ts';
 import { median, round } from './stats.ts';
 
 export interface SpeedSample {
@@ -24,12 +25,6 @@ export interface MachineSpeed {
   samples: number;
   aluMs: number;
   memMs: number;
-}
-
-/** A measured window: epoch ms, as closed-loop.ts records it. */
-export interface Window {
-  from: number;
-  to: number;
 }
 
 export function speedIn(samples: readonly SpeedSample[], w: Window): MachineSpeed | null {

@@ -7,8 +7,7 @@
 import os from 'node:os';
 import type pg from 'pg';
 import type { AppStack } from '../../scripts/lib/app-stack.ts';
-import { closedLoop } from '../lib/closed-loop.ts';
-import type { MachineSpeed } from '../lib/machine-speed.ts';
+import { closedLoop, type Window } from '../lib/closed-loop.ts';
 import {
   cpuMsPerOrder,
   cpuPerOrderTable,
@@ -40,9 +39,7 @@ export interface SustainedResult {
   /** orderflow: the Temporal server's requests and persistence calls per COMPLETED order (bench/lib/temporal-counters.ts). */
   temporalPerOrder?: [string, number][];
   /** The counted window, epoch ms. */
-  window?: { from: number; to: number };
-  /** The machine-speed probe's medians over the window (bench/lib/machine-speed.ts). */
-  machineSpeed?: MachineSpeed | null;
+  window?: Window;
 }
 
 /**

@@ -32,8 +32,13 @@ import {
   type FloorStep,
 } from '../floor-workflow/shape.ts';
 import type { temporalFloorWorkflow } from '../floor-workflow/workflows.ts';
-import { closedLoop, type ClosedLoopResult, type Completions } from '../lib/closed-loop.ts';
-import type { MachineSpeed, Window } from '../lib/machine-speed.ts';
+import {
+  closedLoop,
+  type ClosedLoopResult,
+  type Completions,
+  type Window,
+} from '../lib/closed-loop.ts';
+import type { MachineSpeed } from '../lib/machine-speed.ts';
 import { cpuMsPer } from '../lib/cpu-per-order.ts';
 import { pairWithOrderflow } from '../lib/floor-pairing.ts';
 import { CompletionWatcher, delay, log, postOrder } from '../lib/e2e-kit.ts';
