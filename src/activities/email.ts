@@ -1,8 +1,9 @@
 import { ApplicationFailure, log } from '@temporalio/activity';
 import type { Transporter } from 'nodemailer';
 import type { Db } from '../db/client.ts';
+import type { OrderStatus } from '../generated/prisma/enums.ts';
 import { ensureNotCancelledByTemporal, withHeartbeats } from './heartbeat.ts';
-import { loadOrder, orderCancelled } from './order-data.ts';
+import { orderCancelled, orderNotFound, withLines, type StoredOrderLines } from './order-data.ts';
 import { confirmationMessageId } from '../shared/events.ts';
 import { FailureType } from '../shared/steps.ts';
 
@@ -46,19 +47,17 @@ export function createEmailActivities(deps: { db: Db; mailer: Transporter; from:
   async function sendConfirmation({
     orderId,
   }: SendConfirmationInput): Promise<SendConfirmationResult> {
-    const order = await loadOrder(db, orderId);
-    const mail = renderConfirmation(order);
     const messageId = confirmationMessageId(orderId);
-
-    // The last point before anything leaves: a cancel since the attempt began stops it here.
+    // The last point before anything leaves: a cancel since the attempt began stops it here
+    // (after the claim below only the mail's rendering runs before it is sent).
     ensureNotCancelledByTemporal();
-    const claim = await claimSend(orderId, messageId);
-    if (claim.sentMessageId !== null) {
-      log.info('confirmation email already sent', { orderId, messageId: claim.sentMessageId });
-      return { messageId: claim.sentMessageId, alreadySent: true };
+    const { order, attempts, sentMessageId } = await claimSend(orderId, messageId);
+    if (sentMessageId !== null) {
+      log.info('confirmation email already sent', { orderId, messageId: sentMessageId });
+      return { messageId: sentMessageId, alreadySent: true };
     }
-    if (claim.status === 'CANCELLED') throw orderCancelled(orderId);
-    const key = { orderId_kind: { orderId, kind: CONFIRMATION } };
+    if (order.status === 'CANCELLED') throw orderCancelled(orderId);
+    const mail = renderConfirmation(order);
     try {
       await mailer.sendMail({
         messageId,
@@ -74,55 +73,79 @@ export function createEmailActivities(deps: { db: Db; mailer: Transporter; from:
       const lastError = describeError(err);
       log.warn('confirmation email failed', {
         orderId,
-        attempt: claim.attempts,
+        attempt: attempts,
         failureType: failure instanceof ApplicationFailure ? failure.type : failure.name,
         error: lastError,
       });
       // The SMTP failure decides the retry, not a failed bookkeeping write.
-      await db.emailDelivery.update({ where: key, data: { lastError } }).catch((dbErr: unknown) => {
+      await recordFailure(orderId, lastError).catch((dbErr: unknown) => {
         log.error('could not record the email failure', { orderId, error: String(dbErr) });
       });
       throw failure;
     }
 
-    await db.emailDelivery.update({
-      where: key,
-      data: { sentAt: new Date(), lastError: null },
-    });
-    log.info('confirmation email sent', { orderId, messageId, attempt: claim.attempts });
+    await markSent(orderId);
+    log.info('confirmation email sent', { orderId, messageId, attempt: attempts });
     return { messageId, alreadySent: false };
   }
 
   /**
-   * Counts this attempt in the delivery row, unless the mail was sent already,
-   * and reads the order's status now, in one statement (the statement's
-   * snapshot: a cancel committed before it is seen). `sentMessageId` is the
-   * Message-ID of an earlier send, null when there was none.
+   * In one statement (one round trip; its snapshot sees a cancel committed
+   * before it): loads the order with its lines (OrderNotFound when there is
+   * none) and counts this attempt in the delivery row, unless the mail was
+   * sent already. `sentMessageId` is the Message-ID of an earlier send, null
+   * when there was none.
    */
   async function claimSend(orderId: string, messageId: string) {
-    const [row] = await db.$queryRaw<
-      { attempts: number | null; sent_message_id: string | null; status: string | null }[]
-    >`
-      WITH attempt AS (
+    const [row] = await db.$queryRaw<ClaimRow[]>`
+      WITH o AS (
+        SELECT id, status, customer_email, currency, total_cents FROM orders
+        WHERE id = ${orderId}::uuid
+      ), attempt AS (
         INSERT INTO email_deliveries (order_id, kind, message_id, attempts)
-        VALUES (${orderId}::uuid, ${CONFIRMATION}, ${messageId}, 1)
+        SELECT o.id, ${CONFIRMATION}, ${messageId}, 1 FROM o
         ON CONFLICT (order_id, kind) DO UPDATE
           SET message_id = EXCLUDED.message_id, attempts = email_deliveries.attempts + 1
           WHERE email_deliveries.sent_at IS NULL
         RETURNING attempts
       )
-      SELECT (SELECT attempts FROM attempt) AS attempts,
+      SELECT o.id::text, o.status::text, o.customer_email AS "customerEmail", o.currency,
+             o.total_cents AS "totalCents",
+             coalesce((SELECT json_agg(json_build_array(i.sku, i.quantity, i.unit_price_cents::text)
+                                       ORDER BY i.line)
+                       FROM order_items i WHERE i.order_id = o.id), '[]') AS items,
+             (SELECT attempts FROM attempt) AS attempts,
              (SELECT message_id FROM email_deliveries
-               WHERE order_id = ${orderId}::uuid AND kind = ${CONFIRMATION} AND sent_at IS NOT NULL)
-               AS sent_message_id,
-             (SELECT status::text FROM orders WHERE id = ${orderId}::uuid) AS status`;
-    return {
-      attempts: row?.attempts ?? 0,
-      sentMessageId: row?.sent_message_id ?? null,
-      status: row?.status ?? null,
-    };
+               WHERE order_id = o.id AND kind = ${CONFIRMATION} AND sent_at IS NOT NULL)
+               AS "sentMessageId"
+      FROM o`;
+    if (!row) throw orderNotFound(orderId);
+    const { attempts, sentMessageId, ...stored } = row;
+    return { order: withLines<ClaimedOrder>(stored), attempts: attempts ?? 0, sentMessageId };
+  }
+
+  /** The delivery row after the SMTP server accepted the mail. */
+  async function markSent(orderId: string) {
+    await db.$executeRaw`
+      UPDATE email_deliveries SET sent_at = now(), last_error = NULL
+      WHERE order_id = ${orderId}::uuid AND kind = ${CONFIRMATION}`;
+  }
+
+  /** Why the attempt failed, on the delivery row (operators read it with the order). */
+  async function recordFailure(orderId: string, lastError: string) {
+    await db.$executeRaw`
+      UPDATE email_deliveries SET last_error = ${lastError}
+      WHERE order_id = ${orderId}::uuid AND kind = ${CONFIRMATION}`;
   }
 }
+
+/** The order as the confirmation uses it, and its status when the attempt was claimed. */
+type ClaimedOrder = ConfirmationOrder & { status: OrderStatus };
+
+type ClaimRow = StoredOrderLines<ClaimedOrder> & {
+  attempts: number | null;
+  sentMessageId: string | null;
+};
 
 export type EmailActivities = ReturnType<typeof createEmailActivities>;
 

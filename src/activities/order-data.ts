@@ -18,32 +18,16 @@ export interface StoredOrder {
   items: { sku: string; quantity: number; unitPriceCents: bigint }[];
 }
 
-interface StoredOrderRow extends Omit<StoredOrder, 'items'> {
+/** An order's row as SQL returns it, its lines as `json_agg(json_build_array(sku, quantity, unit_price_cents::text))`. */
+export type StoredOrderLines<T extends { items: unknown }> = Omit<T, 'items'> & {
   /** [sku, quantity, unit price as text] per line: JSON keeps no bigint. */
   items: [string, number, string][];
-}
+};
 
-/**
- * Loads an order with its lines in one statement (Prisma's `include` takes two:
- * the row, then its lines; every order is loaded by the email and the events
- * activity); a missing order is a permanent failure (OrderNotFound).
- */
-export async function loadOrder(db: Db, orderId: string): Promise<StoredOrder> {
-  const [row] = await db.$queryRaw<StoredOrderRow[]>`
-    SELECT o.id::text, o.status::text, o.customer_email AS "customerEmail", o.currency,
-           o.total_cents AS "totalCents", o.last_error AS "lastError",
-           o.created_at AS "createdAt", o.updated_at AS "updatedAt",
-           coalesce((SELECT json_agg(json_build_array(i.sku, i.quantity, i.unit_price_cents::text)
-                                     ORDER BY i.line)
-                     FROM order_items i WHERE i.order_id = o.id), '[]') AS items
-    FROM orders o WHERE o.id = ${orderId}::uuid`;
-  if (!row) {
-    throw ApplicationFailure.create({
-      type: FailureType.OrderNotFound,
-      message: `order ${orderId} does not exist`,
-      nonRetryable: true,
-    });
-  }
+/** The order with its lines as numbers again (withLines of what the SQL returned). */
+export function withLines<T extends { items: unknown }>(
+  row: StoredOrderLines<T>,
+): Omit<T, 'items'> & { items: StoredOrder['items'] } {
   return {
     ...row,
     items: row.items.map(([sku, quantity, unitPriceCents]) => ({
@@ -52,6 +36,33 @@ export async function loadOrder(db: Db, orderId: string): Promise<StoredOrder> {
       unitPriceCents: BigInt(unitPriceCents),
     })),
   };
+}
+
+/** What an activity throws for an order that does not exist (not retried). */
+export function orderNotFound(orderId: string): ApplicationFailure {
+  return ApplicationFailure.create({
+    type: FailureType.OrderNotFound,
+    message: `order ${orderId} does not exist`,
+    nonRetryable: true,
+  });
+}
+
+/**
+ * Loads an order with its lines in one statement (Prisma's `include` takes two:
+ * the row, then its lines; every order is loaded by the email and the events
+ * activity); a missing order is a permanent failure (OrderNotFound).
+ */
+export async function loadOrder(db: Db, orderId: string): Promise<StoredOrder> {
+  const [row] = await db.$queryRaw<StoredOrderLines<StoredOrder>[]>`
+    SELECT o.id::text, o.status::text, o.customer_email AS "customerEmail", o.currency,
+           o.total_cents AS "totalCents", o.last_error AS "lastError",
+           o.created_at AS "createdAt", o.updated_at AS "updatedAt",
+           coalesce((SELECT json_agg(json_build_array(i.sku, i.quantity, i.unit_price_cents::text)
+                                     ORDER BY i.line)
+                     FROM order_items i WHERE i.order_id = o.id), '[]') AS items
+    FROM orders o WHERE o.id = ${orderId}::uuid`;
+  if (!row) throw orderNotFound(orderId);
+  return withLines(row);
 }
 
 /** The `order.placed` data, built from the stored order only, so every retry sends the same bytes. */

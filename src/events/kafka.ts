@@ -30,6 +30,11 @@ import type {
   KafkaClientSettings,
   ProducerSettings,
 } from './kafka-types.ts';
+import { fixRequestQueueIdleLoop } from './kafkajs-request-queue.ts';
+
+// kafkajs 2.2.4 polls every millisecond on each broker connection once it got an answer: fixed
+// here, once per process, before any client is made (kafkajs-request-queue.ts).
+fixRequestQueueIdleLoop();
 
 const PINO_LEVEL = {
   [logLevel.NOTHING]: 'silent',
@@ -91,26 +96,6 @@ export function kafkaSecurity(config: KafkaSecuritySettings): Pick<KafkaConfig, 
   return security;
 }
 
-/**
- * kafkajs 2.2.4 schedules its request-queue check `throttledUntil - Date.now()` ms ahead
- * while not throttled, a negative delay (tulios/kafkajs#1751, unfixed upstream). Node
- * runs it after 1 ms, as kafkajs means, but since Node 24 also prints a
- * TimeoutNegativeWarning to stderr, once per process: in the CLI's stderr and every
- * service's log. This drops that one warning and passes every other to Node's own
- * handlers, once per process.
- */
-let negativeTimeoutWarningFiltered = false;
-export function filterKafkaJsTimeoutWarning(): void {
-  if (negativeTimeoutWarningFiltered) return;
-  negativeTimeoutWarningFiltered = true;
-  const handlers = process.listeners('warning');
-  process.removeAllListeners('warning');
-  process.on('warning', (warning) => {
-    if (warning.name === 'TimeoutNegativeWarning') return;
-    for (const handle of handlers) handle(warning);
-  });
-}
-
 /** A kafkajs consumer as an EventConsumer: its crash and group-join events as listeners, the rest passed through. */
 function eventConsumer(consumer: Consumer): EventConsumer {
   return {
@@ -152,7 +137,6 @@ export function createKafka(
   config: Pick<Config, 'KAFKA_BROKERS' | 'KAFKA_CLIENT_ID'> & KafkaSecuritySettings,
   { logger, ...overrides }: { logger?: Logger } & KafkaClientSettings = {},
 ): KafkaClient {
-  filterKafkaJsTimeoutWarning();
   return new KafkaJsClient(
     new Kafka({
       clientId: config.KAFKA_CLIENT_ID,

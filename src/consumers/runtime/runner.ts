@@ -26,6 +26,7 @@ import type { ConsumerMetrics, EventOutcome } from './metrics.ts';
 import { createOffsetCommitter, type CommitFn } from './offset-committer.ts';
 import { decodeOrderPlaced, PoisonMessageError } from './order-placed-decoder.ts';
 import { applyOnce, type ApplyResult, type SourcedEvent } from './processed-events.ts';
+import { sharedTransactions } from './shared-transactions.ts';
 import type { ConsumerActivity } from './stall-watch.ts';
 import { inProcessSpans, type ConsumedRecord } from './tracing.ts';
 
@@ -277,12 +278,15 @@ export function createConsumerRunner(opts: ConsumerRunnerOptions): ConsumerRunne
     );
   }
 
+  const applyAlone = (records: readonly SourcedEvent[]) =>
+    applyOnce(db, groupId, projection, records);
+  // per-batch: the batches of one fetch (one per partition) share a transaction (shared-transactions.ts).
+  const apply = opts.transaction === 'per-batch' ? sharedTransactions(applyAlone) : applyAlone;
+
   async function commitEffects(items: readonly ConsumedRecord[]): Promise<ApplyResult> {
     const records = items.map((i) => i.record);
     const end = metrics.transactionSeconds.startTimer({ group: groupId });
-    const result = await inProcessSpans(groupId, items, () =>
-      applyOnce(db, groupId, projection, records),
-    );
+    const result = await inProcessSpans(groupId, items, () => apply(records));
     end();
     await opts.afterTransaction?.(records);
     count('processed', result.applied.length);
