@@ -30,6 +30,7 @@ export default defineConfig({
       'test/events/kafka-warning.test.ts',
       'test/layout/import-direction.test.ts',
       'test/api/access-log.test.ts',
+      'test/api/relay-probe.test.ts',
       'test/api/problems-database.test.ts',
       'test/orders/order-operations.test.ts',
       'test/orders/rules.test.ts',
