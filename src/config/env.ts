@@ -215,7 +215,7 @@ const envSchema = z.object({
     .default(30_000),
   /** Port of a consumer process's /metrics; 0 picks a free one (logged at start). */
   CONSUMER_METRICS_PORT: port.default(0),
-  /** per-batch: one transaction per fetched batch of a partition (up to CONSUMER_BATCH_MAX_EVENTS); per-event: one per event. */
+  /** per-batch: one transaction per fetch, shared by its partitions' batches (each up to CONSUMER_BATCH_MAX_EVENTS); per-event: one per event. */
   CONSUMER_TRANSACTION: z.enum(['per-batch', 'per-event']).default('per-batch'),
   CONSUMER_BATCH_MAX_EVENTS: z.coerce.number().int().min(1).max(10_000).default(500),
   /** Partitions a consumer process works on at once; defaults to KAFKA_TOPIC_PARTITIONS. */

@@ -40,7 +40,10 @@ export interface ConsumerRunnerOptions {
   groupId: string;
   projection: Projection;
   topic: string;
-  /** per-batch: one transaction for up to `batchMaxEvents` records of a partition; per-event: one per record. */
+  /**
+   * per-batch: one transaction for up to `batchMaxEvents` records of a partition, shared with the
+   * other partitions' batches of the same fetch (shared-transactions.ts); per-event: one per record.
+   */
   transaction: TransactionMode;
   batchMaxEvents: number;
   /** Partitions worked on at once (the consumer's partitionsConsumedConcurrently). */
@@ -52,7 +55,7 @@ export interface ConsumerRunnerOptions {
   metrics: ConsumerMetrics;
   /**
    * How long a fetch waits for more records (CONSUMER_FETCH_WAIT): records arriving within
-   * it come in one fetch and, per partition, one transaction. 0: answer as soon as one is there.
+   * it come in one fetch and one transaction. 0: answer as soon as one is there.
    */
   fetchWaitMs?: number;
   /** Overrides of the consumer's settings (session timeouts in tests). */
