@@ -3,7 +3,13 @@ import type { Transporter } from 'nodemailer';
 import type { Db } from '../db/client.ts';
 import type { OrderStatus } from '../generated/prisma/enums.ts';
 import { ensureNotCancelledByTemporal, withHeartbeats } from './heartbeat.ts';
-import { orderCancelled, orderNotFound, withLines, type StoredOrderLines } from './order-data.ts';
+import {
+  ORDER_LINES_JSON,
+  orderCancelled,
+  orderNotFound,
+  withLines,
+  type StoredOrderLines,
+} from './order-data.ts';
 import { confirmationMessageId } from '../shared/events.ts';
 import { FailureType } from '../shared/steps.ts';
 
@@ -111,9 +117,7 @@ export function createEmailActivities(deps: { db: Db; mailer: Transporter; from:
       )
       SELECT o.id::text, o.status::text, o.customer_email AS "customerEmail", o.currency,
              o.total_cents AS "totalCents",
-             coalesce((SELECT json_agg(json_build_array(i.sku, i.quantity, i.unit_price_cents::text)
-                                       ORDER BY i.line)
-                       FROM order_items i WHERE i.order_id = o.id), '[]') AS items,
+             ${ORDER_LINES_JSON} AS items,
              (SELECT attempts FROM attempt) AS attempts,
              (SELECT message_id FROM email_deliveries
                WHERE order_id = o.id AND kind = ${CONFIRMATION} AND sent_at IS NOT NULL)

@@ -1,6 +1,7 @@
 /** The order as activities read it, and as events carry it. */
 import { ApplicationFailure } from '@temporalio/activity';
 import type { Db } from '../db/client.ts';
+import { Prisma } from '../generated/prisma/client.ts';
 import type { OrderStatus } from '../generated/prisma/enums.ts';
 import type { OrderCancelledData, OrderPlacedData } from '../shared/events.ts';
 import { FailureType } from '../shared/steps.ts';
@@ -18,7 +19,16 @@ export interface StoredOrder {
   items: { sku: string; quantity: number; unitPriceCents: bigint }[];
 }
 
-/** An order's row as SQL returns it, its lines as `json_agg(json_build_array(sku, quantity, unit_price_cents::text))`. */
+/**
+ * The lines of the order aliased `o`, in line order, as SQL's JSON array of
+ * [sku, quantity, unit price as text] (withLines turns them back): for every
+ * statement that loads an order with its lines in one round trip.
+ */
+export const ORDER_LINES_JSON = Prisma.sql`coalesce((SELECT json_agg(json_build_array(i.sku, i.quantity, i.unit_price_cents::text)
+                                  ORDER BY i.line)
+                  FROM order_items i WHERE i.order_id = o.id), '[]')`;
+
+/** An order's row as SQL returns it, its lines as ORDER_LINES_JSON. */
 export type StoredOrderLines<T extends { items: unknown }> = Omit<T, 'items'> & {
   /** [sku, quantity, unit price as text] per line: JSON keeps no bigint. */
   items: [string, number, string][];
@@ -57,9 +67,7 @@ export async function loadOrder(db: Db, orderId: string): Promise<StoredOrder> {
     SELECT o.id::text, o.status::text, o.customer_email AS "customerEmail", o.currency,
            o.total_cents AS "totalCents", o.last_error AS "lastError",
            o.created_at AS "createdAt", o.updated_at AS "updatedAt",
-           coalesce((SELECT json_agg(json_build_array(i.sku, i.quantity, i.unit_price_cents::text)
-                                     ORDER BY i.line)
-                     FROM order_items i WHERE i.order_id = o.id), '[]') AS items
+           ${ORDER_LINES_JSON} AS items
     FROM orders o WHERE o.id = ${orderId}::uuid`;
   if (!row) throw orderNotFound(orderId);
   return withLines(row);
