@@ -1,5 +1,9 @@
 /** Reading a topic back whole, as the benchmarks and the chaos run audit what reached Kafka. */
 import { Kafka, logLevel } from 'kafkajs';
+import { fixRequestQueueIdleLoop } from '../../src/events/kafkajs-request-queue.ts';
+
+// kafkajs' idle loop, fixed as in every orderflow process (src/events/kafkajs-request-queue.ts).
+fixRequestQueueIdleLoop();
 
 /**
  * A quiet client for `brokers` (comma-separated) and the high watermark of

@@ -7,6 +7,7 @@
  */
 import { Connection } from '@temporalio/client';
 import { Kafka, logLevel } from 'kafkajs';
+import { fixRequestQueueIdleLoop } from '../../src/events/kafkajs-request-queue.ts';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -29,6 +30,9 @@ import {
   type CpuPriority,
 } from './process.ts';
 import { projectRoot, type Tools } from './tools.ts';
+
+// kafkajs' idle loop, fixed as in every orderflow process (src/events/kafkajs-request-queue.ts).
+fixRequestQueueIdleLoop();
 
 const execFileAsync = promisify(execFile);
 

@@ -32,27 +32,34 @@ export function createOrderRecordActivities({ db }: { db: Db }) {
      * (null when the row is missing).
      */
     async recordOrderStatus(input: RecordStatusInput): Promise<OrderStatus | null> {
-      const { count } = await db.order.updateMany({
-        where: { id: input.orderId, status: { in: [...STATUS_PREDECESSORS[input.status]] } },
-        data: {
-          status: input.status,
-          failedStep: input.failedStep ?? null,
-          lastError: input.lastError ?? null,
-        },
-      });
-      if (count === 1) return input.status;
-      const row = await db.order.findUnique({
-        where: { id: input.orderId },
-        select: { status: true },
-      });
-      if (!row) log.warn('order row missing', { orderId: input.orderId });
+      // One statement, written or refused: `written` is the new status when the
+      // update applied, `current` the row's status as this statement found it
+      // (null when the row is missing). Raw SQL, not Prisma's updateMany: this
+      // runs for every order, and the query compiler cost more than the statement.
+      const [row] = await db.$queryRaw<
+        { written: OrderStatus | null; current: OrderStatus | null }[]
+      >`
+        WITH w AS (
+          UPDATE orders SET status = ${input.status}::"OrderStatus",
+                            failed_step = ${input.failedStep ?? null},
+                            last_error = ${input.lastError ?? null},
+                            updated_at = now()
+          WHERE id = ${input.orderId}::uuid
+            AND status = ANY(${[...STATUS_PREDECESSORS[input.status]]}::"OrderStatus"[])
+          RETURNING status::text
+        )
+        SELECT (SELECT status FROM w) AS written,
+               (SELECT status::text FROM orders WHERE id = ${input.orderId}::uuid) AS current`;
+      if (row?.written) return row.written;
+      const current = row?.current ?? null;
+      if (!current) log.warn('order row missing', { orderId: input.orderId });
       else
         log.warn('status write refused: it would move the order backwards', {
           orderId: input.orderId,
-          status: row.status,
+          status: current,
           refused: input.status,
         });
-      return row?.status ?? null;
+      return current;
     },
 
     /**
@@ -95,7 +102,10 @@ export function createOrderRecordActivities({ db }: { db: Db }) {
           status: order?.status,
         });
       }
-      log.info('webhook targets', { orderId: input.orderId, count: row?.ids.length ?? 0 });
+      // Info only when there is a fan-out: most orders have no subscriber, and a line per order costs.
+      const count = row?.ids.length ?? 0;
+      if (count) log.info('webhook targets', { orderId: input.orderId, count });
+      else log.debug('webhook targets', { orderId: input.orderId, count });
       return row?.ids ?? [];
     },
 

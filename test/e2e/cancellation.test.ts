@@ -378,5 +378,43 @@ describe('status writes', () => {
         records.beginOrderProcessing({ orderId: other, eventType: ORDER_PLACED }),
       ),
     ).toBeNull();
+
+    // A parked order's row says why, and the next write clears it and moves updated_at.
+    const third = (await postOrder(outboxApi.url, validOrder())).body.id as string;
+    const before = await outboxApi.db.order.findUniqueOrThrow({ where: { id: third } });
+    expect(
+      await env.run(() =>
+        records.recordOrderStatus({
+          orderId: third,
+          status: 'PARKED',
+          failedStep: 'email',
+          lastError: 'email: SMTP down',
+        }),
+      ),
+    ).toBe('PARKED');
+    const parked = await outboxApi.db.order.findUniqueOrThrow({ where: { id: third } });
+    expect(parked).toMatchObject({
+      status: 'PARKED',
+      failedStep: 'email',
+      lastError: 'email: SMTP down',
+    });
+    expect(parked.updatedAt.getTime()).toBeGreaterThanOrEqual(before.updatedAt.getTime());
+    expect(
+      await env.run(() => records.recordOrderStatus({ orderId: third, status: 'PROCESSING' })),
+    ).toBe('PROCESSING');
+    expect(await outboxApi.db.order.findUniqueOrThrow({ where: { id: third } })).toMatchObject({
+      status: 'PROCESSING',
+      failedStep: null,
+      lastError: null,
+    });
+    // A missing row: nothing written, null.
+    expect(
+      await env.run(() =>
+        records.recordOrderStatus({
+          orderId: '00000000-0000-4000-8000-000000000000',
+          status: 'COMPLETED',
+        }),
+      ),
+    ).toBeNull();
   });
 });
