@@ -160,6 +160,9 @@ describe('sendConfirmationEmail', () => {
     expect(mail.to.map((t) => t.address)).toEqual([`buyer-${orderId.slice(0, 8)}@example.com`]);
     expect(mail.from.map((f) => f.address)).toEqual(['orders@orderflow.test']);
     expect(mail.subject).toContain(orderId.slice(0, 8));
+    expect(mail.headers['x-orderflow-order-id']).toBe(orderId);
+    expect(mail.headers['message-id']).toBe(confirmationMessageId(orderId));
+    expect(mail.headers['content-type']).toMatch(/^multipart\/alternative/);
     for (const body of [mail.text, mail.html]) {
       expect(body).toContain('SKU-1');
       expect(body).toContain('$10.00'); // unit price
