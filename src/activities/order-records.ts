@@ -34,8 +34,7 @@ export function createOrderRecordActivities({ db }: { db: Db }) {
     async recordOrderStatus(input: RecordStatusInput): Promise<OrderStatus | null> {
       // One statement, written or refused: `written` is the new status when the
       // update applied, `current` the row's status as this statement found it
-      // (null when the row is missing). Raw SQL, not Prisma's updateMany: this
-      // runs for every order, and the query compiler cost more than the statement.
+      // (null when the row is missing), so a refusal needs no second read.
       const [row] = await db.$queryRaw<
         { written: OrderStatus | null; current: OrderStatus | null }[]
       >`

@@ -398,7 +398,7 @@ describe('status writes', () => {
       failedStep: 'email',
       lastError: 'email: SMTP down',
     });
-    expect(parked.updatedAt.getTime()).toBeGreaterThanOrEqual(before.updatedAt.getTime());
+    expect(parked.updatedAt.getTime()).toBeGreaterThan(before.updatedAt.getTime());
     expect(
       await env.run(() => records.recordOrderStatus({ orderId: third, status: 'PROCESSING' })),
     ).toBe('PROCESSING');
