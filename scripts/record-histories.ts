@@ -45,10 +45,8 @@ import {
   type FakeOptions,
   type Fakes,
 } from './lib/workflow-fakes.ts';
-import { historyToJSON } from './lib/history-json.ts';
+import { historiesDir, historyToJSON } from './lib/history-json.ts';
 import { projectRoot, provisionTestServer } from './lib/tools.ts';
-
-const historiesDir = path.join(projectRoot, 'test/replay/histories');
 
 /** One recorded run: what it does, and the history it leaves behind. */
 interface Scenario {

@@ -23,17 +23,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { historyFromJSON } from '../../scripts/lib/history-json.ts';
+import { historiesDir, historyFromJSON } from '../../scripts/lib/history-json.ts';
+import { projectRoot as root } from '../../scripts/lib/tools.ts';
 import { silentLogger } from '../../scripts/lib/workflow-fakes.ts';
 
 Runtime.install({ logger: new DefaultLogger('ERROR') });
 // The SDK's debug mode runs the workflows in this thread, where the hook below sees their promises.
 process.env.TEMPORAL_DEBUG = '1';
 
-const root = path.resolve(import.meta.dirname, '../..');
 const historyFile =
-  process.argv[2] ??
-  path.join(root, 'test', 'replay', 'histories', 'happy-path.cancellation-holds.json');
+  process.argv[2] ?? path.join(historiesDir, 'happy-path.cancellation-holds.json');
 const replays = Number(process.argv[3] ?? 200);
 if (!Number.isInteger(replays) || replays < 1 || replays > 10_000)
   throw new Error(`replays must be an integer 1-10000, got "${process.argv[3]}"`);
