@@ -10,12 +10,12 @@
  * rejects @temporalio/proto's History type with "type must be a Type".
  */
 import proto from '@temporalio/proto';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { projectRoot } from './tools.ts';
 
 /** Where the committed histories live (`npm run histories:record` writes them, the replay test reads them). */
 export const historiesDir = path.join(projectRoot, 'test', 'replay', 'histories');
-import { createRequire } from 'node:module';
 
 export type History = proto.temporal.api.history.v1.IHistory;
 

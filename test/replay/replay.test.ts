@@ -12,9 +12,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../scripts/lib/workflow-fakes.ts';
-import { historyFromJSON, type History } from '../../scripts/lib/history-json.ts';
+import { historiesDir, historyFromJSON, type History } from '../../scripts/lib/history-json.ts';
 
-const historiesDir = path.resolve(import.meta.dirname, 'histories');
 const historyFiles = fs
   .readdirSync(historiesDir)
   .filter((f) => f.endsWith('.json'))
