@@ -19,6 +19,9 @@ function clockTicks(): number {
 }
 export const CLK_TCK = clockTicks();
 
+/** What the /proc accounting needs of a stack process: a ManagedProcess, or a pid file's entry. */
+export type ProcessRef = Pick<ManagedProcess, 'pid' | 'name' | 'running'>;
+
 export interface ProcInfo {
   ppid: number;
   pgrp: number;
@@ -93,7 +96,7 @@ export function procSnapshot(opts: { rss?: boolean; schedPids?: Iterable<number>
  */
 export function owners(
   snap: Snapshot,
-  procs: ManagedProcess[],
+  procs: ProcessRef[],
   runner = 'runner',
 ): Map<number, string> {
   const roots = new Map<number, string>([[process.pid, runner]]);
@@ -159,7 +162,7 @@ export function coresFromTicks(
 export function ticksBetween(
   a: Snapshot,
   b: Snapshot,
-  procs: ManagedProcess[],
+  procs: ProcessRef[],
   runner = 'runner',
 ): Record<string, number> {
   const ticks: Record<string, number> = {};
