@@ -55,6 +55,7 @@ function threadTicks(pid: number | undefined): Map<string, number> {
     try {
       const name = fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
       const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      // utime + stime only: a thread's cutime and cstime are its process's (parseStat counts them).
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       out.set(name, (out.get(name) ?? 0) + Number(f[11]) + Number(f[12]));
     } catch {
