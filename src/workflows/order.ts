@@ -132,6 +132,15 @@ export const LEAN_BOOKKEEPING_PATCH = 'lean-bookkeeping';
  */
 export const CANCELLATION_PATCH = 'cancellation-holds';
 
+/**
+ * Patch id of a cancel that waits for every running attempt (implies
+ * cancellation-holds): the round ends once all of its tasks have, not at the
+ * first attempt that confirms its cancel, so an attempt that could not be
+ * called back (already talking to the receiver, or not heartbeating) is
+ * counted as sent before the order records and announces the cancel.
+ */
+export const CANCELLATION_WAITS_PATCH = 'cancellation-waits-for-all';
+
 /** The activities that announce `order.cancelled`: the Kafka event, the subscribers and their deliveries. */
 export interface CancellationAnnouncers {
   events: Pick<EventActivities, 'publishOrderCancelled'>;
@@ -178,6 +187,8 @@ interface OrderRun {
   readonly orderId: string;
   /** Patch cancellation-holds (implies `lean`). */
   readonly holds: boolean;
+  /** Patch cancellation-waits-for-all (implies `holds`). */
+  readonly waitsForAll: boolean;
   /** Patch lean-bookkeeping. */
   readonly lean: boolean;
   readonly records: typeof localRecords | typeof queuedRecords;
@@ -218,12 +229,14 @@ export async function orderWorkflow(input: OrderWorkflowInput): Promise<OrderSta
  * Each patch costs a marker per order: new orders record only the newest one.
  */
 function prepareOrder(input: OrderWorkflowInput): OrderRun {
-  const holds = patched(CANCELLATION_PATCH);
+  const waitsForAll = patched(CANCELLATION_WAITS_PATCH);
+  const holds = waitsForAll || patched(CANCELLATION_PATCH);
   const lean = holds || patched(LEAN_BOOKKEEPING_PATCH);
   const local = lean || patched(LOCAL_BOOKKEEPING_PATCH);
   return {
     orderId: input.orderId,
     holds,
+    waitsForAll,
     lean,
     records: local ? localRecords : queuedRecords,
     steps: stepActivities(input.retryPolicies ?? defaultRetryPolicies, holds),
@@ -391,8 +404,17 @@ async function runRoundHolding(order: OrderRun, tasks: Task[]): Promise<void> {
   await round;
 }
 
-function runTasks(order: OrderRun, tasks: Task[]): Promise<void[]> {
-  return Promise.all(tasks.map((task) => runTask(order, task)));
+/**
+ * The round's tasks, together. A cancellation (the only error runTask throws)
+ * ends the round once every task has ended (patch cancellation-waits-for-all);
+ * before the patch, at the first one.
+ */
+function runTasks(order: OrderRun, tasks: Task[]): Promise<unknown> {
+  if (!order.waitsForAll) return Promise.all(tasks.map((task) => runTask(order, task)));
+  return Promise.allSettled(tasks.map((task) => runTask(order, task))).then((results) => {
+    const stopped = results.find((r) => r.status === 'rejected');
+    if (stopped) throw stopped.reason;
+  });
 }
 
 /** Runs one task; a failure that outlived its retries is recorded, not thrown. */

@@ -57,6 +57,13 @@ describe('committed workflow histories', () => {
         'cancelled-before-start.cancellation-holds.json',
         // The order.cancelled announcement of an order whose workflow was terminated.
         'announce-cancellation.cancellation-holds.json',
+        // Recorded after a cancel waits for every running attempt (patch cancellation-waits-for-all).
+        'happy-path.cancellation-waits.json',
+        'parked-then-retried.cancellation-waits.json',
+        'cancelled-while-parked.cancellation-waits.json',
+        'cancelled-in-temporal-while-parked.cancellation-waits.json',
+        'cancelled-while-retrying.cancellation-waits.json',
+        'cancelled-before-start.cancellation-waits.json',
       ]),
     );
   });

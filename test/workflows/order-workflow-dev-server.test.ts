@@ -5,6 +5,7 @@
  * activity's nextRetryDelay in real time, update validators, and the
  * OrderStatus search attribute in visibility.
  */
+import { Context } from '@temporalio/activity';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -12,6 +13,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   NOT_PARKED,
+  cancelSignal,
   progressQuery,
   retrySignal,
   retryUpdate,
@@ -255,4 +257,47 @@ describe('orderWorkflow on the dev server', () => {
       statuses: ['PROCESSING', 'PARKED', 'PROCESSING', 'COMPLETED'],
     });
   });
+  it('on a cancel, waits for every running attempt before it records the cancel and announces it', async () => {
+    // The webhook attempt is talking to its receiver: it cannot be called back, and ends
+    // delivered. It outlasts the email attempt's cancel, which reaches the email attempt at
+    // its next heartbeat (the SDK sends them at most every 0.8 x the 10 s heartbeat timeout).
+    const webhookMs = 15_000;
+    let webhookDoneAt: number | undefined;
+    const f = fakes({
+      // The email attempt heartbeats and stops as soon as a cancel reaches it.
+      email: async () => {
+        const ctx = Context.current();
+        for (let i = 0; i < 600; i++) {
+          ctx.heartbeat();
+          await ctx.sleep(100);
+        }
+      },
+      // Its heartbeats go on (as the real one's do), and the cancel they bring back is too late.
+      webhook: async () => {
+        const ctx = Context.current();
+        for (const until = Date.now() + webhookMs; Date.now() < until;) {
+          ctx.heartbeat();
+          await sleep(100);
+        }
+        webhookDoneAt = Date.now();
+      },
+    });
+    const orderId = randomUUID();
+    await withWorkers(f, async () => {
+      const handle = await start(orderId);
+      await eventually(
+        'the email and webhook attempts running',
+        async () => [f.calls.email.length, f.calls.webhook.length],
+        ([email, webhook]) => email === 1 && webhook === 1,
+      );
+      await handle.signal(cancelSignal, 'customer called');
+      expect(await handle.result()).toBe('CANCELLED');
+      const endedAt = Date.now();
+      // The order ended only once the webhook attempt had ended, and says it was sent.
+      expect(webhookDoneAt).toBeDefined();
+      expect(webhookDoneAt!).toBeLessThanOrEqual(endedAt);
+      expect((await progressOf(orderId)).sent).toEqual(['events', 'webhooks:ep-1']);
+      expect(f.calls.cancelled).toEqual([orderId]);
+    });
+  }, 60_000);
 });
