@@ -131,8 +131,9 @@ afterAll(async () => {
   await closeClients();
 });
 
+const currency = await uniqueCurrency();
+
 describe('the analytics consumer process', () => {
-  const currency = uniqueCurrency();
   const orders = Array.from({ length: 4000 }, () => orderPlaced({ currency, day: recentDay() }));
 
   it('serves lag on /metrics, and on SIGTERM finishes the record in hand, commits it, leaves the group and exits 0', async () => {

@@ -22,7 +22,7 @@ const projection = analyticsProjection;
 it('rebuilds the analytics projection from the earliest offset to exactly the rows built incrementally', async () => {
   const s = await consumerScenario('analytics', 6);
   const { topic, groupId } = s;
-  const second = uniqueCurrency();
+  const second = await uniqueCurrency();
   const currencies = [s.currency, second];
   const days = Array.from({ length: 5 }, () => randomDay());
   const orders = Array.from({ length: 400 }, (_, i) =>

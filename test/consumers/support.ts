@@ -76,10 +76,24 @@ export async function freshTopic(partitions = 6, { deadLetterTopic = true } = {}
 
 export const uniqueGroupId = (name: string): string => `test.${name}.${randomUUID()}`;
 
-/** A currency code no other test uses (with a random day, analytics rows stay apart). */
-export function uniqueCurrency(): string {
-  const letters = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
-  return Array.from({ length: 3 }, () => letters[Math.floor(Math.random() * 26)]).join('');
+/**
+ * A currency code no other test of the run uses, so each test's analytics rows
+ * stay apart: the next number of a sequence in the run's database (shared by
+ * every test process) spelled AAA, AAB, ... DZZ, clear of the codes tests name
+ * (EUR, JPY, USD, XYZ). Random codes collided: two scenarios of one file drew
+ * the same code, and each saw the other's rows.
+ */
+export async function uniqueCurrency(): Promise<string> {
+  // Serialised: two sessions creating the same sequence at once can clash in the catalogue.
+  await db.$transaction([
+    db.$executeRaw`SELECT pg_advisory_xact_lock(72430011)`,
+    db.$executeRawUnsafe('CREATE SEQUENCE IF NOT EXISTS test_currency_codes MINVALUE 0 START 0'),
+  ]);
+  const [row] = await db.$queryRaw<{ n: bigint }[]>`SELECT nextval('test_currency_codes') AS n`;
+  const n = Number(row!.n);
+  if (n >= 4 * 26 * 26) throw new Error(`out of test currency codes (${n})`);
+  const letter = (i: number) => String.fromCharCode(65 + i);
+  return letter(Math.floor(n / 676)) + letter(Math.floor(n / 26) % 26) + letter(n % 26);
 }
 
 /** One of the five UTC days before today: for records on a topic with the default (time-based) retention. */
@@ -233,7 +247,7 @@ export async function consumerScenario(
 ) {
   const topic = await freshTopic(partitions, topicOptions);
   const groupId = uniqueGroupId(name);
-  const currency = uniqueCurrency();
+  const currency = await uniqueCurrency();
   return {
     topic,
     groupId,
