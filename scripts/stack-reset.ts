@@ -4,7 +4,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { pidFileOf } from './lib/stack-runner.ts';
+import { pidFileOf, readPids } from './lib/stack-runner.ts';
 import { projectRoot } from './lib/tools.ts';
 
 const dataDir = path.resolve(process.env.ORDERFLOW_DATA_DIR ?? path.join(projectRoot, '.data'));
@@ -13,9 +13,7 @@ const clusterDir = path.resolve(
 );
 for (const dir of [dataDir, clusterDir]) {
   const pidFile = pidFileOf(dir);
-  if (!fs.existsSync(pidFile)) continue;
-  const pids = JSON.parse(fs.readFileSync(pidFile, 'utf8')) as { pid: number }[];
-  const alive = pids.filter(({ pid }) => {
+  const alive = readPids(dir).filter(({ pid }) => {
     try {
       process.kill(pid, 0);
       return true;

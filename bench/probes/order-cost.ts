@@ -4,25 +4,28 @@
  * docs/performance.md). The stack's processes come from its pid file
  * (.data/run/pids.json). The probe measures the stack at rest for REST_S
  * seconds, then POSTs RATE orders a second for SECONDS (paced, loopback
- * only), waits until every one of them is COMPLETED (at most DRAIN_S), and
- * prints the CPU ms per completed order of each process, with what it uses
- * at rest over the same time taken out, and of each thread of the orders
- * worker (by thread name: the workflow thread is `WorkerThread`). From /proc;
+ * only), waits until the stack has no unfinished order (the bench's drain, at
+ * most DRAIN_S), and prints the CPU ms per completed order of each process,
+ * with what it uses at rest over the same time taken out, and of each thread
+ * of the orders worker (by thread name: the workflow thread is `WorkerThread`). From /proc;
  * printed, not saved: a diagnosis. Every order leaves its rows behind, as
  * any order does.
  *
  *   npm start     (in another terminal, and let it settle)
  *   npm run bench:order-cost -- [rate] [seconds]     (default 20 orders/s for 60 s)
  *
- * API_URL (default http://127.0.0.1:3000), DATABASE_URL (default the stack's)
- * and ORDERFLOW_DATA_DIR (default .data) point it at another stack.
+ * API_URL (default the API's HOST and PORT), DATABASE_URL (default the
+ * stack's) and ORDERFLOW_DATA_DIR (default .data) point it at another stack.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
+import { cpuSeconds, threadsOf } from '../../scripts/lib/process.ts';
+import { pidFileOf, readPids } from '../../scripts/lib/stack-runner.ts';
 import { projectRoot } from '../../scripts/lib/tools.ts';
-import { pidFileOf } from '../../scripts/lib/stack-runner.ts';
+import { loadConfig } from '../../src/config/env.ts';
 import { delay, log, postOrder } from '../lib/e2e-kit.ts';
+import { drain } from '../lib/order-load.ts';
 import { CLK_TCK, procSnapshot, ticksBetween, type ProcessRef } from '../lib/proc-stats.ts';
 
 const rate = Number(process.argv[2] ?? 20);
@@ -34,30 +37,28 @@ if (!(seconds > 0 && seconds <= 600))
 const REST_S = 20;
 const DRAIN_S = 120;
 
-const apiUrl = process.env.API_URL ?? 'http://127.0.0.1:3000';
+const config = loadConfig();
+const apiUrl = process.env.API_URL ?? `http://${config.HOST}:${config.PORT}`;
 if (!['127.0.0.1', 'localhost', '[::1]'].includes(new URL(apiUrl).hostname))
   throw new Error(`load goes to loopback only; API_URL is ${apiUrl}`);
 const dataDir = path.resolve(process.env.ORDERFLOW_DATA_DIR ?? path.join(projectRoot, '.data'));
-const pidFile = pidFileOf(dataDir);
-if (!fs.existsSync(pidFile)) throw new Error(`no running stack: ${pidFile} is missing (npm start)`);
-const procs: ProcessRef[] = (
-  JSON.parse(fs.readFileSync(pidFile, 'utf8')) as { pid: number; name: string }[]
-).map(({ pid, name }) => ({ pid, name, running: true }));
+const procs: ProcessRef[] = readPids(dataDir).map(({ pid, name }) => ({
+  pid,
+  name,
+  running: true,
+}));
 if (!procs.some((p) => fs.existsSync(`/proc/${p.pid}`)))
-  throw new Error(`the stack ${pidFile} names is not running (npm start)`);
+  throw new Error(`no running stack in ${pidFileOf(dataDir)} (npm start)`);
 const ordersWorker = procs.find((p) => p.name === 'worker-orders')?.pid;
 
-/** CPU ticks of each thread of `pid`, summed by thread name. */
-function threadTicks(pid: number | undefined): Map<string, number> {
+/** CPU ms of each thread of `pid`, summed by thread name. */
+function threadMs(pid: number | undefined): Map<string, number> {
   const out = new Map<string, number>();
   if (pid === undefined) return out;
-  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+  for (const tid of threadsOf(pid)) {
     try {
       const name = fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
-      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      // utime + stime only: a thread's cutime and cstime are its process's (parseStat counts them).
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out.set(name, (out.get(name) ?? 0) + Number(f[11]) + Number(f[12]));
+      out.set(name, (out.get(name) ?? 0) + (cpuSeconds(pid, tid) ?? 0) * 1000);
     } catch {
       /* the thread ended meanwhile */
     }
@@ -66,10 +67,7 @@ function threadTicks(pid: number | undefined): Map<string, number> {
 }
 
 const ms = (ticks: number) => (ticks / CLK_TCK) * 1000;
-const db = new pg.Pool({
-  connectionString: process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/orderflow',
-  max: 2,
-});
+const db = new pg.Pool({ connectionString: config.DATABASE_URL, max: 2 });
 try {
   log(`at rest for ${REST_S} s`);
   const r0 = procSnapshot();
@@ -80,7 +78,7 @@ try {
 
   log(`${rate} orders/s for ${seconds} s`);
   const a = procSnapshot();
-  const threadsBefore = threadTicks(ordersWorker);
+  const threadsBefore = threadMs(ordersWorker);
   const count = Math.round(rate * seconds);
   const t0 = Date.now();
   const posts: Promise<string | null>[] = [];
@@ -95,18 +93,14 @@ try {
     );
   }
   const ids = (await Promise.all(posts)).filter((id): id is string => id !== null);
-  let completed = 0;
-  const deadline = Date.now() + DRAIN_S * 1000;
-  while (completed < ids.length && Date.now() < deadline) {
-    await delay(500);
-    const { rows } = await db.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM orders WHERE id = ANY($1::uuid[]) AND status = 'COMPLETED'`,
-      [ids],
-    );
-    completed = rows[0]?.n ?? 0;
-  }
+  await drain(db, 'orderflow', DRAIN_S);
+  const { rows } = await db.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM orders WHERE id = ANY($1::uuid[]) AND status = 'COMPLETED'`,
+    [ids],
+  );
+  const completed = rows[0]?.n ?? 0;
   const b = procSnapshot();
-  const threadsAfter = threadTicks(ordersWorker);
+  const threadsAfter = threadMs(ordersWorker);
   const loadSeconds = (b.at - a.at) / 1000;
   const load = ticksBetween(a, b, procs);
 
@@ -126,10 +120,12 @@ try {
     );
   }
   console.log('\n| orders worker thread | CPU ms per order |\n|---|--:|');
-  for (const [name, after] of [...threadsAfter].sort((x, y) => y[1] - x[1])) {
-    const d = after - (threadsBefore.get(name) ?? 0);
-    if (d > 0) console.log(`| ${name} | ${per(d)} |`);
-  }
+  const threads = [...threadsAfter].map(([name, after]) => ({
+    name,
+    spent: after - (threadsBefore.get(name) ?? 0),
+  }));
+  for (const { name, spent } of threads.sort((x, y) => y.spent - x.spent))
+    if (spent > 0) console.log(`| ${name} | ${completed ? (spent / completed).toFixed(2) : '–'} |`);
 } finally {
   await db.end();
 }

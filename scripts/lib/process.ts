@@ -168,10 +168,14 @@ export async function setAutogroupNiceness(
   }
 }
 
-/** The fields of /proc/<pid>/stat after the command name: [state, ppid, pgrp, ...]; undefined once it is gone. */
-export function statFields(pid: number): string[] | undefined {
+/**
+ * The fields of /proc/<pid>/stat after the command name: [state, ppid, pgrp, ...]
+ * (with `tid`, of that thread's /proc/<pid>/task/<tid>/stat); undefined once it is gone.
+ */
+export function statFields(pid: number, tid?: number): string[] | undefined {
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const file = tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`;
+    const stat = fs.readFileSync(file, 'utf8');
     return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
     return undefined;
@@ -195,14 +199,18 @@ export function groupMembers(pgid: number): number[] {
     });
 }
 
-/** CPU time (user + system, seconds, all threads) used so far by process `pid`; undefined once it is gone. */
-export function cpuSeconds(pid: number): number | undefined {
-  const f = statFields(pid);
+/**
+ * CPU time (user + system, seconds) used so far by process `pid`, all its
+ * threads (with `tid`, that thread alone); undefined once it is gone.
+ */
+export function cpuSeconds(pid: number, tid?: number): number | undefined {
+  const f = statFields(pid, tid);
   // utime and stime, fields 14 and 15 of /proc/<pid>/stat, in clock ticks (USER_HZ, 100 on Linux).
   return f ? (Number(f[11]) + Number(f[12])) / 100 : undefined;
 }
 
-function threadsOf(pid: number): number[] {
+/** The thread ids of process `pid`; none once it is gone. */
+export function threadsOf(pid: number): number[] {
   try {
     return fs.readdirSync(`/proc/${pid}/task`).map(Number);
   } catch {

@@ -24,12 +24,18 @@ export type Log = (msg: string) => void;
 /** Where a runner records the process groups it started (`stack:reset` refuses while they live). */
 export const pidFileOf = (dataDir: string): string => path.join(dataDir, 'run', 'pids.json');
 
+/** The process groups a runner recorded in `dataDir` (recordPids); none without a pid file. */
+export function readPids(dataDir: string): { pid: number; name: string }[] {
+  const pidFile = pidFileOf(dataDir);
+  if (!fs.existsSync(pidFile)) return [];
+  return JSON.parse(fs.readFileSync(pidFile, 'utf8')) as { pid: number; name: string }[];
+}
+
 /** Process groups left by a runner that was killed with SIGKILL are stopped first. */
 export function stopLeftovers(dataDir: string, log: Log): void {
   const pidFile = pidFileOf(dataDir);
   try {
-    const pids = JSON.parse(fs.readFileSync(pidFile, 'utf8')) as { pid: number; name: string }[];
-    for (const { pid, name } of pids) {
+    for (const { pid, name } of readPids(dataDir)) {
       try {
         process.kill(pid, 0);
         log(`stopping ${name} (pid ${pid}) left over from an earlier run`);

@@ -76,6 +76,8 @@ export async function freshTopic(partitions = 6, { deadLetterTopic = true } = {}
 
 export const uniqueGroupId = (name: string): string => `test.${name}.${randomUUID()}`;
 
+let currencySequence: Promise<unknown> | undefined;
+
 /**
  * A currency code no other test of the run uses, so each test's analytics rows
  * stay apart: the next number of a sequence in the run's database (shared by
@@ -84,11 +86,12 @@ export const uniqueGroupId = (name: string): string => `test.${name}.${randomUUI
  * the same code, and each saw the other's rows.
  */
 export async function uniqueCurrency(): Promise<string> {
-  // Serialised: two sessions creating the same sequence at once can clash in the catalogue.
-  await db.$transaction([
+  // Once per process, serialised: two sessions creating the same sequence at once can clash in the catalogue.
+  currencySequence ??= db.$transaction([
     db.$executeRaw`SELECT pg_advisory_xact_lock(72430011)`,
     db.$executeRawUnsafe('CREATE SEQUENCE IF NOT EXISTS test_currency_codes MINVALUE 0 START 0'),
   ]);
+  await currencySequence;
   const [row] = await db.$queryRaw<{ n: bigint }[]>`SELECT nextval('test_currency_codes') AS n`;
   const n = Number(row!.n);
   if (n >= 4 * 26 * 26) throw new Error(`out of test currency codes (${n})`);
